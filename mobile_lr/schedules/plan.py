@@ -1,0 +1,131 @@
+"""The progress map: how a schedule follows a budget that keeps changing.
+
+A *plan history* is a list ``[(t_0, T_0), (t_1, T_1), ...]`` meaning "at step
+``t_k`` the planned total became ``T_k``" (``t_0 == 0``). A progress-based shape
+is not evaluated at the raw step ``t`` but at a *virtual step* ``u(t)`` on the
+scale of the current total, built piecewise:
+
+- before any re-plan, ``u(t) = t`` exactly (so a schedule with one plan is
+  bit-identical to its PyTorch counterpart);
+- when the total changes from ``T_old`` to ``T_new`` at ``t0``, the progress
+  reached so far, ``p0 = u(t0) / T_old``, is kept, and the remaining progress
+  ``1 - p0`` is spread linearly over the remaining ``T_new - t0`` steps::
+
+      u(t) = p0*T_new + (t - t0) * (T_new - p0*T_new) / (T_new - t0)
+
+  so ``u(T_new) == T_new``: the shape reaches its end value exactly at the new
+  total, and the LR is continuous at ``t0`` (progress does not jump);
+- a total at or below the current step means "the budget is spent": the shape
+  sits at its end value.
+
+All functions here are pure and work on Python floats or numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mobile_lr.validation import ValidationError
+
+from ._ops import Ops
+
+PlanHistory = Sequence[tuple[int, int]]
+
+__all__ = ["PlanHistory", "Segment", "check_plan", "segments", "shift", "warp"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One linear piece of the progress map, valid from ``start`` on."""
+
+    start: int  # first step (in the shape's local time) this piece applies to
+    u0: float  # virtual step at ``start``
+    end: int  # planned total of this piece (>= 1)
+
+    @property
+    def slope(self) -> float:
+        remaining = self.end - self.start
+        return (self.end - self.u0) / remaining if remaining > 0 else 0.0
+
+    def u_at(self, s: float) -> float:
+        if self.end - self.start <= 0:
+            return float(self.end)
+        return min(self.u0 + (s - self.start) * self.slope, float(self.end))
+
+
+def check_plan(plan: Any, field: str = "plan") -> list[tuple[int, int]]:
+    """Validate a plan history and return it as a list of int pairs."""
+    if not isinstance(plan, list | tuple) or not plan:
+        raise ValidationError(field, "expected a non-empty list of [step, total] pairs",
+                              "[[0, T0], [t1, T1], ...] with steps non-decreasing")
+    out: list[tuple[int, int]] = []
+    for i, item in enumerate(plan):
+        if (not isinstance(item, list | tuple) or len(item) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in item)):
+            raise ValidationError(f"{field}[{i}]", f"expected [step, total] integers, got {item!r}",
+                                  "two integers >= 0")
+        t, total = int(item[0]), int(item[1])
+        if t < 0 or total < 0:
+            raise ValidationError(f"{field}[{i}]", f"negative value in {item!r}", "integers >= 0")
+        if i == 0 and t != 0:
+            raise ValidationError(f"{field}[0]", f"the first plan must start at step 0, got {t}",
+                                  "[0, T0]")
+        if out and t < out[-1][0]:
+            raise ValidationError(f"{field}[{i}]", f"step {t} goes back in time", "non-decreasing steps")
+        out.append((t, total))
+    return out
+
+
+def shift(plan: PlanHistory, offset: int) -> list[tuple[int, int]]:
+    """The plan history as seen by a part of the schedule that starts at ``offset``.
+
+    Entries at or before ``offset`` collapse into the part's initial total (the
+    part had made no progress yet); later entries move into its local time.
+    """
+    first = plan[0]
+    later: list[tuple[int, int]] = []
+    for t, total in plan:
+        if t <= offset:
+            first = (t, total)
+        else:
+            later.append((t - offset, total - offset))
+    return [(0, first[1] - offset), *later]
+
+
+def segments(plan: PlanHistory) -> list[Segment]:
+    """Build the piecewise-linear progress map of a (local) plan history."""
+    segs = [Segment(0, 0.0, max(int(plan[0][1]), 1))]
+    for t, total in plan[1:]:
+        prev = segs[-1]
+        progress = prev.u_at(t) / prev.end
+        end = max(int(total), 1)
+        segs.append(Segment(int(t), progress * end, end))
+    return segs
+
+
+def warp(ops: Ops, s: Any, segs: Sequence[Segment]) -> tuple[Any, Any]:
+    """Virtual step ``u`` and current total ``E`` at local step(s) ``s``."""
+    if ops.name == "scalar":
+        seg = segs[0]
+        for cand in segs[1:]:
+            if s >= cand.start:
+                seg = cand
+            else:
+                break
+        return seg.u_at(s), float(seg.end)
+    u = None
+    e = None
+    for seg in segs:
+        if seg.end - seg.start <= 0:
+            u_seg = ops.zeros_like(s) + float(seg.end)
+        else:
+            u_seg = ops.minimum(seg.u0 + (s - seg.start) * seg.slope, float(seg.end))
+        if u is None:
+            u, e = u_seg, ops.zeros_like(s) + float(seg.end)
+        else:
+            mask = s >= seg.start
+            u = ops.where(mask, u_seg, u)
+            e = ops.where(mask, float(seg.end), e)
+    return u, e

@@ -5,7 +5,8 @@ either on Python floats (``SCALAR``: a manager asking for one step's LR pays
 for a handful of ``math`` calls, well under a microsecond each) or on numpy
 arrays (``ARRAY``: a plot or a fleet simulation evaluates thousands of steps in
 one call). Keeping one formula for both is what guarantees the scalar and the
-vectorised answers agree bit for bit.
+vectorised answers agree to rounding (numpy's SIMD ``pow`` and ``cos`` may
+differ from libm's in the last bit, nothing more).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ is not evaluated at the raw step ``t`` but at a *virtual step* ``u(t)`` on the
 scale of the current total, built piecewise:
 
 - before any re-plan, ``u(t) = t`` exactly (so a schedule with one plan is
-  bit-identical to its PyTorch counterpart);
+  identical to its PyTorch counterpart, step for step);
 - when the total changes from ``T_old`` to ``T_new`` at ``t0``, the progress
   reached so far, ``p0 = u(t0) / T_old``, is kept, and the remaining progress
   ``1 - p0`` is spread linearly over the remaining ``T_new - t0`` steps::

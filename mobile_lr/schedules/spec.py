@@ -134,7 +134,7 @@ class Schedule:
 
     def lrs(self, ts: Sequence[int] | np.ndarray, plan: _plan.PlanHistory | None = None,
             plateau: Mapping[str, Any] | None = None) -> np.ndarray:
-        """Vectorised :meth:`lr` over many steps (bit-identical to the scalar path)."""
+        """Vectorised :meth:`lr` over many steps (equal to the scalar path up to the last bit)."""
         t = np.asarray(ts, dtype=np.float64)
         with np.errstate(all="ignore"):
             out = self._eval(ARRAY, t, self.plan_or_default(plan), plateau)

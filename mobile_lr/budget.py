@@ -1,0 +1,505 @@
+"""Budget planner: how many training steps a phone can afford from its state now.
+
+:func:`plan` integrates the device model of :mod:`mobile_lr.device` forward one
+training step at a time, so throttling that *will* happen is accounted for (a
+step at thermal status ``s`` takes ``1/throughput[s]`` times longer, heats less,
+and costs slightly more energy), and stops at the first step whose end would be
+below the battery floor, above the allowed thermal status, past the time budget,
+or past ``max_steps``. Runs of steps in which nothing changes (same thermal
+status, same battery regime) are jumped over with the closed forms
+
+    T_n = T_ss + (T_0 - T_ss)·q^n,  q = e^{-d/τ};   level_n = level_0 + n·δ
+
+(or ``v_n = v_0 + n·λ·d`` in the CV taper), and the step at an event is taken
+exactly with :func:`mobile_lr.device.advance`; a plan costs a few dozen exact
+steps whatever its length.
+
+:class:`CostEstimator` learns the real per-step time and power from observations
+(median of the recent ones, normalised to full speed) and offers a pessimistic
+cost whose factors shrink from the stated prior uncertainty to the observed
+spread. :func:`sustained_rate` is the steps per second a phone can keep up under
+the thermal limit, for plans that look beyond the current OS window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mobile_lr.device import (
+    DeviceProfile,
+    DeviceState,
+    ThermalStatus,
+    advance,
+    parse_thermal_status,
+)
+from mobile_lr.validation import (
+    ValidationError,
+    check_keys,
+    check_number,
+    get_bool,
+    get_choice,
+    get_int,
+    get_number,
+    get_object,
+    join,
+)
+
+__all__ = [
+    "LIMITING_FACTORS",
+    "CostEstimator",
+    "Plan",
+    "Policy",
+    "StepCost",
+    "load_policy",
+    "plan",
+    "sustained_rate",
+]
+
+POLICY_FORMAT = "mobile-lr.policy/1"
+LIMITING_FACTORS = ("battery", "thermal", "time", "none")
+HORIZONS = ("session", "deadline")
+MAX_PLAN_STEPS = 10**9
+
+
+# --------------------------------------------------------------------------- policy
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What the user allows.
+
+    * ``battery_floor``: no step may end below this level (fraction in [0, 1)).
+    * ``max_thermal``: highest thermal status a step may end in.
+    * ``window_s``: time budget of one session; None = the OS window of the
+      profile (10 min on battery, 30 min on the charger).
+    * ``deadline_s``: absolute device time by which the run must end (optional).
+    * ``charging_only``: train only while plugged in.
+    * ``thermal_margin_c``: the planner keeps the predicted temperature this far
+      below the next status's threshold (covers an unknown ambient, sensor lag).
+    * ``horizon``: ``"session"`` — the run ends with the current session, so the
+      schedule anneals by its end; ``"deadline"`` — sessions (OS windows, thermal
+      pauses) are interruptions of one run that ends at ``deadline_s``.
+    """
+
+    battery_floor: float = 0.2
+    max_thermal: ThermalStatus = ThermalStatus.MODERATE
+    window_s: float | None = None
+    deadline_s: float | None = None
+    charging_only: bool = False
+    thermal_margin_c: float = 1.0
+    horizon: str = "session"
+
+    def __post_init__(self) -> None:
+        check_number(self.battery_floor, "battery_floor", lo=0.0, hi=1.0, hi_open=True)
+        object.__setattr__(self, "max_thermal", parse_thermal_status(self.max_thermal,
+                                                                     "max_thermal"))
+        if self.window_s is not None:
+            check_number(self.window_s, "window_s", lo=0.0, lo_open=True)
+        if self.deadline_s is not None:
+            check_number(self.deadline_s, "deadline_s")
+        if not isinstance(self.charging_only, bool):
+            raise ValidationError("charging_only", f"expected true or false, got "
+                                  f"{self.charging_only!r}")
+        check_number(self.thermal_margin_c, "thermal_margin_c", lo=0.0)
+        if self.horizon not in HORIZONS:
+            raise ValidationError("horizon", f"unknown value {self.horizon!r}", ", ".join(HORIZONS))
+        if self.horizon == "deadline" and self.deadline_s is None:
+            raise ValidationError("deadline_s", "missing: horizon 'deadline' needs a deadline",
+                                  "a device time in seconds")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": POLICY_FORMAT, "battery_floor": self.battery_floor,
+                "max_thermal": self.max_thermal.name, "window_s": self.window_s,
+                "deadline_s": self.deadline_s, "charging_only": self.charging_only,
+                "thermal_margin_c": self.thermal_margin_c, "horizon": self.horizon}
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str = "") -> Policy:
+        obj = get_object(obj, path)
+        check_keys(obj, path, ("format", "battery_floor", "max_thermal", "window_s",
+                               "deadline_s", "charging_only", "thermal_margin_c", "horizon"))
+        fmt = obj.get("format", POLICY_FORMAT)
+        if fmt != POLICY_FORMAT:
+            raise ValidationError(join(path, "format"), f"unknown format {fmt!r}", POLICY_FORMAT)
+        window = obj.get("window_s")
+        deadline = obj.get("deadline_s")
+        horizon = get_choice(obj, "horizon", path, HORIZONS, default="session")
+        if horizon == "deadline" and deadline is None:
+            raise ValidationError(join(path, "deadline_s"),
+                                  "missing: horizon 'deadline' needs a deadline",
+                                  "a device time in seconds")
+        return cls(
+            battery_floor=get_number(obj, "battery_floor", path, default=0.2, lo=0.0, hi=1.0,
+                                     hi_open=True),
+            max_thermal=parse_thermal_status(obj.get("max_thermal", "MODERATE"),
+                                             join(path, "max_thermal")),
+            window_s=None if window is None else get_number(obj, "window_s", path, lo=0.0,
+                                                            lo_open=True),
+            deadline_s=None if deadline is None else get_number(obj, "deadline_s", path),
+            charging_only=get_bool(obj, "charging_only", path, default=False),
+            thermal_margin_c=get_number(obj, "thermal_margin_c", path, default=1.0, lo=0.0),
+            horizon=horizon,
+        )
+
+    def thermal_limit_c(self, profile: DeviceProfile) -> float:
+        """Temperature a step's end must stay below: next status's threshold - margin."""
+        return profile.threshold(int(self.max_thermal) + 1) - self.thermal_margin_c
+
+
+def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
+    """A policy from a JSON file or a dict."""
+    if isinstance(source, Mapping):
+        return Policy.from_dict(source)
+    path = Path(source)
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValidationError("policy", f"{path.name} is not valid JSON: {err}") from None
+    return Policy.from_dict(obj)
+
+
+# --------------------------------------------------------------------------- cost and plan
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """Cost of one training step at full speed: wall seconds and whole-device joules."""
+
+    seconds: float
+    joules: float
+
+    def __post_init__(self) -> None:
+        check_number(self.seconds, "step_seconds", lo=0.0, lo_open=True)
+        check_number(self.joules, "step_joules", lo=0.0, lo_open=True)
+
+    @property
+    def power_w(self) -> float:
+        return self.joules / self.seconds
+
+    @classmethod
+    def from_profile(cls, profile: DeviceProfile) -> StepCost:
+        return cls(profile.step_seconds, profile.step_joules)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Steps affordable now, what stops them, and the predicted cost and end state."""
+
+    steps: int
+    limiting_factor: str
+    energy_j: float
+    seconds: float
+    end_level: float
+    end_temperature_c: float
+    end_status: ThermalStatus
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "limiting_factor": self.limiting_factor,
+                "energy_j": self.energy_j, "seconds": self.seconds, "end_level": self.end_level,
+                "end_temperature_c": self.end_temperature_c,
+                "end_status": self.end_status.name, "detail": self.detail}
+
+
+def _violation(profile: DeviceProfile, policy: Policy, new: DeviceState, elapsed: float,
+               time_budget: float, theta: float) -> str | None:
+    """Which limit the end of a step breaks, in the order battery, thermal, time."""
+    if new.level < policy.battery_floor or new.level <= 0.0:
+        return "battery"
+    if new.temperature_c >= theta or new.thermal_status > policy.max_thermal:
+        return "thermal"
+    if elapsed > time_budget:
+        return "time"
+    return None
+
+
+def _steps_below(x: float) -> int:
+    """Whole steps certainly inside a bound that is crossed at step ``x`` (one spare)."""
+    if not math.isfinite(x):
+        return MAX_PLAN_STEPS if x > 0 else 0
+    return max(0, math.floor(x) - 1)
+
+
+def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepCost, *,
+         max_steps: int | None = None, time_budget_s: float | None = None) -> Plan:
+    """Steps affordable from ``state`` under ``policy`` at per-step ``cost``.
+
+    ``time_budget_s`` is the time left in the current session (default: the
+    policy's window, else the profile's OS window for the charging state); it is
+    cut at the policy's deadline. ``max_steps`` caps the count (limiting factor
+    ``"none"`` when reached). ``cost`` is the full-speed cost; pass a pessimistic
+    one (:meth:`CostEstimator.pessimistic`) to get a plan that holds for any true
+    cost below it.
+    """
+    cap = MAX_PLAN_STEPS if max_steps is None else max(0, int(max_steps))
+    if time_budget_s is None:
+        time_budget_s = policy.window_s if policy.window_s is not None \
+            else profile.window_for(state.charging)
+    if policy.deadline_s is not None:
+        time_budget_s = min(time_budget_s, policy.deadline_s - state.time_s)
+    theta = policy.thermal_limit_c(profile)
+
+    def result(steps: int, factor: str, energy: float, seconds: float, st: DeviceState,
+               detail: str = "") -> Plan:
+        return Plan(steps, factor, energy, seconds, st.level, st.temperature_c,
+                    st.thermal_status, detail)
+
+    if not state.charging and (policy.charging_only or profile.requires_charging):
+        return result(0, "battery", 0.0, 0.0, state, "not charging")
+    if (not state.charging and profile.battery_not_low
+            and state.level <= profile.low_battery_level):
+        return result(0, "battery", 0.0, 0.0, state, "battery low")
+    if state.thermal_status > policy.max_thermal:
+        return result(0, "thermal", 0.0, 0.0, state, "thermal status above the policy")
+    if time_budget_s <= 0.0:
+        return result(0, "time", 0.0, 0.0, state, "no time left")
+
+    amb = state.ambient_c if state.ambient_c is not None else profile.ambient_c
+    state = DeviceState(state.level, state.charging, state.temperature_c, state.thermal_status,
+                        0.0, amb)
+    p_idle = profile.idle_power_w
+    p_full = max(cost.power_w, p_idle)
+    steps, elapsed, energy = 0, 0.0, 0.0
+    while steps < cap:
+        m = profile.throughput[state.thermal_status]
+        d = cost.seconds / m
+        load = p_idle + (p_full - p_idle) * m
+        jump = min(_jump_length(profile, policy, state, load, d, theta, amb),
+                   _steps_below((time_budget_s - elapsed) / d), cap - steps)
+        if jump >= 2:
+            jumped = _jump(profile, policy, state, load, d, jump, theta, amb)
+            if jumped is not None:
+                state = jumped
+                steps += jump
+                elapsed += jump * d
+                energy += jump * load * d
+                continue
+        new, ledger = advance(profile, state, load, d)
+        factor = _violation(profile, policy, new, elapsed + d, time_budget_s, theta)
+        if factor is not None:
+            return result(steps, factor, energy, elapsed, state)
+        state, steps, elapsed, energy = new, steps + 1, elapsed + d, energy + ledger.consumed_j
+    return result(steps, "none", energy, elapsed, state)
+
+
+def _regime(profile: DeviceProfile, level: float, charging: bool, load: float
+            ) -> tuple[str, float]:
+    """Battery regime for a constant load and its boundary: ('drain', floor-side bound),
+    ('rise', level bound), ('taper', v bound) or ('full', 1)."""
+    if not charging:
+        return "drain", 0.0
+    a = profile.charge_efficiency * profile.charge_power_w
+    net = a - load
+    if net < 0.0:
+        return "drain", 0.0
+    if level >= 1.0:
+        return "full", 1.0
+    if net == 0.0:
+        return "rise", 1.0
+    l_star = profile.cv_knee + profile.cv_taper * math.log(a / net)
+    if level < l_star:
+        return "rise", min(l_star, 1.0)
+    return "taper", math.exp((1.0 - profile.cv_knee) / profile.cv_taper)
+
+
+def _heat(profile: DeviceProfile, regime: str, charging: bool, load: float) -> float:
+    eta = profile.charge_efficiency
+    if not charging:
+        return load
+    if regime == "full":
+        return load + (1.0 - eta) / eta * load
+    return load + (1.0 - eta) * profile.charge_power_w
+
+
+def _jump_length(profile: DeviceProfile, policy: Policy, st: DeviceState, load: float, d: float,
+                 theta: float, amb: float) -> int:
+    """Steps that certainly change no status, no battery regime and break no limit."""
+    status = int(st.thermal_status)
+    if profile.status_for(st.temperature_c, status) != status or st.temperature_c >= theta:
+        return 0
+    regime, bound = _regime(profile, st.level, st.charging, load)
+    if st.level < policy.battery_floor:
+        return 0  # only a rising level can get here; the exact step decides
+    e_full = profile.battery_j
+    n = MAX_PLAN_STEPS
+    a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0
+    if regime == "drain":
+        per_step = (load - a) * d / e_full
+        if per_step > 0.0:
+            n = min(n, _steps_below((st.level - max(policy.battery_floor, 0.0)) / per_step))
+    elif regime == "rise":
+        per_step = (a - load) * d / e_full
+        if per_step > 0.0:
+            n = min(n, _steps_below((bound - st.level) / per_step))
+    elif regime == "taper":
+        v0 = math.exp((st.level - profile.cv_knee) / profile.cv_taper)
+        per_step = a / (profile.cv_taper * e_full) * d
+        n = min(n, _steps_below((bound - v0) / per_step))
+    steady = amb + _heat(profile, regime, st.charging, load) * profile.thermal_resistance_k_per_w
+    log_q = -d / profile.tau_s
+    t0 = st.temperature_c
+    if steady > t0:
+        edge = min(theta, profile.threshold(status + 1))
+        if steady > edge:
+            n = min(n, _steps_below(math.log((steady - edge) / (steady - t0)) / log_q))
+    elif steady < t0 and status >= 1:
+        edge = profile.threshold(status) - profile.hysteresis_c
+        if steady < edge:
+            n = min(n, _steps_below(math.log((edge - steady) / (t0 - steady)) / log_q))
+    return n
+
+
+def _jump(profile: DeviceProfile, policy: Policy, st: DeviceState, load: float, d: float, n: int,
+          theta: float, amb: float) -> DeviceState | None:
+    """State after ``n`` identical steps in closed form, or None if a check fails."""
+    regime, bound = _regime(profile, st.level, st.charging, load)
+    e_full = profile.battery_j
+    a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0
+    if regime in ("drain", "rise"):
+        level = st.level + n * (a - load) * d / e_full
+        if regime == "drain" and (level < policy.battery_floor or level <= 0.0):
+            return None
+        if regime == "rise" and level >= bound:
+            return None
+    elif regime == "taper":
+        v0 = math.exp((st.level - profile.cv_knee) / profile.cv_taper)
+        v = v0 + n * a / (profile.cv_taper * e_full) * d
+        if v >= bound:
+            return None
+        level = profile.cv_knee + profile.cv_taper * math.log(v)
+    else:
+        level = 1.0
+    steady = amb + _heat(profile, regime, st.charging, load) * profile.thermal_resistance_k_per_w
+    temp = steady + (st.temperature_c - steady) * math.exp(-n * d / profile.tau_s)
+    status = int(st.thermal_status)
+    if temp >= theta or profile.status_for(temp, status) != status:
+        return None
+    return DeviceState(min(1.0, level), st.charging, temp, st.thermal_status, 0.0, amb)
+
+
+def sustained_rate(profile: DeviceProfile, policy: Policy, cost: StepCost, *, charging: bool,
+                   ambient_c: float | None = None) -> float:
+    """Steps per second a phone can keep up for hours under the thermal limit.
+
+    The average heat it may dissipate is ``(T_limit - T_amb)/R`` minus the
+    charger's loss; training at full speed for a fraction ``duty`` of the time
+    (cooling pauses in between) puts out ``P_idle + duty·(P_full - P_idle)``.
+    """
+    amb = profile.ambient_c if ambient_c is None else ambient_c
+    theta = policy.thermal_limit_c(profile)
+    p_idle = profile.idle_power_w
+    p_full = max(cost.power_w, p_idle)
+    if not math.isfinite(theta):
+        return 1.0 / cost.seconds
+    allowed = (theta - amb) / profile.thermal_resistance_k_per_w
+    if charging:
+        allowed -= (1.0 - profile.charge_efficiency) * profile.charge_power_w
+    if allowed >= p_full:
+        return 1.0 / cost.seconds
+    if allowed <= p_idle:
+        return 0.0
+    return (allowed - p_idle) / (p_full - p_idle) / cost.seconds
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+class CostEstimator:
+    """Robust running estimate of the full-speed step time and power.
+
+    Each observation is normalised to full speed with the throughput of the
+    status the step ran at (``seconds·m``; power ``P_idle + (P - P_idle)/m``).
+    The estimate is the median of the last ``window`` observations once there are
+    ``min_observations`` of them, the profile's prior before. The pessimistic
+    cost multiplies time and power by factors ``κ``: ``prior_factor`` before
+    enough observations (the profile may be off by that much), then
+    ``(1 + margin)·max(recent)/median`` clamped to ``[1 + margin, prior_factor]``.
+    Without energy observations the power keeps its prior and the factor
+    ``unobserved_power_factor``.
+    """
+
+    def __init__(self, prior: StepCost, *, idle_power_w: float, window: int = 15,
+                 min_observations: int = 3, prior_factor: float = 3.0, margin: float = 0.1,
+                 unobserved_power_factor: float = 1.5):
+        if window < 1 or min_observations < 1 or min_observations > window:
+            raise ValidationError("estimator.window", "need 1 <= min_observations <= window")
+        check_number(prior_factor, "estimator.prior_factor", lo=1.0)
+        check_number(margin, "estimator.margin", lo=0.0)
+        check_number(unobserved_power_factor, "estimator.unobserved_power_factor", lo=1.0)
+        self.prior = prior
+        self.idle_power_w = idle_power_w
+        self.window = window
+        self.min_observations = min_observations
+        self.prior_factor = prior_factor
+        self.margin = margin
+        self.unobserved_power_factor = unobserved_power_factor
+        self.seconds: list[float] = []
+        self.powers: list[float] = []
+        self.count = 0
+
+    def observe(self, seconds: float, energy_j: float | None = None, throttle: float = 1.0
+                ) -> None:
+        """Record one step; non-finite or non-positive values are ignored."""
+        if not (math.isfinite(seconds) and seconds > 0.0 and 0.0 < throttle <= 1.0):
+            return
+        self.count += 1
+        self.seconds = [*self.seconds, seconds * throttle][-self.window:]
+        if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
+            power = energy_j / seconds
+            full = self.idle_power_w + (power - self.idle_power_w) / throttle
+            self.powers = [*self.powers, max(full, 1e-9)][-self.window:]
+
+    def _seconds(self) -> tuple[float, float]:
+        if len(self.seconds) < self.min_observations:
+            return self.prior.seconds, self.prior_factor
+        med = _median(self.seconds)
+        return med, self._factor(self.seconds, med)
+
+    def _power(self) -> tuple[float, float]:
+        if len(self.powers) < self.min_observations:
+            factor = self.prior_factor if len(self.seconds) < self.min_observations \
+                else self.unobserved_power_factor
+            return self.prior.power_w, factor
+        med = _median(self.powers)
+        return med, self._factor(self.powers, med)
+
+    def _factor(self, xs: list[float], med: float) -> float:
+        lo = 1.0 + self.margin
+        return min(self.prior_factor, max(lo, lo * max(xs) / med))
+
+    def estimate(self) -> StepCost:
+        s, _ = self._seconds()
+        p, _ = self._power()
+        return StepCost(s, s * p)
+
+    def pessimistic(self) -> StepCost:
+        s, ks = self._seconds()
+        p, kp = self._power()
+        return StepCost(s * ks, s * ks * p * kp)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"seconds": list(self.seconds), "powers": list(self.powers), "count": self.count}
+
+    def load_state_dict(self, obj: Mapping[str, Any], path: str = "estimator") -> None:
+        obj = get_object(obj, path)
+        check_keys(obj, path, ("seconds", "powers", "count"), required=("seconds", "powers"))
+        for key in ("seconds", "powers"):
+            vals = obj[key]
+            if not isinstance(vals, list):
+                raise ValidationError(join(path, key), "expected a list of numbers")
+            for i, v in enumerate(vals):
+                check_number(v, join(join(path, key), i), lo=0.0, lo_open=True)
+        self.seconds = [float(v) for v in obj["seconds"]][-self.window:]
+        self.powers = [float(v) for v in obj["powers"]][-self.window:]
+        self.count = get_int(obj, "count", path, default=len(self.seconds), lo=0)

@@ -1,0 +1,731 @@
+"""Phone model: battery, power, RC thermal model, Android thermal status, OS window.
+
+A :class:`DeviceProfile` holds the numbers of one phone class (validated, frozen,
+loaded from JSON, TOML, a dict or a built-in name). A :class:`DeviceState` is what
+a training loop can read on a phone (battery level, charging, temperature,
+thermal status, time). :func:`advance` moves a state forward over an interval of
+constant load power *exactly*: the battery follows a CC-CV charge curve in closed
+form and the skin temperature follows the first-order RC solution
+
+    T(t) = T_amb + P·R·(1 - e^{-t/τ}) + (T0 - T_amb)·e^{-t/τ},   τ = R·C
+
+on every piece of the interval where the heat input is constant (the pieces are
+split at the battery events that change it). :class:`SimulatedDevice` wraps it
+for the simulator and tests; :class:`FleetDevices` advances N phones at once as
+numpy arrays with the same formulas.
+
+Model choices (see ``docs/DECISIONS.md``, "Device, planner and manager"):
+
+* Training at thermal status ``s`` runs at throughput ``m = throughput[s]``: a
+  step of ``w`` seconds of full-speed work takes ``w / m`` seconds and the load is
+  ``P_idle + (P_train - P_idle)·m``. The dynamic part of the energy per step is
+  unchanged by throttling (reference devices.md §5.3) and the idle part grows
+  with the longer step, so a throttled step costs slightly more energy.
+* The throttle of a step is fixed by the status at its start; the status is
+  re-evaluated at the end of every piece of constant heat, with the AOSP
+  hysteresis (up at ``T >= threshold``, down below ``threshold - hysteresis``).
+  Temperature is monotone on a piece, so this is exact for that rule.
+* Charging: charger output ``a = η·P_chg`` serves the load first; the battery
+  accepts at most ``a`` below the CV knee and ``a·exp(-(level - knee)/k)`` above
+  it (devices.md §2.4). Heat from charging is the conversion loss
+  ``(1 - η)·P_chg`` while the battery is not full (an upper bound in the taper,
+  which keeps the heat piecewise constant so the RC closed form stays exact) and
+  ``(1 - η)/η·P_load`` once full, when the charger only carries the load.
+* An empty battery switches the phone off (load 0) for the rest of the interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobile_lr.validation import (
+    ValidationError,
+    check_keys,
+    check_number,
+    get_bool,
+    get_number,
+    get_object,
+    join,
+)
+
+__all__ = [
+    "BUILTIN_PROFILES",
+    "DeviceProfile",
+    "DeviceState",
+    "FleetDevices",
+    "Ledger",
+    "SimulatedDevice",
+    "StepResult",
+    "ThermalStatus",
+    "advance",
+    "cool_down_seconds",
+    "load_profile",
+    "parse_thermal_status",
+    "temperature_from_headroom",
+]
+
+PROFILE_FORMAT = "mobile-lr.device/1"
+BUILTIN_PROFILES = ("low-end", "mid-range", "flagship")
+
+
+class ThermalStatus(IntEnum):
+    """``PowerManager.THERMAL_STATUS_*`` with their AOSP values (devices.md §1.2)."""
+
+    NONE = 0
+    LIGHT = 1
+    MODERATE = 2
+    SEVERE = 3
+    CRITICAL = 4
+    EMERGENCY = 5
+    SHUTDOWN = 6
+
+
+STATUS_NAMES = tuple(s.name for s in ThermalStatus)
+
+
+def parse_thermal_status(value: Any, field: str = "thermal_status") -> ThermalStatus:
+    """A status from its name (``"MODERATE"``, case-insensitive) or its AOSP integer."""
+    if isinstance(value, ThermalStatus):
+        return value
+    if isinstance(value, str) and value.upper() in STATUS_NAMES:
+        return ThermalStatus[value.upper()]
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 6:
+        return ThermalStatus(value)
+    raise ValidationError(field, f"unknown thermal status {value!r}",
+                          ", ".join(STATUS_NAMES) + " or 0..6")
+
+
+# --------------------------------------------------------------------------- profile
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """The numbers of one phone class. All powers in W, energies in J, times in s.
+
+    ``thresholds_c[i]`` is the skin temperature at which status ``i + 1`` (LIGHT ..
+    SHUTDOWN) begins; ``throughput[s]`` the fraction of full training speed at
+    status ``s`` (NONE .. SHUTDOWN, non-increasing, in (0, 1]).
+    """
+
+    name: str
+    battery_wh: float
+    idle_power_w: float
+    train_power_w: float
+    charge_power_w: float
+    charge_efficiency: float
+    cv_knee: float
+    cv_taper: float
+    thermal_resistance_k_per_w: float
+    heat_capacity_j_per_k: float
+    ambient_c: float
+    thresholds_c: tuple[float, ...]
+    hysteresis_c: float
+    throughput: tuple[float, ...]
+    step_seconds: float
+    window_s: float
+    window_charging_s: float
+    requires_charging: bool = False
+    battery_not_low: bool = True
+    device_idle: bool = False
+    low_battery_level: float = 0.15
+    state_of_health: float = 1.0
+    description: str = ""
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    # ---- derived quantities
+    @property
+    def battery_j(self) -> float:
+        """Full usable energy: rated Wh × state of health × 3600."""
+        return self.battery_wh * self.state_of_health * 3600.0
+
+    @property
+    def tau_s(self) -> float:
+        return self.thermal_resistance_k_per_w * self.heat_capacity_j_per_k
+
+    @property
+    def step_joules(self) -> float:
+        """Energy of one full-speed step at the profile's training power."""
+        return self.train_power_w * self.step_seconds
+
+    def threshold(self, status: int) -> float:
+        """Temperature at which ``status`` begins; -inf for NONE, +inf beyond SHUTDOWN."""
+        if status <= 0:
+            return -math.inf
+        if status > 6:
+            return math.inf
+        return self.thresholds_c[status - 1]
+
+    def window_for(self, charging: bool) -> float:
+        """OS background window: a Worker's 10 min, 30 min per job on the charger (§1.4-1.5)."""
+        return self.window_charging_s if charging else self.window_s
+
+    def status_for(self, temperature_c: float, previous: int = 0) -> ThermalStatus:
+        """Status after reaching ``temperature_c`` from ``previous``, with hysteresis.
+
+        The highest status ``k`` with ``T >= threshold(k)`` for ``k`` above ``previous``
+        and ``T >= threshold(k) - hysteresis`` for ``k <= previous``.
+        """
+        status = 0
+        for k in range(6, 0, -1):
+            edge = self.thresholds_c[k - 1] - (self.hysteresis_c if k <= previous else 0.0)
+            if temperature_c >= edge:
+                status = k
+                break
+        return ThermalStatus(status)
+
+    def load_power(self, throttle: float) -> float:
+        """Whole-device power while training at throughput ``throttle``."""
+        return self.idle_power_w + (self.train_power_w - self.idle_power_w) * throttle
+
+    # ---- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": PROFILE_FORMAT,
+            "name": self.name,
+            "description": self.description,
+            "battery": {"capacity_wh": self.battery_wh, "state_of_health": self.state_of_health},
+            "power": {"idle_w": self.idle_power_w, "train_w": self.train_power_w},
+            "charging": {"power_w": self.charge_power_w, "efficiency": self.charge_efficiency,
+                         "cv_knee": self.cv_knee, "cv_taper": self.cv_taper},
+            "thermal": {
+                "resistance_k_per_w": self.thermal_resistance_k_per_w,
+                "capacity_j_per_k": self.heat_capacity_j_per_k,
+                "ambient_c": self.ambient_c,
+                "hysteresis_c": self.hysteresis_c,
+                "thresholds_c": dict(zip(STATUS_NAMES[1:], self.thresholds_c, strict=True)),
+                "throughput": dict(zip(STATUS_NAMES, self.throughput, strict=True)),
+            },
+            "compute": {"step_seconds": self.step_seconds},
+            "os": {"window_s": self.window_s, "window_charging_s": self.window_charging_s,
+                   "requires_charging": self.requires_charging,
+                   "battery_not_low": self.battery_not_low, "device_idle": self.device_idle,
+                   "low_battery_level": self.low_battery_level},
+            "sources": dict(self.sources),
+        }
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str = "") -> DeviceProfile:
+        return _parse_profile(obj, path)
+
+
+_TOP_KEYS = ("format", "name", "description", "battery", "power", "charging", "thermal",
+             "compute", "os", "sources")
+
+
+def _parse_profile(obj: Any, path: str) -> DeviceProfile:
+    obj = get_object(obj, path)
+    check_keys(obj, path, _TOP_KEYS, required=("name", "battery", "power", "charging",
+                                               "thermal", "compute"))
+    fmt = obj.get("format", PROFILE_FORMAT)
+    if fmt != PROFILE_FORMAT:
+        raise ValidationError(join(path, "format"), f"unknown format {fmt!r}", PROFILE_FORMAT)
+    name = obj["name"]
+    if not isinstance(name, str) or not name:
+        raise ValidationError(join(path, "name"), f"expected a non-empty string, got {name!r}")
+    description = obj.get("description", "")
+    if not isinstance(description, str):
+        raise ValidationError(join(path, "description"), "expected a string")
+
+    p = join(path, "battery")
+    bat = get_object(obj["battery"], p)
+    check_keys(bat, p, ("capacity_wh", "capacity_mah", "nominal_voltage", "state_of_health"))
+    if "capacity_wh" in bat:
+        if "capacity_mah" in bat or "nominal_voltage" in bat:
+            raise ValidationError(join(p, "capacity_wh"),
+                                  "give either capacity_wh or capacity_mah + nominal_voltage")
+        battery_wh = get_number(bat, "capacity_wh", p, lo=0.0, lo_open=True)
+    elif "capacity_mah" in bat:
+        mah = get_number(bat, "capacity_mah", p, lo=0.0, lo_open=True)
+        volts = get_number(bat, "nominal_voltage", p, lo=0.0, lo_open=True)
+        battery_wh = mah * volts / 1000.0
+    else:
+        raise ValidationError(join(p, "capacity_wh"), "missing battery capacity",
+                              "capacity_wh, or capacity_mah with nominal_voltage")
+    soh = get_number(bat, "state_of_health", p, default=1.0, lo=0.0, hi=1.0, lo_open=True)
+
+    p = join(path, "power")
+    pw = get_object(obj["power"], p)
+    check_keys(pw, p, ("idle_w", "train_w"), required=("idle_w", "train_w"))
+    idle = get_number(pw, "idle_w", p, lo=0.0)
+    train = get_number(pw, "train_w", p, lo=0.0, lo_open=True)
+    if train < idle:
+        raise ValidationError(join(p, "train_w"), f"{train} is below idle_w {idle}",
+                              "a training power >= the idle power")
+
+    p = join(path, "charging")
+    ch = get_object(obj["charging"], p)
+    check_keys(ch, p, ("power_w", "efficiency", "cv_knee", "cv_taper"), required=("power_w",))
+    charge_w = get_number(ch, "power_w", p, lo=0.0)
+    eff = get_number(ch, "efficiency", p, default=0.88, lo=0.0, hi=1.0, lo_open=True)
+    knee = get_number(ch, "cv_knee", p, default=0.8, lo=0.0, hi=1.0)
+    taper = get_number(ch, "cv_taper", p, default=0.07, lo=0.0, lo_open=True)
+
+    p = join(path, "thermal")
+    th = get_object(obj["thermal"], p)
+    check_keys(th, p, ("resistance_k_per_w", "capacity_j_per_k", "ambient_c", "thresholds_c",
+                       "hysteresis_c", "throughput"),
+               required=("resistance_k_per_w", "capacity_j_per_k", "ambient_c"))
+    r = get_number(th, "resistance_k_per_w", p, lo=0.0, lo_open=True)
+    c = get_number(th, "capacity_j_per_k", p, lo=0.0, lo_open=True)
+    amb = get_number(th, "ambient_c", p, lo=-50.0, hi=80.0)
+    hyst = get_number(th, "hysteresis_c", p, default=1.9, lo=0.0)
+    thresholds = _parse_status_table(th.get("thresholds_c", _DEFAULT_THRESHOLDS),
+                                     join(p, "thresholds_c"), STATUS_NAMES[1:])
+    for k in range(1, len(thresholds)):
+        if thresholds[k] <= thresholds[k - 1]:
+            raise ValidationError(join(join(p, "thresholds_c"), STATUS_NAMES[k + 1]),
+                                  "thresholds must increase from LIGHT to SHUTDOWN",
+                                  f"a temperature above {thresholds[k - 1]}")
+    throughput = _parse_status_table(th.get("throughput", _DEFAULT_THROUGHPUT),
+                                     join(p, "throughput"), STATUS_NAMES, lo=0.0, hi=1.0,
+                                     lo_open=True)
+    for k in range(1, len(throughput)):
+        if throughput[k] > throughput[k - 1]:
+            raise ValidationError(join(join(p, "throughput"), STATUS_NAMES[k]),
+                                  "throughput must not rise with the thermal status",
+                                  f"a factor in (0, {throughput[k - 1]}]")
+
+    p = join(path, "compute")
+    cp = get_object(obj["compute"], p)
+    check_keys(cp, p, ("step_seconds",), required=("step_seconds",))
+    step_s = get_number(cp, "step_seconds", p, lo=0.0, lo_open=True)
+
+    p = join(path, "os")
+    osd = get_object(obj.get("os", {}), p)
+    check_keys(osd, p, ("window_s", "window_charging_s", "requires_charging", "battery_not_low",
+                        "device_idle", "low_battery_level"))
+    window = get_number(osd, "window_s", p, default=600.0, lo=0.0, lo_open=True)
+    window_ch = get_number(osd, "window_charging_s", p, default=1800.0, lo=0.0, lo_open=True)
+    low = get_number(osd, "low_battery_level", p, default=0.15, lo=0.0, hi=1.0, hi_open=True)
+
+    sources = obj.get("sources", {})
+    sp = join(path, "sources")
+    get_object(sources, sp)
+    for key, val in sources.items():
+        if not isinstance(val, str):
+            raise ValidationError(join(sp, key), "expected a citation string")
+
+    return DeviceProfile(
+        name=name, description=description, battery_wh=battery_wh, state_of_health=soh,
+        idle_power_w=idle, train_power_w=train, charge_power_w=charge_w, charge_efficiency=eff,
+        cv_knee=knee, cv_taper=taper, thermal_resistance_k_per_w=r, heat_capacity_j_per_k=c,
+        ambient_c=amb, thresholds_c=thresholds, hysteresis_c=hyst, throughput=throughput,
+        step_seconds=step_s, window_s=window, window_charging_s=window_ch,
+        requires_charging=get_bool(osd, "requires_charging", p, default=False),
+        battery_not_low=get_bool(osd, "battery_not_low", p, default=True),
+        device_idle=get_bool(osd, "device_idle", p, default=False),
+        low_battery_level=low, sources=dict(sources),
+    )
+
+
+# Pixel-style VIRTUAL-SKIN thresholds (devices.md §2.5) and status multipliers (§5.3 a).
+_DEFAULT_THRESHOLDS = {"LIGHT": 39.0, "MODERATE": 43.0, "SEVERE": 45.0, "CRITICAL": 47.0,
+                       "EMERGENCY": 52.0, "SHUTDOWN": 55.0}
+_DEFAULT_THROUGHPUT = {"NONE": 1.0, "LIGHT": 0.9, "MODERATE": 0.75, "SEVERE": 0.55,
+                       "CRITICAL": 0.35, "EMERGENCY": 0.35, "SHUTDOWN": 0.35}
+
+
+def _parse_status_table(value: Any, path: str, names: tuple[str, ...], **bounds: Any
+                        ) -> tuple[float, ...]:
+    """An object keyed by status name, or a list in status order."""
+    if isinstance(value, list):
+        if len(value) != len(names):
+            raise ValidationError(path, f"expected {len(names)} values, got {len(value)}",
+                                  ", ".join(names))
+        return tuple(check_number(v, join(path, i), **bounds) for i, v in enumerate(value))
+    obj = get_object(value, path)
+    check_keys(obj, path, names, required=names)
+    return tuple(get_number(obj, n, path, **bounds) for n in names)
+
+
+def load_profile(source: str | Path | Mapping[str, Any] | DeviceProfile) -> DeviceProfile:
+    """A profile from a built-in name, a ``.json``/``.toml`` file, or a dict."""
+    if isinstance(source, DeviceProfile):
+        return source
+    if isinstance(source, Mapping):
+        return _parse_profile(source, "")
+    text_name = str(source)
+    if isinstance(source, str) and source in BUILTIN_PROFILES:
+        data = resources.files("mobile_lr").joinpath("data", "profiles", f"{source}.json")
+        return _parse_profile(json.loads(data.read_text(encoding="utf-8")), "")
+    path = Path(source)
+    if not path.is_file():
+        raise ValidationError("profile", f"unknown profile {text_name!r}",
+                              ", ".join(BUILTIN_PROFILES) + ", or a .json/.toml file")
+    text = path.read_text(encoding="utf-8")
+    try:
+        obj = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
+        raise ValidationError("profile", f"{path.name} is not valid "
+                              f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {err}"
+                              ) from None
+    return _parse_profile(obj, "")
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """What a training loop reads on the phone.
+
+    ``ambient_c`` is None when unknown (a phone has no ambient sensor): models then
+    use the profile's ambient temperature.
+    """
+
+    level: float
+    charging: bool
+    temperature_c: float
+    thermal_status: ThermalStatus
+    time_s: float = 0.0
+    ambient_c: float | None = None
+
+    def __post_init__(self) -> None:
+        check_number(self.level, "level", lo=0.0, hi=1.0)
+        check_number(self.temperature_c, "temperature_c", lo=-50.0, hi=150.0)
+        check_number(self.time_s, "time_s")
+        if not isinstance(self.charging, bool):
+            raise ValidationError("charging", f"expected true or false, got {self.charging!r}")
+        object.__setattr__(self, "thermal_status", parse_thermal_status(self.thermal_status))
+        if self.ambient_c is not None:
+            check_number(self.ambient_c, "ambient_c", lo=-50.0, hi=80.0)
+
+    @classmethod
+    def initial(cls, profile: DeviceProfile, level: float, charging: bool = False,
+                temperature_c: float | None = None, time_s: float = 0.0,
+                ambient_c: float | None = None) -> DeviceState:
+        """A state whose status follows from the temperature (default: ambient)."""
+        temp = (ambient_c if ambient_c is not None else profile.ambient_c) \
+            if temperature_c is None else temperature_c
+        return cls(level=level, charging=charging, temperature_c=temp,
+                   thermal_status=profile.status_for(temp), time_s=time_s, ambient_c=ambient_c)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.level, "charging": self.charging,
+                "temperature_c": self.temperature_c, "thermal_status": self.thermal_status.name,
+                "time_s": self.time_s, "ambient_c": self.ambient_c}
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str = "state") -> DeviceState:
+        obj = get_object(obj, path)
+        check_keys(obj, path, ("level", "charging", "temperature_c", "thermal_status", "time_s",
+                               "ambient_c"),
+                   required=("level", "charging", "temperature_c", "thermal_status"))
+        amb = obj.get("ambient_c")
+        return cls(level=get_number(obj, "level", path, lo=0.0, hi=1.0),
+                   charging=get_bool(obj, "charging", path),
+                   temperature_c=get_number(obj, "temperature_c", path, lo=-50.0, hi=150.0),
+                   thermal_status=parse_thermal_status(obj["thermal_status"],
+                                                       join(path, "thermal_status")),
+                   time_s=get_number(obj, "time_s", path, default=0.0),
+                   ambient_c=None if amb is None else get_number(obj, "ambient_c", path,
+                                                                 lo=-50.0, hi=80.0))
+
+
+def temperature_from_headroom(profile: DeviceProfile, headroom: float) -> float:
+    """Skin temperature from ``PowerManager.getThermalHeadroom`` (devices.md §5.2).
+
+    Headroom is 1.0 at the SEVERE threshold and linear below it; the reference's
+    emulation puts 0.0 at ``T_SEVERE - 15 K``. Lets a phone without a skin sensor
+    feed the planner a temperature.
+    """
+    severe = profile.threshold(ThermalStatus.SEVERE)
+    return severe - 15.0 + 15.0 * headroom
+
+
+# --------------------------------------------------------------------------- exact advance
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """Energy flows over an interval, in J.
+
+    ``battery_j == efficiency · charger_in_j - consumed_j`` holds exactly in the
+    model (up to rounding): the battery receives what the charger delivers minus
+    what the phone consumed.
+    """
+
+    consumed_j: float = 0.0
+    charger_in_j: float = 0.0
+    battery_j: float = 0.0
+
+    def __add__(self, other: Ledger) -> Ledger:
+        return Ledger(self.consumed_j + other.consumed_j, self.charger_in_j + other.charger_in_j,
+                      self.battery_j + other.battery_j)
+
+
+def _rc(temp: float, heat_w: float, dt: float, ambient: float, r: float, tau: float) -> float:
+    """The RC closed form over ``dt`` seconds of constant heat input."""
+    steady = ambient + heat_w * r
+    return steady + (temp - steady) * math.exp(-dt / tau)
+
+
+def _battery_pieces(p: DeviceProfile, level: float, charging: bool, load_w: float, dt: float
+                    ) -> list[tuple[float, float, float, float, float]]:
+    """Split ``dt`` at battery events. Each piece: (seconds, level at end, heat W,
+    consumed J, charger J). Heat is constant on a piece."""
+    e_full = p.battery_j
+    pieces: list[tuple[float, float, float, float, float]] = []
+    eta = p.charge_efficiency
+    a = eta * p.charge_power_w if charging else 0.0
+    loss_heat = (1.0 - eta) * p.charge_power_w if charging else 0.0
+    remaining = dt
+    guard = 0
+    while remaining > 0.0 and guard < 8:
+        guard += 1
+        b = load_w if level > 0.0 or a > 0.0 else 0.0
+        net = a - b
+        if level <= 0.0 and net <= 0.0:
+            # switched off (empty, and the charger cannot carry the load): nothing flows
+            pieces.append((remaining, 0.0, 0.0, 0.0, 0.0))
+            break
+        if net < 0.0:
+            t_empty = level * e_full / -net
+            dur = min(remaining, t_empty)
+            new = 0.0 if dur == t_empty else max(0.0, level + net * dur / e_full)
+            charger = p.charge_power_w * dur if charging else 0.0
+            pieces.append((dur, new, b + loss_heat, b * dur, charger))
+            level, remaining = new, remaining - dur
+            continue
+        if level >= 1.0:
+            # full: the charger carries the load, the battery rests
+            heat = b + (1.0 - eta) / eta * b
+            pieces.append((remaining, 1.0, heat, b * remaining, b / eta * remaining))
+            break
+        knee, k = p.cv_knee, p.cv_taper
+        l_star = knee + k * math.log(a / net) if net > 0.0 else math.inf
+        if level < l_star:
+            if net == 0.0:
+                pieces.append((remaining, level, b + loss_heat, b * remaining,
+                               p.charge_power_w * remaining))
+                break
+            target = min(l_star, 1.0)
+            t_to = (target - level) * e_full / net
+            dur = min(remaining, t_to)
+            new = target if dur == t_to else min(level + net * dur / e_full, target)
+            pieces.append((dur, new, b + loss_heat, b * dur, p.charge_power_w * dur))
+            level, remaining = new, remaining - dur
+            if new >= l_star and new < 1.0:
+                level = max(new, l_star)
+            continue
+        # CV taper: v = exp((level - knee)/k) grows linearly at a/(k·E)
+        v0 = math.exp((level - knee) / k)
+        lam = a / (k * e_full)
+        v1 = math.exp((1.0 - knee) / k)
+        t_full = (v1 - v0) / lam
+        dur = min(remaining, t_full)
+        new = 1.0 if dur == t_full else min(1.0, knee + k * math.log(v0 + lam * dur))
+        stored = (new - level) * e_full
+        pieces.append((dur, new, b + loss_heat, b * dur, (b * dur + stored) / eta))
+        level, remaining = new, remaining - dur
+    return pieces
+
+
+def advance(profile: DeviceProfile, state: DeviceState, load_w: float, dt: float,
+            ambient_c: float | None = None) -> tuple[DeviceState, Ledger]:
+    """State after ``dt`` seconds at constant load ``load_w`` (plus charger heat), exactly.
+
+    ``ambient_c`` overrides the state's ambient (itself defaulting to the profile's).
+    Returns the new state and the energy ledger of the interval.
+    """
+    if dt < 0.0 or not math.isfinite(dt):
+        raise ValidationError("dt", f"{dt!r} is not a finite duration >= 0")
+    if dt == 0.0:
+        return state, Ledger()
+    amb = ambient_c if ambient_c is not None else (
+        state.ambient_c if state.ambient_c is not None else profile.ambient_c)
+    r, tau = profile.thermal_resistance_k_per_w, profile.tau_s
+    temp, status, level = state.temperature_c, int(state.thermal_status), state.level
+    consumed = charger = 0.0
+    for dur, new_level, heat, used, wall in _battery_pieces(profile, level, state.charging,
+                                                            load_w, dt):
+        temp = _rc(temp, heat, dur, amb, r, tau)
+        status = profile.status_for(temp, status)
+        consumed += used
+        charger += wall
+        level = new_level
+    battery = (level - state.level) * profile.battery_j
+    new_state = DeviceState(level=min(1.0, max(0.0, level)), charging=state.charging,
+                            temperature_c=temp, thermal_status=ThermalStatus(status),
+                            time_s=state.time_s + dt, ambient_c=state.ambient_c)
+    return new_state, Ledger(consumed, charger, battery)
+
+
+def cool_down_seconds(profile: DeviceProfile, state: DeviceState, target_c: float,
+                      heat_w: float | None = None) -> float:
+    """Seconds of rest until the temperature falls to ``target_c`` (inf if it never does).
+
+    ``heat_w`` defaults to the idle power plus the charger's loss when plugged in.
+    """
+    amb = state.ambient_c if state.ambient_c is not None else profile.ambient_c
+    if heat_w is None:
+        heat_w = profile.idle_power_w
+        if state.charging:
+            heat_w += (1.0 - profile.charge_efficiency) * profile.charge_power_w
+    steady = amb + heat_w * profile.thermal_resistance_k_per_w
+    if state.temperature_c <= target_c:
+        return 0.0
+    if steady >= target_c:
+        return math.inf
+    return profile.tau_s * math.log((state.temperature_c - steady) / (target_c - steady))
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One simulated training step: wall seconds, energy drawn (J), throughput used."""
+
+    seconds: float
+    energy_j: float
+    throttle: float
+    status_at_start: ThermalStatus
+
+
+class SimulatedDevice:
+    """A phone whose clock, battery and temperature are simulated exactly.
+
+    ``work_s`` of a step is its duration at full speed; ``train_power_w`` the
+    whole-device power at full speed (defaults: the profile's). Both can be set to
+    other values than the profile's, which is how tests make a profile wrong.
+    """
+
+    def __init__(self, profile: DeviceProfile, state: DeviceState | None = None, *,
+                 ambient_c: float | None = None, train_power_w: float | None = None,
+                 step_seconds: float | None = None):
+        self.profile = profile
+        self.ambient_c = profile.ambient_c if ambient_c is None else ambient_c
+        self.state = state if state is not None else DeviceState.initial(
+            profile, 1.0, ambient_c=self.ambient_c)
+        self.state = replace(self.state, ambient_c=self.ambient_c)
+        self.train_power_w = profile.train_power_w if train_power_w is None else train_power_w
+        self.step_seconds = profile.step_seconds if step_seconds is None else step_seconds
+        self.ledger = Ledger()
+
+    def _run(self, load_w: float, dt: float) -> Ledger:
+        self.state, led = advance(self.profile, self.state, load_w, dt, self.ambient_c)
+        self.ledger = self.ledger + led
+        return led
+
+    def train_step(self, work_s: float | None = None, train_power_w: float | None = None
+                   ) -> StepResult:
+        """Run one training step; throttled by the status at its start."""
+        work = self.step_seconds if work_s is None else work_s
+        p_full = self.train_power_w if train_power_w is None else train_power_w
+        status = self.state.thermal_status
+        m = self.profile.throughput[status]
+        load = self.profile.idle_power_w + (p_full - self.profile.idle_power_w) * m
+        dt = work / m
+        led = self._run(load, dt)
+        return StepResult(seconds=dt, energy_j=led.consumed_j, throttle=m,
+                          status_at_start=status)
+
+    def idle(self, seconds: float) -> Ledger:
+        """Rest (screen off, awake) for ``seconds``; charges if plugged in."""
+        return self._run(self.profile.idle_power_w, seconds)
+
+    def charge(self, seconds: float) -> Ledger:
+        """Plug in and rest for ``seconds``."""
+        self.set_charging(True)
+        return self.idle(seconds)
+
+    def set_charging(self, charging: bool) -> None:
+        self.state = replace(self.state, charging=charging)
+
+    def set_ambient(self, ambient_c: float) -> None:
+        self.ambient_c = ambient_c
+        self.state = replace(self.state, ambient_c=ambient_c)
+
+
+# --------------------------------------------------------------------------- fleet
+
+
+class FleetDevices:
+    """N phones of one profile advanced together as numpy arrays (no charging taper split).
+
+    Same formulas as :func:`advance` for phones that are not charging, or charging
+    below the CV knee, which is what a fleet's training intervals need; charging
+    intervals that cross the knee or reach full are delegated element-wise to
+    :func:`advance` so the results stay exact. ``levels``, ``temps``, ``status``
+    (int array), ``charging`` (bool array), ``ambient`` are public arrays.
+    """
+
+    def __init__(self, profile: DeviceProfile, levels: np.ndarray, charging: np.ndarray,
+                 temps: np.ndarray | None = None, ambient: np.ndarray | None = None):
+        n = len(levels)
+        self.profile = profile
+        self.levels = np.asarray(levels, dtype=float).copy()
+        self.charging = np.asarray(charging, dtype=bool).copy()
+        self.ambient = (np.full(n, profile.ambient_c) if ambient is None
+                        else np.asarray(ambient, dtype=float).copy())
+        self.temps = self.ambient.copy() if temps is None else np.asarray(temps, float).copy()
+        self.status = np.array([profile.status_for(t) for t in self.temps], dtype=int)
+        self.time_s = np.zeros(n)
+        self.consumed_j = np.zeros(n)
+
+    def status_for(self, temps: np.ndarray, previous: np.ndarray) -> np.ndarray:
+        """Vectorised :meth:`DeviceProfile.status_for`."""
+        th = np.asarray(self.profile.thresholds_c)
+        ks = np.arange(1, 7)
+        edges = th[None, :] - np.where(ks[None, :] <= previous[:, None],
+                                       self.profile.hysteresis_c, 0.0)
+        # thresholds increase (validated), so the count of edges reached is the status
+        return (temps[:, None] >= edges).sum(axis=1)
+
+    def train_step(self, work_s: np.ndarray | float, mask: np.ndarray | None = None
+                   ) -> np.ndarray:
+        """One throttled training step on every phone in ``mask``; returns wall seconds."""
+        p = self.profile
+        n = len(self.levels)
+        mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
+        m = np.asarray(p.throughput)[self.status]
+        dt = np.where(mask, np.broadcast_to(work_s, (n,)) / m, 0.0)
+        load = p.idle_power_w + (p.train_power_w - p.idle_power_w) * m
+        self._advance(load, dt)
+        return dt
+
+    def idle(self, seconds: np.ndarray | float) -> None:
+        n = len(self.levels)
+        self._advance(np.full(n, self.profile.idle_power_w), np.broadcast_to(seconds, (n,)))
+
+    def _advance(self, load: np.ndarray, dt: np.ndarray) -> None:
+        p = self.profile
+        e_full = p.battery_j
+        eta = p.charge_efficiency
+        a = np.where(self.charging, eta * p.charge_power_w, 0.0)
+        net = a - load
+        new_level = self.levels + net * dt / e_full
+        # exact closed form only where nothing crosses an event inside the interval
+        simple = (~self.charging & (new_level > 0.0)) | (
+            self.charging & (new_level <= p.cv_knee) & (net >= 0.0)
+            & (self.levels < p.cv_knee) & (self.levels < 1.0))
+        heat = load + np.where(self.charging, (1.0 - eta) * p.charge_power_w, 0.0)
+        steady = self.ambient + heat * p.thermal_resistance_k_per_w
+        temps = steady + (self.temps - steady) * np.exp(-dt / p.tau_s)
+        status = self.status_for(temps, self.status)
+        idx = np.nonzero(simple & (dt > 0))[0]
+        self.levels[idx] = new_level[idx]
+        self.temps[idx] = temps[idx]
+        self.status[idx] = status[idx]
+        self.consumed_j[idx] += (load * dt)[idx]
+        self.time_s += dt
+        for i in np.nonzero(~simple & (dt > 0))[0]:
+            st = DeviceState(level=float(self.levels[i]), charging=bool(self.charging[i]),
+                             temperature_c=float(self.temps[i]),
+                             thermal_status=ThermalStatus(int(self.status[i])))
+            new, led = advance(p, st, float(load[i]), float(dt[i]), float(self.ambient[i]))
+            self.levels[i] = new.level
+            self.temps[i] = new.temperature_c
+            self.status[i] = int(new.thermal_status)
+            self.consumed_j[i] += led.consumed_j

@@ -19,6 +19,7 @@ from mobile_lr import __version__
 # Sub-command modules, in the order `mobile-lr --help` lists them.
 COMMAND_MODULES = [
     "mobile_lr.cli.schedule_cmd",
+    "mobile_lr.cli.plan_cmd",
 ]
 
 EXIT_USAGE = 2

@@ -254,6 +254,9 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
     if (not state.charging and profile.battery_not_low
             and state.level <= profile.low_battery_level):
         return result(0, "battery", 0.0, 0.0, state, "battery low")
+    if state.level < policy.battery_floor:
+        # even a charging phone waits: a step started below the floor is not allowed
+        return result(0, "battery", 0.0, 0.0, state, "below the floor")
     if state.thermal_status > policy.max_thermal:
         return result(0, "thermal", 0.0, 0.0, state, "thermal status above the policy")
     if time_budget_s <= 0.0:
@@ -323,8 +326,6 @@ def _jump_length(profile: DeviceProfile, policy: Policy, st: DeviceState, load: 
     if profile.status_for(st.temperature_c, status) != status or st.temperature_c >= theta:
         return 0
     regime, bound = _regime(profile, st.level, st.charging, load)
-    if st.level < policy.battery_floor:
-        return 0  # only a rising level can get here; the exact step decides
     e_full = profile.battery_j
     n = MAX_PLAN_STEPS
     a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0

@@ -392,7 +392,7 @@ class DeviceState:
 
     def __post_init__(self) -> None:
         check_number(self.level, "level", lo=0.0, hi=1.0)
-        check_number(self.temperature_c, "temperature_c", lo=-50.0, hi=150.0)
+        check_number(self.temperature_c, "temperature_c", lo=-100.0, hi=500.0)
         check_number(self.time_s, "time_s")
         if not isinstance(self.charging, bool):
             raise ValidationError("charging", f"expected true or false, got {self.charging!r}")
@@ -424,7 +424,7 @@ class DeviceState:
         amb = obj.get("ambient_c")
         return cls(level=get_number(obj, "level", path, lo=0.0, hi=1.0),
                    charging=get_bool(obj, "charging", path),
-                   temperature_c=get_number(obj, "temperature_c", path, lo=-50.0, hi=150.0),
+                   temperature_c=get_number(obj, "temperature_c", path, lo=-100.0, hi=500.0),
                    thermal_status=parse_thermal_status(obj["thermal_status"],
                                                        join(path, "thermal_status")),
                    time_s=get_number(obj, "time_s", path, default=0.0),
@@ -489,8 +489,8 @@ def _battery_pieces(p: DeviceProfile, level: float, charging: bool, load_w: floa
             # switched off (empty, and the charger cannot carry the load): nothing flows
             pieces.append((remaining, 0.0, 0.0, 0.0, 0.0))
             break
-        if net < 0.0:
-            t_empty = level * e_full / -net
+        if not charging or net < 0.0:
+            t_empty = level * e_full / -net if net < 0.0 else math.inf
             dur = min(remaining, t_empty)
             new = 0.0 if dur == t_empty else max(0.0, level + net * dur / e_full)
             charger = p.charge_power_w * dur if charging else 0.0

@@ -1,0 +1,162 @@
+"""ONNX Runtime Training artifacts and the ONNX inference model of a recipe.
+
+Export rules (reference runtimes.md §1.6-1.7, checked on the pinned stack):
+
+* TorchScript exporter (``dynamo=False``): its initializers keep the names of
+  ``model.named_parameters()``, so the recipe's trainable/frozen split maps one
+  to one onto ``requires_grad``/``frozen_params``;
+* opset 17 (ORT 1.19.2 accepts up to 21), ``do_constant_folding=False`` (folding
+  can merge or rename weights), ``TrainingMode.TRAINING`` for the training graph
+  (dropout/batch-norm in training form), a dynamic batch axis, I/O named
+  ``input``/``output``;
+* ``generate_artifacts`` needs its directory to exist; cross-entropy creates an
+  int64 ``labels`` input of shape (B,), MSE a float ``target`` shaped like the
+  output; ``additional_output_names=["output"]`` makes a train/eval step return
+  ``(loss, logits)``;
+* the optimizer block is built explicitly with the recipe's hyper-parameters:
+  onnxblock's ``AdamW`` defaults to eps=1e-6 where torch uses 1e-8, and its SGD
+  is plain SGD (no momentum, dampening, weight decay or Nesterov), so a recipe
+  asking for those gets the ORT backend reported as unsupported, with the reason;
+* ORT 1.19.2 refuses ONNX IR > 10: every model is checked after generation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import onnx
+import torch
+
+from mobile_lr.recipes import CustomLoss, Recipe
+
+__all__ = [
+    "INFERENCE_MODEL",
+    "MAX_IR_VERSION",
+    "OPSET",
+    "ORT_FILES",
+    "UnsupportedModel",
+    "export_onnx",
+    "write_ort_artifacts",
+]
+
+OPSET = 17
+MAX_IR_VERSION = 10
+ORT_FILES = ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx", "checkpoint")
+INFERENCE_MODEL = "inference_model.onnx"
+
+
+class UnsupportedModel(Exception):
+    """A backend cannot represent this recipe; the message says why (goes into the manifest)."""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Silence native code writing to fd 2 (ORT's gradient builder logs every graph pass at INFO).
+
+    On an exception the captured text is replayed to stderr so that no error is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            tail = sink.read()[-4000:].decode("utf-8", "replace")
+            if tail.strip():
+                print(tail, file=sys.stderr)
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool) -> onnx.ModelProto:
+    """Export the recipe's model to ONNX (batch axis dynamic); returns the loaded model."""
+    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
+    model = recipe.model
+    was_training = model.training
+    model.train(training)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
+            torch.onnx.export(
+                model, (recipe.example_input,), str(path), input_names=["input"],
+                output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=OPSET, export_params=True, do_constant_folding=False,
+                training=mode, dynamo=False)
+    finally:
+        model.train(was_training)
+    proto = onnx.load(str(path))
+    _check_ir(proto, Path(path).name)
+    return proto
+
+
+def _check_ir(proto: onnx.ModelProto, name: str) -> None:
+    if proto.ir_version > MAX_IR_VERSION:
+        raise UnsupportedModel(f"{name} has ONNX IR {proto.ir_version}; onnxruntime-training 1.19.2 "
+                               f"reads IR <= {MAX_IR_VERSION} (pin onnx==1.17.0)")
+
+
+def _loss_block(recipe: Recipe):  # -> artifacts.LossType | onnxblock.Block
+    from onnxruntime.training import artifacts
+
+    if isinstance(recipe.loss, CustomLoss):
+        if recipe.loss.onnx_block is None:
+            raise UnsupportedModel(f"custom loss {recipe.loss.name!r} has no onnxblock version")
+        return recipe.loss.onnx_block()
+    return {"cross_entropy": artifacts.LossType.CrossEntropyLoss,
+            "mse": artifacts.LossType.MSELoss}[recipe.loss]
+
+
+def _optimizer_block(recipe: Recipe):  # -> onnxblock.optim block
+    from onnxruntime.training import onnxblock
+
+    opt = recipe.optimizer
+    if opt.type == "adamw":
+        return onnxblock.optim.AdamW(betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay)
+    extras = {k: v for k, v in (("momentum", opt.momentum), ("dampening", opt.dampening),
+                                ("weight_decay", opt.weight_decay), ("nesterov", opt.nesterov)) if v}
+    if extras:
+        raise UnsupportedModel(f"ONNX Runtime Training's SGD is plain SGD; the recipe asks for {extras}")
+    return onnxblock.optim.SGD()
+
+
+def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list[str]:
+    """Write the four ORT training artifacts into ``out_dir``; returns their file names.
+
+    Raises :class:`UnsupportedModel` when ORT cannot train this recipe.
+    """
+    from onnxruntime.training import artifacts
+
+    out = Path(out_dir)
+    loss = _loss_block(recipe)
+    optimizer = _optimizer_block(recipe)
+    recipe.apply_trainable()
+    with tempfile.TemporaryDirectory() as tmp:
+        proto = export_onnx(recipe, Path(tmp) / "base.onnx", training=True)
+    initializers = {i.name for i in proto.graph.initializer}
+    missing = [n for n in recipe.trainable if n not in initializers]
+    if missing:
+        raise UnsupportedModel(f"trainable parameters {missing} are not ONNX initializers "
+                               "(renamed or folded by the exporter)")
+    frozen = [n for n in recipe.frozen if n in initializers]
+    out.mkdir(parents=True, exist_ok=True)  # generate_artifacts fails unless the directory exists
+    try:
+        with quiet_native_stderr():
+            artifacts.generate_artifacts(
+                proto, requires_grad=list(recipe.trainable), frozen_params=frozen, loss=loss,
+                optimizer=optimizer, artifact_directory=str(out), additional_output_names=["output"])
+    except Exception as err:  # ORT raises bare RuntimeError/ValueError from native code
+        raise UnsupportedModel(f"generate_artifacts failed: {str(err).strip().splitlines()[-1]}") from err
+    for name in ORT_FILES[:3]:
+        _check_ir(onnx.load(str(out / name), load_external_data=False), name)
+    return list(ORT_FILES)

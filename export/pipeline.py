@@ -1,0 +1,233 @@
+"""``export_bundle``: a recipe in, one verified bundle directory out.
+
+The bundle is built in a staging directory next to ``out_dir`` and renamed into
+place at the end, so a failed or killed export never leaves a half-written
+bundle under the final name. ``manifest.json`` is written last, over every
+other file (see :mod:`mobile_lr.bundle` for its format and verification).
+
+Files: ``inference_model.onnx`` (always: the model for prediction, eval mode),
+the four ORT training artifacts, ``model.pte`` (ExecuTorch), ``schedule.json``
+(the given spec, or a default cosine with warm-up), ``policy.json`` (if given),
+``labels.json`` and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import mobile_lr
+from export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
+from export.onnx_artifacts import INFERENCE_MODEL, UnsupportedModel, export_onnx, write_ort_artifacts
+from mobile_lr.bundle import MANIFEST, write_manifest
+from mobile_lr.recipes import Recipe, load_recipe
+from mobile_lr.validation import ValidationError
+
+__all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "count_flops", "export_bundle", "versions"]
+
+BACKENDS = ("ort", "executorch")
+LABELS_FORMAT = "mobile-lr.labels/1"
+DEFAULT_SCHEDULE: dict[str, Any] = {
+    "format": "mobile-lr.schedule/1", "base_lr": 0.01,
+    "warmup": {"steps": 10, "start_factor": 0.1},
+    "shape": {"type": "cosine"}, "budget": {"mode": "replan"},
+}
+_PACKAGES = ("torch", "onnx", "onnxruntime-training", "executorch")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the tools that make a bundle (recorded in its manifest)."""
+    out = {"mobile-lr": mobile_lr.__version__}
+    for name in _PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
+    """Forward FLOPs of ``model`` on ``example_input``: 2 x multiply-accumulates of Linear and Conv.
+
+    Bias additions, activations and the loss are not counted (they are O(outputs),
+    not O(outputs x fan-in)).
+    """
+    total = 0
+
+    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Linear):
+            total += 2 * mod.in_features * mod.out_features * (inputs[0].numel() // mod.in_features)
+        else:  # convolution: every output element is a dot product over (C_in / groups) x kernel
+            fan_in = mod.in_channels // mod.groups * math.prod(mod.kernel_size)
+            total += 2 * output.numel() * fan_in
+
+    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
+    try:
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def _load_json_arg(value: Mapping[str, Any] | str | os.PathLike[str] | None, field: str) -> Any:
+    if value is None or isinstance(value, Mapping):
+        return value
+    path = Path(value)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValidationError(field, f"{path.name} is not valid JSON: {err}") from None
+
+
+def _schedule(value: Any) -> dict[str, Any]:
+    spec = _load_json_arg(value, "schedule")
+    if spec is None:
+        spec = DEFAULT_SCHEDULE
+    from mobile_lr.schedules import parse_spec
+
+    parse_spec(spec)  # raises ValidationError naming the field
+    return dict(spec)
+
+
+def _policy(value: Any) -> dict[str, Any] | None:
+    obj = _load_json_arg(value, "policy")
+    if obj is None:
+        return None
+    from mobile_lr.budget import Policy
+
+    return Policy.from_dict(obj).to_dict()
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def _model_block(recipe: Recipe) -> dict[str, Any]:
+    params = dict(recipe.model.named_parameters())
+    with torch.no_grad():
+        out = recipe.model(recipe.example_input)
+    forward = count_flops(recipe.model, recipe.example_input)
+    labels: dict[str, Any] = {"name": recipe.target_name, "dtype": recipe.target_dtype}
+    if recipe.classifies:
+        labels["classes"] = len(recipe.labels) if recipe.labels else int(out.shape[-1])
+    else:
+        labels["shape"] = [-1, *out.shape[1:]]
+    return {
+        "recipe": recipe.name,
+        "entry": recipe.entry,
+        "loss": recipe.loss_name,
+        "params_trainable": sum(params[n].numel() for n in recipe.trainable),
+        "params_frozen": sum(params[n].numel() for n in recipe.frozen),
+        "trainable": list(recipe.trainable),
+        "frozen": list(recipe.frozen),
+        "flops_per_step": 3 * forward,
+        "flops_forward": forward,
+        "flops_batch": recipe.batch_size,
+        "flops_note": "3 x forward FLOPs (2 x MACs of Linear/Conv) for forward + backward, "
+                      f"at batch {recipe.batch_size}",
+        "input": {"name": "input", "shape": [-1, *recipe.input_shape], "dtype": "float32"},
+        "output": {"name": "output", "shape": [-1, *out.shape[1:]], "dtype": "float32"},
+        "labels": labels,
+    }
+
+
+def _stage_dir(out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be copied and shared
+    return staging
+
+
+def _replace_dir(staging: Path, out: Path, force: bool) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise ValidationError("--out", f"{out.name} exists and is not a directory")
+        contents = list(out.iterdir())
+        if contents and not force:
+            raise ValidationError("--out", f"{out.name} is not empty",
+                                  "an empty or new directory, or --force")
+        if contents and not (out / MANIFEST).exists():
+            raise ValidationError("--out", f"{out.name} is not empty and not a bundle; "
+                                           "refusing to replace it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+
+
+def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
+                  backends: Sequence[str] = BACKENDS,
+                  schedule: Mapping[str, Any] | str | os.PathLike[str] | None = None,
+                  policy: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
+                  force: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Export ``recipe`` (a :class:`Recipe` or a recipe name) to a bundle in ``out_dir``.
+
+    Returns the manifest. A backend that cannot represent the model gets
+    ``{"status": "unsupported", "reason": ...}`` in ``manifest["backends"]``;
+    the other backends are still written. ``out_dir`` must be new or empty
+    unless ``force`` (then it must be a bundle, which is replaced).
+    """
+    say = log or (lambda _msg: None)
+    if isinstance(recipe, str):
+        recipe = load_recipe(recipe)
+    backends = list(dict.fromkeys(backends))
+    if not backends or any(b not in BACKENDS for b in backends):
+        raise ValidationError("backend", f"{','.join(backends) or 'nothing'} is not a backend list",
+                              ", ".join(BACKENDS))
+    if max_batch < recipe.batch_size:
+        raise ValidationError("max_batch", f"{max_batch} is below the example batch {recipe.batch_size}")
+    schedule_spec = _schedule(schedule)
+    policy_obj = _policy(policy)
+    out = Path(out_dir)
+    if out.exists() and not force and out.is_dir() and any(out.iterdir()):
+        raise ValidationError("--out", f"{out.name} is not empty", "an empty or new directory, or --force")
+    recipe.apply_trainable()
+    staging = _stage_dir(out)
+    try:
+        say("exporting the inference model")
+        export_onnx(recipe, staging / INFERENCE_MODEL, training=False)
+        status: dict[str, dict[str, Any]] = {}
+        for backend in backends:
+            say(f"exporting the {backend} backend")
+            try:
+                if backend == "ort":
+                    status["ort"] = {"status": "ok", "files": write_ort_artifacts(recipe, staging),
+                                     "inference_model": INFERENCE_MODEL}
+                else:
+                    status["executorch"] = {"status": "ok",
+                                            **write_executorch_program(recipe, staging, max_batch=max_batch)}
+            except UnsupportedModel as err:
+                status[backend] = {"status": "unsupported", "reason": str(err), "files": []}
+                say(f"{backend}: unsupported: {err}")
+        _write_json(staging / "schedule.json", schedule_spec)
+        if policy_obj is not None:
+            _write_json(staging / "policy.json", policy_obj)
+        _write_json(staging / "labels.json", {"format": LABELS_FORMAT, "names": list(recipe.labels)})
+        manifest = write_manifest(staging, {
+            "versions": versions(),
+            "model": _model_block(recipe),
+            "optimizer": recipe.optimizer.to_dict(),
+            "backends": status,
+        })
+        _replace_dir(staging, out, force)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest

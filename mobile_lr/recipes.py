@@ -1,0 +1,413 @@
+"""Model recipes: what the exporter needs to know about a PyTorch model.
+
+A recipe is a Python entry point ``package.module:function`` that returns a
+:class:`Recipe`: the ``nn.Module`` (with the weights to start from), example
+inputs (their batch size is the one FLOPs are counted at), the loss, which
+parameters train on the phone (the rest stay frozen), the optimizer and its
+hyper-parameters, and the class names. The built-in names ``digits-mlp`` and
+``digits-cnn`` resolve to :func:`digits_mlp` and :func:`digits_cnn`.
+
+Pre-trained weights: a recipe function builds a freshly initialised model;
+:func:`load_recipe` takes an optional ``state_dict`` to start from instead, and
+:func:`pretrain` trains a recipe's model in place on the desktop (the demo
+pre-trains on the general population, then exports).
+
+>>> r = load_recipe("digits-mlp")
+>>> r.name, r.input_shape, r.trainable[:2], r.frozen, r.optimizer.type
+('digits-mlp', (64,), ('fc1.weight', 'fc1.bias'), (), 'adamw')
+>>> c = load_recipe("digits-cnn")
+>>> c.input_shape, c.trainable, len(c.frozen)
+((1, 8, 8), ('head.weight', 'head.bias'), 4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobile_lr.validation import ValidationError, check_keys, check_number, get_object
+
+__all__ = [
+    "BUILTIN_RECIPES",
+    "LOSSES",
+    "OPTIMIZERS",
+    "CustomLoss",
+    "DigitsCNN",
+    "DigitsMLP",
+    "OptimizerSpec",
+    "Recipe",
+    "digits_cnn",
+    "digits_mlp",
+    "load_recipe",
+    "pretrain",
+]
+
+LOSSES = ("cross_entropy", "mse")
+OPTIMIZERS = ("adamw", "sgd")
+BUILTIN_RECIPES = {
+    "digits-mlp": "mobile_lr.recipes:digits_mlp",
+    "digits-cnn": "mobile_lr.recipes:digits_cnn",
+}
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Optimizer and hyper-parameters; the learning rate itself comes from the schedule.
+
+    ``adamw`` uses ``betas``, ``eps`` and ``weight_decay``; ``sgd`` uses
+    ``momentum``, ``dampening``, ``weight_decay`` and ``nesterov`` with
+    ``torch.optim.SGD``'s meaning. The default ``eps`` is torch's 1e-8, not
+    onnxblock's 1e-6: the exporter passes it to ONNX Runtime explicitly so both
+    run the same hyper-parameters.
+    """
+
+    type: str = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        if self.type not in OPTIMIZERS:
+            raise ValidationError("optimizer.type", f"unknown value {self.type!r}", ", ".join(OPTIMIZERS))
+        b1, b2 = self.betas
+        check_number(b1, "optimizer.betas[0]", lo=0.0, hi=1.0, hi_open=True)
+        check_number(b2, "optimizer.betas[1]", lo=0.0, hi=1.0, hi_open=True)
+        check_number(self.eps, "optimizer.eps", lo=0.0, lo_open=True)
+        check_number(self.weight_decay, "optimizer.weight_decay", lo=0.0)
+        check_number(self.momentum, "optimizer.momentum", lo=0.0, hi=1.0, hi_open=True)
+        check_number(self.dampening, "optimizer.dampening", lo=0.0, hi=1.0)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValidationError("optimizer.nesterov", "needs momentum > 0 and dampening 0",
+                                  "false, or momentum > 0 with dampening 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's ``optimizer`` block (only the fields this type uses)."""
+        if self.type == "adamw":
+            return {"type": "adamw", "betas": list(self.betas), "eps": self.eps,
+                    "weight_decay": self.weight_decay}
+        return {"type": "sgd", "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str = "optimizer") -> OptimizerSpec:
+        obj = get_object(obj, path)
+        kind = obj.get("type")
+        fields = {"adamw": ("type", "betas", "eps", "weight_decay"),
+                  "sgd": ("type", "momentum", "dampening", "weight_decay", "nesterov")}
+        if kind not in fields:
+            raise ValidationError(f"{path}.type", f"unknown value {kind!r}", ", ".join(OPTIMIZERS))
+        check_keys(obj, path, fields[kind], required=("type",))
+        kwargs = dict(obj)
+        if "betas" in kwargs:
+            betas = kwargs["betas"]
+            if not isinstance(betas, list | tuple) or len(betas) != 2:
+                raise ValidationError(f"{path}.betas", f"expected two numbers, got {betas!r}")
+            kwargs["betas"] = tuple(betas)
+        return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class CustomLoss:
+    """A loss other than the two built-ins, given once for each backend.
+
+    ``torch_fn(output, target) -> scalar`` is used by PyTorch eager and embedded
+    in the ExecuTorch training program; ``onnx_block()`` returns an
+    ``onnxruntime.training.onnxblock.Block`` whose ``build(output_name)`` creates
+    the target input named ``target_name`` (None: the ORT backend is reported as
+    unsupported). ``target_dtype`` is ``"int64"`` for class indices of shape
+    ``(B,)`` (accuracy is then reported) or ``"float32"`` for targets shaped like
+    the output.
+    """
+
+    name: str
+    torch_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    onnx_block: Callable[[], Any] | None = None
+    target_name: str = "target"
+    target_dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        if self.target_dtype not in ("int64", "float32"):
+            raise ValidationError("loss.target_dtype", f"unknown value {self.target_dtype!r}",
+                                  "int64, float32")
+
+
+@dataclass
+class Recipe:
+    """Everything the exporter and the runtimes need to know about one model.
+
+    ``trainable`` lists the parameter names (``model.named_parameters()``) that
+    train on the phone; empty means all. Every other parameter is frozen.
+    ``example_input`` is a float32 batch ``(B, *input_shape)``; ``B`` is the
+    batch the FLOPs of a training step are counted at.
+    """
+
+    name: str
+    model: nn.Module
+    example_input: torch.Tensor
+    loss: str | CustomLoss = "cross_entropy"
+    trainable: tuple[str, ...] = ()
+    optimizer: OptimizerSpec = field(default_factory=OptimizerSpec)
+    labels: tuple[str, ...] = ()
+    entry: str = ""
+    pretrain_data: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, nn.Module):
+            raise ValidationError("recipe.model", f"expected an nn.Module, got {type(self.model).__name__}")
+        if not isinstance(self.example_input, torch.Tensor) or self.example_input.dtype != torch.float32 \
+                or self.example_input.dim() < 2:
+            raise ValidationError("recipe.example_input", "expected a float32 tensor (B, ...)")
+        if isinstance(self.loss, str) and self.loss not in LOSSES:
+            raise ValidationError("recipe.loss", f"unknown value {self.loss!r}",
+                                  ", ".join(LOSSES) + " or a CustomLoss")
+        names = [n for n, _ in self.model.named_parameters()]
+        if not self.trainable:
+            self.trainable = tuple(names)
+        self.trainable = tuple(self.trainable)
+        for n in self.trainable:
+            if n not in names:
+                raise ValidationError("recipe.trainable", f"{n!r} is not a parameter of the model",
+                                      ", ".join(names))
+        if isinstance(self.optimizer, Mapping):
+            self.optimizer = OptimizerSpec.from_dict(self.optimizer)
+        self.labels = tuple(self.labels)
+
+    # ------------------------------------------------------------------ derived facts
+
+    @property
+    def frozen(self) -> tuple[str, ...]:
+        """Parameters that never change on the phone (in the model's order)."""
+        return tuple(n for n, _ in self.model.named_parameters() if n not in self.trainable)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (without the batch axis)."""
+        return tuple(self.example_input.shape[1:])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.example_input.shape[0])
+
+    @property
+    def loss_name(self) -> str:
+        return self.loss if isinstance(self.loss, str) else self.loss.name
+
+    @property
+    def target_name(self) -> str:
+        if isinstance(self.loss, CustomLoss):
+            return self.loss.target_name
+        return "labels" if self.loss == "cross_entropy" else "target"
+
+    @property
+    def target_dtype(self) -> str:
+        if isinstance(self.loss, CustomLoss):
+            return self.loss.target_dtype
+        return "int64" if self.loss == "cross_entropy" else "float32"
+
+    @property
+    def classifies(self) -> bool:
+        """Targets are class indices: accuracy is meaningful."""
+        return self.target_dtype == "int64"
+
+    def torch_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The recipe's loss in PyTorch (mean over the batch)."""
+        if isinstance(self.loss, CustomLoss):
+            return self.loss.torch_fn(output, target)
+        if self.loss == "cross_entropy":
+            return nn.functional.cross_entropy(output, target)
+        return nn.functional.mse_loss(output, target)
+
+    def apply_trainable(self) -> None:
+        """Set ``requires_grad`` from the trainable/frozen split (done before every export)."""
+        for n, p in self.model.named_parameters():
+            p.requires_grad_(n in self.trainable)
+
+    def prepare(self, x: Any) -> np.ndarray:
+        """Input rows as float32 ``(N, *input_shape)`` (flat rows of the right size are reshaped)."""
+        a = np.asarray(x, dtype=np.float32)
+        per = math.prod(self.input_shape)
+        if a.ndim < 1 or a.size % per or a.shape[1:] not in (self.input_shape, (per,)):
+            raise ValidationError("x", f"shape {a.shape} does not fit input shape {self.input_shape}",
+                                  f"(N, {', '.join(map(str, self.input_shape))}) or (N, {per})")
+        return a.reshape(len(a), *self.input_shape)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Start from these weights (numpy arrays or tensors); every parameter must be given."""
+        sd = {k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()}
+        try:
+            self.model.load_state_dict(sd, strict=True)
+        except RuntimeError as err:
+            raise ValidationError("state_dict", str(err).splitlines()[0]) from None
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _resolve(spec: str) -> Callable[..., Recipe]:
+    target = BUILTIN_RECIPES.get(spec, spec)
+    if ":" not in target:
+        raise ValidationError("recipe", f"unknown recipe {spec!r}",
+                              ", ".join(BUILTIN_RECIPES) + " or package.module:function")
+    mod_name, _, func_name = target.partition(":")
+    try:
+        module = importlib.import_module(mod_name)
+    except ImportError as err:
+        raise ValidationError("recipe", f"cannot import {mod_name!r}: {err}",
+                              "an importable package.module:function") from None
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise ValidationError("recipe", f"{mod_name!r} has no function {func_name!r}",
+                              "an importable package.module:function")
+    return func
+
+
+def load_recipe(spec: str, state_dict: Mapping[str, Any] | None = None, **options: Any) -> Recipe:
+    """Build the recipe named ``spec`` (built-in name or ``package.module:function``).
+
+    ``options`` are passed to the recipe function; ``state_dict`` replaces the
+    freshly initialised weights.
+    """
+    recipe = _resolve(spec)(**options)
+    if not isinstance(recipe, Recipe):
+        raise ValidationError("recipe", f"{spec!r} returned {type(recipe).__name__}, not a Recipe")
+    if not recipe.entry:
+        recipe = dataclasses.replace(recipe, entry=BUILTIN_RECIPES.get(spec, spec))
+    if state_dict is not None:
+        recipe.load_state_dict(state_dict)
+    recipe.apply_trainable()
+    return recipe
+
+
+# ---------------------------------------------------------------------- built-ins
+
+
+class DigitsMLP(nn.Module):
+    """64-128-10 multilayer perceptron on flattened 8x8 digits."""
+
+    def __init__(self, hidden: int = 128) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+class DigitsCNN(nn.Module):
+    """Two strided convolutions (the feature extractor) and a linear head.
+
+    No pooling or batch norm: ExecuTorch's portable kernels lack their backward
+    (reference runtimes.md §5.6), and the head-only personalisation keeps even
+    the frozen trunk simple enough for both backends.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 8, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(8, 16, kernel_size=3, stride=2, padding=1), nn.ReLU(),
+        )
+        self.head = nn.Linear(16 * 4 * 4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def _digits_data() -> tuple[np.ndarray, np.ndarray]:
+    from mobile_lr.datasets import general_split
+
+    train, _ = general_split()
+    return train.x, train.y
+
+
+def _seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return make()
+
+
+def digits_mlp(seed: int = 0, batch_size: int = 32) -> Recipe:
+    """MLP 64-128-10, every parameter trainable, AdamW (weight decay 0.01)."""
+    from mobile_lr.datasets import CLASS_NAMES
+
+    return Recipe(name="digits-mlp", model=_seeded(DigitsMLP, seed),
+                  example_input=torch.zeros(batch_size, 64), loss="cross_entropy",
+                  optimizer=OptimizerSpec("adamw", weight_decay=0.01), labels=CLASS_NAMES,
+                  entry=BUILTIN_RECIPES["digits-mlp"], pretrain_data=_digits_data)
+
+
+def digits_cnn(seed: int = 0, batch_size: int = 32) -> Recipe:
+    """Small CNN; the convolutional feature extractor is frozen and the head trains."""
+    from mobile_lr.datasets import CLASS_NAMES
+
+    return Recipe(name="digits-cnn", model=_seeded(DigitsCNN, seed),
+                  example_input=torch.zeros(batch_size, 1, 8, 8), loss="cross_entropy",
+                  trainable=("head.weight", "head.bias"),
+                  optimizer=OptimizerSpec("adamw", weight_decay=0.01), labels=CLASS_NAMES,
+                  entry=BUILTIN_RECIPES["digits-cnn"],
+                  pretrain_data=_digits_data)
+
+
+# ---------------------------------------------------------------------- pre-training
+
+
+def pretrain(recipe: Recipe, x: np.ndarray | None = None, y: np.ndarray | None = None, *,
+             epochs: int = 10, seed: int = 0, lr: float = 1e-2, batch_size: int = 32) -> dict[str, float]:
+    """Train *all* of the recipe's parameters in place on the desktop (AdamW, PyTorch eager).
+
+    This is the server side of personalisation: the whole model learns the
+    general population; only later does the phone train the ``trainable`` part.
+    ``x``/``y`` default to the recipe's ``pretrain_data``. Returns the final
+    epoch's mean loss and the training accuracy. Runs on one thread: for models
+    this small, torch's thread pool costs more than it gains (6x slower on two
+    busy cores when measured).
+    """
+    if x is None or y is None:
+        if recipe.pretrain_data is None:
+            raise ValidationError("pretrain", f"recipe {recipe.name!r} has no pre-training data",
+                                  "pass x and y")
+        x, y = recipe.pretrain_data()
+    xt = torch.from_numpy(recipe.prepare(x))
+    yt = torch.as_tensor(np.asarray(y))
+    if recipe.target_dtype == "float32":
+        yt = yt.float()
+    model = recipe.model
+    gen = torch.Generator().manual_seed(seed)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    model.train()
+    mean_loss = math.nan
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(epochs):
+            perm = torch.randperm(len(xt), generator=gen)
+            total = 0.0
+            for i in range(0, len(xt), batch_size):
+                idx = perm[i:i + batch_size]
+                opt.zero_grad()
+                loss = recipe.torch_loss(model(xt[idx]), yt[idx])
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            mean_loss = total / len(xt)
+        model.eval()
+        with torch.no_grad():
+            out = model(xt)
+    finally:
+        recipe.apply_trainable()
+        torch.set_num_threads(threads)
+    acc = float((out.argmax(1) == yt).float().mean()) if recipe.classifies else math.nan
+    return {"loss": mean_loss, "accuracy": acc}

@@ -44,6 +44,7 @@ import os
 import re
 import stat
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +54,10 @@ __all__ = [
     "ALLOWED_FILE_PATTERN",
     "BUNDLE_FORMAT",
     "MANIFEST",
+    "Bundle",
     "BundleError",
     "file_digest",
+    "load_bundle",
     "manifest_sha256",
     "verify_bundle",
     "write_manifest",
@@ -160,19 +163,46 @@ def _parse_manifest(data: bytes) -> dict[str, Any]:
     return manifest
 
 
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: its directory, manifest and identity (SHA-256 of the manifest's bytes)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    sha256: str
+
+    def read_verified(self, name: str) -> bytes:
+        """A file's bytes, re-checked against the manifest *after* reading.
+
+        Parsers given these bytes (rather than the path) see exactly what was
+        verified, even if the file changed since :func:`load_bundle` ran.
+        """
+        entry = self.manifest["files"].get(name)
+        if entry is None:
+            raise BundleError(name, "not listed in the manifest")
+        data = (self.path / name).read_bytes()
+        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise BundleError(name, "changed since the bundle was verified")
+        return data
+
+
 def verify_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None = None) -> dict[str, Any]:
     """Check every file of a bundle against its manifest; return the manifest.
 
     Raises :class:`BundleError` naming the first offending file. Nothing but the
     bytes of the files is read: no file is parsed except the manifest's JSON.
     """
+    return load_bundle(bundle_dir, expected_sha256).manifest
+
+
+def load_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None = None) -> Bundle:
+    """:func:`verify_bundle`, returning the manifest together with the bundle's identity."""
     root = Path(bundle_dir)
     data = _read_manifest_bytes(root)
-    if expected_sha256 is not None:
-        got = hashlib.sha256(data).hexdigest()
-        if got != expected_sha256.lower():
-            raise BundleError(MANIFEST, f"SHA-256 {got} is not the expected bundle identity "
-                                        f"{expected_sha256}")
+    identity = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and identity != expected_sha256.lower():
+        raise BundleError(MANIFEST, f"SHA-256 {identity} is not the expected bundle identity "
+                                    f"{expected_sha256}")
     manifest = _parse_manifest(data)
     listed = manifest["files"]
     present = {e.name: e for e in os.scandir(root) if e.name != MANIFEST}
@@ -193,4 +223,4 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | Non
         if digest != entry["sha256"]:
             raise BundleError(name, f"SHA-256 does not match the manifest (file {digest[:16]}..., "
                                     f"manifest {entry['sha256'][:16]}...)")
-    return manifest
+    return Bundle(root, manifest, identity)

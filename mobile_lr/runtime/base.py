@@ -1,0 +1,267 @@
+"""The runtime protocol and what the three runtimes share.
+
+:class:`TrainingRuntime` is the whole surface a training loop (the simulator,
+the demo, a benchmark) needs: one optimizer step at a given learning rate,
+evaluation, atomic save/load, and parameter access for tests. The learning
+rate is an argument of *every* step: the schedule manager owns it, the
+runtime never keeps a schedule of its own.
+
+:class:`RuntimeBase` holds the shared machinery so that the implementations
+only say how to run their engine: input checking, the EMA of the trainable
+weights (iterate averaging), and the checkpoint envelope (bundle identity,
+step count, EMA, the caller's JSON).
+
+Iterate averaging: with ``ema=d`` every step ends with
+``ema += (1 - d) * (w - ema)`` on the trainable weights, in float32, starting
+from the weights the runtime started with (the pre-trained model, so there is no
+zero-initialisation bias to correct). ``evaluate``/``predict`` use the EMA
+weights when EMA is on (``weights="auto"``); ``weights="raw"`` evaluates the
+trained weights themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from mobile_lr.validation import ValidationError, check_number
+
+__all__ = ["WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info", "logits_metrics"]
+
+WEIGHTS = ("auto", "ema", "raw")
+
+
+@runtime_checkable
+class TrainingRuntime(Protocol):
+    """One on-device training engine, seen from the training loop."""
+
+    kind: str  # "ort", "executorch" or "torch"
+    identity: str  # the bundle's manifest SHA-256 (or a recipe's weights hash); checkpoints carry it
+    trainable_names: tuple[str, ...]
+    step_count: int  # optimizer steps taken since the bundle's initial weights
+    ema_decay: float | None
+
+    def step(self, x: Any, y: Any, lr: float) -> float:
+        """One optimizer step on batch (x, y) at learning rate ``lr``; returns the batch's loss."""
+        ...
+
+    def evaluate(self, x: Any, y: Any, *, weights: str = "auto") -> dict[str, float]:
+        """``{"loss", "accuracy" (classification only), "n"}`` without changing any state."""
+        ...
+
+    def predict(self, x: Any, *, weights: str = "auto") -> np.ndarray:
+        """Model outputs (logits) for ``x``."""
+        ...
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Write an atomic checkpoint (weights, optimizer state, EMA, step, ``extra`` JSON)."""
+        ...
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        """Restore a checkpoint of this bundle and runtime kind; returns its ``extra`` JSON."""
+        ...
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        """Copies of the parameters by name (trainable and, where the engine exposes them, frozen)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelIO:
+    """Input/target conventions of a bundle (from its manifest's ``model`` block)."""
+
+    input_shape: tuple[int, ...]  # one sample, without the batch axis
+    output_shape: tuple[int, ...]
+    target_name: str
+    target_dtype: str  # "int64" (class indices, accuracy reported) or "float32"
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> ModelIO:
+        model = manifest["model"]
+        return cls(input_shape=tuple(model["input"]["shape"][1:]),
+                   output_shape=tuple(model["output"]["shape"][1:]),
+                   target_name=model["labels"]["name"], target_dtype=model["labels"]["dtype"])
+
+    @property
+    def classifies(self) -> bool:
+        return self.target_dtype == "int64"
+
+    def x(self, x: Any) -> np.ndarray:
+        """Float32, C-contiguous ``(N, *input_shape)``; rows of the flattened size are reshaped."""
+        a = np.asarray(x, dtype=np.float32)
+        per = math.prod(self.input_shape)
+        if a.ndim < 2 or a.shape[1:] not in (self.input_shape, (per,)) or len(a) == 0:
+            raise ValidationError("x", f"shape {a.shape} does not fit the model input {self.input_shape}",
+                                  f"(N >= 1, {', '.join(map(str, self.input_shape))}) or (N, {per})")
+        return np.ascontiguousarray(a.reshape(len(a), *self.input_shape))
+
+    def y(self, y: Any, n: int) -> np.ndarray:
+        if self.classifies:
+            a = np.asarray(y)
+            if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
+                raise ValidationError("y", f"expected {n} integer class indices, got {a.dtype} {a.shape}")
+            return np.ascontiguousarray(a, dtype=np.int64)
+        a = np.asarray(y, dtype=np.float32)
+        if a.shape != (n, *self.output_shape):
+            raise ValidationError("y", f"expected targets of shape {(n, *self.output_shape)}, got {a.shape}")
+        return np.ascontiguousarray(a)
+
+    def dummy_target(self, n: int) -> np.ndarray:
+        if self.classifies:
+            return np.zeros(n, dtype=np.int64)
+        return np.zeros((n, *self.output_shape), dtype=np.float32)
+
+
+def backend_info(manifest: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The manifest's ``backends.<name>`` block; refuses a backend the bundle lacks or could not export."""
+    info = manifest.get("backends", {}).get(name)
+    if not info:
+        raise ValidationError(f"backends.{name}", "the bundle was exported without this backend")
+    if info.get("status") != "ok":
+        raise ValidationError(f"backends.{name}", f"unsupported in this bundle: {info.get('reason')}")
+    return info
+
+
+def logits_metrics(loss_sum: float, logits: np.ndarray, y: np.ndarray, classifies: bool) -> dict[str, float]:
+    """Mean loss over the samples, plus accuracy of the arg-max for classification."""
+    n = len(logits)
+    out = {"loss": loss_sum / n, "n": float(n)}
+    if classifies:
+        out["accuracy"] = float(np.mean(np.argmax(logits, axis=1) == y))
+    return out
+
+
+class Ema:
+    """Exponential moving average of named float32 arrays (iterate averaging)."""
+
+    def __init__(self, decay: float, start: Mapping[str, np.ndarray]) -> None:
+        check_number(decay, "ema", lo=0.0, hi=1.0, hi_open=True)
+        self.decay = float(decay)
+        self.values = {k: np.array(v, dtype=np.float32, copy=True) for k, v in start.items()}
+        self.updates = 0
+
+    def update(self, current: Mapping[str, np.ndarray]) -> None:
+        a = np.float32(1.0 - self.decay)
+        for k, e in self.values.items():
+            e += a * (np.asarray(current[k], dtype=np.float32) - e)
+        self.updates += 1
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f"ema/{k}": v for k, v in self.values.items()}
+
+    def restore(self, arrays: Mapping[str, np.ndarray], updates: int, name: str) -> None:
+        for k in self.values:
+            key = f"ema/{k}"
+            if key not in arrays or arrays[key].shape != self.values[k].shape:
+                raise CheckpointError(name, f"EMA of {k!r} missing or of the wrong shape")
+            self.values[k] = np.array(arrays[key], dtype=np.float32, copy=True)
+        self.updates = int(updates)
+
+
+class RuntimeBase:
+    """Shared behaviour; subclasses implement the engine-specific hooks (``_...`` methods)."""
+
+    kind = "base"
+
+    def __init__(self, identity: str, io: ModelIO, trainable_names: tuple[str, ...],
+                 ema: float | None) -> None:
+        self.identity = identity
+        self.io = io
+        self.trainable_names = tuple(trainable_names)
+        self.step_count = 0
+        self.ema_decay = None if ema is None else float(ema)
+        self._ema: Ema | None = None
+
+    def _init_ema(self) -> None:
+        """Call once the engine is ready: the EMA starts at the current trainable weights."""
+        if self.ema_decay is not None:
+            self._ema = Ema(self.ema_decay, self._trainable_arrays())
+
+    # ---- hooks for subclasses
+
+    def _trainable_arrays(self) -> dict[str, np.ndarray]:
+        """Current trainable weights (arrays that may alias the engine's memory)."""
+        raise NotImplementedError
+
+    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the trainable weights (same keys as :meth:`_trainable_arrays`)."""
+        raise NotImplementedError
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        """Everything a checkpoint must hold besides EMA and metadata."""
+        raise NotImplementedError
+
+    def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
+        raise NotImplementedError
+
+    def _state_meta(self) -> dict[str, Any]:
+        """Engine-specific JSON for the checkpoint (e.g. optimizer scalars)."""
+        return {}
+
+    # ---- shared behaviour
+
+    @staticmethod
+    def _lr(lr: float) -> float:
+        return check_number(lr, "lr", lo=0.0)
+
+    def _weights(self, weights: str) -> str:
+        if weights not in WEIGHTS:
+            raise ValidationError("weights", f"unknown value {weights!r}", ", ".join(WEIGHTS))
+        if weights == "ema" and self._ema is None:
+            raise ValidationError("weights", "this runtime has no EMA", "construct it with ema=<decay>")
+        return "ema" if weights == "auto" and self._ema is not None else ("raw" if weights == "auto"
+                                                                          else weights)
+
+    @contextlib.contextmanager
+    def _using(self, weights: str) -> Iterator[str]:
+        """Temporarily put the EMA weights in the engine (and put the trained ones back after)."""
+        which = self._weights(weights)
+        if which == "raw":
+            yield which
+            return
+        assert self._ema is not None
+        saved = {k: np.array(v, copy=True) for k, v in self._trainable_arrays().items()}
+        self._set_trainable(self._ema.values)
+        try:
+            yield which
+        finally:
+            self._set_trainable(saved)
+
+    def _after_step(self) -> None:
+        self.step_count += 1
+        if self._ema is not None:
+            self._ema.update(self._trainable_arrays())
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+        meta = {"runtime": self.kind, "bundle": self.identity, "step": self.step_count,
+                "ema_decay": self.ema_decay, "ema_updates": self._ema.updates if self._ema else 0,
+                "trainable": list(self.trainable_names), "engine": self._state_meta(),
+                "extra": dict(extra or {})}
+        arrays = self._state_arrays()
+        if self._ema is not None:
+            arrays.update(self._ema.arrays())
+        write_checkpoint(path, meta, arrays)
+
+    def load(self, path: str | Path) -> dict[str, Any]:
+        name = Path(path).name
+        meta, arrays = read_checkpoint(path)
+        if meta.get("runtime") != self.kind:
+            raise CheckpointError(name, f"written by the {meta.get('runtime')!r} runtime, not {self.kind!r}")
+        if meta.get("bundle") != self.identity:
+            raise CheckpointError(name, f"belongs to bundle {str(meta.get('bundle'))[:16]}..., "
+                                        f"not to this one ({self.identity[:16]}...)")
+        if meta.get("ema_decay") != self.ema_decay:
+            raise CheckpointError(name, f"EMA decay {meta.get('ema_decay')} differs from this "
+                                        f"runtime's {self.ema_decay}")
+        self._restore(meta, arrays, name)
+        if self._ema is not None:
+            self._ema.restore(arrays, meta.get("ema_updates", 0), name)
+        self.step_count = int(meta["step"])
+        return dict(meta.get("extra") or {})

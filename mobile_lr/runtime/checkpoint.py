@@ -1,0 +1,123 @@
+"""Training checkpoints: one file, written atomically, never a pickle.
+
+A phone can lose power or have its worker killed at any instant, including in
+the middle of writing a checkpoint. :func:`atomic_write` therefore writes a
+temporary file in the *same* directory, flushes and ``fsync``s it, renames it
+over the old checkpoint with ``os.replace`` (atomic on POSIX) and ``fsync``s the
+directory so the rename itself is durable. At every instant the path holds
+either the complete previous checkpoint or the complete new one.
+
+A checkpoint is a NumPy ``.npz`` archive: named float/int arrays plus one
+``__meta__`` array holding UTF-8 JSON (format, runtime kind, the bundle
+identity, step count, EMA settings, and any JSON the caller adds such as the
+schedule manager's state, so that weights and manager never disagree after a
+crash). It is read with ``allow_pickle=False``: loading a checkpoint cannot run
+code. ``torch.save``/``torch.load`` are not used anywhere in the runtimes.
+
+>>> import tempfile, pathlib, numpy as np
+>>> p = pathlib.Path(tempfile.mkdtemp()) / "ckpt.npz"
+>>> write_checkpoint(p, {"runtime": "torch", "bundle": "b1", "step": 3}, {"w": np.ones(2, np.float32)})
+>>> meta, arrays = read_checkpoint(p)
+>>> meta["step"], meta["format"], arrays["w"].tolist()
+(3, 'mobile-lr.checkpoint/1', [1.0, 1.0])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from mobile_lr.validation import ValidationError
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write", "read_checkpoint", "write_checkpoint"]
+
+CHECKPOINT_FORMAT = "mobile-lr.checkpoint/1"
+_META = "__meta__"
+
+
+class CheckpointError(ValidationError):
+    """A checkpoint cannot be used (unreadable, wrong format, or from another bundle/runtime)."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # some platforms cannot open directories; the rename is still atomic
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _sweep_stale(path: Path) -> None:
+    """Remove temporary files a killed writer left behind (single writer per checkpoint path)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Write ``path`` through ``write(file)`` so that a kill at any instant leaves old or new, whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any],
+                     arrays: Mapping[str, np.ndarray]) -> None:
+    """Atomically write ``meta`` (JSON-able) and named arrays as one checkpoint file."""
+    if _META in arrays:
+        raise ValueError(f"array name {_META!r} is reserved")
+    full = {"format": CHECKPOINT_FORMAT, **meta}
+    blob = np.frombuffer(json.dumps(full, allow_nan=True).encode("utf-8"), dtype=np.uint8)
+    buf = io.BytesIO()
+    np.savez(buf, **{_META: blob}, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    data = buf.getvalue()
+    atomic_write(path, lambda f: f.write(data))
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a checkpoint: ``(meta, arrays)``. Raises :class:`CheckpointError` if it is not one."""
+    path = Path(path)
+    name = path.name
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise CheckpointError(name, "no such checkpoint") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise CheckpointError(name, f"not a readable checkpoint ({err})") from None
+    if _META not in arrays:
+        raise CheckpointError(name, "not a mobile-lr checkpoint (no metadata)")
+    try:
+        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(name, f"metadata is not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{name}: format", f"unknown format {meta.get('format')!r}"
+                              if isinstance(meta, dict) else "metadata is not an object", CHECKPOINT_FORMAT)
+    return meta, arrays

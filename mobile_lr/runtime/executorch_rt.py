@@ -1,0 +1,155 @@
+"""ExecuTorch training runtime (``executorch.extension.training``).
+
+The program (``model.pte``) is read once as bytes, re-checked against the
+verified manifest and loaded from those bytes, so what runs is exactly what was
+verified. ``forward_backward("forward", (x, target))`` returns ``[loss,
+output]`` and fills the named gradients; the optimizer step is applied by this
+runtime with ``torch.optim`` on views of the live weights, which is how a new
+learning rate is applied every step without losing momentum (the full reasoning
+and the update rule are in :mod:`mobile_lr.runtime.torch_optim`).
+
+Parameters: only the trainable ones exist as weights in the program; the frozen
+ones are constants baked into it, which nothing at runtime can change, so
+:meth:`ExecuTorchRuntime.parameters` returns the trainable ones.
+
+Batch size: the program's batch axis is dynamic (1..``max_batch`` of the
+manifest); a program exported at a fixed batch (the fallback) trains only at
+that batch and evaluates by padding the last chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from mobile_lr.bundle import load_bundle
+from mobile_lr.recipes import OptimizerSpec
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
+from mobile_lr.runtime.checkpoint import CheckpointError
+from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
+from mobile_lr.validation import ValidationError
+
+__all__ = ["ExecuTorchRuntime"]
+
+
+class ExecuTorchRuntime(RuntimeBase):
+    """Train a bundle's ExecuTorch program with the bundle's optimizer (SGD or AdamW)."""
+
+    kind = "executorch"
+
+    def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None,
+                 expected_sha256: str | None = None) -> None:
+        import torch
+        from executorch.extension.training import _load_for_executorch_for_training_from_buffer
+
+        bundle = load_bundle(bundle_dir, expected_sha256)
+        info = backend_info(bundle.manifest, "executorch")
+        super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
+                         tuple(bundle.manifest["model"]["trainable"]), ema)
+        self.bundle = bundle
+        self._torch = torch
+        self._method = info["method"]
+        self._prefix = info["parameter_prefix"]
+        self._dynamic = bool(info["dynamic_batch"])
+        self._max_batch = int(info["max_batch"])
+        # The loaded program may point into this buffer: keep it alive as long as the program.
+        self._program_bytes = bundle.read_verified(info["files"][0])
+        self._program = _load_for_executorch_for_training_from_buffer(self._program_bytes)
+        # named_parameters() exists only after a first forward_backward; it has no effect on weights.
+        n0 = 1 if self._dynamic else self._max_batch
+        self._program.forward_backward(self._method, (torch.zeros(n0, *self.io.input_shape),
+                                                      torch.from_numpy(self.io.dummy_target(n0))))
+        named = self._program.named_parameters()
+        self._params = {name: named[self._prefix + name] for name in self.trainable_names}
+        self._spec = OptimizerSpec.from_dict(bundle.manifest["optimizer"])
+        self._optimizer = make_optimizer(self._spec, list(self._params.values()))
+        self._init_ema()
+
+    # ---------------------------------------------------------------- engine
+
+    def _trainable_arrays(self) -> dict[str, np.ndarray]:
+        return {name: p.numpy() for name, p in self._params.items()}
+
+    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+        with self._torch.no_grad():
+            for name, p in self._params.items():
+                p.copy_(self._torch.from_numpy(np.ascontiguousarray(values[name], dtype=np.float32)))
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"param/{name}": p.numpy().copy() for name, p in self._params.items()}
+        arrays.update(optimizer_state(self._optimizer)[0])
+        return arrays
+
+    def _state_meta(self) -> dict[str, Any]:
+        _, meta = optimizer_state(self._optimizer)
+        return {"optimizer": meta}
+
+    def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
+        values = {}
+        for pname, p in self._params.items():
+            a = arrays.get(f"param/{pname}")
+            if a is None or a.shape != tuple(p.shape):
+                raise CheckpointError(name, f"parameter {pname!r} missing or of the wrong shape")
+            values[pname] = a
+        restore_optimizer_state(self._optimizer, arrays, (meta.get("engine") or {}).get("optimizer") or {},
+                                name)
+        self._set_trainable(values)
+
+    def _run(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        torch = self._torch
+        loss, out = self._program.forward_backward(self._method, (torch.from_numpy(xb), torch.from_numpy(yb)))
+        return float(loss), out.numpy()
+
+    # ---------------------------------------------------------------- protocol
+
+    def step(self, x: Any, y: Any, lr: float) -> float:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        lr = self._lr(lr)
+        if len(xb) > self._max_batch or (not self._dynamic and len(xb) != self._max_batch):
+            raise ValidationError("x", f"batch of {len(xb)} samples; this program takes "
+                                       f"{'at most ' if self._dynamic else ''}{self._max_batch}")
+        loss, _ = self._run(xb, yb)
+        grads = self._program.named_gradients()
+        for pname, p in self._params.items():
+            p.grad = grads[self._prefix + pname]
+        set_lr(self._optimizer, lr)
+        self._optimizer.step()
+        for p in self._params.values():
+            p.grad = None
+        self._after_step()
+        return loss
+
+    def _chunks(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss sum and outputs over all samples, in chunks the program accepts."""
+        b = self._max_batch
+        losses, outs = 0.0, []
+        for i in range(0, len(xb), b):
+            xc, yc = xb[i:i + b], yb[i:i + b]
+            n = len(xc)
+            if not self._dynamic and n < b:  # fixed-batch program: pad, keep the real rows' outputs
+                pad = b - n
+                xc = np.concatenate([xc, np.repeat(xc[:1], pad, axis=0)])
+                yc = np.concatenate([yc, np.repeat(yc[:1], pad, axis=0)])
+            loss, out = self._run(xc, yc)
+            losses += loss * n  # with padding: the padded batch's mean (an approximation, stated above)
+            outs.append(out[:n])
+        return losses, np.concatenate(outs)
+
+    def evaluate(self, x: Any, y: Any, *, weights: str = "auto") -> dict[str, float]:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        with self._using(weights):
+            loss_sum, logits = self._chunks(xb, yb)
+        return logits_metrics(loss_sum, logits, yb, self.io.classifies)
+
+    def predict(self, x: Any, *, weights: str = "auto") -> np.ndarray:
+        xb = self.io.x(x)
+        with self._using(weights):
+            return self._chunks(xb, self.io.dummy_target(len(xb)))[1]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        return {name: p.numpy().copy() for name, p in self._params.items()}

@@ -1,0 +1,166 @@
+"""ONNX Runtime Training runtime (``onnxruntime.training.api``): the phone's engine, on the desktop.
+
+One step is what the Android app does: ``Optimizer.set_learning_rate(lr)``
+(every step: the schedule manager owns the LR), ``Module(x, labels)`` (train
+step: loss and gradients), ``Optimizer.step()``, ``Module.lazy_reset_grad()``.
+
+The bundle is verified (:func:`mobile_lr.bundle.load_bundle`) before any of its
+files reaches ORT. ORT takes file paths, so a file swapped between the check
+and ORT's read is a window this process cannot close; the ExecuTorch runtime,
+which loads from bytes, has none.
+
+EMA (iterate averaging) works on the flat vector of trainable parameters:
+``Module.get_contiguous_parameters(trainable_only=True)`` reads it and
+``Module.copy_buffer_to_parameters`` writes it back (the 1.19.2 Python wrapper
+hands its argument straight to C++, which wants the *inner* OrtValue, hence
+``OrtValue.ortvalue_from_numpy(a)._ortvalue``). Gradients and optimizer state
+are untouched by the swap (reference runtimes.md §9).
+
+Checkpoints hold ORT's own checkpoint file (``CheckpointState.save_checkpoint``
+with the optimizer state: moments and step count) as bytes inside the
+mobile-lr checkpoint, next to the EMA and metadata: one file, one atomic rename.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobile_lr.bundle import load_bundle
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
+from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
+
+__all__ = ["EVAL_CHUNK", "OrtRuntime"]
+
+EVAL_CHUNK = 4096  # samples per eval call: bounds the activation memory of an evaluation
+_FLAT = "flat"
+
+
+class OrtRuntime(RuntimeBase):
+    """Train a bundle's ORT artifacts. ``threads`` sets ORT's intra-op threads (1: a background job)."""
+
+    kind = "ort"
+
+    def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None, threads: int = 1,
+                 expected_sha256: str | None = None) -> None:
+        bundle = load_bundle(bundle_dir, expected_sha256)
+        backend_info(bundle.manifest, "ort")
+        super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
+                         tuple(bundle.manifest["model"]["trainable"]), ema)
+        self.bundle = bundle
+        self._threads = threads
+        from onnxruntime.training.api import CheckpointState
+
+        self._state = CheckpointState.load_checkpoint(str(bundle.path / "checkpoint"))
+        self._build()
+        self._init_ema()
+
+    # ---------------------------------------------------------------- engine
+
+    def _build(self) -> None:
+        import onnxruntime as ort
+        from onnxruntime.training.api import Module, Optimizer
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self._threads
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3  # ORT warns about the optimizer graph's output shape on every load
+        path = self.bundle.path
+        self._module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
+                              session_options=so)
+        self._optimizer = Optimizer(str(path / "optimizer_model.onnx"), self._module)
+        self._module.train()
+
+    def _trainable_arrays(self) -> dict[str, np.ndarray]:
+        return {_FLAT: self._module.get_contiguous_parameters(trainable_only=True).numpy()}
+
+    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+        from onnxruntime import OrtValue
+
+        flat = np.ascontiguousarray(values[_FLAT], dtype=np.float32)
+        self._module.copy_buffer_to_parameters(OrtValue.ortvalue_from_numpy(flat)._ortvalue,
+                                               trainable_only=True)
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        from onnxruntime.training.api import CheckpointState
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "checkpoint"
+            CheckpointState.save_checkpoint(self._state, str(ckpt), include_optimizer_state=True)
+            data = ckpt.read_bytes()
+        return {"ort_checkpoint": np.frombuffer(data, dtype=np.uint8)}
+
+    def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
+        from onnxruntime.training.api import CheckpointState
+
+        if "ort_checkpoint" not in arrays:
+            raise CheckpointError(name, "no ORT checkpoint inside")
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = Path(tmp) / "checkpoint"
+            ckpt.write_bytes(arrays["ort_checkpoint"].tobytes())
+            try:
+                state = CheckpointState.load_checkpoint(str(ckpt))
+            except Exception as err:  # native code raises RuntimeError-like errors
+                raise CheckpointError(name, f"ORT cannot read the checkpoint inside ({err})") from None
+        self._state = state
+        self._build()
+
+    # ---------------------------------------------------------------- protocol
+
+    def step(self, x: Any, y: Any, lr: float) -> float:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        self._optimizer.set_learning_rate(self._lr(lr))
+        loss, _ = self._module(xb, yb)
+        self._optimizer.step()
+        self._module.lazy_reset_grad()
+        self._after_step()
+        return float(loss)
+
+    def _run_eval(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        self._module.eval()
+        try:
+            losses, outs = [], []
+            for i in range(0, len(xb), EVAL_CHUNK):
+                loss, out = self._module(xb[i:i + EVAL_CHUNK], yb[i:i + EVAL_CHUNK])
+                losses.append(float(loss) * len(out))
+                outs.append(out)
+        finally:
+            self._module.train()
+        return float(sum(losses)), np.concatenate(outs)
+
+    def evaluate(self, x: Any, y: Any, *, weights: str = "auto") -> dict[str, float]:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        with self._using(weights):
+            loss_sum, logits = self._run_eval(xb, yb)
+        return logits_metrics(loss_sum, logits, yb, self.io.classifies)
+
+    def predict(self, x: Any, *, weights: str = "auto") -> np.ndarray:
+        xb = self.io.x(x)
+        with self._using(weights):
+            return self._run_eval(xb, self.io.dummy_target(len(xb)))[1]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        # iterating ORT's Parameters yields (name, Parameter) pairs
+        return {name: np.array(p.data, copy=True) for name, p in self._state.parameters}
+
+    def export_inference(self, path: str | os.PathLike[str], *, weights: str = "auto") -> str:
+        """Write an ONNX inference model of the trained weights (atomically); returns "ema" or "raw".
+
+        With EMA on, ``weights="auto"`` exports the EMA weights, the ones
+        :meth:`evaluate` reports on. The model has one input ``input`` and one
+        output ``output`` (ORT drops the loss and the labels input).
+        """
+        path = Path(path)
+        with tempfile.TemporaryDirectory() as tmp, self._using(weights) as which:
+            out = Path(tmp) / "inference.onnx"
+            self._module.export_model_for_inferencing(str(out), ["output"])
+            data = out.read_bytes()
+        atomic_write(path, lambda f: f.write(data))
+        return which

@@ -1,0 +1,114 @@
+"""PyTorch optimizers for the eager and the ExecuTorch runtimes, with per-step LR and pickle-free state.
+
+Why the ExecuTorch runtime uses ``torch.optim`` rather than ExecuTorch's own SGD
+(checked against ``extension/training/optimizer/sgd.cpp`` and the Python
+``_training_lib`` binding of executorch 1.4): ``SGDOptions`` has getters and
+no setters, the Python ``ExecuTorchSGD`` exposes only ``step``, and its momentum
+buffers live in a private map keyed by tensor pointer. Changing the learning
+rate means building a new optimizer, which silently restarts momentum (the
+first step after a rebuild sets ``buf = grad`` again), and the buffers can never
+be saved in a checkpoint. Folding the LR into the gradient does not work with
+momentum either (the buffer would mix gradients scaled by different LRs).
+
+The tensors ``TrainingModule.named_parameters()`` returns are views of the
+program's live weights (``forward_backward`` runs with ``clone_outputs=False``
+and keeps the first call's parameter outputs), so an optimizer that updates
+them in place updates the program. We hand those views, with the program's
+gradients as ``.grad``, to ``torch.optim.SGD`` (or ``AdamW``): the update is
+then ``torch.optim.SGD``'s by construction, the LR is a plain field set before
+every step, and the momentum buffers are ordinary tensors we checkpoint. The
+rule applied (identical to ExecuTorch's C++ SGD for a constant LR)::
+
+    d = g + weight_decay * p
+    buf = d                                   (first step)
+    buf = momentum * buf + (1 - dampening) * d (later steps)
+    d = d + momentum * buf if nesterov else buf
+    p = p - lr_t * d
+
+On Android the same holds (``namedParameters`` wraps the native memory in a
+direct ``ByteBuffer``): the app applies this rule itself over those buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobile_lr.recipes import OptimizerSpec
+from mobile_lr.runtime.checkpoint import CheckpointError
+from mobile_lr.validation import ValidationError
+
+__all__ = ["OPTIMIZER_CHOICES", "make_optimizer", "optimizer_state", "restore_optimizer_state", "set_lr"]
+
+OPTIMIZER_CHOICES = ("recipe", "schedulefree")
+
+
+def make_optimizer(spec: OptimizerSpec, params: Sequence[torch.Tensor],
+                   choice: str = "recipe") -> torch.optim.Optimizer:
+    """The recipe's optimizer over ``params`` (LR 0 until the first :func:`set_lr`).
+
+    ``choice="schedulefree"`` gives ``schedulefree.AdamWScheduleFree`` with the
+    recipe's betas, eps and weight decay (and no internal warm-up: the schedule
+    owns the LR).
+    """
+    if choice not in OPTIMIZER_CHOICES:
+        raise ValidationError("optimizer", f"unknown value {choice!r}", ", ".join(OPTIMIZER_CHOICES))
+    params = list(params)
+    if choice == "schedulefree":
+        import schedulefree
+
+        opt = schedulefree.AdamWScheduleFree(params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps,
+                                             weight_decay=spec.weight_decay, warmup_steps=0)
+        opt.train()
+        return opt
+    if spec.type == "adamw":
+        return torch.optim.AdamW(params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps,
+                                 weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=0.0, momentum=spec.momentum, dampening=spec.dampening,
+                           weight_decay=spec.weight_decay, nesterov=spec.nesterov)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = float(lr)
+
+
+def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``opt.state_dict()`` split into arrays (``opt/<index>/<key>``) and JSON (scalars, groups)."""
+    sd = opt.state_dict()
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in sd["state"].items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                arrays[f"opt/{idx}/{key}"] = value.detach().cpu().numpy().copy()
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    return arrays, {"scalars": scalars, "param_groups": sd["param_groups"]}
+
+
+def restore_optimizer_state(opt: torch.optim.Optimizer, arrays: Mapping[str, np.ndarray],
+                            meta: Mapping[str, Any], name: str) -> None:
+    """Inverse of :func:`optimizer_state`."""
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in arrays.items():
+        if key.startswith("opt/"):
+            _, idx, field = key.split("/", 2)
+            state.setdefault(int(idx), {})[field] = torch.from_numpy(np.array(value, copy=True))
+    for idx, entry in (meta.get("scalars") or {}).items():
+        state.setdefault(int(idx), {}).update(entry)
+    groups = meta.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
+        raise CheckpointError(name, "optimizer parameter groups missing or of another optimizer")
+    for mine, theirs in zip(opt.param_groups, groups, strict=True):
+        if len(mine["params"]) != len(theirs.get("params", ())):
+            raise CheckpointError(name, "optimizer state of another model")
+        if "betas" in theirs:
+            theirs["betas"] = tuple(theirs["betas"])
+    try:
+        opt.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(name, f"optimizer state does not fit ({err})") from None

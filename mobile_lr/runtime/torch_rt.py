@@ -1,0 +1,214 @@
+"""PyTorch eager runtime: the reference the exported artifacts are compared against.
+
+Built from a :class:`~mobile_lr.recipes.Recipe` (its model is copied, the
+recipe stays untouched) or from a bundle directory. From a bundle, the model
+code comes from the recipe entry point recorded in the manifest and the weights
+from the verified ``inference_model.onnx`` (an ONNX protobuf, parsed from the
+verified bytes; never a pickle).
+
+Optimizers: the recipe's (``torch.optim.AdamW`` or ``SGD``), or
+``optimizer="schedulefree"`` for ``schedulefree.AdamWScheduleFree`` (its
+evaluation point ``x`` is used by :meth:`evaluate`/:meth:`predict`; it cannot
+be combined with an EMA, which would average a second time). Its checkpoint
+stores the training point ``y`` and the optimizer's ``z`` and scalars, which
+restores it exactly.
+
+Runs single-threaded by default (``threads=1``): for models this small, torch's
+thread pool costs more than it gains. The thread count is set around each call
+and restored after, so the process's setting is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mobile_lr.bundle import load_bundle
+from mobile_lr.recipes import OptimizerSpec, Recipe, load_recipe
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
+from mobile_lr.runtime.checkpoint import CheckpointError
+from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
+from mobile_lr.validation import ValidationError
+
+__all__ = ["EVAL_CHUNK", "TorchRuntime", "recipe_identity"]
+
+EVAL_CHUNK = 4096
+
+
+def recipe_identity(recipe: Recipe) -> str:
+    """Identity of a recipe-built runtime: hash of its entry, trainable split and initial weights."""
+    h = hashlib.sha256(json.dumps([recipe.entry or recipe.name, list(recipe.trainable)]).encode())
+    for name, t in recipe.model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().numpy().tobytes())
+    return "recipe-" + h.hexdigest()
+
+
+def _model_io(recipe: Recipe) -> ModelIO:
+    with torch.no_grad():
+        out = recipe.model(recipe.example_input[:1])
+    return ModelIO(recipe.input_shape, tuple(out.shape[1:]), recipe.target_name, recipe.target_dtype)
+
+
+def _recipe_from_bundle(bundle_dir: str | os.PathLike[str],
+                        expected_sha256: str | None) -> tuple[Recipe, str]:
+    import onnx
+    from onnx import numpy_helper
+
+    bundle = load_bundle(bundle_dir, expected_sha256)
+    model = bundle.manifest["model"]
+    recipe = load_recipe(model["entry"])
+    proto = onnx.load_from_string(bundle.read_verified("inference_model.onnx"))
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    wanted = recipe.model.state_dict()
+    missing = [k for k in wanted if k not in weights]
+    if missing:
+        raise ValidationError("inference_model.onnx", f"weights {missing} not found",
+                              "a bundle exported by mobile-lr export")
+    recipe.load_state_dict({k: weights[k] for k in wanted})
+    recipe = dataclasses.replace(recipe, trainable=tuple(model["trainable"]),
+                                 optimizer=OptimizerSpec.from_dict(bundle.manifest["optimizer"]))
+    recipe.apply_trainable()
+    return recipe, bundle.sha256
+
+
+class TorchRuntime(RuntimeBase):
+    """PyTorch eager training of a recipe or a bundle."""
+
+    kind = "torch"
+
+    def __init__(self, source: Recipe | str | os.PathLike[str], *, ema: float | None = None,
+                 optimizer: str = "recipe", threads: int | None = 1,
+                 expected_sha256: str | None = None) -> None:
+        if isinstance(source, Recipe):
+            recipe = copy.deepcopy(source)
+            recipe.apply_trainable()
+            identity = recipe_identity(recipe)
+        else:
+            recipe, identity = _recipe_from_bundle(source, expected_sha256)
+        if optimizer == "schedulefree" and ema is not None:
+            raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
+                                  "ema=None with optimizer='schedulefree'")
+        super().__init__(identity, _model_io(recipe), recipe.trainable, ema)
+        self.recipe = recipe
+        self.model = recipe.model
+        self.optimizer_choice = optimizer
+        self._threads = threads
+        named = dict(self.model.named_parameters())
+        self._params = {n: named[n] for n in self.trainable_names}
+        self._optimizer = make_optimizer(recipe.optimizer, list(self._params.values()), optimizer)
+        self._init_ema()
+
+    @contextlib.contextmanager
+    def _thread_limit(self) -> Iterator[None]:
+        before = torch.get_num_threads()
+        if self._threads is None or self._threads == before:
+            yield
+            return
+        torch.set_num_threads(self._threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
+    # ---------------------------------------------------------------- engine
+
+    def _trainable_arrays(self) -> dict[str, np.ndarray]:
+        return {n: p.detach().numpy() for n, p in self._params.items()}
+
+    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+        with torch.no_grad():
+            for n, p in self._params.items():
+                p.copy_(torch.from_numpy(np.ascontiguousarray(values[n], dtype=np.float32)))
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        arrays = {f"param/{n}": p.detach().numpy().copy() for n, p in self.model.named_parameters()}
+        arrays.update(optimizer_state(self._optimizer)[0])
+        return arrays
+
+    def _state_meta(self) -> dict[str, Any]:
+        return {"optimizer": optimizer_state(self._optimizer)[1], "optimizer_choice": self.optimizer_choice}
+
+    def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
+        engine = meta.get("engine") or {}
+        if engine.get("optimizer_choice") != self.optimizer_choice:
+            raise CheckpointError(name, f"written with optimizer {engine.get('optimizer_choice')!r}, "
+                                        f"not {self.optimizer_choice!r}")
+        with torch.no_grad():
+            for n, p in self.model.named_parameters():
+                a = arrays.get(f"param/{n}")
+                if a is None or a.shape != tuple(p.shape):
+                    raise CheckpointError(name, f"parameter {n!r} missing or of the wrong shape")
+                p.copy_(torch.from_numpy(np.array(a, copy=True)))
+        restore_optimizer_state(self._optimizer, arrays, engine.get("optimizer") or {}, name)
+
+    @contextlib.contextmanager
+    def _eval_point(self) -> Iterator[None]:
+        """Schedule-free AdamW evaluates at its averaged point x, trains at y."""
+        if self.optimizer_choice != "schedulefree":
+            yield
+            return
+        self._optimizer.eval()
+        try:
+            yield
+        finally:
+            self._optimizer.train()
+
+    def _forward_all(self, xb: np.ndarray, yb: np.ndarray | None) -> tuple[float, np.ndarray]:
+        self.model.eval()
+        loss_sum, outs = 0.0, []
+        with torch.no_grad():
+            for i in range(0, len(xb), EVAL_CHUNK):
+                out = self.model(torch.from_numpy(xb[i:i + EVAL_CHUNK]))
+                if yb is not None:
+                    yt = torch.from_numpy(yb[i:i + EVAL_CHUNK])
+                    loss_sum += float(self.recipe.torch_loss(out, yt)) * len(out)
+                outs.append(out.numpy())
+        self.model.train()
+        return loss_sum, np.concatenate(outs)
+
+    # ---------------------------------------------------------------- protocol
+
+    def step(self, x: Any, y: Any, lr: float) -> float:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        lr = self._lr(lr)
+        with self._thread_limit():
+            self.model.train()
+            self._optimizer.zero_grad(set_to_none=True)
+            loss = self.recipe.torch_loss(self.model(torch.from_numpy(xb)), torch.from_numpy(yb))
+            loss.backward()
+            set_lr(self._optimizer, lr)
+            self._optimizer.step()
+        self._after_step()
+        return float(loss.detach())
+
+    def evaluate(self, x: Any, y: Any, *, weights: str = "auto") -> dict[str, float]:
+        xb = self.io.x(x)
+        yb = self.io.y(y, len(xb))
+        with self._thread_limit(), self._using(weights), self._eval_point():
+            loss_sum, logits = self._forward_all(xb, yb)
+        return logits_metrics(loss_sum, logits, yb, self.io.classifies)
+
+    def predict(self, x: Any, *, weights: str = "auto") -> np.ndarray:
+        xb = self.io.x(x)
+        with self._thread_limit(), self._using(weights), self._eval_point():
+            return self._forward_all(xb, None)[1]
+
+    def parameters(self) -> dict[str, np.ndarray]:
+        with self._eval_point():
+            return {n: p.detach().numpy().copy() for n, p in self.model.named_parameters()}
+
+    def state_dict(self, *, weights: str = "auto") -> dict[str, np.ndarray]:
+        """The model's weights as numpy arrays (EMA or raw), e.g. to build a new recipe from them."""
+        with self._using(weights), self._eval_point():
+            return {k: v.detach().numpy().copy() for k, v in self.model.state_dict().items()}

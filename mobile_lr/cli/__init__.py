@@ -20,6 +20,7 @@ from mobile_lr import __version__
 COMMAND_MODULES = [
     "mobile_lr.cli.schedule_cmd",
     "mobile_lr.cli.plan_cmd",
+    "mobile_lr.cli.export_cmd",
 ]
 
 EXIT_USAGE = 2

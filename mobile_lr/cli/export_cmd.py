@@ -1,0 +1,108 @@
+"""``mobile-lr export`` and ``mobile-lr verify``: make a training bundle, check one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mobile_lr.bundle import BundleError, load_bundle
+
+EXIT_UNSUPPORTED = 1
+
+
+def _backends(text: str) -> list[str]:
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    bad = [p for p in parts if p not in ("ort", "executorch")]
+    if not parts or bad:
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list of ort, executorch; got {text!r}")
+    return parts
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ex = sub.add_parser(
+        "export", help="export a model recipe to a training bundle",
+        description="Export a model recipe (a built-in name such as digits-mlp, digits-cnn, or "
+                    "package.module:function returning a mobile_lr.recipes.Recipe) to a bundle "
+                    "directory: ONNX Runtime Training artifacts, an ExecuTorch training program, "
+                    "the schedule, the policy, labels and a manifest with SHA-256 of every file. "
+                    "Exit status 1 if a requested backend cannot represent the model (the reason "
+                    "is printed and recorded in the manifest).")
+    ex.add_argument("recipe", help="built-in recipe name or package.module:function")
+    ex.add_argument("--out", type=Path, required=True, help="bundle directory to create")
+    ex.add_argument("--backend", type=_backends, default=["ort", "executorch"], metavar="LIST",
+                    help="comma-separated backends (default: ort,executorch)")
+    ex.add_argument("--schedule", type=Path, help="schedule spec JSON (default: cosine with warm-up)")
+    ex.add_argument("--policy", type=Path, help="device policy JSON (battery floor, thermal limit, ...)")
+    ex.add_argument("--pretrain-epochs", type=int, default=0, metavar="N",
+                    help="first pre-train every parameter for N epochs on the recipe's own data "
+                         "(digits recipes: the general population)")
+    ex.add_argument("--force", action="store_true", help="replace an existing bundle in --out")
+    ex.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    ex.set_defaults(func=cmd_export)
+
+    ve = sub.add_parser(
+        "verify", help="check a bundle against its manifest",
+        description="Check that every file of a bundle matches manifest.json (present, size, "
+                    "SHA-256, no extra file) without parsing any of them. Exit status 2 names the "
+                    "first file that does not match.")
+    ve.add_argument("bundle", type=Path, help="bundle directory")
+    ve.add_argument("--sha256", help="expected bundle identity (SHA-256 of manifest.json), "
+                                     "as printed by mobile-lr export")
+    ve.add_argument("--json", action="store_true", help="print {ok, bundle_sha256, files, backends}")
+    ve.set_defaults(func=cmd_verify)
+
+
+def _summary(manifest: dict[str, Any], identity: str) -> dict[str, Any]:
+    return {"ok": True, "bundle_sha256": identity, "files": len(manifest["files"]),
+            "recipe": manifest.get("model", {}).get("recipe"),
+            "backends": {k: v.get("status") for k, v in manifest.get("backends", {}).items()}}
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from export import export_bundle
+    from mobile_lr.recipes import load_recipe, pretrain
+
+    recipe = load_recipe(args.recipe)
+    if args.pretrain_epochs < 0:
+        raise ValueError(f"--pretrain-epochs: {args.pretrain_epochs} is out of range; allowed: N >= 0")
+    if args.pretrain_epochs:
+        stats = pretrain(recipe, epochs=args.pretrain_epochs)
+        print(f"pre-trained {args.pretrain_epochs} epochs: loss {stats['loss']:.4f}, "
+              f"train accuracy {stats['accuracy']:.3f}", file=sys.stderr)
+    manifest = export_bundle(recipe, args.out, backends=args.backend, schedule=args.schedule,
+                             policy=args.policy, force=args.force,
+                             log=lambda msg: print(msg, file=sys.stderr))
+    identity = load_bundle(args.out).sha256
+    unsupported = {k: v["reason"] for k, v in manifest["backends"].items() if v["status"] != "ok"}
+    if args.json:
+        print(json.dumps({"bundle_sha256": identity, "manifest": manifest}, indent=2))
+    else:
+        model = manifest["model"]
+        print(f"bundle {args.out}  ({len(manifest['files'])} files, identity {identity})")
+        print(f"  model {model['recipe']}: {model['params_trainable']} trainable + "
+              f"{model['params_frozen']} frozen parameters, {model['flops_per_step']:,} FLOPs per "
+              f"training step at batch {model['flops_batch']} (3 x forward)")
+        for name, info in manifest["backends"].items():
+            files = ", ".join(info.get("files", []))
+            print(f"  {name}: {info['status']}" + (f" ({files})" if info["status"] == "ok" else ""))
+    for name, reason in unsupported.items():
+        print(f"mobile-lr export: {name} backend not exported: {reason}", file=sys.stderr)
+    return EXIT_UNSUPPORTED if unsupported else 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    try:
+        bundle = load_bundle(args.bundle, args.sha256)
+    except BundleError as err:
+        if args.json:
+            print(json.dumps({"ok": False, "file": err.file, "error": str(err)}))
+        raise
+    summary = _summary(bundle.manifest, bundle.sha256)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"ok: {args.bundle} matches its manifest ({summary['files']} files, identity {bundle.sha256})")
+    return 0

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +51,12 @@ from mobile_lr.validation import (
 
 __all__ = [
     "LIMITING_FACTORS",
+    "AmbientEstimator",
     "CostEstimator",
     "Plan",
     "Policy",
     "StepCost",
+    "effective_floor",
     "load_policy",
     "plan",
     "sustained_rate",
@@ -84,6 +86,8 @@ class Policy:
     * ``horizon``: ``"session"`` — the run ends with the current session, so the
       schedule anneals by its end; ``"deadline"`` — sessions (OS windows, thermal
       pauses) are interruptions of one run that ends at ``deadline_s``.
+    * ``window_gap_s``: expected rest between two OS windows (horizon ``deadline``:
+      the time after this session counts ``window / (window + gap)`` as training time).
     """
 
     battery_floor: float = 0.2
@@ -93,6 +97,7 @@ class Policy:
     charging_only: bool = False
     thermal_margin_c: float = 1.0
     horizon: str = "session"
+    window_gap_s: float = 0.0
 
     def __post_init__(self) -> None:
         check_number(self.battery_floor, "battery_floor", lo=0.0, hi=1.0, hi_open=True)
@@ -106,6 +111,7 @@ class Policy:
             raise ValidationError("charging_only", f"expected true or false, got "
                                   f"{self.charging_only!r}")
         check_number(self.thermal_margin_c, "thermal_margin_c", lo=0.0)
+        check_number(self.window_gap_s, "window_gap_s", lo=0.0)
         if self.horizon not in HORIZONS:
             raise ValidationError("horizon", f"unknown value {self.horizon!r}", ", ".join(HORIZONS))
         if self.horizon == "deadline" and self.deadline_s is None:
@@ -116,13 +122,15 @@ class Policy:
         return {"format": POLICY_FORMAT, "battery_floor": self.battery_floor,
                 "max_thermal": self.max_thermal.name, "window_s": self.window_s,
                 "deadline_s": self.deadline_s, "charging_only": self.charging_only,
-                "thermal_margin_c": self.thermal_margin_c, "horizon": self.horizon}
+                "thermal_margin_c": self.thermal_margin_c, "horizon": self.horizon,
+                "window_gap_s": self.window_gap_s}
 
     @classmethod
     def from_dict(cls, obj: Any, path: str = "") -> Policy:
         obj = get_object(obj, path)
         check_keys(obj, path, ("format", "battery_floor", "max_thermal", "window_s",
-                               "deadline_s", "charging_only", "thermal_margin_c", "horizon"))
+                               "deadline_s", "charging_only", "thermal_margin_c", "horizon",
+                               "window_gap_s"))
         fmt = obj.get("format", POLICY_FORMAT)
         if fmt != POLICY_FORMAT:
             raise ValidationError(join(path, "format"), f"unknown format {fmt!r}", POLICY_FORMAT)
@@ -144,6 +152,7 @@ class Policy:
             charging_only=get_bool(obj, "charging_only", path, default=False),
             thermal_margin_c=get_number(obj, "thermal_margin_c", path, default=1.0, lo=0.0),
             horizon=horizon,
+            window_gap_s=get_number(obj, "window_gap_s", path, default=0.0, lo=0.0),
         )
 
     def thermal_limit_c(self, profile: DeviceProfile) -> float:
@@ -206,10 +215,10 @@ class Plan:
                 "end_status": self.end_status.name, "detail": self.detail}
 
 
-def _violation(profile: DeviceProfile, policy: Policy, new: DeviceState, elapsed: float,
-               time_budget: float, theta: float) -> str | None:
+def _violation(policy: Policy, new: DeviceState, elapsed: float, time_budget: float,
+               theta: float, floor: float) -> str | None:
     """Which limit the end of a step breaks, in the order battery, thermal, time."""
-    if new.level < policy.battery_floor or new.level <= 0.0:
+    if new.level < floor or new.level <= 0.0:
         return "battery"
     if new.temperature_c >= theta or new.thermal_status > policy.max_thermal:
         return "thermal"
@@ -243,6 +252,7 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
     if policy.deadline_s is not None:
         time_budget_s = min(time_budget_s, policy.deadline_s - state.time_s)
     theta = policy.thermal_limit_c(profile)
+    floor = effective_floor(profile, policy, state.charging)
 
     def result(steps: int, factor: str, energy: float, seconds: float, st: DeviceState,
                detail: str = "") -> Plan:
@@ -272,10 +282,10 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
         m = profile.throughput[state.thermal_status]
         d = cost.seconds / m
         load = p_idle + (p_full - p_idle) * m
-        jump = min(_jump_length(profile, policy, state, load, d, theta, amb),
+        jump = min(_jump_length(profile, state, load, d, theta, amb, floor),
                    _steps_below((time_budget_s - elapsed) / d), cap - steps)
         if jump >= 2:
-            jumped = _jump(profile, policy, state, load, d, jump, theta, amb)
+            jumped = _jump(profile, state, load, d, jump, theta, amb, floor)
             if jumped is not None:
                 state = jumped
                 steps += jump
@@ -283,7 +293,7 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
                 energy += jump * load * d
                 continue
         new, ledger = advance(profile, state, load, d)
-        factor = _violation(profile, policy, new, elapsed + d, time_budget_s, theta)
+        factor = _violation(policy, new, elapsed + d, time_budget_s, theta, floor)
         if factor is not None:
             return result(steps, factor, energy, elapsed, state)
         state, steps, elapsed, energy = new, steps + 1, elapsed + d, energy + ledger.consumed_j
@@ -319,8 +329,8 @@ def _heat(profile: DeviceProfile, regime: str, charging: bool, load: float) -> f
     return load + (1.0 - eta) * profile.charge_power_w
 
 
-def _jump_length(profile: DeviceProfile, policy: Policy, st: DeviceState, load: float, d: float,
-                 theta: float, amb: float) -> int:
+def _jump_length(profile: DeviceProfile, st: DeviceState, load: float, d: float,
+                 theta: float, amb: float, floor: float) -> int:
     """Steps that certainly change no status, no battery regime and break no limit."""
     status = int(st.thermal_status)
     if profile.status_for(st.temperature_c, status) != status or st.temperature_c >= theta:
@@ -332,7 +342,7 @@ def _jump_length(profile: DeviceProfile, policy: Policy, st: DeviceState, load: 
     if regime == "drain":
         per_step = (load - a) * d / e_full
         if per_step > 0.0:
-            n = min(n, _steps_below((st.level - max(policy.battery_floor, 0.0)) / per_step))
+            n = min(n, _steps_below((st.level - floor) / per_step))
     elif regime == "rise":
         per_step = (a - load) * d / e_full
         if per_step > 0.0:
@@ -355,15 +365,15 @@ def _jump_length(profile: DeviceProfile, policy: Policy, st: DeviceState, load: 
     return n
 
 
-def _jump(profile: DeviceProfile, policy: Policy, st: DeviceState, load: float, d: float, n: int,
-          theta: float, amb: float) -> DeviceState | None:
+def _jump(profile: DeviceProfile, st: DeviceState, load: float, d: float, n: int,
+          theta: float, amb: float, floor: float) -> DeviceState | None:
     """State after ``n`` identical steps in closed form, or None if a check fails."""
     regime, bound = _regime(profile, st.level, st.charging, load)
     e_full = profile.battery_j
     a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0
     if regime in ("drain", "rise"):
         level = st.level + n * (a - load) * d / e_full
-        if regime == "drain" and (level < policy.battery_floor or level <= 0.0):
+        if regime == "drain" and (level < floor or level <= 0.0):
             return None
         if regime == "rise" and level >= bound:
             return None
@@ -381,6 +391,14 @@ def _jump(profile: DeviceProfile, policy: Policy, st: DeviceState, load: float, 
     if temp >= theta or profile.status_for(temp, status) != status:
         return None
     return DeviceState(min(1.0, level), st.charging, temp, st.thermal_status, 0.0, amb)
+
+
+def effective_floor(profile: DeviceProfile, policy: Policy, charging: bool) -> float:
+    """The policy's floor, raised above the OS low-battery level for a job that requires
+    "battery not low" and runs unplugged (the OS stops it at ``level <= low``, §1.3)."""
+    if profile.battery_not_low and not charging:
+        return max(policy.battery_floor, math.nextafter(profile.low_battery_level, math.inf))
+    return policy.battery_floor
 
 
 def sustained_rate(profile: DeviceProfile, policy: Policy, cost: StepCost, *, charging: bool,
@@ -461,6 +479,11 @@ class CostEstimator:
             full = self.idle_power_w + (power - self.idle_power_w) / throttle
             self.powers = [*self.powers, max(full, 1e-9)][-self.window:]
 
+    @property
+    def warm(self) -> bool:
+        """Enough observations for the estimate to replace the prior."""
+        return len(self.seconds) >= self.min_observations
+
     def _seconds(self) -> tuple[float, float]:
         if len(self.seconds) < self.min_observations:
             return self.prior.seconds, self.prior_factor
@@ -504,3 +527,56 @@ class CostEstimator:
         self.seconds = [float(v) for v in obj["seconds"]][-self.window:]
         self.powers = [float(v) for v in obj["powers"]][-self.window:]
         self.count = get_int(obj, "count", path, default=len(self.seconds), lo=0)
+
+
+class AmbientEstimator:
+    """Least-squares estimate of the ambient temperature a phone cannot measure.
+
+    Over any interval the RC model gives ``T1 = amb·x + f(T0, heat)`` with
+    ``x = 1 - e^{-Δt/τ}`` whatever the pieces of constant heat inside it, so every
+    reported interval (the steps observed in it, idle for the rest) is one linear
+    observation ``y = T1 - f = amb·x``. The estimate is ``Σλxy / Σλx²`` with a
+    forgetting factor ``λ = e^{-Δt/forget_s}`` per interval, seeded by the profile's
+    ambient with weight ``prior_weight`` (the information of one interval of about
+    ``0.1·τ``). Model errors (a wrong R or C) are absorbed into an effective ambient
+    that makes the predictions right, which is what the planner needs.
+    """
+
+    def __init__(self, profile: DeviceProfile, *, forget_s: float = 1800.0,
+                 prior_weight: float = 0.01):
+        self.profile = profile
+        self.forget_s = forget_s
+        self.sxx = prior_weight
+        self.sxy = prior_weight * profile.ambient_c
+
+    @property
+    def value(self) -> float:
+        return min(80.0, max(-50.0, self.sxy / self.sxx))
+
+    def observe(self, start: DeviceState, end: DeviceState,
+                steps: list[tuple[float, float]]) -> None:
+        """One reported interval: ``steps`` are (load W, seconds) of the steps run in it."""
+        dt = end.time_s - start.time_s
+        if not dt > 0.0:
+            return
+        sim = replace(start, ambient_c=0.0, time_s=0.0)
+        busy = 0.0
+        for load, seconds in steps:
+            sim, _ = advance(self.profile, sim, load, seconds)
+            busy += seconds
+        if dt > busy:
+            sim, _ = advance(self.profile, sim, self.profile.idle_power_w, dt - busy)
+        x = 1.0 - math.exp(-dt / self.profile.tau_s)
+        y = end.temperature_c - sim.temperature_c
+        lam = math.exp(-dt / self.forget_s)
+        self.sxx = lam * self.sxx + x * x
+        self.sxy = lam * self.sxy + x * y
+
+    def state_dict(self) -> dict[str, float]:
+        return {"sxx": self.sxx, "sxy": self.sxy}
+
+    def load_state_dict(self, obj: Mapping[str, Any], path: str = "ambient") -> None:
+        obj = get_object(obj, path)
+        check_keys(obj, path, ("sxx", "sxy"), required=("sxx", "sxy"))
+        self.sxx = get_number(obj, "sxx", path, lo=0.0, lo_open=True)
+        self.sxy = get_number(obj, "sxy", path)

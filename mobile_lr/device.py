@@ -375,6 +375,12 @@ def load_profile(source: str | Path | Mapping[str, Any] | DeviceProfile) -> Devi
 # --------------------------------------------------------------------------- state
 
 
+def _in(x: Any, lo: float, hi: float) -> bool:
+    """A finite real (not a bool) in [lo, hi]; NaN fails the comparison."""
+    return (type(x) is float or (type(x) is int)) and lo <= x <= hi and x != math.inf \
+        and x != -math.inf
+
+
 @dataclass(frozen=True)
 class DeviceState:
     """What a training loop reads on the phone.
@@ -391,13 +397,18 @@ class DeviceState:
     ambient_c: float | None = None
 
     def __post_init__(self) -> None:
-        check_number(self.level, "level", lo=0.0, hi=1.0)
-        check_number(self.temperature_c, "temperature_c", lo=-100.0, hi=500.0)
-        check_number(self.time_s, "time_s")
+        # The planner builds thousands of states: test the common case cheaply and let
+        # check_number word the error only when something is wrong.
+        if not (_in(self.level, 0.0, 1.0) and _in(self.temperature_c, -100.0, 500.0)
+                and _in(self.time_s, -math.inf, math.inf)):
+            check_number(self.level, "level", lo=0.0, hi=1.0)
+            check_number(self.temperature_c, "temperature_c", lo=-100.0, hi=500.0)
+            check_number(self.time_s, "time_s")
         if not isinstance(self.charging, bool):
             raise ValidationError("charging", f"expected true or false, got {self.charging!r}")
-        object.__setattr__(self, "thermal_status", parse_thermal_status(self.thermal_status))
-        if self.ambient_c is not None:
+        if type(self.thermal_status) is not ThermalStatus:
+            object.__setattr__(self, "thermal_status", parse_thermal_status(self.thermal_status))
+        if self.ambient_c is not None and not _in(self.ambient_c, -50.0, 80.0):
             check_number(self.ambient_c, "ambient_c", lo=-50.0, hi=80.0)
 
     @classmethod

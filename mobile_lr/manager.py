@@ -47,7 +47,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mobile_lr.budget import CostEstimator, Plan, Policy, StepCost, plan, sustained_rate
+from mobile_lr.budget import (
+    AmbientEstimator,
+    CostEstimator,
+    Plan,
+    Policy,
+    StepCost,
+    effective_floor,
+    plan,
+    sustained_rate,
+)
 from mobile_lr.device import (
     DeviceProfile,
     DeviceState,
@@ -298,6 +307,9 @@ class ScheduleManager:
             unobserved_power_factor=c.unobserved_power_factor)
         self.device: DeviceState = state if state is not None else DeviceState.initial(
             self.profile, 1.0)
+        self.ambient = AmbientEstimator(self.profile)
+        self._reported: DeviceState | None = None   # last state the caller reported
+        self._since: list[tuple[float, float]] = []  # (load W, s) of steps since then
         self.step = 0                       # training steps done (the schedule's t)
         self.plan_history: list[tuple[int, int]] = []
         self.nan_scale = 1.0
@@ -321,7 +333,17 @@ class ScheduleManager:
         """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
         if not isinstance(state, DeviceState):
             raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
+        if state.ambient_c is None and self._reported is not None:
+            self.ambient.observe(self._reported, state, self._since)
+        self._reported, self._since = state, []
         self.device = state
+
+    def _view(self) -> DeviceState:
+        """The state the planner uses: the ambient, when unknown, is the estimated one."""
+        if self.device.ambient_c is not None:
+            return self.device
+        return DeviceState(self.device.level, self.device.charging, self.device.temperature_c,
+                           self.device.thermal_status, self.device.time_s, self.ambient.value)
 
     def begin_window(self, now_s: float | None = None, length_s: float | None = None) -> None:
         """A new OS window (a Worker started): the session's time budget restarts."""
@@ -377,10 +399,13 @@ class ScheduleManager:
         if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
             load = energy_j / seconds
         else:
-            cost = self.estimator.pessimistic()
+            cost = self.estimator.estimate()
             load = self.profile.idle_power_w + (max(cost.power_w, self.profile.idle_power_w)
                                                 - self.profile.idle_power_w) * throttle
-        self.device, _ = advance(self.profile, self.device, load, seconds)
+        self._since.append((load, seconds))
+        end, _ = advance(self.profile, self._view(), load, seconds)
+        self.device = DeviceState(end.level, end.charging, end.temperature_c, end.thermal_status,
+                                  end.time_s, self.device.ambient_c)
 
     # ------------------------------------------------------------------ decisions
     @property
@@ -418,6 +443,13 @@ class ScheduleManager:
             if self.pending_rollback is not None:
                 return self._apply_rollback()
         budget = session.steps + self._later_steps(session)
+        if session.steps > 0 and not self.estimator.warm:
+            # Calibration: the gate above used the pessimistic prior (it must hold for any
+            # true cost within the prior factor), but sizing the schedule on it would spend
+            # the first steps' LR decay far too fast. Size it on the profile's own numbers
+            # until `min_observations` steps have been measured.
+            sizing = self._plan(self.nominal_steps - self.step, self.estimator.estimate())
+            budget = max(sizing.steps + self._later_steps(sizing), 1)
         self._record_total(self.step + min(budget, self.nominal_steps - self.step))
         if session.steps == 0:
             return self._no_step(session, budget)
@@ -433,16 +465,20 @@ class ScheduleManager:
                         "status": int(self.device.thermal_status)}
         return Run(self.step, lr)
 
-    def _plan(self, max_steps: int) -> Plan:
+    def _plan(self, max_steps: int, cost: StepCost | None = None) -> Plan:
+        """Plan the session from the believed state; the gate plan (pessimistic cost) also
+        records the predicted end of the next step."""
         budget = None
         if self.window_end_s is not None:
             budget = self.window_end_s - self.device.time_s
-        cost = self.estimator.pessimistic()
-        result = plan(self.profile, self.device, self.policy, cost, max_steps=max_steps,
+        gate = cost is None
+        cost = self.estimator.pessimistic() if cost is None else cost
+        result = plan(self.profile, self._view(), self.policy, cost, max_steps=max_steps,
                       time_budget_s=budget)
-        self.last_plan = result
-        if result.steps >= 1:
-            self.predicted_end = self._one_step(cost)
+        if gate:
+            self.last_plan = result
+            if result.steps >= 1:
+                self.predicted_end = self._one_step(cost)
         return result
 
     def _one_step(self, cost: StepCost) -> DeviceState:
@@ -450,7 +486,7 @@ class ScheduleManager:
         p = self.profile
         m = p.throughput[self.device.thermal_status]
         load = p.idle_power_w + (max(cost.power_w, p.idle_power_w) - p.idle_power_w) * m
-        end, _ = advance(p, self.device, load, cost.seconds / m)
+        end, _ = advance(p, self._view(), load, cost.seconds / m)
         return end
 
     def _later_steps(self, session: Plan) -> int:
@@ -462,14 +498,21 @@ class ScheduleManager:
         cost = self.estimator.pessimistic()
         charging = self.device.charging or self.policy.charging_only
         rate = sustained_rate(self.profile, self.policy, cost, charging=charging,
-                              ambient_c=self.device.ambient_c)
+                              ambient_c=self._view().ambient_c)
         left = self.policy.deadline_s - self.device.time_s - session.seconds
+        window = self.policy.window_s if self.policy.window_s is not None \
+            else self.profile.window_for(charging)
+        left *= window / (window + self.policy.window_gap_s)
         by_time = math.floor(max(0.0, left) * rate)
+        # battery drained per step: the whole step's energy, less what a charger delivers
+        drain = cost.joules
         if charging:
+            drain -= self.profile.charge_efficiency * self.profile.charge_power_w * cost.seconds
+        if drain <= 0.0:
             return by_time
-        spare = (session.end_level - self.policy.battery_floor) * self.profile.battery_j
-        by_energy = math.floor(max(0.0, spare) / cost.joules)
-        return min(by_time, by_energy)
+        floor = effective_floor(self.profile, self.policy, charging)
+        spare = (session.end_level - floor) * self.profile.battery_j
+        return min(by_time, math.floor(max(0.0, spare) / drain))
 
     def _record_total(self, total: int) -> None:
         """Write a new planned total into the plan history if it moved beyond the tolerance."""
@@ -496,7 +539,7 @@ class ScheduleManager:
         return self._stop(Stop("budget-cut", session.detail or session.limiting_factor))
 
     def _resume_hint(self, reason: str) -> float | None:
-        st, p = self.device, self.profile
+        st, p = self._view(), self.profile
         if reason == "thermal":
             target = self.policy.thermal_limit_c(p) - self.config.resume_gap_c
             hint = cool_down_seconds(p, st, target)
@@ -609,6 +652,9 @@ class ScheduleManager:
             "range_test": self.range_test,
             "spent": self.spent,
             "estimator": self.estimator.state_dict(),
+            "ambient": self.ambient.state_dict(),
+            "reported": None if self._reported is None else self._reported.to_dict(),
+            "since": [list(x) for x in self._since],
             "device": self.device.to_dict(),
         }))
 
@@ -639,6 +685,10 @@ class ScheduleManager:
         self.range_test = json.loads(json.dumps(obj["range_test"]))
         self.spent = dict(obj["spent"])
         self.estimator.load_state_dict(obj["estimator"])
+        self.ambient.load_state_dict(obj["ambient"])
+        rep = obj.get("reported")
+        self._reported = None if rep is None else DeviceState.from_dict(rep, "reported")
+        self._since = [(float(a), float(b)) for a, b in obj.get("since", [])]
         self.device = DeviceState.from_dict(obj["device"], "device")
 
     @classmethod
@@ -649,7 +699,8 @@ class ScheduleManager:
                              "plan_history", "nan_scale", "range_scale", "peak_factor",
                              "failures", "last_good_step", "window_end_s", "pending",
                              "pending_rollback", "stopped", "last_run_total", "plateau_state",
-                             "range_test", "spent", "estimator", "device"))
+                             "range_test", "spent", "estimator", "ambient", "reported",
+                             "since", "device"))
         mgr = cls(parse_spec(obj["schedule"]), DeviceProfile.from_dict(obj["profile"], "profile"),
                   Policy.from_dict(obj["policy"], "policy"),
                   ManagerConfig.from_dict(obj["config"], "config"))

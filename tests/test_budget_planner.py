@@ -15,6 +15,7 @@ from mobile_lr.budget import (
     CostEstimator,
     Policy,
     StepCost,
+    effective_floor,
     load_policy,
     plan,
     sustained_rate,
@@ -33,6 +34,7 @@ from mobile_lr.validation import ValidationError
 def brute_force(profile, state, policy, cost, time_budget, cap=10**6):
     """The plan's definition, one exact step at a time (no closed-form jumps)."""
     theta = policy.thermal_limit_c(profile)
+    floor = effective_floor(profile, policy, state.charging)
     p_full = max(cost.power_w, profile.idle_power_w)
     n, elapsed = 0, 0.0
     while n < cap:
@@ -40,7 +42,7 @@ def brute_force(profile, state, policy, cost, time_budget, cap=10**6):
         d = cost.seconds / m
         new, _ = advance(profile, state, profile.idle_power_w
                          + (p_full - profile.idle_power_w) * m, d)
-        if new.level < policy.battery_floor or new.level <= 0.0:
+        if new.level < floor or new.level <= 0.0:
             return n, "battery"
         if new.temperature_c >= theta or new.thermal_status > policy.max_thermal:
             return n, "thermal"

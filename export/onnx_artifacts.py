@@ -40,8 +40,10 @@ __all__ = [
     "MAX_IR_VERSION",
     "OPSET",
     "ORT_FILES",
+    "NativeLog",
     "UnsupportedModel",
     "export_onnx",
+    "quiet_native_stderr",
     "write_ort_artifacts",
 ]
 
@@ -55,28 +57,38 @@ class UnsupportedModel(Exception):
     """A backend cannot represent this recipe; the message says why (goes into the manifest)."""
 
 
-@contextlib.contextmanager
-def quiet_native_stderr() -> Iterator[None]:
-    """Silence native code writing to fd 2 (ORT's gradient builder logs every graph pass at INFO).
+class NativeLog:
+    """Text native code wrote to fd 2 inside :func:`quiet_native_stderr` (filled when the block ends)."""
 
-    On an exception the captured text is replayed to stderr so that no error is lost.
+    text = ""
+
+
+@contextlib.contextmanager
+def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
+    """Capture what native code writes to fd 2 (ORT's gradient builder logs every graph pass at INFO).
+
+    On an exception the captured tail is replayed to stderr (unless
+    ``replay_on_error`` is false) so that no error is lost.
     """
     sys.stderr.flush()
     saved = os.dup(2)
+    log = NativeLog()
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            yield log
         except BaseException:
             os.dup2(saved, 2)
             sink.seek(0)
-            tail = sink.read()[-4000:].decode("utf-8", "replace")
-            if tail.strip():
-                print(tail, file=sys.stderr)
+            log.text = sink.read().decode("utf-8", "replace")
+            if replay_on_error and log.text.strip():
+                print(log.text[-4000:], file=sys.stderr)
             raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+        sink.seek(0)
+        log.text = sink.read().decode("utf-8", "replace")
 
 
 def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool) -> onnx.ModelProto:

@@ -36,12 +36,15 @@ __all__ = ["ExecuTorchRuntime"]
 
 
 class ExecuTorchRuntime(RuntimeBase):
-    """Train a bundle's ExecuTorch program with the bundle's optimizer (SGD or AdamW)."""
+    """Train a bundle's ExecuTorch program with the bundle's optimizer (SGD or AdamW).
+
+    ``optimizer`` replaces the bundle's (the optimizer is not part of the program).
+    """
 
     kind = "executorch"
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None,
-                 expected_sha256: str | None = None) -> None:
+                 optimizer: OptimizerSpec | None = None, expected_sha256: str | None = None) -> None:
         import torch
         from executorch.extension.training import _load_for_executorch_for_training_from_buffer
 
@@ -64,7 +67,7 @@ class ExecuTorchRuntime(RuntimeBase):
                                                       torch.from_numpy(self.io.dummy_target(n0))))
         named = self._program.named_parameters()
         self._params = {name: named[self._prefix + name] for name in self.trainable_names}
-        self._spec = OptimizerSpec.from_dict(bundle.manifest["optimizer"])
+        self._spec = optimizer or OptimizerSpec.from_dict(bundle.manifest["optimizer"])
         self._optimizer = make_optimizer(self._spec, list(self._params.values()))
         self._init_ema()
 

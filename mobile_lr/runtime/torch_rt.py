@@ -82,12 +82,16 @@ def _recipe_from_bundle(bundle_dir: str | os.PathLike[str],
 
 
 class TorchRuntime(RuntimeBase):
-    """PyTorch eager training of a recipe or a bundle."""
+    """PyTorch eager training of a recipe or a bundle.
+
+    ``optimizer``: ``"recipe"`` (the recipe's or bundle's), ``"schedulefree"``, or an
+    :class:`~mobile_lr.recipes.OptimizerSpec` that replaces the recipe's.
+    """
 
     kind = "torch"
 
     def __init__(self, source: Recipe | str | os.PathLike[str], *, ema: float | None = None,
-                 optimizer: str = "recipe", threads: int | None = 1,
+                 optimizer: str | OptimizerSpec = "recipe", threads: int | None = 1,
                  expected_sha256: str | None = None) -> None:
         if isinstance(source, Recipe):
             recipe = copy.deepcopy(source)
@@ -95,6 +99,9 @@ class TorchRuntime(RuntimeBase):
             identity = recipe_identity(recipe)
         else:
             recipe, identity = _recipe_from_bundle(source, expected_sha256)
+        if isinstance(optimizer, OptimizerSpec):
+            recipe = dataclasses.replace(recipe, optimizer=optimizer)
+            optimizer = "recipe"
         if optimizer == "schedulefree" and ema is not None:
             raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
                                   "ema=None with optimizer='schedulefree'")

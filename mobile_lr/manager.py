@@ -354,8 +354,9 @@ class ScheduleManager:
         self.window_end_s = now + float(length_s)
 
     def mark_checkpoint(self) -> None:
-        """The caller saved a checkpoint of the model at the current step."""
-        if self.pending_rollback is None and self.pending is None:
+        """The caller saved the model as it is after ``step`` training steps (call it between
+        ``observe`` and the next step); a rollback returns there."""
+        if self.pending_rollback is None and self.range_test["status"] not in ("running",):
             self.last_good_step = self.step
 
     def observe(self, loss: float | None = None, step_seconds: float | None = None,
@@ -419,7 +420,8 @@ class ScheduleManager:
 
     def lr_at(self, t: int) -> float:
         """The LR the current plan history gives step ``t`` (no side effects)."""
-        return self.schedule.lr(t, self.plan_history, self.plateau_state) * self.lr_scale
+        hist = self.plan_history or [(0, self.nominal_steps)]
+        return self.schedule.lr(t, hist, self.plateau_state) * self.lr_scale
 
     def next(self) -> Decision:
         """The next decision; see the module docstring."""

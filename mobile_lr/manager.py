@@ -438,20 +438,13 @@ class ScheduleManager:
         if self.window_end_s is None:
             self.begin_window()
         session = self._plan(self.nominal_steps - self.step)
+        budget = self._run_budget(session)
         if self.range_test["status"] in ("pending", "running"):
-            decision = self._range_next(session)
+            decision = self._range_next(session, budget)
             if decision is not None:
                 return decision
             if self.pending_rollback is not None:
                 return self._apply_rollback()
-        budget = session.steps + self._later_steps(session)
-        if session.steps > 0 and not self.estimator.warm:
-            # Calibration: the gate above used the pessimistic prior (it must hold for any
-            # true cost within the prior factor), but sizing the schedule on it would spend
-            # the first steps' LR decay far too fast. Size it on the profile's own numbers
-            # until `min_observations` steps have been measured.
-            sizing = self._plan(self.nominal_steps - self.step, self.estimator.estimate())
-            budget = max(sizing.steps + self._later_steps(sizing), 1)
         self._record_total(self.step + min(budget, self.nominal_steps - self.step))
         if session.steps == 0:
             return self._no_step(session, budget)
@@ -466,6 +459,18 @@ class ScheduleManager:
         self.pending = {"phase": "train", "step": self.step, "lr": lr,
                         "status": int(self.device.thermal_status)}
         return Run(self.step, lr)
+
+    def _run_budget(self, session: Plan) -> int:
+        """Steps the run can still expect: this session's plus later sessions' (deadline)."""
+        budget = session.steps + self._later_steps(session)
+        if session.steps > 0 and not self.estimator.warm:
+            # Calibration: the gate used the pessimistic prior (it must hold for any true
+            # cost within the prior factor), but sizing the schedule on it would spend the
+            # first steps' LR decay far too fast. Size it on the profile's own numbers until
+            # `min_observations` steps have been measured.
+            sizing = self._plan(self.nominal_steps - self.step, self.estimator.estimate())
+            budget = max(sizing.steps + self._later_steps(sizing), 1)
+        return budget
 
     def _plan(self, max_steps: int, cost: StepCost | None = None) -> Plan:
         """Plan the session from the believed state; the gate plan (pessimistic cost) also
@@ -566,13 +571,12 @@ class ScheduleManager:
         return rb
 
     # ------------------------------------------------------------------ LR range test
-    def _range_next(self, session: Plan) -> Decision | None:
+    def _range_next(self, session: Plan, budget: int) -> Decision | None:
         rt = self.config.range_test
         state = self.range_test
         assert rt is not None
         if state["status"] == "pending":
-            n = min(rt.max_steps, math.floor(rt.fraction * (session.steps
-                                                             + self._later_steps(session))))
+            n = min(rt.max_steps, math.floor(rt.fraction * min(budget, self.nominal_steps)))
             if n < rt.min_steps:
                 if session.steps == 0:
                     return Pause(_pause_reason(session), self._resume_hint(

@@ -1,0 +1,75 @@
+"""Shared fixtures. Exported bundles are session-scoped: exporting (ExecuTorch lowering above all)
+takes seconds, so each bundle is made once per test session and tests copy it before changing it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+# ---------------------------------------------------------------------- export / runtime bundles
+
+
+@pytest.fixture(scope="session")
+def user_data():
+    """The default user's (train, test) handwriting sets."""
+    from mobile_lr.datasets import user_split
+
+    return user_split()
+
+
+@pytest.fixture(scope="session")
+def mlp_state():
+    """digits-mlp pre-trained briefly on the general population (weights as numpy arrays)."""
+    from mobile_lr.recipes import load_recipe, pretrain
+
+    recipe = load_recipe("digits-mlp")
+    pretrain(recipe, epochs=3, seed=0)
+    return {k: v.detach().numpy().copy() for k, v in recipe.model.state_dict().items()}
+
+
+@pytest.fixture(scope="session")
+def mlp_recipe_factory(mlp_state):
+    """Fresh digits-mlp recipes at the pre-trained weights, optionally with another optimizer."""
+    from mobile_lr.recipes import load_recipe
+
+    def make(optimizer=None):
+        recipe = load_recipe("digits-mlp", state_dict=mlp_state)
+        return recipe if optimizer is None else dataclasses.replace(recipe, optimizer=optimizer)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mlp_bundle(tmp_path_factory, mlp_recipe_factory):
+    """digits-mlp, AdamW (eps 1e-8, weight decay 0.01), ORT + ExecuTorch."""
+    from export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "mlp-adamw"
+    export_bundle(mlp_recipe_factory(), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def mlp_sgd_bundle(tmp_path_factory, mlp_recipe_factory):
+    """digits-mlp with plain SGD, ORT only (ExecuTorch's program does not depend on the optimizer:
+    tests run the ExecuTorch runtime on ``mlp_bundle`` with an SGD override)."""
+    from export import export_bundle
+    from mobile_lr.recipes import OptimizerSpec
+
+    out = tmp_path_factory.mktemp("bundles") / "mlp-sgd"
+    export_bundle(mlp_recipe_factory(OptimizerSpec("sgd")), out, backends=("ort",))
+    return out
+
+
+@pytest.fixture(scope="session")
+def cnn_bundle(tmp_path_factory):
+    """digits-cnn (frozen convolutional trunk, trainable head), pre-trained 2 epochs, ORT + ExecuTorch."""
+    from export import export_bundle
+    from mobile_lr.recipes import load_recipe, pretrain
+
+    recipe = load_recipe("digits-cnn")
+    pretrain(recipe, epochs=2, seed=0)
+    out = tmp_path_factory.mktemp("bundles") / "cnn"
+    export_bundle(recipe, out)
+    return out

@@ -524,7 +524,7 @@ class ScheduleManager:
     def _record_total(self, total: int) -> None:
         """Write a new planned total into the plan history if it moved beyond the tolerance."""
         if not self.plan_history:
-            self.plan_history.append((0, total) if self.step == 0 else (self.step, total))
+            self.plan_history.append((0, total))  # a plan history starts at step 0
             return
         current = self.plan_history[-1][1]
         remaining = max(0, total - self.step)

@@ -244,7 +244,7 @@ class Recipe:
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         """Start from these weights (numpy arrays or tensors); every parameter must be given."""
-        sd = {k: torch.as_tensor(np.asarray(v)) for k, v in state_dict.items()}
+        sd = {k: torch.tensor(np.asarray(v)) for k, v in state_dict.items()}  # copies
         try:
             self.model.load_state_dict(sd, strict=True)
         except RuntimeError as err:

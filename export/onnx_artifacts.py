@@ -17,6 +17,13 @@ Export rules (reference runtimes.md §1.6-1.7, checked on the pinned stack):
   onnxblock's ``AdamW`` defaults to eps=1e-6 where torch uses 1e-8, and its SGD
   is plain SGD (no momentum, dampening, weight decay or Nesterov), so a recipe
   asking for those gets the ORT backend reported as unsupported, with the reason;
+* AdamW is switched to PyTorch's formula: onnxblock always emits the
+  ``AdamWOptimizer`` node with ``adam_mode=1`` (Hugging Face's variant: eps added
+  to the uncorrected sqrt(v), weight decay after the update), while ORT's kernel
+  also implements ``adam_mode=0``, ``torch.optim.AdamW`` exactly (bias-corrected
+  sqrt(v) + eps, decay before the update; ORT's
+  ``training_ops/cpu/optimizer/adamw/adamw.cc``). The exporter sets the attribute
+  to 0 in ``optimizer_model.onnx``, so the phone trains what PyTorch trains;
 * ORT 1.19.2 refuses ONNX IR > 10: every model is checked after generation.
 """
 
@@ -169,6 +176,23 @@ def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list
                 optimizer=optimizer, artifact_directory=str(out), additional_output_names=["output"])
     except Exception as err:  # ORT raises bare RuntimeError/ValueError from native code
         raise UnsupportedModel(f"generate_artifacts failed: {str(err).strip().splitlines()[-1]}") from err
+    if recipe.optimizer.type == "adamw":
+        _use_torch_adamw(out / "optimizer_model.onnx")
     for name in ORT_FILES[:3]:
         _check_ir(onnx.load(str(out / name), load_external_data=False), name)
     return list(ORT_FILES)
+
+
+def _use_torch_adamw(path: Path) -> None:
+    """Set ``adam_mode=0`` (PyTorch's AdamW) on the optimizer graph's AdamWOptimizer node."""
+    proto = onnx.load(str(path))
+    nodes = [n for n in proto.graph.node if n.op_type == "AdamWOptimizer"]
+    if len(nodes) != 1:
+        raise UnsupportedModel(f"expected one AdamWOptimizer node in {path.name}, found {len(nodes)}")
+    attrs = nodes[0].attribute
+    for i, attr in enumerate(attrs):
+        if attr.name == "adam_mode":
+            del attrs[i]
+            break
+    attrs.append(onnx.helper.make_attribute("adam_mode", 0))
+    onnx.save(proto, str(path))

@@ -160,15 +160,23 @@ class TorchRuntime(RuntimeBase):
 
     @contextlib.contextmanager
     def _eval_point(self) -> Iterator[None]:
-        """Schedule-free AdamW evaluates at its averaged point x, trains at y."""
+        """Schedule-free AdamW evaluates at its averaged point x and trains at y.
+
+        Its ``train()`` recomputes y from x and z in floating point, which is not an exact inverse
+        of ``eval()``; the exact y is put back afterwards so that evaluating never changes the
+        training trajectory."""
         if self.optimizer_choice != "schedulefree":
             yield
             return
+        saved = [p.detach().clone() for p in self._params.values()]
         self._optimizer.eval()
         try:
             yield
         finally:
             self._optimizer.train()
+            with torch.no_grad():
+                for p, y in zip(self._params.values(), saved, strict=True):
+                    p.copy_(y)
 
     def _forward_all(self, xb: np.ndarray, yb: np.ndarray | None) -> tuple[float, np.ndarray]:
         self.model.eval()

@@ -30,6 +30,7 @@ Export rules (reference runtimes.md §1.6-1.7, checked on the pinned stack):
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -72,30 +73,32 @@ class NativeLog:
 
 @contextlib.contextmanager
 def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
-    """Capture what native code writes to fd 2 (ORT's gradient builder logs every graph pass at INFO).
+    """Capture what native code writes to stderr (ORT's gradient builder logs every graph pass at INFO).
 
-    On an exception the captured tail is replayed to stderr (unless
+    Both routes are captured: fd 2 (ORT) and Python's ``sys.stderr`` (ExecuTorch's pybindings
+    forward their C++ log there). On an exception the captured tail is replayed to stderr (unless
     ``replay_on_error`` is false) so that no error is lost.
     """
     sys.stderr.flush()
     saved = os.dup(2)
     log = NativeLog()
+    python_side = io.StringIO()
+    failed = False
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield log
+            with contextlib.redirect_stderr(python_side):
+                yield log
         except BaseException:
-            os.dup2(saved, 2)
-            sink.seek(0)
-            log.text = sink.read().decode("utf-8", "replace")
-            if replay_on_error and log.text.strip():
-                print(log.text[-4000:], file=sys.stderr)
+            failed = True
             raise
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-        sink.seek(0)
-        log.text = sink.read().decode("utf-8", "replace")
+            sink.seek(0)
+            log.text = sink.read().decode("utf-8", "replace") + python_side.getvalue()
+            if failed and replay_on_error and log.text.strip():
+                print(log.text[-4000:], file=sys.stderr)
 
 
 def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool) -> onnx.ModelProto:

@@ -120,7 +120,7 @@ class OrtRuntime(RuntimeBase):
         self._optimizer.step()
         self._module.lazy_reset_grad()
         self._after_step()
-        return float(loss)
+        return float(np.asarray(loss).item())  # a custom loss block may return shape [1]
 
     def _run_eval(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
         self._module.eval()
@@ -128,7 +128,7 @@ class OrtRuntime(RuntimeBase):
             losses, outs = [], []
             for i in range(0, len(xb), EVAL_CHUNK):
                 loss, out = self._module(xb[i:i + EVAL_CHUNK], yb[i:i + EVAL_CHUNK])
-                losses.append(float(loss) * len(out))
+                losses.append(float(np.asarray(loss).item()) * len(out))
                 outs.append(out)
         finally:
             self._module.train()

@@ -1,0 +1,216 @@
+"""The export pipeline: what a bundle holds, what its manifest says, how unsupported models are reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from export import DEFAULT_SCHEDULE, count_flops, export_bundle
+from mobile_lr.bundle import MANIFEST, verify_bundle
+from mobile_lr.cli import main
+from mobile_lr.recipes import CustomLoss, OptimizerSpec, Recipe, load_recipe
+from mobile_lr.validation import ValidationError
+
+ORT_FILES = {"training_model.onnx", "eval_model.onnx", "optimizer_model.onnx", "checkpoint"}
+
+
+def test_manifest_lists_every_file_with_its_hash_and_the_model_facts(mlp_bundle):
+    manifest = json.loads((mlp_bundle / MANIFEST).read_text())
+    assert manifest["format"] == "mobile-lr.bundle/1"
+    on_disk = {p.name for p in mlp_bundle.iterdir()} - {MANIFEST}
+    assert set(manifest["files"]) == on_disk
+    assert on_disk == ORT_FILES | {"inference_model.onnx", "model.pte", "schedule.json", "labels.json"}
+    for name, entry in manifest["files"].items():
+        data = (mlp_bundle / name).read_bytes()
+        assert entry == {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    assert set(manifest["versions"]) == {"mobile-lr", "torch", "onnx", "onnxruntime-training", "executorch"}
+    assert manifest["versions"]["onnxruntime-training"] == "1.19.2"
+    model = manifest["model"]
+    assert model["recipe"] == "digits-mlp"
+    # 64*128 + 128 + 128*10 + 10 parameters, all trainable
+    assert (model["params_trainable"], model["params_frozen"]) == (9610, 0)
+    # forward: 2 FLOPs per multiply-accumulate, 32 samples x (64*128 + 128*10) MACs; a step is 3x
+    assert model["flops_per_step"] == 3 * 2 * 32 * (64 * 128 + 128 * 10)
+    assert model["input"] == {"name": "input", "shape": [-1, 64], "dtype": "float32"}
+    assert model["labels"] == {"name": "labels", "dtype": "int64", "classes": 10}
+    assert manifest["optimizer"] == {"type": "adamw", "betas": [0.9, 0.999], "eps": 1e-8,
+                                     "weight_decay": 0.01}
+    assert manifest["backends"]["ort"]["status"] == "ok"
+    assert set(manifest["backends"]["ort"]["files"]) == ORT_FILES
+    et = manifest["backends"]["executorch"]
+    assert et["status"] == "ok" and et["files"] == ["model.pte"] and et["dynamic_batch"] is True
+    assert json.loads((mlp_bundle / "schedule.json").read_text()) == DEFAULT_SCHEDULE
+    assert json.loads((mlp_bundle / "labels.json").read_text())["names"] == [str(d) for d in range(10)]
+
+
+def test_onnx_artifacts_follow_the_ort_rules(mlp_bundle, cnn_bundle):
+    for bundle in (mlp_bundle, cnn_bundle):
+        for name in (*sorted(ORT_FILES - {"checkpoint"}), "inference_model.onnx"):
+            proto = onnx.load(str(bundle / name))
+            assert proto.ir_version <= 10  # onnxruntime-training 1.19.2 refuses newer IR
+            assert all(o.version <= 21 for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+        inference = onnx.load(str(bundle / "inference_model.onnx"))
+        batch = inference.graph.input[0].type.tensor_type.shape.dim[0]
+        assert batch.dim_param  # dynamic batch axis
+    optimizer = onnx.load(str(mlp_bundle / "optimizer_model.onnx"))
+    (node,) = [n for n in optimizer.graph.node if n.op_type == "AdamWOptimizer"]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    assert attrs["adam_mode"] == 0 and attrs["epsilon"] == pytest.approx(1e-8)
+    assert attrs["weight_decay"] == pytest.approx(0.01)
+
+
+def test_cnn_manifest_counts_the_frozen_trunk(cnn_bundle):
+    model = json.loads((cnn_bundle / MANIFEST).read_text())["model"]
+    assert model["trainable"] == ["head.weight", "head.bias"]
+    assert model["params_trainable"] == 256 * 10 + 10
+    assert model["params_frozen"] == (1 * 8 * 9 + 8) + (8 * 16 * 9 + 16)
+    # conv1: 8x8x8 outputs x 9 MACs; conv2: 16x4x4 outputs x 72 MACs; head: 256 x 10 MACs; x2 x32 x3
+    assert model["flops_per_step"] == 3 * 2 * 32 * (512 * 9 + 256 * 72 + 2560)
+    assert model["input"]["shape"] == [-1, 1, 8, 8]
+
+
+def test_count_flops_counts_linear_and_conv_only():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, groups=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    flops = count_flops(model, torch.zeros(2, 3, 8, 8))
+    assert flops == 2 * 2 * (4 * 6 * 6 * 27 + 144 * 5)
+
+
+def test_schedule_and_policy_are_validated_and_written(tmp_path, mlp_recipe_factory):
+    spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.02,
+            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}}
+    out = tmp_path / "b"
+    export_bundle(mlp_recipe_factory(), out, backends=("ort",), schedule=spec,
+                  policy={"battery_floor": 0.3, "max_thermal": "LIGHT"})
+    assert json.loads((out / "schedule.json").read_text()) == spec
+    policy = json.loads((out / "policy.json").read_text())
+    assert policy["format"] == "mobile-lr.policy/1" and policy["battery_floor"] == 0.3
+    verify_bundle(out)
+    bad = dict(spec, shape={"type": "cosine", "min_lr": -1.0})
+    with pytest.raises(ValidationError, match="min_lr"):
+        export_bundle(mlp_recipe_factory(), tmp_path / "c", backends=("ort",), schedule=bad)
+    with pytest.raises(ValidationError, match="battery_floor"):
+        export_bundle(mlp_recipe_factory(), tmp_path / "d", backends=("ort",), policy={"battery_floor": 2})
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # no staging directory left behind
+
+
+def test_output_directory_rules(tmp_path, mlp_recipe_factory):
+    out = tmp_path / "b"
+    export_bundle(mlp_recipe_factory(), out, backends=("ort",))
+    with pytest.raises(ValidationError, match="not empty"):
+        export_bundle(mlp_recipe_factory(), out, backends=("ort",))
+    export_bundle(mlp_recipe_factory(), out, backends=("ort",), force=True)
+    verify_bundle(out)
+    other = tmp_path / "not-a-bundle"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    with pytest.raises(ValidationError, match="not a bundle"):
+        export_bundle(mlp_recipe_factory(), other, backends=("ort",), force=True)
+    assert (other / "thesis.tex").read_text() == "precious"
+    with pytest.raises(ValidationError, match="backend"):
+        export_bundle(mlp_recipe_factory(), tmp_path / "x", backends=("tflite",))
+
+
+def test_ort_reports_unsupported_momentum_sgd_with_the_reason(tmp_path, mlp_recipe_factory):
+    recipe = mlp_recipe_factory(OptimizerSpec("sgd", momentum=0.9))
+    manifest = export_bundle(recipe, tmp_path / "b", backends=("ort",))
+    ort = manifest["backends"]["ort"]
+    assert ort["status"] == "unsupported" and "momentum" in ort["reason"] and ort["files"] == []
+    assert set(manifest["files"]) == {"inference_model.onnx", "schedule.json", "labels.json"}
+    verify_bundle(tmp_path / "b")
+
+
+class PooledNet(nn.Module):
+    """Adaptive average pooling in the trainable path: its backward kernel is missing from
+    ExecuTorch's portable library (executorch 1.4.1), which only shows when the program runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
+
+
+def test_executorch_unsupported_model_is_reported_with_the_missing_kernel(tmp_path):
+    recipe = Recipe(name="pooled", model=PooledNet(), example_input=torch.zeros(4, 1, 8, 8))
+    manifest = export_bundle(recipe, tmp_path / "b")
+    et = manifest["backends"]["executorch"]
+    assert et["status"] == "unsupported"
+    assert "_adaptive_avg_pool2d_backward" in et["reason"]
+    assert manifest["backends"]["ort"]["status"] == "ok"  # the other backend is still written
+    assert "model.pte" not in manifest["files"]
+
+
+def test_custom_loss_and_mse_targets(tmp_path):
+    """A custom loss carries a torch function and an onnxblock; MSE targets are float and shaped like
+    the output. Both train in ORT and agree with PyTorch eager."""
+    import numpy as np
+    from onnxruntime.training import onnxblock
+
+    from mobile_lr.runtime import open_runtime
+
+    class HalfMSE(onnxblock.Block):
+        def __init__(self):
+            super().__init__()
+            self._mse = onnxblock.loss.MSELoss()
+            self._mul = onnxblock.blocks.Mul()
+
+        def build(self, output_name):
+            return self._mul(self._mse(output_name), onnxblock.blocks.Constant(0.5)())
+
+    def regressor(loss):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 2))
+        return Recipe(name="reg", model=model, example_input=torch.zeros(16, 6), loss=loss,
+                      optimizer=OptimizerSpec("sgd"))
+
+    half = CustomLoss("half_mse", lambda out, t: 0.5 * nn.functional.mse_loss(out, t), onnx_block=HalfMSE)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((16, 6), dtype=np.float32), rng.random((16, 2), dtype=np.float32)
+    for loss in ("mse", half):
+        out = tmp_path / (loss if isinstance(loss, str) else loss.name)
+        manifest = export_bundle(regressor(loss), out)
+        assert manifest["model"]["labels"] == {"name": "target", "dtype": "float32", "shape": [-1, 2]}
+        runtimes = [open_runtime(kind, out) for kind in ("ort", "executorch")]
+        runtimes.append(open_runtime("torch", regressor(loss)))
+        curves = np.array([[rt.step(x, y, 0.1) for _ in range(10)] for rt in runtimes])
+        assert np.abs(curves - curves[-1]).max() < 1e-5
+        assert "accuracy" not in runtimes[0].evaluate(x, y)
+
+
+def test_cli_export_prints_identity_and_exit_codes(tmp_path, capsys):
+    out = tmp_path / "b"
+    assert main(["export", "digits-mlp", "--out", str(out), "--backend", "ort", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["bundle_sha256"] == hashlib.sha256((out / MANIFEST).read_bytes()).hexdigest()
+    assert printed["manifest"]["backends"]["ort"]["status"] == "ok"
+    assert main(["export", "digits-mlp", "--out", str(out), "--backend", "ort"]) == 2  # not empty
+    assert "not empty" in capsys.readouterr().err
+    assert main(["export", "no.such.module:recipe", "--out", str(tmp_path / "c")]) == 2
+    assert "cannot import" in capsys.readouterr().err
+
+
+def test_recipes_validate_their_fields():
+    recipe = load_recipe("digits-mlp")
+    with pytest.raises(ValidationError, match="trainable"):
+        dataclasses.replace(recipe, trainable=("fc3.weight",))
+    with pytest.raises(ValidationError, match="loss"):
+        dataclasses.replace(recipe, loss="hinge")
+    with pytest.raises(ValidationError, match=r"optimizer\.type"):
+        OptimizerSpec("adam")
+    with pytest.raises(ValidationError, match="nesterov"):
+        OptimizerSpec("sgd", nesterov=True)
+    with pytest.raises(ValidationError, match="state_dict"):
+        load_recipe("digits-mlp", state_dict={"fc1.weight": torch.zeros(128, 64)})
+    with pytest.raises(ValidationError, match="unknown recipe"):
+        load_recipe("digits-transformer")

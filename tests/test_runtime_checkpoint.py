@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mobile_lr.runtime import CheckpointError, atomic_write, open_runtime, read_checkpoint, write_checkpoint
+from mobile_lr.runtime import (
+    CheckpointError,
+    TrainingRuntime,
+    atomic_write,
+    open_runtime,
+    read_checkpoint,
+    write_checkpoint,
+)
 from mobile_lr.validation import ValidationError
 
 
@@ -22,6 +29,7 @@ def test_save_load_resumes_bit_for_bit(kind, mlp_bundle, user_data, tmp_path):
     step 10, loaded into a fresh runtime and continued, equals the uninterrupted run exactly."""
     train_set, test_set = user_data
     a = open_runtime(kind, mlp_bundle, ema=0.95)
+    assert isinstance(a, TrainingRuntime) and a.kind == kind
     run(a, train_set, 10)
     a.save(tmp_path / "ckpt", extra={"manager": {"plan": [[0, 300]]}})
     run(a, train_set, 10, start=10)

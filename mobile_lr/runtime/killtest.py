@@ -49,6 +49,7 @@ from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint
 __all__ = ["KillReport", "batch_at", "lr_at", "run_kill_trials", "worker"]
 
 CHECKPOINT = "train.ckpt"
+_MODULE = "mobile_lr.runtime.killtest"  # by name: under `python -m` this file also runs as __main__
 BATCH = 16
 
 
@@ -124,7 +125,7 @@ def _context(kind: str) -> multiprocessing.context.BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     engine = {"ort": "mobile_lr.runtime.ort_rt", "executorch": "mobile_lr.runtime.executorch_rt",
               "torch": "mobile_lr.runtime.torch_rt"}[kind]
-    preload = [__name__, engine]
+    preload = [_MODULE, engine]
     if kind == "ort":
         preload.append("onnxruntime.training.api")
     elif kind == "executorch":
@@ -233,8 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import tempfile
 
+    from mobile_lr.runtime import killtest  # workers must be pickled by module name, not __main__
+
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_kill_trials(args.bundle, args.workdir or tmp, args.kills, runtime=args.runtime,
+        report = killtest.run_kill_trials(args.bundle, args.workdir or tmp, args.kills, runtime=args.runtime,
                                  max_delay=args.max_delay, seed=args.seed)
     if args.json:
         print(json.dumps(asdict(report)))

@@ -216,8 +216,9 @@ class RuntimeBase:
             raise ValidationError("weights", f"unknown value {weights!r}", ", ".join(WEIGHTS))
         if weights == "ema" and self._ema is None:
             raise ValidationError("weights", "this runtime has no EMA", "construct it with ema=<decay>")
-        return "ema" if weights == "auto" and self._ema is not None else ("raw" if weights == "auto"
-                                                                          else weights)
+        if weights == "auto":
+            return "ema" if self._ema is not None else "raw"
+        return weights
 
     @contextlib.contextmanager
     def _using(self, weights: str) -> Iterator[str]:

@@ -1,0 +1,186 @@
+package org.mobilelr.core
+
+import org.junit.After
+import org.junit.Assert.assertEquals
+import org.junit.Assert.assertTrue
+import org.junit.Assert.fail
+import org.junit.Before
+import org.junit.Test
+import java.io.File
+import java.nio.file.Files
+import java.security.MessageDigest
+
+class BundleVerifierTest {
+    private lateinit var dir: File
+
+    @Before
+    fun setUp() {
+        dir = Files.createTempDirectory("bundle").toFile()
+        File(dir, "training_model.onnx").writeBytes(ByteArray(3 * 1024 * 1024 + 17) { (it % 251).toByte() })
+        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2, 3))
+        File(dir, "schedule.json").writeText("{\"format\": \"mobile-lr.schedule/1\"}")
+        writeManifest()
+    }
+
+    @After
+    fun tearDown() {
+        dir.deleteRecursively()
+    }
+
+    /** The manifest as the Python exporter writes it (files first, then the other blocks). */
+    private fun writeManifest(format: String = BundleVerifier.FORMAT, edit: (MutableMap<String, Any?>) -> Unit = {}) {
+        val files = LinkedHashMap<String, Any?>()
+        for (f in dir.listFiles()!!.sortedBy { it.name }) {
+            if (f.name == "manifest.json") continue
+            val md = MessageDigest.getInstance("SHA-256")
+            files[f.name] = linkedMapOf("sha256" to BundleVerifier.hex(md.digest(f.readBytes())), "size" to f.length())
+        }
+        val manifest = linkedMapOf<String, Any?>(
+            "format" to format, "files" to files,
+            "versions" to linkedMapOf("onnxruntime-training" to "1.19.2"),
+            "model" to linkedMapOf("parameters" to 9610L))
+        edit(manifest)
+        File(dir, "manifest.json").writeText(Json.write(manifest, 2) + "\n")
+    }
+
+    private fun refused(expectedFile: String, problemPart: String) {
+        try {
+            BundleVerifier.verify(dir)
+            fail("bundle accepted, expected a refusal naming $expectedFile")
+        } catch (e: BundleError) {
+            assertEquals(e.message, expectedFile, e.file)
+            assertTrue(e.message, e.problem.contains(problemPart))
+        }
+    }
+
+    @Test
+    fun acceptsAnIntactBundleAndReportsItsIdentity() {
+        val b = BundleVerifier.verify(dir)
+        assertEquals(setOf("training_model.onnx", "checkpoint", "schedule.json"), b.files.keys)
+        assertEquals(BundleVerifier.manifestSha256(dir), b.sha256)
+        assertEquals(64, b.sha256.length)
+        BundleVerifier.verify(dir, b.sha256.toUpperCase(java.util.Locale.ROOT))  // hex case does not matter
+    }
+
+    @Test
+    fun streamingDigestEqualsOneShotDigest() {
+        val f = File(dir, "training_model.onnx")
+        val oneShot = BundleVerifier.hex(MessageDigest.getInstance("SHA-256").digest(f.readBytes()))
+        assertEquals(Pair(oneShot, f.length()), BundleVerifier.fileDigest(f))
+        // SHA-256 of "abc" (FIPS 180-2 test vector)
+        val abc = File(dir, "abc.bin").apply { writeText("abc") }
+        assertEquals("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", BundleVerifier.fileDigest(abc).first)
+    }
+
+    @Test
+    fun refusesAFlippedByte() {
+        val f = File(dir, "checkpoint")
+        f.writeBytes(byteArrayOf(1, 2, 4))
+        refused("checkpoint", "SHA-256 does not match")
+    }
+
+    @Test
+    fun refusesAFlippedByteInALargeFile() {
+        val f = File(dir, "training_model.onnx")
+        val bytes = f.readBytes()
+        bytes[bytes.size - 1] = (bytes[bytes.size - 1] + 1).toByte()
+        f.writeBytes(bytes)
+        refused("training_model.onnx", "SHA-256 does not match")
+    }
+
+    @Test
+    fun refusesATruncatedOrLongerFile() {
+        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2))
+        refused("checkpoint", "truncated")
+        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2, 3, 4))
+        refused("checkpoint", "longer than listed")
+    }
+
+    @Test
+    fun refusesAMissingFile() {
+        File(dir, "schedule.json").delete()
+        refused("schedule.json", "missing")
+    }
+
+    @Test
+    fun refusesAnExtraFile() {
+        File(dir, "eval_model.onnx").writeText("x")
+        refused("eval_model.onnx", "extra file")
+        File(dir, "eval_model.onnx").delete()
+        File(dir, "sub").mkdir()
+        refused("sub", "extra file")
+    }
+
+    @Test
+    fun refusesASymlinkInPlaceOfAFile() {
+        val target = File(dir.parentFile, dir.name + "-outside")
+        File(dir, "checkpoint").copyTo(target)
+        try {
+            File(dir, "checkpoint").delete()
+            Files.createSymbolicLink(File(dir, "checkpoint").toPath(), target.toPath())
+            refused("checkpoint", "not a regular file")
+        } finally {
+            target.delete()
+        }
+    }
+
+    @Test
+    fun refusesAnUnknownFormatVersion() {
+        writeManifest(format = "mobile-lr.bundle/2")
+        refused("manifest.json: format", "unknown format")
+    }
+
+    @Test
+    fun refusesBrokenManifests() {
+        File(dir, "manifest.json").delete()
+        refused("manifest.json", "missing")
+        File(dir, "manifest.json").writeText("{not json")
+        refused("manifest.json", "not valid JSON")
+        File(dir, "manifest.json").writeText("[1, 2]")
+        refused("manifest.json", "expected a JSON object")
+        writeManifest { it.remove("files") }
+        refused("manifest.json: files", "missing")
+        writeManifest { m ->
+            @Suppress("UNCHECKED_CAST")
+            (m["files"] as MutableMap<String, Any?>)["checkpoint"] = linkedMapOf("sha256" to "ABC", "size" to 3L)
+        }
+        refused("manifest.json: files.checkpoint", "bad entry")
+        writeManifest { m ->
+            @Suppress("UNCHECKED_CAST")
+            val files = m["files"] as MutableMap<String, Any?>
+            files["../escape.onnx"] = files["checkpoint"]
+        }
+        refused("../escape.onnx", "not an allowed bundle file name")
+        writeManifest { m ->
+            @Suppress("UNCHECKED_CAST")
+            val files = m["files"] as MutableMap<String, Any?>
+            files["weights.pt"] = files["checkpoint"]
+        }
+        refused("weights.pt", "not an allowed bundle file name")
+    }
+
+    @Test
+    fun refusesAnotherBundleIdentity() {
+        val other = "0".repeat(64)
+        try {
+            BundleVerifier.verify(dir, other)
+            fail("accepted a bundle whose manifest is not the expected one")
+        } catch (e: BundleError) {
+            assertEquals("manifest.json", e.file)
+        }
+    }
+
+    @Test
+    fun refusesAManifestEditedAfterTheFact() {
+        val identity = BundleVerifier.verify(dir).sha256
+        File(dir, "checkpoint").writeBytes(byteArrayOf(9, 9, 9))
+        writeManifest()  // integrity alone passes again: whoever edits files can edit the list
+        BundleVerifier.verify(dir)
+        try {
+            BundleVerifier.verify(dir, identity)
+            fail("accepted a re-hashed manifest")
+        } catch (e: BundleError) {
+            assertEquals("manifest.json", e.file)
+        }
+    }
+}

@@ -33,12 +33,13 @@ Masks come from one of two sources:
   seeded with ``seed`` and saved in ``state_dict()``, so a run repeats and
   resumes exactly;
 * ``mask="counter"``: a stateless counter-based hash of ``(seed, step,
-  parameter index, coordinate index)`` (:func:`counter_keep`), the same integer
+  parameter key, coordinate index)`` (:func:`counter_keep`), the same integer
   arithmetic the ONNX Runtime optimizer graph (``export/lr_dropout_block.py``)
   evaluates on the phone, so the desktop reproduces the phone's masks bit for
-  bit. ``step`` counts optimizer steps from 1 (ORT's optimizer step input) and
-  the parameter index is the position in the optimizer's parameter list (on
-  ORT: the position in the training API's parameter sequence).
+  bit. ``step`` counts optimizer steps from 1 (ORT's optimizer step input); the
+  parameter key (:func:`param_keys`) comes from the parameter's shape and, only
+  among parameters of equal shape, from their order in the optimizer (on ORT:
+  in the training API's parameter sequence, see the exporter's notes).
 
 >>> import torch
 >>> w = torch.nn.Parameter(torch.ones(8))
@@ -71,6 +72,8 @@ __all__ = [
     "keep_threshold",
     "make_lrd_optimizer",
     "mix32",
+    "param_keys",
+    "shape_signature",
     "step_key",
 ]
 
@@ -107,9 +110,39 @@ def mix32(x: Any) -> Any:
     return x ^ (x >> MIX_SHIFT[2])
 
 
-def step_key(seed: int, step: int, index: int) -> tuple[int, int]:
-    """The two 32-bit keys of parameter ``index`` at optimizer step ``step`` (counting from 1)."""
-    k = mix32(mix32(mix32(seed & MASK32) ^ (step & MASK32)) ^ (index & MASK32))
+def shape_signature(shape: Iterable[int]) -> int:
+    """32-bit signature of a tensor shape: ``(mix32(rank) + sum_k mix32(d_k ^ mix32(k + 1))) mod 2**32``."""
+    shape = [int(d) for d in shape]
+    total = mix32(len(shape))
+    for k, d in enumerate(shape):
+        total += mix32((d & MASK32) ^ mix32(k + 1))
+    return total & MASK32
+
+
+def param_keys(shapes: Iterable[Iterable[int]]) -> list[int]:
+    """The mask key of each parameter: its shape signature and its rank among earlier equal signatures.
+
+    Keying by shape rather than by list position makes a parameter's mask
+    independent of the order in which a runtime lists the parameters (ORT's
+    order is an ``unordered_map``'s); only parameters of the same shape depend
+    on their order among themselves.
+
+    >>> a, b, c = param_keys([(3, 2), (4,), (3, 2)])
+    >>> a == param_keys([(4,), (3, 2)])[1] and len({a, b, c}) == 3
+    True
+    """
+    seen: dict[int, int] = {}
+    keys = []
+    for shape in shapes:
+        sig = shape_signature(shape)
+        keys.append(mix32(sig ^ mix32(seen.get(sig, 0))))
+        seen[sig] = seen.get(sig, 0) + 1
+    return keys
+
+
+def step_key(seed: int, step: int, key: int) -> tuple[int, int]:
+    """The two 32-bit keys of the parameter with mask key ``key`` at optimizer step ``step`` (from 1)."""
+    k = mix32(mix32(mix32(seed & MASK32) ^ (step & MASK32)) ^ (key & MASK32))
     return k, mix32(k ^ SECOND_KEY)
 
 
@@ -118,11 +151,12 @@ def keep_threshold(keep: float) -> int:
     return round(check_number(keep, "keep", lo=0.0, hi=1.0) * (1 << MASK_BITS))
 
 
-def counter_keep(seed: int, step: int, index: int, shape: Iterable[int], keep: float) -> torch.Tensor:
+def counter_keep(seed: int, step: int, key: int, shape: Iterable[int], keep: float) -> torch.Tensor:
     """Boolean keep-mask of one parameter: ``hash(hash(c ^ k1) ^ k2) >> 8 < threshold`` per coordinate c.
 
-    ``c`` is the row-major coordinate index. Stateless: the mask of any step can
-    be recomputed, which is what makes a resumed run (or the phone) draw it again.
+    ``c`` is the row-major coordinate index and ``key`` the parameter's
+    :func:`param_keys` entry. Stateless: the mask of any step can be recomputed,
+    which is what makes a resumed run (or the phone) draw it again.
     """
     shape = tuple(int(s) for s in shape)
     n = 1
@@ -130,7 +164,7 @@ def counter_keep(seed: int, step: int, index: int, shape: Iterable[int], keep: f
         n *= s
     if n > MASK32:
         raise ValidationError("shape", f"{n} coordinates exceed the counter mask's 2**32")
-    k1, k2 = step_key(seed, step, index)
+    k1, k2 = step_key(seed, step, key)
     c = torch.arange(n, dtype=torch.int64)
     u = mix32(mix32(c ^ k1) ^ k2)
     return ((u >> (32 - MASK_BITS)) < keep_threshold(keep)).reshape(shape)
@@ -156,9 +190,9 @@ class _LRDropout:
         self.lrd_step = 0  # steps taken; the counter mask of step t uses t = lrd_step (from 1)
         self.generator = torch.Generator().manual_seed(self.seed)
 
-    def _keep_mask(self, index: int, p: torch.Tensor) -> torch.Tensor:
+    def _keep_mask(self, key: int, p: torch.Tensor) -> torch.Tensor:
         if self.mask == "counter":
-            return counter_keep(self.seed, self.lrd_step, index, p.shape, self.keep).to(p.device)
+            return counter_keep(self.seed, self.lrd_step, key, p.shape, self.keep).to(p.device)
         return torch.rand(p.shape, generator=self.generator, dtype=torch.float32).to(p.device) < self.keep
 
     @torch.no_grad()
@@ -173,12 +207,13 @@ class _LRDropout:
             with torch.enable_grad():
                 loss = closure()
         params = [p for group in self.param_groups for p in group["params"]]  # type: ignore[attr-defined]
-        live = [(i, p) for i, p in enumerate(params) if p.grad is not None]
+        keys = param_keys(p.shape for p in params)
+        live = [(k, p) for k, p in zip(keys, params, strict=True) if p.grad is not None]
         before = [p.detach().clone() for _, p in live]
         super().step()  # type: ignore[misc]
         self.lrd_step += 1
-        for (index, p), old in zip(live, before, strict=True):
-            kept = self._keep_mask(index, p)
+        for (key, p), old in zip(live, before, strict=True):
+            kept = self._keep_mask(key, p)
             p.copy_(torch.where(kept, p, old))
             if self.rule == "inplace":
                 buf = self.state[p].get(self._state_key)  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ from mobile_lr.lr_dropout import (
     counter_keep,
     make_lrd_optimizer,
     mix32,
+    param_keys,
 )
 from mobile_lr.validation import ValidationError
 
@@ -229,7 +230,7 @@ def test_state_of_another_setting_is_refused():
 def test_fraction_kept_is_within_binomial_bounds(keep, source):
     n = 200_000
     if source == "counter":
-        kept = counter_keep(seed=11, step=7, index=2, shape=(n,), keep=keep)
+        kept = counter_keep(seed=11, step=7, key=2, shape=(n,), keep=keep)
     else:
         kept = _generator_masks(11, [(n,)], keep, 1)[0][0]
     sigma = math.sqrt(keep * (1 - keep) / n)
@@ -290,7 +291,7 @@ def test_speclr_drives_the_learning_rate():
         sched.step()
         plain.step()
         ref.step()
-        kept = counter_keep(0, t, 0, (1000,), 0.5)
+        kept = counter_keep(0, t, param_keys([(1000,)])[0], (1000,), 0.5)
         assert torch.equal(w[kept], before[kept] - lr)
         assert torch.equal(w[~kept], before[~kept])
     assert sched.get_last_lr() == ref.get_last_lr()

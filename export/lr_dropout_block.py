@@ -68,6 +68,7 @@ and the desktop could not reproduce it.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,6 +79,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 from onnxruntime.training import onnxblock
 
+from mobile_lr.bundle import write_manifest
 from mobile_lr.lr_dropout import (
     KINDS,
     MASK32,
@@ -88,9 +90,18 @@ from mobile_lr.lr_dropout import (
     keep_threshold,
     mix32,
 )
+from mobile_lr.recipes import OptimizerSpec, Recipe
 from mobile_lr.validation import ValidationError, check_int, check_number
 
-__all__ = ["LR_DROPOUT_OPSET", "LRDropoutOptimizer", "lr_dropout_optimizer", "write_optimizer_model"]
+__all__ = [
+    "LR_DROPOUT_FORMAT",
+    "LR_DROPOUT_OPSET",
+    "LRDropoutOptimizer",
+    "export_lrd_bundle",
+    "lr_dropout_optimizer",
+    "lrd_hparams",
+    "write_optimizer_model",
+]
 
 LR_DROPOUT_OPSET = 18  # BitwiseXor / BitwiseAnd
 _MS = "com.microsoft"
@@ -353,3 +364,72 @@ def write_optimizer_model(path: str | os.PathLike[str], kind: str, keep: float, 
         model = block.to_model_proto()
     onnx.save(model, str(Path(path)))
     return model
+
+
+# ---------------------------------------------------------------------- bundles
+
+LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
+_BASE = {"sgd-lrd": "sgd", "adamw-lrd": "adamw"}
+
+
+def lrd_hparams(kind: str, recipe_optimizer: OptimizerSpec) -> OptimizerSpec:
+    """The optimizer the mask is applied to: the recipe's own when it is of the same type.
+
+    Otherwise that type's defaults, with momentum 0.9 for SGD (the official
+    SGD-LRD's setting; its code needs momentum > 0).
+    """
+    base = _BASE.get(kind)
+    if base is None:
+        raise ValidationError("optimizer", f"unknown value {kind!r}", ", ".join(KINDS))
+    if recipe_optimizer.type == base:
+        return recipe_optimizer
+    return OptimizerSpec("sgd", momentum=0.9) if base == "sgd" else OptimizerSpec("adamw")
+
+
+def _spec_hparams(spec: OptimizerSpec) -> dict[str, Any]:
+    return {k: (tuple(v) if k == "betas" else v) for k, v in spec.to_dict().items() if k != "type"}
+
+
+def export_lrd_bundle(recipe: Recipe, out_dir: str | os.PathLike[str], kind: str, keep: float,
+                      seed: int = 0, **export_options: Any) -> dict[str, Any]:
+    """Export an ORT-only bundle whose optimizer graph applies LR dropout; returns the manifest.
+
+    The bundle is exported by :func:`export.export_bundle` with a plain
+    optimizer of the same type (which ORT's stock blocks can represent; the
+    optimizer graph depends only on the trainable parameters), then
+    ``optimizer_model.onnx`` is replaced by :func:`lr_dropout_optimizer`'s graph
+    and the manifest is rewritten: its ``optimizer`` block is the optimizer the
+    mask applies to (:func:`lrd_hparams`) and a new top-level ``lr_dropout``
+    block records ``kind``, ``keep``, ``seed``, the rule and the mask source.
+    Only the ORT backend: the other runtimes read ``optimizer`` and know
+    nothing of the mask. A crash between the two rewrites leaves a bundle that
+    fails verification (the optimizer file no longer matches the manifest), never
+    one that silently trains without the mask.
+    """
+    from export.onnx_artifacts import OPSET
+    from export.pipeline import export_bundle
+
+    keep = check_number(keep, "lr_dropout.keep", lo=0.0, hi=1.0)
+    seed = check_int(seed, "lr_dropout.seed", lo=0, hi=MASK32)
+    spec = lrd_hparams(kind, recipe.optimizer)
+    hparams = _spec_hparams(spec)
+    _check_hparams(kind, dict(hparams))
+    backends = export_options.pop("backends", ["ort"])
+    if list(backends) != ["ort"]:
+        raise ValidationError("backend", f"{','.join(backends)}: LR dropout is built for ONNX Runtime "
+                                         "Training only", "ort")
+    plain = dataclasses.replace(recipe, optimizer=OptimizerSpec(spec.type))
+    manifest = export_bundle(plain, out_dir, backends=["ort"], **export_options)
+    if manifest["backends"]["ort"]["status"] != "ok":
+        return manifest
+    out = Path(out_dir)
+    shapes = {name: tuple(p.shape) for name, p in recipe.model.named_parameters()}
+    tmp = out / ".optimizer_model.onnx.lrd-tmp"
+    write_optimizer_model(tmp, kind, keep, seed, [(n, shapes[n]) for n in recipe.trainable], opset=OPSET,
+                          **hparams)
+    os.replace(tmp, out / "optimizer_model.onnx")
+    fields = {k: v for k, v in manifest.items() if k not in ("format", "files")}
+    fields["optimizer"] = spec.to_dict()
+    fields["lr_dropout"] = {"format": LR_DROPOUT_FORMAT, "kind": kind, "keep": keep, "seed": seed,
+                            "rule": "official", "mask": "counter", "backends": ["ort"]}
+    return write_manifest(out, fields)

@@ -103,6 +103,13 @@ def test_cosine_restarts_with_m_mul_matches_keras_cosine_decay_restarts(lr0, t0,
             frac -= i
         else:
             i = math.floor(math.log(1 - frac * (1 - t_mul)) / math.log(t_mul))
+            # Keras's float log misrounds exactly at a cycle start (t0=1, t_mul=3, step 121:
+            # log(243)/log(3) = 4.999...); correct the index with the exact integer cycle
+            # starts, which is what the formula means.
+            while s >= t0 * (t_mul ** (i + 1) - 1) // (t_mul - 1):
+                i += 1
+            while i > 0 and s < t0 * (t_mul ** i - 1) // (t_mul - 1):
+                i -= 1
             start = (1 - t_mul ** i) / (1 - t_mul)
             frac = (frac - start) / t_mul ** i
         cos_dec = 0.5 * m_mul ** i * (1 + math.cos(math.pi * frac))

@@ -58,6 +58,11 @@ def test_continuity_and_exact_end(shape, t_old, frac, t_new_frac):
         assert jump <= 1e-12 * 0.1
     else:
         bound = max(max_step_change(before[max(t0 - 1, 0):t0 + 2]), max_step_change(after[:2]))
+        if shape["type"] == "onecycle":
+            # PyTorch puts OneCycleLR's phase ends at pct*T - 1 and T - 1: a one-step offset that
+            # does not scale with T, so the same progress sits up to one step off in the new
+            # plan's phases. Allow one warm-up step of the new plan (max_lr / (pct * T_new)).
+            bound += 0.1 / (shape["pct_start"] * t_new)
         assert jump <= bound + 1e-12
     # The end value of the shape is reached exactly at the new total.
     end_value = s.lr(t_new, [(0, t_new)])

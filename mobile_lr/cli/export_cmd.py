@@ -11,6 +11,7 @@ from typing import Any
 from mobile_lr.bundle import BundleError, load_bundle
 
 EXIT_UNSUPPORTED = 1
+LRD_CHOICES = ("recipe", "sgd-lrd", "adamw-lrd")
 
 
 def _backends(text: str) -> list[str]:
@@ -32,13 +33,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "is printed and recorded in the manifest).")
     ex.add_argument("recipe", help="built-in recipe name or package.module:function")
     ex.add_argument("--out", type=Path, required=True, help="bundle directory to create")
-    ex.add_argument("--backend", type=_backends, default=["ort", "executorch"], metavar="LIST",
-                    help="comma-separated backends (default: ort,executorch)")
+    ex.add_argument("--backend", type=_backends, default=None, metavar="LIST",
+                    help="comma-separated backends (default: ort,executorch; ort with an LR-dropout "
+                         "optimizer)")
     ex.add_argument("--schedule", type=Path, help="schedule spec JSON (default: cosine with warm-up)")
     ex.add_argument("--policy", type=Path, help="device policy JSON (battery floor, thermal limit, ...)")
     ex.add_argument("--pretrain-epochs", type=int, default=0, metavar="N",
                     help="first pre-train every parameter for N epochs on the recipe's own data "
                          "(digits recipes: the general population)")
+    ex.add_argument("--optimizer", choices=LRD_CHOICES, default="recipe",
+                    help="recipe: the recipe's own optimizer (default); sgd-lrd / adamw-lrd: that "
+                         "optimizer with learning-rate dropout in the ORT optimizer graph (ORT only; "
+                         "the recipe's hyper-parameters if it uses the same optimizer, else SGD "
+                         "momentum 0.9 / AdamW defaults; see docs/LR_DROPOUT.md)")
+    ex.add_argument("--lr-dropout-keep", type=float, metavar="P",
+                    help="keep probability of each coordinate's learning rate per step, in [0, 1] "
+                         "(required with --optimizer sgd-lrd|adamw-lrd; the paper's default is 0.5)")
+    ex.add_argument("--lr-dropout-seed", type=int, metavar="S",
+                    help="seed of the counter-hash masks, 0 <= S < 2**32 (default 0)")
     ex.add_argument("--force", action="store_true", help="replace an existing bundle in --out")
     ex.add_argument("--json", action="store_true", help="print the manifest as JSON")
     ex.set_defaults(func=cmd_export)
@@ -58,7 +70,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _summary(manifest: dict[str, Any], identity: str) -> dict[str, Any]:
     return {"ok": True, "bundle_sha256": identity, "files": len(manifest["files"]),
             "recipe": manifest.get("model", {}).get("recipe"),
-            "backends": {k: v.get("status") for k, v in manifest.get("backends", {}).items()}}
+            "backends": {k: v.get("status") for k, v in manifest.get("backends", {}).items()},
+            "lr_dropout": manifest.get("lr_dropout")}
+
+
+def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """``--optimizer``/``--lr-dropout-*`` checked together: None for the recipe's optimizer."""
+    if args.optimizer == "recipe":
+        for flag, value in (("--lr-dropout-keep", args.lr_dropout_keep),
+                            ("--lr-dropout-seed", args.lr_dropout_seed)):
+            if value is not None:
+                raise ValueError(f"{flag}: only with --optimizer sgd-lrd or adamw-lrd")
+        return None
+    if args.lr_dropout_keep is None:
+        raise ValueError(f"--lr-dropout-keep: required with --optimizer {args.optimizer}; "
+                         "allowed: 0 <= P <= 1")
+    if args.backend not in (None, ["ort"]):
+        raise ValueError(f"--backend: {','.join(args.backend)}: LR dropout is built for ONNX Runtime "
+                         "Training only; allowed: ort")
+    return {"kind": args.optimizer, "keep": args.lr_dropout_keep,
+            "seed": 0 if args.lr_dropout_seed is None else args.lr_dropout_seed}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -72,9 +103,15 @@ def cmd_export(args: argparse.Namespace) -> int:
         stats = pretrain(recipe, epochs=args.pretrain_epochs)
         print(f"pre-trained {args.pretrain_epochs} epochs: loss {stats['loss']:.4f}, "
               f"train accuracy {stats['accuracy']:.3f}", file=sys.stderr)
-    manifest = export_bundle(recipe, args.out, backends=args.backend, schedule=args.schedule,
-                             policy=args.policy, force=args.force,
-                             log=lambda msg: print(msg, file=sys.stderr))
+    lrd = _lrd_options(args)
+    options: dict[str, Any] = {"schedule": args.schedule, "policy": args.policy, "force": args.force,
+                               "log": lambda msg: print(msg, file=sys.stderr)}
+    if lrd is None:
+        manifest = export_bundle(recipe, args.out, backends=args.backend or ["ort", "executorch"], **options)
+    else:
+        from export.lr_dropout_block import export_lrd_bundle
+
+        manifest = export_lrd_bundle(recipe, args.out, **lrd, **options)
     identity = load_bundle(args.out).sha256
     unsupported = {k: v["reason"] for k, v in manifest["backends"].items() if v["status"] != "ok"}
     if args.json:
@@ -88,6 +125,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         for name, info in manifest["backends"].items():
             files = ", ".join(info.get("files", []))
             print(f"  {name}: {info['status']}" + (f" ({files})" if info["status"] == "ok" else ""))
+        if "lr_dropout" in manifest:
+            lrd_block = manifest["lr_dropout"]
+            print(f"  LR dropout: {lrd_block['kind']}, keep {lrd_block['keep']}, seed {lrd_block['seed']} "
+                  f"({lrd_block['rule']} rule, {lrd_block['mask']} masks; optimizer {manifest['optimizer']})")
     for name, reason in unsupported.items():
         print(f"mobile-lr export: {name} backend not exported: {reason}", file=sys.stderr)
     return EXIT_UNSUPPORTED if unsupported else 0
@@ -105,4 +146,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(json.dumps(summary))
     else:
         print(f"ok: {args.bundle} matches its manifest ({summary['files']} files, identity {bundle.sha256})")
+        if summary["lr_dropout"]:
+            lrd = summary["lr_dropout"]
+            print(f"  LR dropout: {lrd.get('kind')}, keep {lrd.get('keep')}, seed {lrd.get('seed')}")
     return 0

@@ -91,6 +91,7 @@ from mobile_lr.lr_dropout import (
     mix32,
 )
 from mobile_lr.recipes import OptimizerSpec, Recipe
+from mobile_lr.runtime.base import LR_DROPOUT_FORMAT
 from mobile_lr.validation import ValidationError, check_int, check_number
 
 __all__ = [
@@ -368,7 +369,6 @@ def write_optimizer_model(path: str | os.PathLike[str], kind: str, keep: float, 
 
 # ---------------------------------------------------------------------- bundles
 
-LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
 _BASE = {"sgd-lrd": "sgd", "adamw-lrd": "adamw"}
 
 

@@ -33,9 +33,11 @@ import numpy as np
 from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from mobile_lr.validation import ValidationError, check_number
 
-__all__ = ["WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info", "logits_metrics"]
+__all__ = ["LR_DROPOUT_FORMAT", "WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info",
+           "logits_metrics", "lr_dropout_info"]
 
 WEIGHTS = ("auto", "ema", "raw")
+LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
 
 
 @runtime_checkable
@@ -127,6 +129,25 @@ def backend_info(manifest: Mapping[str, Any], name: str) -> dict[str, Any]:
     if info.get("status") != "ok":
         raise ValidationError(f"backends.{name}", f"unsupported in this bundle: {info.get('reason')}")
     return info
+
+
+def lr_dropout_info(manifest: Mapping[str, Any], runtime: str) -> dict[str, Any] | None:
+    """The manifest's ``lr_dropout`` block (``None`` without one), if ``runtime`` can train it.
+
+    LR dropout lives in the ORT optimizer graph (docs/LR_DROPOUT.md); a runtime
+    not listed in the block's ``backends`` would train the bundle's optimizer
+    *without* the mask, so it refuses the bundle instead.
+    """
+    block = manifest.get("lr_dropout")
+    if block is None:
+        return None
+    found = block.get("format") if isinstance(block, Mapping) else block
+    if found != LR_DROPOUT_FORMAT:
+        raise ValidationError("lr_dropout.format", f"unknown format {found!r}", LR_DROPOUT_FORMAT)
+    if runtime not in (block.get("backends") or []):
+        raise ValidationError("lr_dropout", f"the bundle's LR dropout is built for {block.get('backends')}, "
+                                            f"not for the {runtime!r} runtime")
+    return dict(block)
 
 
 def logits_metrics(loss_sum: float, logits: np.ndarray, y: np.ndarray, classifies: bool) -> dict[str, float]:

@@ -16,6 +16,15 @@ hands its argument straight to C++, which wants the *inner* OrtValue, hence
 ``OrtValue.ortvalue_from_numpy(a)._ortvalue``). Gradients and optimizer state
 are untouched by the swap (reference runtimes.md §9).
 
+LR-dropout bundles (``mobile-lr export --optimizer sgd-lrd|adamw-lrd``,
+docs/LR_DROPOUT.md) train through the same four calls: the mask is drawn inside
+the optimizer graph from a counter hash of the seed, the parameter's shape key
+and the graph's ``step`` input, which ORT itself feeds (its optimizer step
+count + 1). So the runtime feeds nothing extra, and because that count is part
+of ORT's optimizer state (saved below), a resumed run draws exactly the masks
+the uninterrupted run would have drawn. ``lr_dropout`` holds the manifest's
+block (``None`` for a plain bundle).
+
 Checkpoints hold ORT's own checkpoint file (``CheckpointState.save_checkpoint``
 with the optimizer state: moments and step count) as bytes inside the
 mobile-lr checkpoint, next to the EMA and metadata: one file, one atomic rename.
@@ -32,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from mobile_lr.bundle import load_bundle
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics, lr_dropout_info
 from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
 
 __all__ = ["EVAL_CHUNK", "OrtRuntime"]
@@ -50,6 +59,7 @@ class OrtRuntime(RuntimeBase):
                  expected_sha256: str | None = None) -> None:
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend_info(bundle.manifest, "ort")
+        self.lr_dropout = lr_dropout_info(bundle.manifest, "ort")
         super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
                          tuple(bundle.manifest["model"]["trainable"]), ema)
         self.bundle = bundle

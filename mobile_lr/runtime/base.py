@@ -74,6 +74,10 @@ class TrainingRuntime(Protocol):
         """Copies of the parameters by name (trainable and, where the engine exposes them, frozen)."""
         ...
 
+    def set_parameters(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the trainable parameters by name (e.g. a federated round's global model)."""
+        ...
+
 
 @dataclass(frozen=True)
 class ModelIO:
@@ -222,6 +226,11 @@ class RuntimeBase:
     def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
         raise NotImplementedError
 
+    def _set_named(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite trainable weights given by parameter name (engines keyed by name reuse
+        :meth:`_set_trainable`; ORT, which keys its flat vector, overrides this)."""
+        self._set_trainable(values)
+
     def _state_meta(self) -> dict[str, Any]:
         """Engine-specific JSON for the checkpoint (e.g. optimizer scalars)."""
         return {}
@@ -260,6 +269,30 @@ class RuntimeBase:
         self.step_count += 1
         if self._ema is not None:
             self._ema.update(self._trainable_arrays())
+
+    def set_parameters(self, values: Mapping[str, np.ndarray]) -> None:
+        """Overwrite the trainable parameters with ``values`` (exactly the trainable names).
+
+        A federated client starts each round from the server's model this way. The
+        EMA, when on, restarts at the new weights (an average across two models means
+        nothing); the optimizer state is left as it is (SGD has none).
+        """
+        names = set(self.trainable_names)
+        missing, unknown = sorted(names - set(values)), sorted(set(values) - names)
+        if missing or unknown:
+            raise ValidationError("parameters", f"missing {missing}, unknown {unknown}",
+                                  "exactly the trainable parameter names")
+        current = self.parameters()
+        arrays = {}
+        for name in self.trainable_names:
+            a = np.ascontiguousarray(values[name], dtype=np.float32)
+            if a.shape != current[name].shape:
+                raise ValidationError(f"parameters.{name}", f"shape {a.shape} differs from the model's "
+                                                            f"{current[name].shape}")
+            arrays[name] = a
+        self._set_named(arrays)
+        if self._ema is not None:
+            self._init_ema()
 
     def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
         meta = {"runtime": self.kind, "bundle": self.identity, "step": self.step_count,

@@ -156,6 +156,11 @@ class OrtRuntime(RuntimeBase):
         with self._using(weights):
             return self._run_eval(xb, self.io.dummy_target(len(xb)))[1]
 
+    def _set_named(self, values: Mapping[str, np.ndarray]) -> None:
+        # the Module trains the CheckpointState's own buffers: writing them is seen by the next step
+        for name, a in values.items():
+            self._state.parameters[name] = a
+
     def parameters(self) -> dict[str, np.ndarray]:
         # iterating ORT's Parameters yields (name, Parameter) pairs
         return {name: np.array(p.data, copy=True) for name, p in self._state.parameters}

@@ -1,0 +1,738 @@
+"""Fleet mode: the step budgets of many phones over a device-day, vectorised with numpy.
+
+No training happens here. Each device-day is a sequence of *phases* (an OS
+window on the charger, a rest, a commute on battery, ...) with per-device
+durations, charger state and ambient temperature drawn from a named scenario
+with a seeded generator. In every phase that has an open OS window the fleet
+does what the schedule manager does on one phone: plan the affordable steps
+from the device state (:func:`plan_fleet`, the same algorithm as
+:func:`mobile_lr.budget.plan`), run them, and when the plan ends on the thermal
+limit rest until the phone has cooled ``resume_gap_c`` below the limit (the
+manager's ``Pause("thermal", resume_hint)``), then plan again, until the window,
+the battery or the nominal step count is spent. Between windows the phone rests
+or charges (:func:`advance_arrays`, the exact battery/RC model of
+:func:`mobile_lr.device.advance`).
+
+Why it is fast: the planner jumps over runs of identical steps in closed form
+and takes single exact steps only at events (a thermal status change, the CV
+knee, the floor), so a plan costs a few dozen array operations whatever its
+length; every operation runs over all still-active devices at once. The cost
+per device-day is a constant (the number of plan iterations, thermal pauses and
+phases does not depend on N), so the total grows linearly with N once the
+arrays are long enough to amortise numpy's per-call overhead
+(``bench/fleet.py`` measures it).
+
+Agreement with the scalar code: :func:`plan_fleet` returns the same steps,
+energy and end state as :func:`mobile_lr.budget.plan` for every device, up to
+the last bits of ``exp``/``log`` (numpy's and libm's can differ by an ulp,
+which can move a boundary by one step); ``tests/test_fleet.py`` checks it on
+random states, and checks a whole device-day against the scalar planner driving
+a :class:`mobile_lr.device.SimulatedDevice`.
+
+The executed steps are the plan's steps at the profile's cost: a manager that
+has calibrated its cost on the phone (the estimator is warm) plans with that
+cost times a small margin and re-plans before every step, so it runs within a
+step or two of this count (it stops one pessimistic step short of each limit).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from mobile_lr.budget import MAX_PLAN_STEPS, Policy, StepCost, effective_floor
+from mobile_lr.device import DeviceProfile, load_profile
+from mobile_lr.validation import ValidationError
+
+__all__ = [
+    "FLEET_SCENARIOS",
+    "STOP_REASONS",
+    "FleetPlan",
+    "FleetState",
+    "Phase",
+    "ScenarioDay",
+    "advance_arrays",
+    "cool_down_arrays",
+    "make_day",
+    "plan_fleet",
+    "simulate_cell",
+    "simulate_fleet",
+    "status_for_arrays",
+]
+
+# Limiting factors as in mobile_lr.budget.LIMITING_FACTORS, as integer codes.
+BATTERY, THERMAL, TIME, NONE = 0, 1, 2, 3
+FACTOR_NAMES = ("battery", "thermal", "time", "none")
+# Plan details (why a plan affords nothing before stepping), as integer codes.
+DETAIL_NAMES = ("", "not charging", "battery low", "below the floor",
+                "thermal status above the policy", "no time left")
+# Why a device-day's training ended (the manager's Pause/Stop reasons).
+STOP_REASONS = ("done", "window", "battery", "thermal", "not-charging", "battery-low",
+                "no-window")
+_MAX = float(MAX_PLAN_STEPS)
+_SOH_RANGE = {"low-end": (0.80, 0.95), "mid-range": (0.85, 1.0), "flagship": (0.90, 1.0)}
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class FleetState:
+    """The state of N phones of one profile as arrays (the fields of ``DeviceState``)."""
+
+    level: np.ndarray
+    charging: np.ndarray
+    temp: np.ndarray
+    status: np.ndarray
+    ambient: np.ndarray
+    battery_j: np.ndarray          # usable energy per phone (state of health varies)
+    time_s: np.ndarray
+
+    @classmethod
+    def initial(cls, profile: DeviceProfile, level: np.ndarray, charging: np.ndarray,
+                ambient: np.ndarray, battery_j: np.ndarray | None = None,
+                temp: np.ndarray | None = None) -> FleetState:
+        n = len(level)
+        amb = np.broadcast_to(np.asarray(ambient, float), (n,)).copy()
+        t = amb.copy() if temp is None else np.asarray(temp, float).copy()
+        e = np.full(n, profile.battery_j) if battery_j is None else np.asarray(battery_j, float)
+        return cls(np.asarray(level, float).copy(), np.asarray(charging, bool).copy(), t,
+                   status_for_arrays(profile, t, np.zeros(n, int)), amb, e.copy(), np.zeros(n))
+
+    def __len__(self) -> int:
+        return len(self.level)
+
+
+def status_for_arrays(profile: DeviceProfile, temps: np.ndarray, previous: np.ndarray
+                      ) -> np.ndarray:
+    """Vectorised :meth:`DeviceProfile.status_for`: the highest status whose edge is reached
+    (``threshold - hysteresis`` for statuses at or below the previous one)."""
+    th = np.asarray(profile.thresholds_c)
+    ks = np.arange(1, len(th) + 1)
+    edges = th[None, :] - np.where(ks[None, :] <= np.asarray(previous)[:, None],
+                                   profile.hysteresis_c, 0.0)
+    reached = np.asarray(temps)[:, None] >= edges
+    return np.where(reached, ks[None, :], 0).max(axis=1)
+
+
+def advance_arrays(profile: DeviceProfile, level: np.ndarray, charging: np.ndarray,
+                   temp: np.ndarray, status: np.ndarray, ambient: np.ndarray,
+                   battery_j: np.ndarray, load_w: np.ndarray | float, dt: np.ndarray | float
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`mobile_lr.device.advance`: ``dt`` seconds at constant load, exactly.
+
+    The interval is split at the battery events (empty, CV knee, full) as in
+    ``device._battery_pieces``; each piece has constant heat, so the RC closed
+    form and the status rule are applied per piece. Returns the new level,
+    temperature, status and the energy consumed (J).
+    """
+    p = profile
+    n = len(level)
+    level = np.asarray(level, float).copy()
+    temp = np.asarray(temp, float).copy()
+    status = np.asarray(status).astype(int).copy()
+    load = np.broadcast_to(np.asarray(load_w, float), (n,))
+    rem = np.broadcast_to(np.asarray(dt, float), (n,)).copy()
+    e_full = np.asarray(battery_j, float)
+    eta, knee, k = p.charge_efficiency, p.cv_knee, p.cv_taper
+    a = np.where(charging, eta * p.charge_power_w, 0.0)
+    loss = np.where(charging, (1.0 - eta) * p.charge_power_w, 0.0)
+    consumed = np.zeros(n)
+    r, tau = p.thermal_resistance_k_per_w, p.tau_s
+    v1 = math.exp((1.0 - knee) / k)
+    for _ in range(8):
+        act = rem > 0.0
+        if not act.any():
+            break
+        b = np.where((level > 0.0) | (a > 0.0), load, 0.0)
+        net = a - b
+        off = act & (level <= 0.0) & (net <= 0.0)
+        drain = act & ~off & (~charging | (net < 0.0))
+        full = act & ~off & ~drain & (level >= 1.0)
+        rest = act & ~off & ~drain & ~full
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            l_star = np.where(net > 0.0, knee + k * np.log(a / np.where(net > 0.0, net, 1.0)),
+                              np.inf)
+            rise = rest & (level < l_star)
+            taper = rest & ~rise
+            # drain (on battery, or a charger that cannot carry the load)
+            t_empty = np.where(net < 0.0, level * e_full / -np.where(net < 0.0, net, -1.0),
+                               np.inf)
+            dur_d = np.minimum(rem, t_empty)
+            new_d = np.where(dur_d == t_empty, 0.0, np.maximum(0.0, level + net * dur_d / e_full))
+            # rise (charging below the taper)
+            target = np.minimum(l_star, 1.0)
+            t_to = np.where(net > 0.0, (target - level) * e_full / np.where(net > 0.0, net, 1.0),
+                            np.inf)
+            dur_r = np.minimum(rem, t_to)
+            new_r = np.where(net == 0.0, level,
+                             np.where(dur_r == t_to, target,
+                                      np.minimum(level + net * dur_r / e_full, target)))
+            # CV taper
+            v0 = np.exp((level - knee) / k)
+            lam = a / (k * e_full)
+            t_full = np.where(lam > 0.0, (v1 - v0) / np.where(lam > 0.0, lam, 1.0), np.inf)
+            dur_t = np.minimum(rem, t_full)
+            new_t = np.where(dur_t == t_full, 1.0,
+                             np.minimum(1.0, knee + k * np.log(v0 + lam * dur_t)))
+        dur = np.select([off, drain, full, rise, taper], [rem, dur_d, rem, dur_r, dur_t], 0.0)
+        new = np.select([off, drain, full, rise, taper], [0.0, new_d, 1.0, new_r, new_t], level)
+        heat = np.select([off, full], [0.0, b + (1.0 - eta) / eta * b], b + loss)
+        used = np.where(off, 0.0, b * dur)
+        steady = ambient + heat * r
+        t_new = steady + (temp - steady) * np.exp(-dur / tau)
+        temp = np.where(act, t_new, temp)
+        status = np.where(act, status_for_arrays(p, temp, status), status)
+        level = np.where(act, new, level)
+        consumed += np.where(act, used, 0.0)
+        rem = np.where(act, rem - dur, rem)
+    return np.clip(level, 0.0, 1.0), temp, status, consumed
+
+
+def cool_down_arrays(profile: DeviceProfile, temp: np.ndarray, charging: np.ndarray,
+                     ambient: np.ndarray, target_c: float) -> np.ndarray:
+    """Vectorised :func:`mobile_lr.device.cool_down_seconds` (inf where it never cools)."""
+    p = profile
+    heat = p.idle_power_w + np.where(charging, (1.0 - p.charge_efficiency) * p.charge_power_w,
+                                     0.0)
+    steady = ambient + heat * p.thermal_resistance_k_per_w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = p.tau_s * np.log((temp - steady) / (target_c - steady))
+    return np.where(temp <= target_c, 0.0, np.where(steady >= target_c, np.inf, t))
+
+
+# --------------------------------------------------------------------------- planner
+
+
+@dataclass
+class FleetPlan:
+    """One plan per device (the fields of :class:`mobile_lr.budget.Plan`, as arrays)."""
+
+    steps: np.ndarray          # int64
+    factor: np.ndarray         # codes into FACTOR_NAMES
+    detail: np.ndarray         # codes into DETAIL_NAMES
+    energy_j: np.ndarray
+    seconds: np.ndarray
+    end_level: np.ndarray
+    end_temp: np.ndarray
+    end_status: np.ndarray
+
+    def factor_names(self) -> list[str]:
+        return [FACTOR_NAMES[int(f)] for f in self.factor]
+
+
+def _steps_below(x: np.ndarray) -> np.ndarray:
+    """Vectorised ``budget._steps_below``: whole steps certainly inside a bound (one spare)."""
+    with np.errstate(invalid="ignore"):
+        fin = np.isfinite(x)
+        inner = np.maximum(0.0, np.floor(np.where(fin, x, 0.0)) - 1.0)
+        return np.where(fin, inner, np.where(x > 0.0, _MAX, 0.0))
+
+
+def plan_fleet(profile: DeviceProfile, fs: FleetState, policy: Policy, cost: StepCost,
+               time_budget_s: np.ndarray | float, max_steps: np.ndarray | float | None = None
+               ) -> FleetPlan:
+    """:func:`mobile_lr.budget.plan` for every phone of ``fs`` at once.
+
+    Same algorithm: the preconditions (not charging, battery low, below the
+    floor, status above the policy, no time), then a loop in which every
+    still-planning phone either jumps over a run of identical steps in closed
+    form or takes one exact step and checks it against the floor, the thermal
+    limit and its time budget. ``time_budget_s`` and ``max_steps`` are per phone
+    (or scalars); the deadline of the policy cuts the time budget.
+    """
+    p = profile
+    n = len(fs)
+    cap = np.full(n, _MAX) if max_steps is None else \
+        np.maximum(0.0, np.floor(np.broadcast_to(np.asarray(max_steps, float), (n,))))
+    tb = np.broadcast_to(np.asarray(time_budget_s, float), (n,)).copy()
+    if policy.deadline_s is not None:
+        tb = np.minimum(tb, policy.deadline_s - fs.time_s)
+    theta = policy.thermal_limit_c(p)
+    floor = np.where(fs.charging, effective_floor(p, policy, True),
+                     effective_floor(p, policy, False))
+    level, temp, status = fs.level.copy(), fs.temp.copy(), fs.status.astype(int).copy()
+    steps = np.zeros(n)
+    elapsed = np.zeros(n)
+    energy = np.zeros(n)
+    factor = np.full(n, -1)
+    detail = np.zeros(n, int)
+
+    def pre(mask: np.ndarray, f: int, d: int) -> None:
+        m = mask & (factor < 0)
+        factor[m] = f
+        detail[m] = d
+
+    ch = fs.charging
+    if policy.charging_only or p.requires_charging:
+        pre(~ch, BATTERY, 1)
+    if p.battery_not_low:
+        pre(~ch & (level <= p.low_battery_level), BATTERY, 2)
+    pre(level < policy.battery_floor, BATTERY, 3)
+    pre(status > int(policy.max_thermal), THERMAL, 4)
+    pre(tb <= 0.0, TIME, 5)
+
+    p_idle = p.idle_power_w
+    p_full = max(cost.power_w, p_idle)
+    thr = np.asarray(p.throughput)
+    th_ext = np.array([-np.inf, *p.thresholds_c, np.inf])
+    eta, knee, k = p.charge_efficiency, p.cv_knee, p.cv_taper
+    r, tau = p.thermal_resistance_k_per_w, p.tau_s
+    v_full = math.exp((1.0 - knee) / k)
+    max_thermal = int(policy.max_thermal)
+
+    act = np.nonzero(factor < 0)[0]
+    while act.size:
+        lv, tp, st = level[act], temp[act], status[act]
+        chg, amb, e_full, fl = ch[act], fs.ambient[act], fs.battery_j[act], floor[act]
+        ns, el, cp, tbi = steps[act], elapsed[act], cap[act], tb[act]
+        capped = ns >= cp
+        m = thr[st]
+        d = cost.seconds / m
+        load = p_idle + (p_full - p_idle) * m
+        a = np.where(chg, eta * p.charge_power_w, 0.0)
+        net = a - load
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # battery regime of each phone (budget._regime) and its bound
+            drain = ~chg | (net < 0.0)
+            full = ~drain & (lv >= 1.0)
+            l_star = np.where(net > 0.0, knee + k * np.log(a / np.where(net > 0.0, net, 1.0)),
+                              np.inf)
+            rise = ~drain & ~full & (lv < l_star)
+            taper = ~drain & ~full & ~rise
+            rise_bound = np.minimum(l_star, 1.0)
+            # jump length (budget._jump_length)
+            jl = np.full(len(act), _MAX)
+            per_d = (load - a) * d / e_full
+            jl = np.where(drain & (per_d > 0.0),
+                          np.minimum(jl, _steps_below((lv - fl) / per_d)), jl)
+            per_r = (a - load) * d / e_full
+            jl = np.where(rise & (per_r > 0.0),
+                          np.minimum(jl, _steps_below((rise_bound - lv) / per_r)), jl)
+            v0 = np.exp((lv - knee) / k)
+            per_t = a / (k * e_full) * d
+            jl = np.where(taper, np.minimum(jl, _steps_below((v_full - v0) / per_t)), jl)
+            heat = np.where(~chg, load, np.where(full, load + (1.0 - eta) / eta * load,
+                                                 load + (1.0 - eta) * p.charge_power_w))
+            steady = amb + heat * r
+            log_q = -d / tau
+            edge_up = np.minimum(theta, th_ext[np.minimum(st + 1, 7)])
+            up = (steady > tp) & (steady > edge_up)
+            jl = np.where(up, np.minimum(jl, _steps_below(
+                np.log((steady - edge_up) / (steady - tp)) / log_q)), jl)
+            edge_dn = th_ext[st] - p.hysteresis_c
+            dn = (steady < tp) & (st >= 1) & (steady < edge_dn)
+            jl = np.where(dn, np.minimum(jl, _steps_below(
+                np.log((edge_dn - steady) / (tp - steady)) / log_q)), jl)
+            moved = (status_for_arrays(p, tp, st) != st) | (tp >= theta)
+            jl = np.where(moved, 0.0, jl)
+            jump = np.minimum(np.minimum(jl, _steps_below((tbi - el) / d)), cp - ns)
+            # the jump itself (budget._jump), checked
+            lvl_j = np.where(full, 1.0, lv + jump * (a - load) * d / e_full)
+            v = v0 + jump * a / (k * e_full) * d
+            lvl_j = np.where(taper, knee + k * np.log(v), lvl_j)
+            ok = ~capped & (jump >= 2.0)
+            ok &= ~(drain & ((lvl_j < fl) | (lvl_j <= 0.0)))
+            ok &= ~(rise & (lvl_j >= rise_bound))
+            ok &= ~(taper & (v >= v_full))
+            tmp_j = steady + (tp - steady) * np.exp(-jump * d / tau)
+            ok &= tmp_j < theta
+        ok &= status_for_arrays(p, tmp_j, st) == st
+        # exact single steps for the rest (budget.plan's advance + _violation)
+        ex = ~capped & ~ok
+        lv_e, tp_e, st_e, used = advance_arrays(p, lv, chg, tp, st, amb, e_full, load,
+                                                np.where(ex, d, 0.0))
+        viol = np.full(len(act), -1)
+        viol = np.where(ex & ((lv_e < fl) | (lv_e <= 0.0)), BATTERY, viol)
+        viol = np.where(ex & (viol < 0) & ((tp_e >= theta) | (st_e > max_thermal)), THERMAL, viol)
+        viol = np.where(ex & (viol < 0) & (el + d > tbi), TIME, viol)
+        stepped = ex & (viol < 0)
+        # write back
+        level[act] = np.where(ok, np.minimum(1.0, lvl_j), np.where(stepped, lv_e, lv))
+        temp[act] = np.where(ok, tmp_j, np.where(stepped, tp_e, tp))
+        status[act] = np.where(stepped, st_e, st)
+        steps[act] = ns + np.where(ok, jump, 0.0) + stepped
+        elapsed[act] = el + np.where(ok, jump * d, 0.0) + np.where(stepped, d, 0.0)
+        energy[act] = energy[act] + np.where(ok, jump * load * d, 0.0) + np.where(stepped, used,
+                                                                                 0.0)
+        fin = np.where(capped, NONE, viol)
+        factor[act] = fin
+        act = act[fin < 0]
+    return FleetPlan(steps.astype(np.int64), factor, detail, energy, elapsed, level, temp,
+                     status)
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass
+class Phase:
+    """A stretch of a device-day: per-phone duration, charger and ambient; ``train`` says an
+    OS window is open, ``new_window`` that a new one starts at the phase's start (otherwise
+    the window in force continues, e.g. when the charger is pulled mid-window)."""
+
+    duration_s: np.ndarray
+    charging: np.ndarray
+    ambient_c: np.ndarray
+    train: bool
+    new_window: bool = True
+
+
+@dataclass
+class ScenarioDay:
+    """A sampled device-day for N phones: initial level and the phases."""
+
+    name: str
+    level: np.ndarray
+    phases: list[Phase]
+    description: str = ""
+    floor: float | None = None   # the scenario's battery floor (overrides the policy's)
+
+
+def _uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
+    return rng.uniform(lo, hi, n)
+
+
+def _overnight(rng: np.random.Generator, n: int) -> ScenarioDay:
+    """Plugged in at bedtime at 20-60 %, 8 h on the charger; a 30-min OS window opens every
+    hour (JobScheduler re-runs the worker); ambient 21-26 °C."""
+    amb = _uniform(rng, 21.0, 26.0, n)
+    on = np.ones(n, bool)
+    phases: list[Phase] = []
+    for _ in range(8):
+        phases.append(Phase(np.full(n, 1800.0), on, amb, train=True))
+        phases.append(Phase(_uniform(rng, 1500.0, 2100.0, n), on, amb, train=False))
+    return ScenarioDay("overnight-charging", _uniform(rng, 0.2, 0.6, n), phases,
+                       _overnight.__doc__ or "")
+
+
+def _commute(rng: np.random.Generator, n: int) -> ScenarioDay:
+    """Unplugged at 30-40 % on a commute of about an hour, floor 20 %: a 10-min window every
+    15 min (4 windows); ambient 20-30 °C."""
+    amb = _uniform(rng, 20.0, 30.0, n)
+    off = np.zeros(n, bool)
+    phases: list[Phase] = []
+    for _ in range(4):
+        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
+        phases.append(Phase(_uniform(rng, 240.0, 360.0, n), off, amb, train=False))
+    return ScenarioDay("commute-low-battery", _uniform(rng, 0.30, 0.40, n), phases,
+                       _commute.__doc__ or "", floor=0.20)
+
+
+def _hot(rng: np.random.Generator, n: int) -> ScenarioDay:
+    """A hot day: ambient 33-37 °C, unplugged at 50-100 %, a 10-min window every hour for
+    8 hours; the phone throttles early and pauses to cool."""
+    amb = _uniform(rng, 33.0, 37.0, n)
+    off = np.zeros(n, bool)
+    phases: list[Phase] = []
+    for _ in range(8):
+        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
+        phases.append(Phase(_uniform(rng, 2700.0, 3300.0, n), off, amb, train=False))
+    return ScenarioDay("hot-day", _uniform(rng, 0.5, 1.0, n), phases, _hot.__doc__ or "")
+
+
+def _unplugged(rng: np.random.Generator, n: int) -> ScenarioDay:
+    """On the charger at 30-70 % when a 30-min window opens; the charger is pulled after
+    2-8 min and the window carries on on battery; then three 10-min windows on battery,
+    one every 30 min; ambient 21-27 °C."""
+    amb = _uniform(rng, 21.0, 27.0, n)
+    on, off = np.ones(n, bool), np.zeros(n, bool)
+    pull = _uniform(rng, 120.0, 480.0, n)
+    phases = [Phase(pull, on, amb, train=True),
+              Phase(1800.0 - pull, off, amb, train=True, new_window=False),
+              Phase(_uniform(rng, 900.0, 1500.0, n), off, amb, train=False)]
+    for _ in range(3):
+        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
+        phases.append(Phase(_uniform(rng, 1200.0, 1500.0, n), off, amb, train=False))
+    return ScenarioDay("unplugged-midway", _uniform(rng, 0.3, 0.7, n), phases,
+                       _unplugged.__doc__ or "")
+
+
+FLEET_SCENARIOS: dict[str, Callable[[np.random.Generator, int], ScenarioDay]] = {
+    "overnight-charging": _overnight,
+    "commute-low-battery": _commute,
+    "hot-day": _hot,
+    "unplugged-midway": _unplugged,
+}
+
+
+def make_day(name: str, rng: np.random.Generator, n: int) -> ScenarioDay:
+    """A seeded device-day of scenario ``name`` for ``n`` phones."""
+    if name not in FLEET_SCENARIOS:
+        raise ValidationError("--scenarios", f"unknown scenario {name!r}",
+                              ", ".join(FLEET_SCENARIOS))
+    return FLEET_SCENARIOS[name](rng, n)
+
+
+# --------------------------------------------------------------------------- device-day
+
+
+@dataclass
+class CellResult:
+    """Per-device outcome of one (profile, scenario) cell of the fleet."""
+
+    profile: str
+    scenario: str
+    steps: np.ndarray
+    train_seconds: np.ndarray
+    energy_j: np.ndarray            # consumed by training steps
+    battery_j: np.ndarray
+    start_level: np.ndarray
+    end_level: np.ndarray
+    min_level: np.ndarray           # lowest level at the end of any training step
+    floor_violations: np.ndarray    # plans whose last step ended below the floor (must be 0)
+    max_status: np.ndarray          # highest thermal status at the end of a training run
+    thermal_pauses: np.ndarray
+    windows_used: np.ndarray
+    stop_reason: np.ndarray         # codes into STOP_REASONS
+    limiting: dict[str, int] = field(default_factory=dict)   # plan ends by factor (all plans)
+    plans: int = 0
+
+
+def _stop_code(factor: np.ndarray, detail: np.ndarray) -> np.ndarray:
+    """The manager's pause/stop reason for a plan's end (manager._pause_reason)."""
+    code = np.select([detail == 1, detail == 2, factor == TIME, factor == NONE,
+                      factor == THERMAL], [4, 5, 1, 0, 3], 2)
+    return code
+
+
+def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
+                  battery_j: np.ndarray, *, nominal_steps: int | None = None,
+                  step_factor: float = 1.0, resume_gap_c: float = 1.0,
+                  max_pauses: int = 10_000) -> CellResult:
+    """Run one sampled device-day for every phone of one profile; see the module doc."""
+    p = profile
+    n = len(day.level)
+    if day.floor is not None:
+        policy = replace(policy, battery_floor=day.floor)
+    cost = StepCost(p.step_seconds * step_factor, p.step_joules * step_factor)
+    first = day.phases[0]
+    fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j)
+    steps = np.zeros(n, np.int64)
+    train_s = np.zeros(n)
+    energy = np.zeros(n)
+    min_level = fs.level.copy()
+    violations = np.zeros(n, np.int64)
+    max_status = fs.status.copy()
+    pauses = np.zeros(n, np.int64)
+    windows = np.zeros(n, np.int64)
+    stop = np.full(n, STOP_REASONS.index("no-window"))
+    limiting = dict.fromkeys(FACTOR_NAMES, 0)
+    plans = 0
+    window_end = np.full(n, -np.inf)
+    target = policy.thermal_limit_c(p) - resume_gap_c
+    all_idx = np.arange(n)
+    for ph in day.phases:
+        fs.charging = np.asarray(ph.charging, bool).copy()
+        fs.ambient = np.asarray(ph.ambient_c, float).copy()
+        phase_end = fs.time_s + ph.duration_s
+        if ph.train and ph.new_window:
+            length = np.where(fs.charging, p.window_charging_s, p.window_s) \
+                if policy.window_s is None else np.full(n, policy.window_s)
+            window_end = fs.time_s + length
+        if ph.train:
+            act = all_idx
+            used_window = np.zeros(n, bool)
+            for _ in range(max_pauses):
+                if act.size == 0:
+                    break
+                sub = _take(fs, act)
+                budget = np.minimum(phase_end[act], window_end[act]) - sub.time_s
+                left = None if nominal_steps is None else nominal_steps - steps[act]
+                pl = plan_fleet(p, sub, policy, cost, budget, left)
+                plans += act.size
+                for code, name in enumerate(FACTOR_NAMES):
+                    limiting[name] += int(np.count_nonzero(pl.factor == code))
+                ran = pl.steps > 0
+                used_window[act[ran]] = True
+                steps[act] += pl.steps
+                train_s[act] += pl.seconds
+                energy[act] += pl.energy_j
+                fl = np.where(sub.charging, effective_floor(p, policy, True),
+                              effective_floor(p, policy, False))
+                violations[act] += ran & (pl.end_level < fl)
+                min_level[act] = np.where(ran, np.minimum(min_level[act], pl.end_level),
+                                          min_level[act])
+                max_status[act] = np.where(ran, np.maximum(max_status[act], pl.end_status),
+                                           max_status[act])
+                fs.level[act], fs.temp[act], fs.status[act] = pl.end_level, pl.end_temp, \
+                    pl.end_status
+                fs.time_s[act] = sub.time_s + pl.seconds
+                stop[act] = _stop_code(pl.factor, pl.detail)
+                # thermal: rest until cooled below the limit (if the window allows), plan again
+                limit = np.minimum(phase_end[act], window_end[act])
+                hint = cool_down_arrays(p, fs.temp[act], fs.charging[act], fs.ambient[act],
+                                        target)
+                wait_t = (pl.factor == THERMAL) & (hint > 0.0) & (fs.time_s[act] + hint < limit)
+                # below the floor on the charger: wait until it is back above the floor
+                rate = (p.charge_efficiency * p.charge_power_w - p.idle_power_w) / fs.battery_j[act]
+                hint_b = np.where(rate > 0.0, (policy.battery_floor - fs.level[act]) / rate, np.inf)
+                wait_b = (pl.detail == 3) & fs.charging[act] & (hint_b > 0.0) & \
+                    (fs.time_s[act] + hint_b < limit)
+                wait = wait_t | wait_b
+                hint = np.where(wait_t, hint, hint_b)
+                idx = act[wait]
+                if idx.size:
+                    pauses[idx] += wait_t[wait]
+                    _idle(p, fs, idx, hint[wait])
+                act = idx
+            windows += used_window
+        # the rest of the phase: idle (or charge) until it ends
+        _idle(p, fs, all_idx, np.maximum(0.0, phase_end - fs.time_s))
+    return CellResult(p.name, day.name, steps, train_s, energy, fs.battery_j, day.level,
+                      fs.level.copy(), min_level, violations, max_status, pauses, windows, stop,
+                      limiting, plans)
+
+
+def _take(fs: FleetState, idx: np.ndarray) -> FleetState:
+    return FleetState(fs.level[idx], fs.charging[idx], fs.temp[idx], fs.status[idx],
+                      fs.ambient[idx], fs.battery_j[idx], fs.time_s[idx])
+
+
+def _idle(p: DeviceProfile, fs: FleetState, idx: np.ndarray, seconds: np.ndarray) -> None:
+    lv, tp, st, _ = advance_arrays(p, fs.level[idx], fs.charging[idx], fs.temp[idx],
+                                   fs.status[idx], fs.ambient[idx], fs.battery_j[idx],
+                                   p.idle_power_w, seconds)
+    fs.level[idx], fs.temp[idx], fs.status[idx] = lv, tp, st
+    fs.time_s[idx] = fs.time_s[idx] + seconds
+
+
+# --------------------------------------------------------------------------- the fleet
+
+
+PERCENTILES = (5, 25, 50, 75, 95)
+
+
+def _dist(x: np.ndarray) -> dict[str, float]:
+    if x.size == 0:
+        return {}
+    q = np.percentile(x, PERCENTILES)
+    out = {f"p{k}": float(v) for k, v in zip(PERCENTILES, q, strict=True)}
+    out.update(mean=float(x.mean()), min=float(x.min()), max=float(x.max()))
+    return out
+
+
+def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
+    """Distributions of steps, energy and battery used; stop reasons; floor violations."""
+    def block(cs: Sequence[CellResult]) -> dict[str, Any]:
+        steps = np.concatenate([c.steps for c in cs]).astype(float)
+        energy = np.concatenate([c.energy_j for c in cs])
+        pct = np.concatenate([100.0 * c.energy_j / c.battery_j for c in cs])
+        secs = np.concatenate([c.train_seconds for c in cs])
+        stop = np.concatenate([c.stop_reason for c in cs])
+        limiting = dict.fromkeys(FACTOR_NAMES, 0)
+        for c in cs:
+            for key, val in c.limiting.items():
+                limiting[key] += val
+        return {
+            "device_days": int(steps.size),
+            "steps": _dist(steps),
+            "energy_j": _dist(energy),
+            "energy_pct_of_battery": _dist(pct),
+            "train_minutes": _dist(secs / 60.0),
+            "end_level": _dist(np.concatenate([c.end_level for c in cs])),
+            "min_level": float(np.concatenate([c.min_level for c in cs]).min()),
+            "thermal_pauses": _dist(np.concatenate([c.thermal_pauses for c in cs]).astype(float)),
+            "max_status": {name: int(np.count_nonzero(np.concatenate(
+                [c.max_status for c in cs]) == k)) for k, name in enumerate(
+                ("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN"))},
+            "stop_reasons": {name: int(np.count_nonzero(stop == k))
+                             for k, name in enumerate(STOP_REASONS)},
+            "limiting_factors": limiting,
+            "plans": int(sum(c.plans for c in cs)),
+            "floor_violations": int(sum(int(c.floor_violations.sum()) for c in cs)),
+        }
+
+    out: dict[str, Any] = {"total": block(cells), "cells": []}
+    for c in cells:
+        out["cells"].append({"profile": c.profile, "scenario": c.scenario, **block([c])})
+    return out
+
+
+def simulate_fleet(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str],
+                   devices: int, seed: int, *, days: int = 1, policy: Policy | None = None,
+                   nominal_steps: int | None = None, step_factor: float = 1.0,
+                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Simulate ``devices`` phones for ``days`` days each, spread evenly over every
+    (profile, scenario) cell (phone ``i`` goes to cell ``i mod cells``); each phone keeps
+    its battery's state of health (drawn from the profile class's range, devices.md §6)
+    and draws a fresh day of its scenario every day. Returns :func:`summarise`'s dict."""
+    if devices < 1:
+        raise ValidationError("--devices", f"{devices} is not a positive count", "an int >= 1")
+    if days < 1:
+        raise ValidationError("--days", f"{days} is not a positive count", "an int >= 1")
+    profs = [pr if isinstance(pr, DeviceProfile) else load_profile(pr) for pr in profiles]
+    if not profs or not scenarios:
+        raise ValidationError("--profiles", "need at least one profile and one scenario")
+    for s in scenarios:
+        if s not in FLEET_SCENARIOS:
+            raise ValidationError("--scenarios", f"unknown scenario {s!r}",
+                                  ", ".join(FLEET_SCENARIOS))
+    if not (math.isfinite(step_factor) and step_factor > 0.0):
+        raise ValidationError("--step-factor", f"{step_factor} is not a positive number")
+    if nominal_steps is not None and nominal_steps < 1:
+        raise ValidationError("--nominal-steps", f"{nominal_steps} is not a positive count",
+                              "an int >= 1")
+    policy = Policy() if policy is None else policy
+    rng = np.random.default_rng(seed)
+    cells_def = [(pr, sc) for pr in profs for sc in scenarios]
+    counts = [len(range(i, devices, len(cells_def))) for i in range(len(cells_def))]
+    results: list[CellResult] = []
+    for (pr, sc), count in zip(cells_def, counts, strict=True):
+        if count == 0:
+            continue
+        lo, hi = _SOH_RANGE.get(pr.name, (pr.state_of_health, pr.state_of_health))
+        soh = rng.uniform(lo, hi, count)
+        battery_j = pr.battery_wh * 3600.0 * soh
+        for _ in range(days):
+            day = make_day(sc, rng, count)
+            results.append(simulate_cell(pr, day, policy, battery_j,
+                                         nominal_steps=nominal_steps, step_factor=step_factor))
+            if progress is not None:
+                progress(count)
+    merged: list[CellResult] = []
+    for pr, sc in cells_def:
+        parts = [r for r in results if r.profile == pr.name and r.scenario == sc]
+        if parts:
+            merged.append(_concat(parts))
+    out = summarise(merged)
+    out["config"] = {"profiles": [pr.name for pr in profs], "scenarios": list(scenarios),
+                     "devices": devices, "days": days, "seed": seed,
+                     "nominal_steps": nominal_steps, "step_factor": step_factor,
+                     "policy": policy.to_dict()}
+    return out
+
+
+def _concat(parts: Sequence[CellResult]) -> CellResult:
+    if len(parts) == 1:
+        return parts[0]
+    cat = {name: np.concatenate([getattr(c, name) for c in parts])
+           for name in ("steps", "train_seconds", "energy_j", "battery_j", "start_level",
+                        "end_level", "min_level", "floor_violations", "max_status",
+                        "thermal_pauses", "windows_used", "stop_reason")}
+    limiting = dict.fromkeys(FACTOR_NAMES, 0)
+    for c in parts:
+        for key, val in c.limiting.items():
+            limiting[key] += val
+    return CellResult(parts[0].profile, parts[0].scenario, limiting=limiting,
+                      plans=sum(c.plans for c in parts), **cat)
+
+
+def scenario_names() -> list[str]:
+    return list(FLEET_SCENARIOS)
+
+
+def parse_names(text: str, allowed: Mapping[str, Any] | Sequence[str], field_name: str
+                ) -> list[str]:
+    """A comma-separated list of names, each checked against ``allowed``."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    if not names:
+        raise ValidationError(field_name, "empty list", ", ".join(allowed))
+    for s in names:
+        if s not in allowed:
+            raise ValidationError(field_name, f"unknown name {s!r}", ", ".join(allowed))
+    return names

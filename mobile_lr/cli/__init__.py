@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "mobile_lr.cli.schedule_cmd",
     "mobile_lr.cli.plan_cmd",
     "mobile_lr.cli.export_cmd",
+    "mobile_lr.cli.fleet_cmd",
 ]
 
 EXIT_USAGE = 2

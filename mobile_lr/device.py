@@ -610,11 +610,14 @@ class SimulatedDevice:
     ``work_s`` of a step is its duration at full speed; ``train_power_w`` the
     whole-device power at full speed (defaults: the profile's). Both can be set to
     other values than the profile's, which is how tests make a profile wrong.
+    ``background_w`` is drawn on top of every load, training or idle: the phone in
+    use (screen, radio, navigation) while training runs as a foreground service.
+    The planner does not know it; the manager learns it from the observed energy.
     """
 
     def __init__(self, profile: DeviceProfile, state: DeviceState | None = None, *,
                  ambient_c: float | None = None, train_power_w: float | None = None,
-                 step_seconds: float | None = None):
+                 step_seconds: float | None = None, background_w: float = 0.0):
         self.profile = profile
         self.ambient_c = profile.ambient_c if ambient_c is None else ambient_c
         self.state = state if state is not None else DeviceState.initial(
@@ -622,10 +625,12 @@ class SimulatedDevice:
         self.state = replace(self.state, ambient_c=self.ambient_c)
         self.train_power_w = profile.train_power_w if train_power_w is None else train_power_w
         self.step_seconds = profile.step_seconds if step_seconds is None else step_seconds
+        self.background_w = check_number(background_w, "background_w", lo=0.0)
         self.ledger = Ledger()
 
     def _run(self, load_w: float, dt: float) -> Ledger:
-        self.state, led = advance(self.profile, self.state, load_w, dt, self.ambient_c)
+        self.state, led = advance(self.profile, self.state, load_w + self.background_w, dt,
+                                  self.ambient_c)
         self.ledger = self.ledger + led
         return led
 

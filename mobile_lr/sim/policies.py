@@ -1,0 +1,103 @@
+"""The training policies a simulation compares, each a schedule spec + manager config + runtime options.
+
+Every policy runs through the same :class:`mobile_lr.manager.ScheduleManager`, so
+every one of them is *safe* (no step starts that would end below the battery
+floor or above the thermal limit); they differ in what the learning rate does:
+
+* ``manager`` — the battery-aware manager: the bundle's schedule with budget
+  mode ``replan`` (it re-plans the number of steps as the battery, heat and OS
+  windows reveal the budget, so the LR anneals before training must stop).
+* ``naive`` — cosine planned once for the nominal number of steps (``fixed``):
+  what an app does that does not know its budget; when the budget ends first,
+  its LR was never annealed.
+* ``constant`` — the bundle's base LR throughout.
+* ``linear`` — ONNX Runtime's ``LinearLRScheduler`` shape (warm-up, then linear to
+  0) planned for the nominal steps.
+* ``wsd`` — warm-up, stable, decay (1-sqrt cool-down over the last 20 %),
+  re-planned: the decay starts when the plan says the end is near.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from mobile_lr.validation import ValidationError
+
+__all__ = ["POLICIES", "TrainingPolicy", "make_policy", "parse_policy_list"]
+
+
+@dataclass(frozen=True)
+class TrainingPolicy:
+    name: str
+    description: str
+    spec: dict[str, Any]
+    config: dict[str, Any] = field(default_factory=dict)
+    runtime_options: dict[str, Any] = field(default_factory=dict)
+
+
+def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    return {"format": "mobile-lr.schedule/1", "base_lr": float(schedule["base_lr"])}
+
+
+def _manager(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    spec = copy.deepcopy(dict(schedule))
+    spec.pop("total_steps", None)
+    spec["budget"] = {**spec.get("budget", {}), "mode": "replan"}
+    return TrainingPolicy("manager", "battery-aware: re-planned schedule", spec,
+                          {"nominal_steps": nominal})
+
+
+def _naive(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    spec = {**_base(schedule), "shape": {"type": "cosine"}, "budget": {"mode": "fixed"}}
+    return TrainingPolicy("naive", "cosine planned for the nominal steps", spec,
+                          {"nominal_steps": nominal})
+
+
+def _constant(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
+    return TrainingPolicy("constant", "constant LR", spec, {"nominal_steps": nominal})
+
+
+def _linear(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    warm = max(1, nominal // 10)
+    spec = {**_base(schedule), "warmup": {"steps": warm, "start_factor": 0.0},
+            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0},
+            "budget": {"mode": "fixed"}}
+    return TrainingPolicy("linear", "ORT LinearLRScheduler (warm-up, linear to 0) for the nominal steps",
+                          spec, {"nominal_steps": nominal})
+
+
+def _wsd(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    spec = {**_base(schedule), "shape": {"type": "wsd", "decay_fraction": 0.2, "decay_shape": "1-sqrt"},
+            "budget": {"mode": "replan"}}
+    return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
+
+
+POLICIES: dict[str, Callable[[Mapping[str, Any], int], TrainingPolicy]] = {
+    "manager": _manager,
+    "naive": _naive,
+    "constant": _constant,
+    "linear": _linear,
+    "wsd": _wsd,
+}
+
+
+def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int) -> TrainingPolicy:
+    """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared)."""
+    if name not in POLICIES:
+        raise ValidationError("--compare", f"unknown policy {name!r}", ", ".join(POLICIES))
+    return POLICIES[name](schedule, nominal_steps)
+
+
+def parse_policy_list(text: str) -> list[str]:
+    """``"manager,naive"`` -> ``["manager", "naive"]``; unknown names are refused."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValidationError("--compare", "empty policy list", ", ".join(POLICIES))
+    for n in names:
+        if n not in POLICIES:
+            raise ValidationError("--compare", f"unknown policy {n!r}", ", ".join(POLICIES))
+    return list(dict.fromkeys(names))

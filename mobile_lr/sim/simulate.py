@@ -1,0 +1,179 @@
+"""Policies x (profile, scenario) on one bundle: the engine of ``mobile-lr simulate`` and ``demo``.
+
+For each policy a fresh runtime opens the bundle (verified first: a tampered
+bundle is refused before anything is loaded), a fresh simulated phone starts in
+the scenario's state, and :func:`mobile_lr.sim.session.run_session` trains. With
+``out_dir`` each run leaves ``steps.csv`` (every step, pause and event),
+``final.ckpt`` (the runtime's checkpoint) and ``summary.json``.
+
+The phone's step time is the profile's reference step times the scenario's
+``workload.step_factor`` (a production-size model; see
+:mod:`mobile_lr.sim.scenario`), or, with calibration, the bundle's own step as
+measured on this machine scaled by the ratio of this machine's measured FP32
+throughput to the phone tier's (devices.md §3: 3 / 10 / 25 GFLOPS).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mobile_lr.bundle import load_bundle
+from mobile_lr.device import DeviceProfile, SimulatedDevice, load_profile
+from mobile_lr.manager import ScheduleManager
+from mobile_lr.runtime import open_runtime
+from mobile_lr.sim.policies import make_policy
+from mobile_lr.sim.scenario import Scenario, load_scenario
+from mobile_lr.sim.session import LOG_COLUMNS, SessionResult, run_session
+
+__all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "simulate",
+           "write_steps_csv"]
+
+# Effective FP32 training throughput of the built-in tiers (devices.md §3, [A]).
+PHONE_GFLOPS = {"low-end": 3.0, "mid-range": 10.0, "flagship": 25.0}
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    profile: str
+    scenario: str
+    policy: str
+    result: SessionResult
+    run_dir: str | None = None
+
+    def summary(self) -> dict[str, Any]:
+        return {"profile": self.profile, "scenario": self.scenario, "policy": self.policy,
+                **self.result.summary()}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    desktop_step_s: float     # median real step time of the bundle here
+    desktop_gflops: float     # measured FP32 matmul throughput here
+    phone_gflops: float       # the profile tier's effective throughput
+    phone_step_s: float       # what the simulated phone is charged per step
+
+    def to_dict(self) -> dict[str, float]:
+        return {"desktop_step_s": self.desktop_step_s, "desktop_gflops": self.desktop_gflops,
+                "phone_gflops": self.phone_gflops, "phone_step_s": self.phone_step_s}
+
+
+def bundle_schedule(bundle_dir: str | Path) -> dict[str, Any]:
+    """The bundle's verified ``schedule.json`` (the base LR every compared policy shares)."""
+    bundle = load_bundle(bundle_dir)
+    return json.loads(bundle.read_verified("schedule.json"))
+
+
+def _matmul_gflops(n: int = 256, seconds: float = 0.3) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = a.T.copy()
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a @ b
+        reps += 1
+    return 2.0 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def calibrate(bundle_dir: str | Path, profile: DeviceProfile, data: tuple[np.ndarray, np.ndarray], *,
+              backend: str = "ort", steps: int = 30, batch_size: int = 32) -> Calibration:
+    """Measure the bundle's real step here and scale it to the phone tier of ``profile``."""
+    runtime = open_runtime(backend, bundle_dir)
+    x, y = data
+    idx = np.arange(min(batch_size, len(x)))
+    for _ in range(5):
+        runtime.step(x[idx], y[idx], 0.0)
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        runtime.step(x[idx], y[idx], 0.0)
+        times.append(time.perf_counter() - t0)
+    desk = float(np.median(times))
+    gflops = _matmul_gflops()
+    phone = PHONE_GFLOPS.get(profile.name, PHONE_GFLOPS["mid-range"])
+    return Calibration(desk, gflops, phone, desk * max(gflops / phone, 1.0))
+
+
+def write_steps_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
+        w.writeheader()
+        for row in rows:
+            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in LOG_COLUMNS})
+    tmp.replace(path)
+
+
+def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: str | Scenario,
+             policies: Sequence[str] = ("manager", "naive", "constant"), backend: str = "ort",
+             data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+             policy_override: Any = None, out_dir: str | Path | None = None, seed: int = 0,
+             phone_step_s: float | None = None, ignore_workload: bool = False,
+             on_step: Callable[[str], None] | None = None) -> list[PolicyRun]:
+    """Run each policy on ``bundle_dir`` for (``profile``, ``scenario``); see the module doc.
+
+    ``data`` is ``((x_train, y_train), (x_test, y_test))`` (default: the seeded
+    demo user). ``policy_override`` replaces the scenario's user policy.
+    ``phone_step_s`` replaces the profile's reference step (calibration); with
+    ``ignore_workload`` the scenario's step factor is not applied.
+    """
+    from mobile_lr.budget import Policy, load_policy
+    from mobile_lr.datasets import user_split
+
+    prof = load_profile(profile)
+    scen = load_scenario(scenario)
+    user_policy = scen.policy if policy_override is None else (
+        policy_override if isinstance(policy_override, Policy) else load_policy(policy_override))
+    schedule = bundle_schedule(bundle_dir)
+    if data is None:
+        train, test = user_split()
+        data = ((train.x, train.y), (test.x, test.y))
+    base_step = prof.step_seconds if phone_step_s is None else phone_step_s
+    step_s = base_step * (1.0 if ignore_workload else scen.step_factor)
+    # The app knows its model's step cost (calibrated on the phone): the manager's profile
+    # carries it, so the first plan is sized right; the observed steps refine it.
+    prof = dataclasses.replace(prof, step_seconds=step_s)
+    runs = []
+    for name in policies:
+        pol = make_policy(name, schedule, scen.nominal_steps)
+        runtime = open_runtime(backend, bundle_dir, **pol.runtime_options)
+        state = scen.initial_state(prof)
+        device = SimulatedDevice(prof, state, ambient_c=scen.ambient_c,
+                                 background_w=scen.background_w)
+        manager = ScheduleManager(pol.spec, prof, user_policy, pol.config, state=device.state)
+        run_dir = None
+        ckpt_dir = None
+        if out_dir is not None:
+            run_dir = Path(out_dir) / prof.name / scen.name / name
+            run_dir.mkdir(parents=True, exist_ok=True)
+            ckpt_dir = run_dir / "checkpoints"
+        result = run_session(runtime, manager, device, data[0], eval_data=data[1], seed=seed,
+                             windows=scen.windows(prof), events=scen.events, end_s=scen.end_s,
+                             checkpoint_dir=ckpt_dir,
+                             on_step=None if on_step is None else (lambda _d, _l, n=name: on_step(n)))
+        run = PolicyRun(prof.name, scen.name, name, result, None if run_dir is None else str(run_dir))
+        if run_dir is not None:
+            write_steps_csv(run_dir / "steps.csv", result.rows)
+            runtime.save(run_dir / "final.ckpt", {"manager": manager.state_dict()})
+            (run_dir / "summary.json").write_text(json.dumps(
+                {**run.summary(), "plan_history": result.plan_history,
+                 "spec": pol.spec, "policy": user_policy.to_dict(), "step_seconds": step_s},
+                indent=2, default=_json_default) + "\n", encoding="utf-8")
+        runs.append(run)
+    return runs
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -63,6 +63,8 @@ def schedule_case(name: str, spec: dict[str, Any], plan: list[list[int]],
 
 
 def build() -> dict[str, Any]:
+    from mobile_lr import golden_cases  # noqa: F401  (registers the planner and manager sections)
+
     rng = random.Random(SEED)
     cases = []
     plans = {"one plan": [[0, 300]], "shrink": [[0, 300], [100, 160]],

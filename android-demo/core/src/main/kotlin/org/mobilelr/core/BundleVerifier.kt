@@ -138,7 +138,7 @@ object BundleVerifier {
     fun verify(dir: File, expectedSha256: String? = null): VerifiedBundle {
         val data = readManifestBytes(dir)
         val identity = hex(MessageDigest.getInstance("SHA-256").digest(data))
-        if (expectedSha256 != null && identity != expectedSha256.toLowerCase(java.util.Locale.ROOT)) {
+        if (expectedSha256 != null && !identity.equals(expectedSha256, ignoreCase = true)) {
             throw BundleError(MANIFEST, "SHA-256 $identity is not the expected bundle identity $expectedSha256")
         }
         val manifest = parseManifest(data)

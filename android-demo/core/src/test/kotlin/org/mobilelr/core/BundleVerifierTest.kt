@@ -59,7 +59,7 @@ class BundleVerifierTest {
         assertEquals(setOf("training_model.onnx", "checkpoint", "schedule.json"), b.files.keys)
         assertEquals(BundleVerifier.manifestSha256(dir), b.sha256)
         assertEquals(64, b.sha256.length)
-        BundleVerifier.verify(dir, b.sha256.toUpperCase(java.util.Locale.ROOT))  // hex case does not matter
+        BundleVerifier.verify(dir, String(b.sha256.map { Character.toUpperCase(it) }.toCharArray()))  // hex case does not matter
     }
 
     @Test

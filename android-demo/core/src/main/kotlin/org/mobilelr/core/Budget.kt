@@ -1,0 +1,436 @@
+package org.mobilelr.core
+
+/**
+ * Budget planner, cost and ambient estimators (Kotlin twin of `mobile_lr/budget.py`).
+ *
+ * [Budget.plan] integrates the device model one training step at a time and stops at
+ * the first step whose end would be below the battery floor, above the allowed thermal
+ * status, past the time budget or past `maxSteps`; runs of identical steps are jumped
+ * over in closed form. The step counts and limiting factors are matched exactly and
+ * the energies and durations to 1e-12 against the Python reference (golden planner cases).
+ */
+data class Policy(
+    val batteryFloor: Double = 0.2,
+    val maxThermal: Int = ThermalStatus.MODERATE,
+    val windowS: Double? = null,
+    val deadlineS: Double? = null,
+    val chargingOnly: Boolean = false,
+    val thermalMarginC: Double = 1.0,
+    val horizon: String = "session",
+    val windowGapS: Double = 0.0
+) {
+    /** Temperature a step's end must stay below: next status's threshold minus the margin. */
+    fun thermalLimitC(profile: DeviceProfile): Double = profile.threshold(maxThermal + 1) - thermalMarginC
+
+    fun toJson(): Map<String, Any?> = linkedMapOf(
+        "format" to FORMAT, "battery_floor" to batteryFloor, "max_thermal" to ThermalStatus.name(maxThermal),
+        "window_s" to windowS, "deadline_s" to deadlineS, "charging_only" to chargingOnly,
+        "thermal_margin_c" to thermalMarginC, "horizon" to horizon, "window_gap_s" to windowGapS)
+
+    companion object {
+        const val FORMAT = "mobile-lr.policy/1"
+        val HORIZONS = listOf("session", "deadline")
+
+        fun fromJson(value: Any?, path: String = ""): Policy {
+            val obj = getObject(value, path)
+            checkKeys(obj, path, listOf("format", "battery_floor", "max_thermal", "window_s", "deadline_s",
+                "charging_only", "thermal_margin_c", "horizon", "window_gap_s"))
+            val fmt = if ("format" in obj) obj["format"] else FORMAT
+            if (fmt != FORMAT) throw ValidationError(join(path, "format"), "unknown format ${pyRepr(fmt)}", FORMAT)
+            val horizon = getChoice(obj, "horizon", path, HORIZONS, "session")
+            if (horizon == "deadline" && obj["deadline_s"] == null) {
+                throw ValidationError(join(path, "deadline_s"), "missing: horizon 'deadline' needs a deadline",
+                    "a device time in seconds")
+            }
+            return Policy(
+                batteryFloor = getNumberOr(obj, "battery_floor", path, 0.2, lo = 0.0, hi = 1.0, hiOpen = true)!!,
+                maxThermal = ThermalStatus.parse(if ("max_thermal" in obj) obj["max_thermal"] else "MODERATE",
+                    join(path, "max_thermal")),
+                windowS = if (obj["window_s"] == null) null else getNumber(obj, "window_s", path, lo = 0.0, loOpen = true),
+                deadlineS = if (obj["deadline_s"] == null) null else getNumber(obj, "deadline_s", path),
+                chargingOnly = getBoolOr(obj, "charging_only", path, false),
+                thermalMarginC = getNumberOr(obj, "thermal_margin_c", path, 1.0, lo = 0.0)!!,
+                horizon = horizon,
+                windowGapS = getNumberOr(obj, "window_gap_s", path, 0.0, lo = 0.0)!!)
+        }
+    }
+}
+
+/** Cost of one training step at full speed: wall seconds and whole-device joules. */
+data class StepCost(val seconds: Double, val joules: Double) {
+    init {
+        checkNumber(seconds, "step_seconds", lo = 0.0, loOpen = true)
+        checkNumber(joules, "step_joules", lo = 0.0, loOpen = true)
+    }
+
+    val powerW: Double get() = joules / seconds
+
+    companion object {
+        fun fromProfile(profile: DeviceProfile) = StepCost(profile.stepSeconds, profile.stepJoules)
+    }
+}
+
+/** Steps affordable now, what stops them (battery, thermal, time, none), and the predicted cost and end. */
+data class Plan(
+    val steps: Long,
+    val limitingFactor: String,
+    val energyJ: Double,
+    val seconds: Double,
+    val endLevel: Double,
+    val endTemperatureC: Double,
+    val endStatus: Int,
+    val detail: String = ""
+) {
+    fun toJson(): Map<String, Any?> = linkedMapOf(
+        "steps" to steps, "limiting_factor" to limitingFactor, "energy_j" to energyJ, "seconds" to seconds,
+        "end_level" to endLevel, "end_temperature_c" to endTemperatureC,
+        "end_status" to ThermalStatus.name(endStatus), "detail" to detail)
+}
+
+object Budget {
+    const val MAX_PLAN_STEPS = 1_000_000_000L
+    val LIMITING_FACTORS = listOf("battery", "thermal", "time", "none")
+
+    private fun violation(policy: Policy, new: DeviceState, elapsed: Double, timeBudget: Double,
+                          theta: Double, floor: Double): String? {
+        if (new.level < floor || new.level <= 0.0) return "battery"
+        if (new.temperatureC >= theta || new.thermalStatus > policy.maxThermal) return "thermal"
+        if (elapsed > timeBudget) return "time"
+        return null
+    }
+
+    /** `math.floor(x)` as a Long, saturating (Python's integers do not overflow). */
+    private fun floorSat(x: Double): Long {
+        val f = StrictMath.floor(x)
+        return when {
+            f >= 9.2e18 -> Long.MAX_VALUE / 2
+            f <= -9.2e18 -> Long.MIN_VALUE / 2
+            else -> f.toLong()
+        }
+    }
+
+    /** Whole steps certainly inside a bound that is crossed at step [x] (one spare). */
+    private fun stepsBelow(x: Double): Long {
+        if (x.isNaN() || x.isInfinite()) return if (x > 0) MAX_PLAN_STEPS else 0L
+        return Py.max(0L, floorSat(x) - 1)
+    }
+
+    /**
+     * Steps affordable from [state0] under [policy] at per-step full-speed [cost].
+     * [timeBudgetS] is the time left in the session (default: the policy's window, else the
+     * profile's OS window); it is cut at the policy's deadline; [maxSteps] caps the count.
+     */
+    fun plan(profile: DeviceProfile, state0: DeviceState, policy: Policy, cost: StepCost,
+             maxSteps: Long? = null, timeBudgetS: Double? = null): Plan {
+        val cap = if (maxSteps == null) MAX_PLAN_STEPS else Py.max(0L, maxSteps)
+        var timeBudget = timeBudgetS ?: (policy.windowS ?: profile.windowFor(state0.charging))
+        if (policy.deadlineS != null) timeBudget = Py.min(timeBudget, policy.deadlineS - state0.timeS)
+        val theta = policy.thermalLimitC(profile)
+        val floor = effectiveFloor(profile, policy, state0.charging)
+
+        fun result(steps: Long, factor: String, energy: Double, seconds: Double, st: DeviceState, detail: String = "") =
+            Plan(steps, factor, energy, seconds, st.level, st.temperatureC, st.thermalStatus, detail)
+
+        if (!state0.charging && (policy.chargingOnly || profile.requiresCharging)) {
+            return result(0, "battery", 0.0, 0.0, state0, "not charging")
+        }
+        if (!state0.charging && profile.batteryNotLow && state0.level <= profile.lowBatteryLevel) {
+            return result(0, "battery", 0.0, 0.0, state0, "battery low")
+        }
+        if (state0.level < policy.batteryFloor) return result(0, "battery", 0.0, 0.0, state0, "below the floor")
+        if (state0.thermalStatus > policy.maxThermal) {
+            return result(0, "thermal", 0.0, 0.0, state0, "thermal status above the policy")
+        }
+        if (timeBudget <= 0.0) return result(0, "time", 0.0, 0.0, state0, "no time left")
+
+        val amb = state0.ambientC ?: profile.ambientC
+        var state = DeviceState(state0.level, state0.charging, state0.temperatureC, state0.thermalStatus, 0.0, amb)
+        val pIdle = profile.idlePowerW
+        val pFull = Py.max(cost.powerW, pIdle)
+        var steps = 0L
+        var elapsed = 0.0
+        var energy = 0.0
+        while (steps < cap) {
+            val m = profile.throughput[state.thermalStatus]
+            val d = cost.seconds / m
+            val load = pIdle + (pFull - pIdle) * m
+            val jump = Py.min(Py.min(jumpLength(profile, state, load, d, theta, amb, floor),
+                stepsBelow((timeBudget - elapsed) / d)), cap - steps)
+            if (jump >= 2) {
+                val jumped = jump(profile, state, load, d, jump, theta, amb, floor)
+                if (jumped != null) {
+                    state = jumped
+                    steps += jump
+                    elapsed += jump.toDouble() * d
+                    energy += jump.toDouble() * load * d
+                    continue
+                }
+            }
+            val (new, ledger) = Device.advance(profile, state, load, d)
+            val factor = violation(policy, new, elapsed + d, timeBudget, theta, floor)
+            if (factor != null) return result(steps, factor, energy, elapsed, state)
+            state = new
+            steps += 1
+            elapsed += d
+            energy += ledger.consumedJ
+        }
+        return result(steps, "none", energy, elapsed, state)
+    }
+
+    private class Regime(val kind: String, val bound: Double)
+
+    private fun regime(profile: DeviceProfile, level: Double, charging: Boolean, load: Double): Regime {
+        if (!charging) return Regime("drain", 0.0)
+        val a = profile.chargeEfficiency * profile.chargePowerW
+        val net = a - load
+        if (net < 0.0) return Regime("drain", 0.0)
+        if (level >= 1.0) return Regime("full", 1.0)
+        if (net == 0.0) return Regime("rise", 1.0)
+        val lStar = profile.cvKnee + profile.cvTaper * StrictMath.log(a / net)
+        if (level < lStar) return Regime("rise", Py.min(lStar, 1.0))
+        return Regime("taper", StrictMath.exp((1.0 - profile.cvKnee) / profile.cvTaper))
+    }
+
+    private fun heat(profile: DeviceProfile, regime: String, charging: Boolean, load: Double): Double {
+        val eta = profile.chargeEfficiency
+        if (!charging) return load
+        if (regime == "full") return load + (1.0 - eta) / eta * load
+        return load + (1.0 - eta) * profile.chargePowerW
+    }
+
+    private fun jumpLength(profile: DeviceProfile, st: DeviceState, load: Double, d: Double, theta: Double,
+                           amb: Double, floor: Double): Long {
+        val status = st.thermalStatus
+        if (profile.statusFor(st.temperatureC, status) != status || st.temperatureC >= theta) return 0
+        val rg = regime(profile, st.level, st.charging, load)
+        val eFull = profile.batteryJ
+        var n = MAX_PLAN_STEPS
+        val a = if (st.charging) profile.chargeEfficiency * profile.chargePowerW else 0.0
+        when (rg.kind) {
+            "drain" -> {
+                val perStep = (load - a) * d / eFull
+                if (perStep > 0.0) n = Py.min(n, stepsBelow((st.level - floor) / perStep))
+            }
+            "rise" -> {
+                val perStep = (a - load) * d / eFull
+                if (perStep > 0.0) n = Py.min(n, stepsBelow((rg.bound - st.level) / perStep))
+            }
+            "taper" -> {
+                val v0 = StrictMath.exp((st.level - profile.cvKnee) / profile.cvTaper)
+                val perStep = a / (profile.cvTaper * eFull) * d
+                n = Py.min(n, stepsBelow((rg.bound - v0) / perStep))
+            }
+        }
+        val steady = amb + heat(profile, rg.kind, st.charging, load) * profile.thermalResistanceKPerW
+        val logQ = -d / profile.tauS
+        val t0 = st.temperatureC
+        if (steady > t0) {
+            val edge = Py.min(theta, profile.threshold(status + 1))
+            if (steady > edge) n = Py.min(n, stepsBelow(StrictMath.log((steady - edge) / (steady - t0)) / logQ))
+        } else if (steady < t0 && status >= 1) {
+            val edge = profile.threshold(status) - profile.hysteresisC
+            if (steady < edge) n = Py.min(n, stepsBelow(StrictMath.log((edge - steady) / (t0 - steady)) / logQ))
+        }
+        return n
+    }
+
+    private fun jump(profile: DeviceProfile, st: DeviceState, load: Double, d: Double, n: Long, theta: Double,
+                     amb: Double, floor: Double): DeviceState? {
+        val rg = regime(profile, st.level, st.charging, load)
+        val eFull = profile.batteryJ
+        val a = if (st.charging) profile.chargeEfficiency * profile.chargePowerW else 0.0
+        val nd = n.toDouble()
+        val level: Double
+        if (rg.kind == "drain" || rg.kind == "rise") {
+            level = st.level + nd * (a - load) * d / eFull
+            if (rg.kind == "drain" && (level < floor || level <= 0.0)) return null
+            if (rg.kind == "rise" && level >= rg.bound) return null
+        } else if (rg.kind == "taper") {
+            val v0 = StrictMath.exp((st.level - profile.cvKnee) / profile.cvTaper)
+            val v = v0 + nd * a / (profile.cvTaper * eFull) * d
+            if (v >= rg.bound) return null
+            level = profile.cvKnee + profile.cvTaper * StrictMath.log(v)
+        } else {
+            level = 1.0
+        }
+        val steady = amb + heat(profile, rg.kind, st.charging, load) * profile.thermalResistanceKPerW
+        val temp = steady + (st.temperatureC - steady) * StrictMath.exp(-nd * d / profile.tauS)
+        val status = st.thermalStatus
+        if (temp >= theta || profile.statusFor(temp, status) != status) return null
+        return DeviceState(Py.min(1.0, level), st.charging, temp, st.thermalStatus, 0.0, amb)
+    }
+
+    /** The policy's floor, raised above the OS low-battery level for an unplugged "battery not low" job. */
+    fun effectiveFloor(profile: DeviceProfile, policy: Policy, charging: Boolean): Double {
+        if (profile.batteryNotLow && !charging) {
+            return Py.max(policy.batteryFloor, Math.nextUp(profile.lowBatteryLevel))
+        }
+        return policy.batteryFloor
+    }
+
+    /** Steps per second a phone can keep up for hours under the thermal limit. */
+    fun sustainedRate(profile: DeviceProfile, policy: Policy, cost: StepCost, charging: Boolean,
+                      ambientC: Double? = null): Double {
+        val amb = ambientC ?: profile.ambientC
+        val theta = policy.thermalLimitC(profile)
+        val pIdle = profile.idlePowerW
+        val pFull = Py.max(cost.powerW, pIdle)
+        if (theta.isNaN() || theta.isInfinite()) return 1.0 / cost.seconds
+        var allowed = (theta - amb) / profile.thermalResistanceKPerW
+        if (charging) allowed -= (1.0 - profile.chargeEfficiency) * profile.chargePowerW
+        if (allowed >= pFull) return 1.0 / cost.seconds
+        if (allowed <= pIdle) return 0.0
+        return (allowed - pIdle) / (pFull - pIdle) / cost.seconds
+    }
+}
+
+/**
+ * Robust running estimate of the full-speed step time and power (twin of
+ * `mobile_lr.budget.CostEstimator`): median of the last [window] observations once there
+ * are [minObservations], the profile's prior before; pessimistic factors shrink from
+ * [priorFactor] to the observed spread.
+ */
+class CostEstimator(
+    val prior: StepCost,
+    val idlePowerW: Double,
+    val window: Int = 15,
+    val minObservations: Int = 3,
+    val priorFactor: Double = 3.0,
+    val margin: Double = 0.1,
+    val unobservedPowerFactor: Double = 1.5
+) {
+    var seconds: List<Double> = emptyList()
+        private set
+    var powers: List<Double> = emptyList()
+        private set
+    var count: Long = 0
+        private set
+
+    init {
+        if (window < 1 || minObservations < 1 || minObservations > window) {
+            throw ValidationError("estimator.window", "need 1 <= min_observations <= window")
+        }
+        checkNumber(priorFactor, "estimator.prior_factor", lo = 1.0)
+        checkNumber(margin, "estimator.margin", lo = 0.0)
+        checkNumber(unobservedPowerFactor, "estimator.unobserved_power_factor", lo = 1.0)
+    }
+
+    private fun tail(xs: List<Double>, x: Double): List<Double> {
+        val all = ArrayList(xs)
+        all.add(x)
+        return if (all.size > window) ArrayList(all.subList(all.size - window, all.size)) else all
+    }
+
+    /** Record one step; non-finite or non-positive values are ignored. */
+    fun observe(stepSeconds: Double, energyJ: Double? = null, throttle: Double = 1.0) {
+        if (!(Py.isFinite(stepSeconds) && stepSeconds > 0.0 && throttle > 0.0 && throttle <= 1.0)) return
+        count += 1
+        seconds = tail(seconds, stepSeconds * throttle)
+        if (energyJ != null && Py.isFinite(energyJ) && energyJ > 0.0) {
+            val power = energyJ / stepSeconds
+            val full = idlePowerW + (power - idlePowerW) / throttle
+            powers = tail(powers, Py.max(full, 1e-9))
+        }
+    }
+
+    val warm: Boolean get() = seconds.size >= minObservations
+
+    private fun median(xs: List<Double>): Double {
+        val s = xs.sorted()
+        val n = s.size
+        return if (n % 2 == 1) s[n / 2] else (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+
+    private fun factor(xs: List<Double>, med: Double): Double {
+        val lo = 1.0 + margin
+        var mx = xs[0]
+        for (x in xs) mx = Py.max(mx, x)
+        return Py.min(priorFactor, Py.max(lo, lo * mx / med))
+    }
+
+    private fun secondsEst(): Pair<Double, Double> {
+        if (seconds.size < minObservations) return Pair(prior.seconds, priorFactor)
+        val med = median(seconds)
+        return Pair(med, factor(seconds, med))
+    }
+
+    private fun powerEst(): Pair<Double, Double> {
+        if (powers.size < minObservations) {
+            val f = if (seconds.size < minObservations) priorFactor else unobservedPowerFactor
+            return Pair(prior.powerW, f)
+        }
+        val med = median(powers)
+        return Pair(med, factor(powers, med))
+    }
+
+    fun estimate(): StepCost {
+        val s = secondsEst().first
+        val p = powerEst().first
+        return StepCost(s, s * p)
+    }
+
+    fun pessimistic(): StepCost {
+        val (s, ks) = secondsEst()
+        val (p, kp) = powerEst()
+        return StepCost(s * ks, s * ks * p * kp)
+    }
+
+    fun toJson(): Map<String, Any?> = linkedMapOf("seconds" to ArrayList(seconds), "powers" to ArrayList(powers),
+        "count" to count)
+
+    fun load(value: Any?, path: String = "estimator") {
+        val obj = getObject(value, path)
+        checkKeys(obj, path, listOf("seconds", "powers", "count"), listOf("seconds", "powers"))
+        val lists = HashMap<String, List<Double>>()
+        for (key in listOf("seconds", "powers")) {
+            val vals = obj[key] as? List<*> ?: throw ValidationError(join(path, key), "expected a list of numbers")
+            lists[key] = vals.mapIndexed { i, v -> checkNumber(v, join(join(path, key), i), lo = 0.0, loOpen = true) }
+        }
+        val s = lists.getValue("seconds")
+        val p = lists.getValue("powers")
+        seconds = ArrayList(s.subList(Py.max(0L, (s.size - window).toLong()).toInt(), s.size))
+        powers = ArrayList(p.subList(Py.max(0L, (p.size - window).toLong()).toInt(), p.size))
+        count = getIntOr(obj, "count", path, seconds.size.toLong(), lo = 0)!!
+    }
+}
+
+/**
+ * Least-squares estimate of the ambient temperature a phone cannot measure (twin of
+ * `mobile_lr.budget.AmbientEstimator`): every reported interval is one observation
+ * `y = amb * x` of the RC model, weighed with a forgetting factor.
+ */
+class AmbientEstimator(val profile: DeviceProfile, val forgetS: Double = 1800.0, priorWeight: Double = 0.01) {
+    var sxx: Double = priorWeight
+        private set
+    var sxy: Double = priorWeight * profile.ambientC
+        private set
+
+    val value: Double get() = Py.min(80.0, Py.max(-50.0, sxy / sxx))
+
+    /** One reported interval; [steps] are (load W, seconds) of the steps run in it. */
+    fun observe(start: DeviceState, end: DeviceState, steps: List<Pair<Double, Double>>) {
+        val dt = end.timeS - start.timeS
+        if (!(dt > 0.0)) return
+        var sim = start.copy(ambientC = 0.0, timeS = 0.0)
+        var busy = 0.0
+        for ((load, secs) in steps) {
+            sim = Device.advance(profile, sim, load, secs).first
+            busy += secs
+        }
+        if (dt > busy) sim = Device.advance(profile, sim, profile.idlePowerW, dt - busy).first
+        val x = 1.0 - StrictMath.exp(-dt / profile.tauS)
+        val y = end.temperatureC - sim.temperatureC
+        val lam = StrictMath.exp(-dt / forgetS)
+        sxx = lam * sxx + x * x
+        sxy = lam * sxy + x * y
+    }
+
+    fun toJson(): Map<String, Any?> = linkedMapOf("sxx" to sxx, "sxy" to sxy)
+
+    fun load(value: Any?, path: String = "ambient") {
+        val obj = getObject(value, path)
+        checkKeys(obj, path, listOf("sxx", "sxy"), listOf("sxx", "sxy"))
+        sxx = getNumber(obj, "sxx", path, lo = 0.0, loOpen = true)
+        sxy = getNumber(obj, "sxy", path)
+    }
+}

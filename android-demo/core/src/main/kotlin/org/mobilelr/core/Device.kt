@@ -1,0 +1,415 @@
+package org.mobilelr.core
+
+/**
+ * Phone model: battery, power, RC thermal model, Android thermal status, OS window
+ * (Kotlin twin of `mobile_lr/device.py`; the simulator and the fleet are not ported,
+ * a phone measures instead of simulating).
+ *
+ * [Device.advance] moves a state forward over an interval of constant load exactly:
+ * CC-CV charging in closed form and the first-order RC solution
+ * `T(t) = T_amb + P R (1 - e^{-t/tau}) + (T0 - T_amb) e^{-t/tau}` on every piece of
+ * constant heat. The manager uses it to dead-reckon between device readings and the
+ * planner to predict; every expression keeps the Python operation order, so both
+ * sides agree to rounding (checked by the golden planner and manager cases).
+ */
+object ThermalStatus {
+    const val NONE = 0
+    const val LIGHT = 1
+    const val MODERATE = 2
+    const val SEVERE = 3
+    const val CRITICAL = 4
+    const val EMERGENCY = 5
+    const val SHUTDOWN = 6
+    val NAMES = listOf("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN")
+
+    fun name(status: Int): String = NAMES[status]
+
+    /** A status from its name (case-insensitive) or its AOSP integer (`PowerManager.THERMAL_STATUS_*`). */
+    fun parse(value: Any?, field: String = "thermal_status"): Int {
+        if (value is String) {
+            val i = NAMES.indexOfFirst { it.equals(value, ignoreCase = true) }
+            if (i >= 0) return i
+        }
+        if ((value is Long || value is Int) && (value as Number).toLong() in 0L..6L) return value.toInt()
+        throw ValidationError(field, "unknown thermal status ${pyRepr(value)}", NAMES.joinToString(", ") + " or 0..6")
+    }
+}
+
+/** The numbers of one phone class (powers in W, energies in J, times in s). */
+data class DeviceProfile(
+    val name: String,
+    val batteryWh: Double,
+    val idlePowerW: Double,
+    val trainPowerW: Double,
+    val chargePowerW: Double,
+    val chargeEfficiency: Double,
+    val cvKnee: Double,
+    val cvTaper: Double,
+    val thermalResistanceKPerW: Double,
+    val heatCapacityJPerK: Double,
+    val ambientC: Double,
+    val thresholdsC: List<Double>,
+    val hysteresisC: Double,
+    val throughput: List<Double>,
+    val stepSeconds: Double,
+    val windowS: Double,
+    val windowChargingS: Double,
+    val requiresCharging: Boolean = false,
+    val batteryNotLow: Boolean = true,
+    val deviceIdle: Boolean = false,
+    val lowBatteryLevel: Double = 0.15,
+    val stateOfHealth: Double = 1.0,
+    val description: String = "",
+    val sources: Map<String, String> = emptyMap()
+) {
+    val batteryJ: Double get() = batteryWh * stateOfHealth * 3600.0
+    val tauS: Double get() = thermalResistanceKPerW * heatCapacityJPerK
+    val stepJoules: Double get() = trainPowerW * stepSeconds
+
+    /** Temperature at which [status] begins; -inf for NONE, +inf beyond SHUTDOWN. */
+    fun threshold(status: Int): Double {
+        if (status <= 0) return Double.NEGATIVE_INFINITY
+        if (status > 6) return Double.POSITIVE_INFINITY
+        return thresholdsC[status - 1]
+    }
+
+    fun windowFor(charging: Boolean): Double = if (charging) windowChargingS else windowS
+
+    /** Status after reaching [temperatureC] from [previous], with the AOSP hysteresis. */
+    fun statusFor(temperatureC: Double, previous: Int = 0): Int {
+        for (k in 6 downTo 1) {
+            val edge = thresholdsC[k - 1] - (if (k <= previous) hysteresisC else 0.0)
+            if (temperatureC >= edge) return k
+        }
+        return 0
+    }
+
+    fun loadPower(throttle: Double): Double = idlePowerW + (trainPowerW - idlePowerW) * throttle
+
+    fun toJson(): Map<String, Any?> = linkedMapOf(
+        "format" to FORMAT, "name" to name, "description" to description,
+        "battery" to linkedMapOf("capacity_wh" to batteryWh, "state_of_health" to stateOfHealth),
+        "power" to linkedMapOf("idle_w" to idlePowerW, "train_w" to trainPowerW),
+        "charging" to linkedMapOf("power_w" to chargePowerW, "efficiency" to chargeEfficiency,
+            "cv_knee" to cvKnee, "cv_taper" to cvTaper),
+        "thermal" to linkedMapOf(
+            "resistance_k_per_w" to thermalResistanceKPerW, "capacity_j_per_k" to heatCapacityJPerK,
+            "ambient_c" to ambientC, "hysteresis_c" to hysteresisC,
+            "thresholds_c" to LinkedHashMap<String, Any?>().apply {
+                for (i in 1..6) put(ThermalStatus.NAMES[i], thresholdsC[i - 1])
+            },
+            "throughput" to LinkedHashMap<String, Any?>().apply {
+                for (i in 0..6) put(ThermalStatus.NAMES[i], throughput[i])
+            }),
+        "compute" to linkedMapOf("step_seconds" to stepSeconds),
+        "os" to linkedMapOf("window_s" to windowS, "window_charging_s" to windowChargingS,
+            "requires_charging" to requiresCharging, "battery_not_low" to batteryNotLow,
+            "device_idle" to deviceIdle, "low_battery_level" to lowBatteryLevel),
+        "sources" to LinkedHashMap<String, Any?>(sources))
+
+    companion object {
+        const val FORMAT = "mobile-lr.device/1"
+        private val DEFAULT_THRESHOLDS = listOf(39.0, 43.0, 45.0, 47.0, 52.0, 55.0)
+        private val DEFAULT_THROUGHPUT = listOf(1.0, 0.9, 0.75, 0.55, 0.35, 0.35, 0.35)
+
+        /** Parse and validate a profile (`mobile-lr.device/1`), naming the bad field as Python does. */
+        fun fromJson(value: Any?, path: String = ""): DeviceProfile {
+            val obj = getObject(value, path)
+            checkKeys(obj, path, listOf("format", "name", "description", "battery", "power", "charging",
+                "thermal", "compute", "os", "sources"),
+                listOf("name", "battery", "power", "charging", "thermal", "compute"))
+            val fmt = if ("format" in obj) obj["format"] else FORMAT
+            if (fmt != FORMAT) throw ValidationError(join(path, "format"), "unknown format ${pyRepr(fmt)}", FORMAT)
+            val name = obj["name"]
+            if (name !is String || name.isEmpty()) {
+                throw ValidationError(join(path, "name"), "expected a non-empty string, got ${pyRepr(name)}")
+            }
+            val description = if ("description" in obj) obj["description"] else ""
+            if (description !is String) throw ValidationError(join(path, "description"), "expected a string")
+
+            var p = join(path, "battery")
+            val bat = getObject(obj["battery"], p)
+            checkKeys(bat, p, listOf("capacity_wh", "capacity_mah", "nominal_voltage", "state_of_health"))
+            val batteryWh: Double
+            if ("capacity_wh" in bat) {
+                if ("capacity_mah" in bat || "nominal_voltage" in bat) {
+                    throw ValidationError(join(p, "capacity_wh"), "give either capacity_wh or capacity_mah + nominal_voltage")
+                }
+                batteryWh = getNumber(bat, "capacity_wh", p, lo = 0.0, loOpen = true)
+            } else if ("capacity_mah" in bat) {
+                val mah = getNumber(bat, "capacity_mah", p, lo = 0.0, loOpen = true)
+                val volts = getNumber(bat, "nominal_voltage", p, lo = 0.0, loOpen = true)
+                batteryWh = mah * volts / 1000.0
+            } else {
+                throw ValidationError(join(p, "capacity_wh"), "missing battery capacity",
+                    "capacity_wh, or capacity_mah with nominal_voltage")
+            }
+            val soh = getNumberOr(bat, "state_of_health", p, 1.0, lo = 0.0, hi = 1.0, loOpen = true)!!
+
+            p = join(path, "power")
+            val pw = getObject(obj["power"], p)
+            checkKeys(pw, p, listOf("idle_w", "train_w"), listOf("idle_w", "train_w"))
+            val idle = getNumber(pw, "idle_w", p, lo = 0.0)
+            val train = getNumber(pw, "train_w", p, lo = 0.0, loOpen = true)
+            if (train < idle) {
+                throw ValidationError(join(p, "train_w"), "${pyFloat(train)} is below idle_w ${pyFloat(idle)}",
+                    "a training power >= the idle power")
+            }
+
+            p = join(path, "charging")
+            val ch = getObject(obj["charging"], p)
+            checkKeys(ch, p, listOf("power_w", "efficiency", "cv_knee", "cv_taper"), listOf("power_w"))
+            val chargeW = getNumber(ch, "power_w", p, lo = 0.0)
+            val eff = getNumberOr(ch, "efficiency", p, 0.88, lo = 0.0, hi = 1.0, loOpen = true)!!
+            val knee = getNumberOr(ch, "cv_knee", p, 0.8, lo = 0.0, hi = 1.0)!!
+            val taper = getNumberOr(ch, "cv_taper", p, 0.07, lo = 0.0, loOpen = true)!!
+
+            p = join(path, "thermal")
+            val th = getObject(obj["thermal"], p)
+            checkKeys(th, p, listOf("resistance_k_per_w", "capacity_j_per_k", "ambient_c", "thresholds_c",
+                "hysteresis_c", "throughput"), listOf("resistance_k_per_w", "capacity_j_per_k", "ambient_c"))
+            val r = getNumber(th, "resistance_k_per_w", p, lo = 0.0, loOpen = true)
+            val c = getNumber(th, "capacity_j_per_k", p, lo = 0.0, loOpen = true)
+            val amb = getNumber(th, "ambient_c", p, lo = -50.0, hi = 80.0)
+            val hyst = getNumberOr(th, "hysteresis_c", p, 1.9, lo = 0.0)!!
+            val thPath = join(p, "thresholds_c")
+            val thresholds = if ("thresholds_c" in th) {
+                statusTable(th["thresholds_c"], thPath, ThermalStatus.NAMES.subList(1, 7), null, null, false)
+            } else DEFAULT_THRESHOLDS
+            for (k in 1 until thresholds.size) {
+                if (thresholds[k] <= thresholds[k - 1]) {
+                    throw ValidationError(join(thPath, ThermalStatus.NAMES[k + 1]),
+                        "thresholds must increase from LIGHT to SHUTDOWN", "a temperature above ${pyFloat(thresholds[k - 1])}")
+                }
+            }
+            val tpPath = join(p, "throughput")
+            val throughput = if ("throughput" in th) {
+                statusTable(th["throughput"], tpPath, ThermalStatus.NAMES, 0.0, 1.0, true)
+            } else DEFAULT_THROUGHPUT
+            for (k in 1 until throughput.size) {
+                if (throughput[k] > throughput[k - 1]) {
+                    throw ValidationError(join(tpPath, ThermalStatus.NAMES[k]),
+                        "throughput must not rise with the thermal status", "a factor in (0, ${pyFloat(throughput[k - 1])}]")
+                }
+            }
+
+            p = join(path, "compute")
+            val cp = getObject(obj["compute"], p)
+            checkKeys(cp, p, listOf("step_seconds"), listOf("step_seconds"))
+            val stepS = getNumber(cp, "step_seconds", p, lo = 0.0, loOpen = true)
+
+            p = join(path, "os")
+            val osd = getObject(if ("os" in obj) obj["os"] else emptyMap<String, Any?>(), p)
+            checkKeys(osd, p, listOf("window_s", "window_charging_s", "requires_charging", "battery_not_low",
+                "device_idle", "low_battery_level"))
+            val window = getNumberOr(osd, "window_s", p, 600.0, lo = 0.0, loOpen = true)!!
+            val windowCh = getNumberOr(osd, "window_charging_s", p, 1800.0, lo = 0.0, loOpen = true)!!
+            val low = getNumberOr(osd, "low_battery_level", p, 0.15, lo = 0.0, hi = 1.0, hiOpen = true)!!
+
+            val sp = join(path, "sources")
+            val sources = getObject(if ("sources" in obj) obj["sources"] else emptyMap<String, Any?>(), sp)
+            val src = LinkedHashMap<String, String>()
+            for ((k, v) in sources) {
+                if (v !is String) throw ValidationError(join(sp, k), "expected a citation string")
+                src[k] = v
+            }
+            return DeviceProfile(
+                name = name, description = description, batteryWh = batteryWh, stateOfHealth = soh,
+                idlePowerW = idle, trainPowerW = train, chargePowerW = chargeW, chargeEfficiency = eff,
+                cvKnee = knee, cvTaper = taper, thermalResistanceKPerW = r, heatCapacityJPerK = c,
+                ambientC = amb, thresholdsC = thresholds, hysteresisC = hyst, throughput = throughput,
+                stepSeconds = stepS, windowS = window, windowChargingS = windowCh,
+                requiresCharging = getBoolOr(osd, "requires_charging", p, false),
+                batteryNotLow = getBoolOr(osd, "battery_not_low", p, true),
+                deviceIdle = getBoolOr(osd, "device_idle", p, false),
+                lowBatteryLevel = low, sources = src)
+        }
+
+        /** An object keyed by status name, or a list in status order. */
+        private fun statusTable(value: Any?, path: String, names: List<String>, lo: Double?, hi: Double?,
+                                loOpen: Boolean): List<Double> {
+            if (value is List<*>) {
+                if (value.size != names.size) {
+                    throw ValidationError(path, "expected ${names.size} values, got ${value.size}", names.joinToString(", "))
+                }
+                return value.mapIndexed { i, v -> checkNumber(v, join(path, i), lo, hi, loOpen) }
+            }
+            val obj = getObject(value, path)
+            checkKeys(obj, path, names, names)
+            return names.map { getNumber(obj, it, path, lo, hi, loOpen) }
+        }
+    }
+}
+
+/**
+ * What a training loop reads on the phone. [ambientC] is null when unknown (a phone has
+ * no ambient sensor): the models then use the profile's (or the estimated) ambient.
+ */
+data class DeviceState(
+    val level: Double,
+    val charging: Boolean,
+    val temperatureC: Double,
+    val thermalStatus: Int,
+    val timeS: Double = 0.0,
+    val ambientC: Double? = null
+) {
+    fun toJson(): Map<String, Any?> = linkedMapOf(
+        "level" to level, "charging" to charging, "temperature_c" to temperatureC,
+        "thermal_status" to ThermalStatus.name(thermalStatus), "time_s" to timeS, "ambient_c" to ambientC)
+
+    /** The same checks as the Python dataclass's `__post_init__`. */
+    fun validated(): DeviceState {
+        checkNumber(level, "level", lo = 0.0, hi = 1.0)
+        checkNumber(temperatureC, "temperature_c", lo = -100.0, hi = 500.0)
+        checkNumber(timeS, "time_s")
+        if (thermalStatus !in 0..6) ThermalStatus.parse(thermalStatus.toLong())
+        if (ambientC != null) checkNumber(ambientC, "ambient_c", lo = -50.0, hi = 80.0)
+        return this
+    }
+
+    companion object {
+        /** A state whose status follows from the temperature (default: the ambient). */
+        fun initial(profile: DeviceProfile, level: Double, charging: Boolean = false, temperatureC: Double? = null,
+                    timeS: Double = 0.0, ambientC: Double? = null): DeviceState {
+            val temp = temperatureC ?: (ambientC ?: profile.ambientC)
+            return DeviceState(level, charging, temp, profile.statusFor(temp), timeS, ambientC).validated()
+        }
+
+        fun fromJson(value: Any?, path: String = "state"): DeviceState {
+            val obj = getObject(value, path)
+            checkKeys(obj, path, listOf("level", "charging", "temperature_c", "thermal_status", "time_s", "ambient_c"),
+                listOf("level", "charging", "temperature_c", "thermal_status"))
+            val amb = obj["ambient_c"]
+            return DeviceState(
+                level = getNumber(obj, "level", path, lo = 0.0, hi = 1.0),
+                charging = getBool(obj, "charging", path),
+                temperatureC = getNumber(obj, "temperature_c", path, lo = -100.0, hi = 500.0),
+                thermalStatus = ThermalStatus.parse(obj["thermal_status"], join(path, "thermal_status")),
+                timeS = getNumberOr(obj, "time_s", path, 0.0)!!,
+                ambientC = if (amb == null) null else getNumber(obj, "ambient_c", path, lo = -50.0, hi = 80.0))
+        }
+    }
+}
+
+/** Energy flows over an interval, in J. */
+data class Ledger(val consumedJ: Double = 0.0, val chargerInJ: Double = 0.0, val batteryJ: Double = 0.0)
+
+object Device {
+    /** Skin temperature from `PowerManager.getThermalHeadroom` (1.0 at SEVERE, 0.0 at SEVERE - 15 K). */
+    fun temperatureFromHeadroom(profile: DeviceProfile, headroom: Double): Double {
+        val severe = profile.threshold(ThermalStatus.SEVERE)
+        return severe - 15.0 + 15.0 * headroom
+    }
+
+    private fun rc(temp: Double, heatW: Double, dt: Double, ambient: Double, r: Double, tau: Double): Double {
+        val steady = ambient + heatW * r
+        return steady + (temp - steady) * StrictMath.exp(-dt / tau)
+    }
+
+    /** One piece of constant heat: seconds, level at its end, heat W, consumed J, charger J. */
+    private class Piece(val dur: Double, val level: Double, val heat: Double, val used: Double, val wall: Double)
+
+    private fun batteryPieces(p: DeviceProfile, level0: Double, charging: Boolean, loadW: Double, dt: Double): List<Piece> {
+        val eFull = p.batteryJ
+        val pieces = ArrayList<Piece>()
+        val eta = p.chargeEfficiency
+        val a = if (charging) eta * p.chargePowerW else 0.0
+        val lossHeat = if (charging) (1.0 - eta) * p.chargePowerW else 0.0
+        var level = level0
+        var remaining = dt
+        var guard = 0
+        while (remaining > 0.0 && guard < 8) {
+            guard += 1
+            val b = if (level > 0.0 || a > 0.0) loadW else 0.0
+            val net = a - b
+            if (level <= 0.0 && net <= 0.0) {
+                pieces.add(Piece(remaining, 0.0, 0.0, 0.0, 0.0))
+                break
+            }
+            if (!charging || net < 0.0) {
+                val tEmpty = if (net < 0.0) level * eFull / -net else Double.POSITIVE_INFINITY
+                val dur = Py.min(remaining, tEmpty)
+                val new = if (dur == tEmpty) 0.0 else Py.max(0.0, level + net * dur / eFull)
+                val charger = if (charging) p.chargePowerW * dur else 0.0
+                pieces.add(Piece(dur, new, b + lossHeat, b * dur, charger))
+                level = new
+                remaining -= dur
+                continue
+            }
+            if (level >= 1.0) {
+                val heat = b + (1.0 - eta) / eta * b
+                pieces.add(Piece(remaining, 1.0, heat, b * remaining, b / eta * remaining))
+                break
+            }
+            val knee = p.cvKnee
+            val k = p.cvTaper
+            val lStar = if (net > 0.0) knee + k * StrictMath.log(a / net) else Double.POSITIVE_INFINITY
+            if (level < lStar) {
+                if (net == 0.0) {
+                    pieces.add(Piece(remaining, level, b + lossHeat, b * remaining, p.chargePowerW * remaining))
+                    break
+                }
+                val target = Py.min(lStar, 1.0)
+                val tTo = (target - level) * eFull / net
+                val dur = Py.min(remaining, tTo)
+                val new = if (dur == tTo) target else Py.min(level + net * dur / eFull, target)
+                pieces.add(Piece(dur, new, b + lossHeat, b * dur, p.chargePowerW * dur))
+                level = new
+                remaining -= dur
+                if (new >= lStar && new < 1.0) level = Py.max(new, lStar)
+                continue
+            }
+            val v0 = StrictMath.exp((level - knee) / k)
+            val lam = a / (k * eFull)
+            val v1 = StrictMath.exp((1.0 - knee) / k)
+            val tFull = (v1 - v0) / lam
+            val dur = Py.min(remaining, tFull)
+            val new = if (dur == tFull) 1.0 else Py.min(1.0, knee + k * StrictMath.log(v0 + lam * dur))
+            val stored = (new - level) * eFull
+            pieces.add(Piece(dur, new, b + lossHeat, b * dur, (b * dur + stored) / eta))
+            level = new
+            remaining -= dur
+        }
+        return pieces
+    }
+
+    /** State after [dt] seconds at constant load [loadW] (plus charger heat), exactly, and its ledger. */
+    fun advance(profile: DeviceProfile, state: DeviceState, loadW: Double, dt: Double,
+                ambientC: Double? = null): Pair<DeviceState, Ledger> {
+        if (dt < 0.0 || dt.isNaN() || dt.isInfinite()) throw ValidationError("dt", "${pyFloat(dt)} is not a finite duration >= 0")
+        if (dt == 0.0) return Pair(state, Ledger())
+        val amb = ambientC ?: (state.ambientC ?: profile.ambientC)
+        val r = profile.thermalResistanceKPerW
+        val tau = profile.tauS
+        var temp = state.temperatureC
+        var status = state.thermalStatus
+        var level = state.level
+        var consumed = 0.0
+        var charger = 0.0
+        for (pc in batteryPieces(profile, level, state.charging, loadW, dt)) {
+            temp = rc(temp, pc.heat, pc.dur, amb, r, tau)
+            status = profile.statusFor(temp, status)
+            consumed += pc.used
+            charger += pc.wall
+            level = pc.level
+        }
+        val battery = (level - state.level) * profile.batteryJ
+        val newState = DeviceState(Py.min(1.0, Py.max(0.0, level)), state.charging, temp, status,
+            state.timeS + dt, state.ambientC)
+        return Pair(newState, Ledger(consumed, charger, battery))
+    }
+
+    /** Seconds of rest until the temperature falls to [targetC] (+inf if it never does). */
+    fun coolDownSeconds(profile: DeviceProfile, state: DeviceState, targetC: Double, heatW0: Double? = null): Double {
+        val amb = state.ambientC ?: profile.ambientC
+        var heatW = heatW0
+        if (heatW == null) {
+            heatW = profile.idlePowerW
+            if (state.charging) heatW += (1.0 - profile.chargeEfficiency) * profile.chargePowerW
+        }
+        val steady = amb + heatW * profile.thermalResistanceKPerW
+        if (state.temperatureC <= targetC) return 0.0
+        if (steady >= targetC) return Double.POSITIVE_INFINITY
+        return profile.tauS * StrictMath.log((state.temperatureC - steady) / (targetC - steady))
+    }
+}

@@ -21,6 +21,8 @@ COMMAND_MODULES = [
     "mobile_lr.cli.schedule_cmd",
     "mobile_lr.cli.plan_cmd",
     "mobile_lr.cli.export_cmd",
+    "mobile_lr.cli.simulate_cmd",
+    "mobile_lr.cli.demo_cmd",
     "mobile_lr.cli.fleet_cmd",
 ]
 

@@ -220,7 +220,8 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
                 if decision.reason == "window" or now >= window.end_s:
                     window = next(win_iter, None)
                     if window is None:
-                        stop_reason = f"paused:{decision.reason}"
+                        stop_reason = "windows-over"
+                        log("stop", "no more OS windows")
                         break
                     wake = min(window.start_s, end_s)
                     rest(wake, decision.reason)

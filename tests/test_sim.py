@@ -1,0 +1,196 @@
+"""The desktop phone simulation: real ORT artifacts, the manager, a simulated device.
+
+Reference numbers: the energy of an interval is the integral of power over time
+(the device model's constant-power pieces); the skin temperature under constant
+heat follows the RC closed form T(t) = T_amb + P·R + (T0 - T_amb - P·R)·exp(-t/(R·C))
+(devices.md §5.2).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mobile_lr.cli import main
+from mobile_lr.device import SimulatedDevice, ThermalStatus, load_profile
+from mobile_lr.manager import ScheduleManager
+from mobile_lr.runtime import open_runtime
+from mobile_lr.sim.policies import POLICIES, make_policy, parse_policy_list
+from mobile_lr.sim.scenario import builtin_scenarios, load_scenario, parse_scenario
+from mobile_lr.sim.session import run_session
+from mobile_lr.sim.simulate import bundle_schedule, simulate
+
+SCENARIO = {
+    "format": "mobile-lr.scenario/1", "name": "t", "start": {"level": 0.5},
+    "end_s": 600, "nominal_steps": 50,
+}
+
+
+@pytest.fixture(scope="module")
+def data(user_data):
+    train, test = user_data
+    return (train.x, train.y), (test.x, test.y)
+
+
+def _session(bundle, profile_name="mid-range", *, level=0.8, step_factor=100.0, policy=None,
+             nominal=60, background_w=0.0, ambient=None, data=None, **kw):
+    import dataclasses
+
+    prof = load_profile(profile_name)
+    prof = dataclasses.replace(prof, step_seconds=prof.step_seconds * step_factor)
+    from mobile_lr.device import DeviceState
+
+    state = DeviceState.initial(prof, level, ambient_c=ambient)
+    device = SimulatedDevice(prof, state, ambient_c=ambient, background_w=background_w)
+    pol = make_policy("manager", bundle_schedule(bundle), nominal)
+    manager = ScheduleManager(pol.spec, prof, policy or {}, pol.config, state=device.state)
+    runtime = open_runtime("ort", bundle)
+    result = run_session(runtime, manager, device, data[0], eval_data=data[1], **kw)
+    return result, device, prof
+
+
+def test_energy_balances_with_the_integral_of_power(mlp_sgd_bundle, data):
+    """Every step's energy is its power times its duration, and the session's total is the sum of
+    the steps' and the rests' (within rounding): nothing is drawn that is not accounted for."""
+    result, _device, prof = _session(mlp_sgd_bundle, background_w=0.7, data=data)
+    steps = [r for r in result.rows if r["kind"] == "step"]
+    assert len(steps) == result.steps > 10
+    total = 0.0
+    for r in steps:
+        # the power of a step: idle + (train - idle) x throughput of the status at its start
+        # + background; its duration: work / throughput.
+        m = prof.step_seconds / r["seconds"]
+        power = prof.idle_power_w + (prof.train_power_w - prof.idle_power_w) * m + 0.7
+        assert r["energy_j"] == pytest.approx(power * r["seconds"], rel=1e-9)
+        total += r["energy_j"]
+    assert result.energy_j == pytest.approx(total, rel=1e-12)
+    rests = [(a, b) for a, b in zip(result.rows, result.rows[1:], strict=False)
+             if a["kind"] == "pause" and b["kind"] == "resume"]
+    rest_j = sum((prof.idle_power_w + 0.7) * (b["time_s"] - a["time_s"]) for a, b in rests)
+    assert result.energy_total_j == pytest.approx(total + rest_j, rel=1e-9)
+    # battery bookkeeping: what the battery lost is what the phone drew (no charger here)
+    assert (result.battery_start - result.battery_end) * prof.battery_j == pytest.approx(
+        result.energy_total_j, rel=1e-9)
+
+
+def test_temperature_follows_the_rc_closed_form_under_constant_power(mlp_sgd_bundle, data):
+    """While the status stays NONE every step runs at the same power: the logged temperatures lie
+    on the RC closed form from the starting temperature."""
+    result, _device, prof = _session(mlp_sgd_bundle, ambient=20.0, data=data, nominal=40)
+    steps = [r for r in result.rows if r["kind"] == "step" and r["thermal_status"] == "NONE"]
+    assert len(steps) > 10
+    power = prof.train_power_w
+    r_k, tau = prof.thermal_resistance_k_per_w, prof.tau_s
+    t0 = 20.0
+    for r in steps:
+        expected = 20.0 + power * r_k + (t0 - 20.0 - power * r_k) * math.exp(-r["time_s"] / tau)
+        assert r["temperature_c"] == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", builtin_scenarios())
+def test_manager_never_crosses_the_floor_in_any_builtin_scenario(mlp_sgd_bundle, data, name):
+    for profile in ("low-end", "flagship"):
+        (run,) = simulate(mlp_sgd_bundle, profile=profile, scenario=name, policies=["manager"],
+                          data=data)
+        s = run.summary()
+        assert s["battery_min"] >= s["battery_floor"] - 1e-12, (profile, name, s)
+        assert s["steps"] > 0
+        assert ThermalStatus[s["max_thermal"]] <= ThermalStatus.SEVERE
+        assert s["accuracy"] > s["accuracy_before"]
+
+
+def test_builtin_scenarios_are_the_four_of_the_issue():
+    assert set(builtin_scenarios()) == {"overnight-charging", "commute-low-battery", "hot-day",
+                                        "unplugged-midway"}
+    commute = load_scenario("commute-low-battery")
+    assert (commute.level, commute.charging, commute.policy.battery_floor) == (0.35, False, 0.2)
+    assert load_scenario("hot-day").ambient_c == 35.0
+    assert any(e.type == "unplug" for e in load_scenario("unplugged-midway").events)
+    assert len(load_scenario("overnight-charging").windows(load_profile("mid-range"))) > 1
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"format": "mobile-lr.scenario/9"}, "format"),
+    ({"start": {"level": 1.5}}, "start.level"),
+    ({"start": {"level": 0.5, "charging": "yes"}}, "start.charging"),
+    ({"start": {"level": 0.5, "colour": 1}}, "start.colour"),
+    ({"events": [{"at_s": 10, "type": "explode"}]}, "events[0].type"),
+    ({"events": [{"at_s": 10, "type": "ambient"}]}, "events[0].ambient_c"),
+    ({"events": [{"at_s": 9999, "type": "plug"}]}, "events[0].at_s"),
+    ({"windows": {"count": 3}}, "windows.every_s"),
+    ({"windows": {"first_s": 700}}, "windows.first_s"),
+    ({"workload": {"step_factor": 0}}, "workload.step_factor"),
+    ({"policy": {"battery_floor": 2}}, "policy.battery_floor"),
+    ({"nominal_steps": 0}, "nominal_steps"),
+    ({"end_s": -1}, "end_s"),
+])
+def test_bad_scenario_fields_are_refused_by_name(patch, field):
+    with pytest.raises(ValueError) as err:
+        parse_scenario({**SCENARIO, **patch})
+    assert str(err.value).startswith(field + ":"), str(err.value)
+
+
+def test_bad_scenario_file_exits_2_with_the_field(tmp_path, mlp_sgd_bundle, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**SCENARIO, "start": {"level": -0.1}}))
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--scenario", str(bad)]) == 2
+    assert "start.level" in capsys.readouterr().err
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--scenario", "nope"]) == 2
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--compare", "manager,psychic"]) == 2
+
+
+def test_policy_list_and_policies_share_the_bundle_base_lr(mlp_sgd_bundle):
+    assert parse_policy_list("manager, naive,manager") == ["manager", "naive"]
+    base = bundle_schedule(mlp_sgd_bundle)["base_lr"]
+    for name in POLICIES:
+        assert make_policy(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == base
+
+
+def test_simulate_cli_json_and_run_directory(mlp_sgd_bundle, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["simulate", "--bundle", str(mlp_sgd_bundle), "--profile", "low-end", "--scenario",
+                 "hot-day", "--compare", "manager,naive", "--json", "--out", str(out)])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert [r["policy"] for r in doc["runs"]] == ["manager", "naive"]
+    keys = {"profile", "scenario", "policy", "steps", "sim_minutes", "energy_j", "energy_pct_battery",
+            "energy_total_j", "battery_start", "battery_end", "battery_min", "battery_floor",
+            "max_thermal", "stop_reason", "final_loss", "accuracy_before", "accuracy", "rollbacks",
+            "replans"}
+    assert keys <= set(doc["runs"][0])
+    run_dir = out / "low-end" / "hot-day" / "manager"
+    for name in ("steps.csv", "final.ckpt", "summary.json"):
+        assert (run_dir / name).is_file()
+    for name in ("report.md", "report.html", "accuracy.png", "run-low-end-hot-day.png"):
+        assert (out / name).is_file()
+    lines = (run_dir / "steps.csv").read_text().splitlines()
+    assert lines[0].startswith("kind,step,time_s,lr,loss")
+    assert sum(1 for ln in lines if ln.startswith("step,")) == doc["runs"][0]["steps"]
+    # the final checkpoint resumes in a fresh runtime with the same weights
+    rt = open_runtime("ort", mlp_sgd_bundle)
+    rt.load(run_dir / "final.ckpt")
+    assert rt.step_count == doc["runs"][0]["steps"]
+
+
+def test_calibration_measures_a_real_step(mlp_sgd_bundle, data, tmp_path, capsys):
+    code = main(["simulate", "--bundle", str(mlp_sgd_bundle), "--scenario", "hot-day", "--compare",
+                 "manager", "--calibrate", "--json", "--out", str(tmp_path / "c")])
+    assert code == 0
+    cal = json.loads(capsys.readouterr().out)["calibration"]
+    assert 0 < cal["desktop_step_s"] < 1.0 and cal["desktop_gflops"] > 0
+    assert cal["phone_step_s"] >= cal["desktop_step_s"]
+
+
+def test_demo_quick_runs_end_to_end(tmp_path, capsys):
+    """The README's main job in its quick form: pre-train, export, simulate, report."""
+    code = main(["demo", "--quick", "--json", "--out", str(tmp_path / "demo")])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["manager_above_floor"] is True
+    assert {r["scenario"] for r in doc["runs"]} == set(builtin_scenarios())
+    assert all(r["accuracy"] > r["accuracy_before"] for r in doc["runs"])
+    assert (tmp_path / "demo" / "report.html").is_file()
+    assert np.isfinite([r["energy_j"] for r in doc["runs"]]).all()

@@ -194,3 +194,16 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert all(r["accuracy"] > r["accuracy_before"] for r in doc["runs"])
     assert (tmp_path / "demo" / "report.html").is_file()
     assert np.isfinite([r["energy_j"] for r in doc["runs"]]).all()
+
+
+def test_lr_find_sweeps_the_managers_range_and_plots(mlp_sgd_bundle, tmp_path, capsys):
+    png = tmp_path / "lr.png"
+    assert main(["lr-find", "--bundle", str(mlp_sgd_bundle), "--steps", "30", "--json",
+                 "--plot", str(png)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    base = doc["base_lr"]
+    assert 10 <= doc["points"] <= 30 and png.stat().st_size > 0
+    lrs = doc["lrs"]
+    assert lrs[0] == pytest.approx(base * 1e-3) and all(np.diff(lrs) > 0)
+    assert doc["suggested_lr"] is None or lrs[0] <= doc["suggested_lr"] <= lrs[-1]
+    assert main(["lr-find", "--bundle", str(mlp_sgd_bundle), "--steps", "3"]) == 2

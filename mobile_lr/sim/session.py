@@ -100,7 +100,8 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
                 windows: Sequence[Window] | None = None, events: Sequence[Event] = (),
                 end_s: float | None = None, checkpoint_dir: str | Path | None = None,
                 checkpoint_every: int = 50, max_sim_s: float | None = None,
-                on_step: Callable[[Run, float], None] | None = None) -> SessionResult:
+                on_step: Callable[[Run, float], None] | None = None,
+                stop_when: Callable[[ScheduleManager], bool] | None = None) -> SessionResult:
     """Train ``runtime`` on ``data`` as ``manager`` decides, on the simulated ``device``.
 
     ``windows`` are the OS windows (default: one, opening now, of the policy's or
@@ -108,7 +109,8 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
     window's end, or ``max_sim_s`` after the start). Checkpoints (the runtime's
     atomic ones) go to ``checkpoint_dir`` (a temporary directory by default) every
     ``checkpoint_every`` steps; the manager rolls back to the last one after a
-    non-finite loss. Returns a :class:`SessionResult`.
+    non-finite loss. ``stop_when(manager)``, checked before every decision, ends the
+    session early (``stop_reason`` ``"caller"``). Returns a :class:`SessionResult`.
     """
     x, y = data
     if len(x) != len(y) or len(x) == 0:
@@ -185,6 +187,9 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
             apply_events()
             manager.begin_window(window.start_s, window.length_s)
         while window is not None:
+            if stop_when is not None and stop_when(manager):
+                stop_reason = "caller"
+                break
             apply_events()
             manager.update_device(device.state)
             decision = manager.next()

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "mobile_lr.cli.simulate_cmd",
     "mobile_lr.cli.demo_cmd",
     "mobile_lr.cli.fleet_cmd",
+    "mobile_lr.cli.fleet_train_cmd",
 ]
 
 EXIT_USAGE = 2

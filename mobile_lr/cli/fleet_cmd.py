@@ -11,9 +11,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mobile_lr.budget import Policy, load_policy
+from mobile_lr.budget import load_policy
 from mobile_lr.device import BUILTIN_PROFILES
-from mobile_lr.sim.fleet import FLEET_SCENARIOS, simulate_fleet
+from mobile_lr.sim.fleet import simulate_fleet
+from mobile_lr.sim.scenario import builtin_scenarios
 from mobile_lr.validation import ValidationError
 
 JSON_NAME = "fleet.json"
@@ -22,25 +23,27 @@ JSON_NAME = "fleet.json"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "fleet", help="simulate many phones' step budgets over a day (vectorised, no training)",
-        description="Simulate N phones' device-days: every OS window, the steps the manager "
-                    "would plan and run (battery floor, thermal pauses, time), vectorised with "
-                    "numpy. Reports the distribution of affordable steps, the stop reasons and "
-                    "the energy. Phones are spread evenly over every (profile, scenario) pair.")
+        description="Simulate N phones living the named scenarios (the same files as "
+                    "`mobile-lr simulate`, with each phone's start level, ambient and event "
+                    "times spread around the scenario's): in every OS window, the steps the "
+                    "manager would plan and run (battery floor, thermal pauses, time), "
+                    "vectorised with numpy. Reports the distribution of affordable steps, the "
+                    "stop reasons and the energy. Phones are spread evenly over every "
+                    "(profile, scenario) pair.")
     p.add_argument("--profiles", default=",".join(BUILTIN_PROFILES),
                    help="comma-separated built-in profiles or .json/.toml files "
                         f"(default {','.join(BUILTIN_PROFILES)})")
-    p.add_argument("--scenarios", default=",".join(FLEET_SCENARIOS),
-                   help=f"comma-separated scenarios (default all: {','.join(FLEET_SCENARIOS)})")
+    p.add_argument("--scenarios", default=None,
+                   help="comma-separated built-in scenarios or scenario JSON files "
+                        f"(default all: {','.join(builtin_scenarios())})")
     p.add_argument("--devices", type=int, default=1000, help="phones in the fleet (default 1000)")
     p.add_argument("--days", type=int, default=1, help="days per phone (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--policy", type=Path, help="policy JSON file (default: floor 20 %%, "
-                   "max MODERATE; a scenario may set its own floor)")
-    p.add_argument("--nominal-steps", type=int,
-                   help="the run's length: a phone stops for the day once it has run this many")
-    p.add_argument("--step-factor", type=float, default=1.0,
-                   help="multiply the profiles' step time and energy (a heavier model; "
-                        "default 1: the digits model)")
+    p.add_argument("--policy", type=Path,
+                   help="policy JSON file replacing every scenario's own policy")
+    p.add_argument("--cap-nominal", action="store_true",
+                   help="stop a phone once it has run the scenario's nominal steps (the "
+                        "manager's 'done'); default: count every affordable step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", type=Path, help=f"directory to write {JSON_NAME} into")
     p.set_defaults(func=cmd_fleet)
@@ -55,16 +58,16 @@ def _names(text: str, field: str) -> list[str]:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     profiles = _names(args.profiles, "--profiles")
-    scenarios = _names(args.scenarios, "--scenarios")
-    policy = load_policy(args.policy) if args.policy else Policy()
+    scenarios = builtin_scenarios() if args.scenarios is None \
+        else _names(args.scenarios, "--scenarios")
+    policy = load_policy(args.policy) if args.policy else None
     show = not args.json and sys.stderr.isatty()
     bar = tqdm(total=args.devices * args.days, unit="device-day", disable=not show,
                file=sys.stderr)
     t0 = time.perf_counter()
     try:
         out = simulate_fleet(profiles, scenarios, args.devices, args.seed, days=args.days,
-                             policy=policy, nominal_steps=args.nominal_steps,
-                             step_factor=args.step_factor, progress=bar.update)
+                             policy=policy, cap_nominal=args.cap_nominal, progress=bar.update)
     finally:
         bar.close()
     out["wall_seconds"] = time.perf_counter() - t0
@@ -85,14 +88,16 @@ def _print_table(out: dict[str, Any]) -> None:
     print(f"{cfg['devices'] * cfg['days']} device-days ({cfg['devices']} phones x {cfg['days']} "
           f"day(s), seed {cfg['seed']}) in {out['wall_seconds']:.2f} s")
     head = (f"{'profile':<10} {'scenario':<20} {'n':>6} {'steps p5':>9} {'p50':>9} {'p95':>9} "
-            f"{'energy p50':>10} {'%batt':>6} {'pauses':>6}  stop reasons")
+            f"{'nominal':>7} {'energy p50':>10} {'%batt':>6} {'pauses':>6}  stop reasons")
     print(head)
     for c in [*out["cells"], {"profile": "all", "scenario": "", **out["total"]}]:
         reasons = ", ".join(f"{k} {v}" for k, v in c["stop_reasons"].items() if v)
         print(f"{c['profile']:<10} {c['scenario']:<20} {c['device_days']:>6} "
               f"{c['steps']['p5']:>9.0f} {c['steps']['p50']:>9.0f} {c['steps']['p95']:>9.0f} "
+              f"{c.get('nominal_steps', ''):>7} "
               f"{c['energy_j']['p50']:>9.0f}J {c['energy_pct_of_battery']['p50']:>5.1f}% "
               f"{c['thermal_pauses']['mean']:>6.1f}  {reasons}")
     tot = out["total"]
-    print(f"lowest battery at the end of a training step: {tot['min_level']:.2%}; "
+    low = "-" if tot["min_level"] is None else f"{tot['min_level']:.2%}"
+    print(f"lowest battery at the end of a training step: {low}; "
           f"plans ending below the floor: {tot['floor_violations']}")

@@ -1,17 +1,24 @@
 """Fleet mode: the step budgets of many phones over a device-day, vectorised with numpy.
 
-No training happens here. Each device-day is a sequence of *phases* (an OS
-window on the charger, a rest, a commute on battery, ...) with per-device
-durations, charger state and ambient temperature drawn from a named scenario
-with a seeded generator. In every phase that has an open OS window the fleet
-does what the schedule manager does on one phone: plan the affordable steps
-from the device state (:func:`plan_fleet`, the same algorithm as
-:func:`mobile_lr.budget.plan`), run them, and when the plan ends on the thermal
-limit rest until the phone has cooled ``resume_gap_c`` below the limit (the
-manager's ``Pause("thermal", resume_hint)``), then plan again, until the window,
-the battery or the nominal step count is spent. Between windows the phone rests
-or charges (:func:`advance_arrays`, the exact battery/RC model of
-:func:`mobile_lr.device.advance`).
+No training happens here. A device-day is one of the named scenarios that
+``mobile-lr simulate`` runs (``mobile_lr/data/scenarios``: OS windows, charger
+plugged or pulled, ambient temperature, the workload's step cost and background
+draw, the user's policy), lived by many phones at once: each phone's start level,
+ambient temperature and event times are spread around the scenario's values with
+a seeded generator, and its battery's state of health is drawn from its class's
+range. The scenario's windows and events cut the day into *phases*. In every phase
+with an open OS window the fleet does what the schedule manager does on one
+phone: plan the affordable steps from the device state (:func:`plan_fleet`, the
+same algorithm as :func:`mobile_lr.budget.plan`), run them, and then do what the
+manager decides: with the policy's horizon ``"session"`` a limit reached after
+steps ends the phone's run (``Stop("budget")``: its schedule has annealed); with
+``"deadline"`` a thermal limit means rest until the phone has cooled
+``resume_gap_c`` below the limit (``Pause("thermal", resume_hint)``) and plan
+again, and the next window goes on with the run. A phone that has not run yet
+waits as the manager's ``Pause`` says (cool down; charge back above the floor).
+The nominal step count, when capped, ends the run (``Stop("done")``). Between
+windows the phone rests or charges (:func:`advance_arrays`, the exact battery/RC
+model of :func:`mobile_lr.device.advance`).
 
 Why it is fast: the planner jumps over runs of identical steps in closed form
 and takes single exact steps only at events (a thermal status change, the CV
@@ -37,19 +44,20 @@ step or two of this count (it stops one pessimistic step short of each limit).
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from mobile_lr.budget import MAX_PLAN_STEPS, Policy, StepCost, effective_floor
-from mobile_lr.device import DeviceProfile, load_profile
+from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, load_profile
+from mobile_lr.sim.scenario import Scenario, builtin_scenarios, load_scenario
 from mobile_lr.validation import ValidationError
 
 __all__ = [
-    "FLEET_SCENARIOS",
     "STOP_REASONS",
     "FleetPlan",
     "FleetState",
@@ -62,6 +70,8 @@ __all__ = [
     "simulate_cell",
     "simulate_fleet",
     "status_for_arrays",
+    "summarise",
+    "workload_profile",
 ]
 
 # Limiting factors as in mobile_lr.budget.LIMITING_FACTORS, as integer codes.
@@ -372,100 +382,86 @@ def plan_fleet(profile: DeviceProfile, fs: FleetState, policy: Policy, cost: Ste
 @dataclass
 class Phase:
     """A stretch of a device-day: per-phone duration, charger and ambient; ``train`` says an
-    OS window is open, ``new_window`` that a new one starts at the phase's start (otherwise
-    the window in force continues, e.g. when the charger is pulled mid-window)."""
+    OS window is open; ``window_end_s`` (per phone) is set when a window starts at the phase's
+    start (otherwise the window in force continues, e.g. when the charger is pulled)."""
 
     duration_s: np.ndarray
     charging: np.ndarray
     ambient_c: np.ndarray
     train: bool
-    new_window: bool = True
+    window_end_s: np.ndarray | None = None
 
 
 @dataclass
 class ScenarioDay:
-    """A sampled device-day for N phones: initial level and the phases."""
+    """A sampled device-day of one scenario for N phones of one profile."""
 
     name: str
+    profile: DeviceProfile        # the workload applied: step time x step_factor, background
+    policy: Policy
     level: np.ndarray
+    temp: np.ndarray
     phases: list[Phase]
-    description: str = ""
-    floor: float | None = None   # the scenario's battery floor (overrides the policy's)
+    nominal_steps: int
 
 
-def _uniform(rng: np.random.Generator, lo: float, hi: float, n: int) -> np.ndarray:
-    return rng.uniform(lo, hi, n)
+# Per-phone spread around a scenario's nominal values (seeded): the fleet is many phones
+# living the same kind of day, not one phone many times.
+LEVEL_SPREAD = 0.10          # start level ± this (clipped to [0.01, 1])
+AMBIENT_SPREAD_C = 3.0       # ambient (and a given start temperature) ± this
+EVENT_SPREAD = 0.5           # event times x U(1 - s, 1 + s), kept between their neighbours
 
 
-def _overnight(rng: np.random.Generator, n: int) -> ScenarioDay:
-    """Plugged in at bedtime at 20-60 %, 8 h on the charger; a 30-min OS window opens every
-    hour (JobScheduler re-runs the worker); ambient 21-26 °C."""
-    amb = _uniform(rng, 21.0, 26.0, n)
-    on = np.ones(n, bool)
+def workload_profile(profile: DeviceProfile, scenario: Scenario) -> DeviceProfile:
+    """The profile as the scenario's workload runs on it: step time x ``step_factor``; the
+    background draw (screen, radio) added to the idle and the training power, which is how
+    :class:`~mobile_lr.device.SimulatedDevice` draws it (on top of every load), so the
+    planner, which learns the whole-phone power from observed steps, sees the same numbers."""
+    bg = scenario.background_w
+    return replace(profile, step_seconds=profile.step_seconds * scenario.step_factor,
+                   idle_power_w=profile.idle_power_w + bg,
+                   train_power_w=profile.train_power_w + bg)
+
+
+def make_day(scenario: str | Scenario, profile: DeviceProfile, rng: np.random.Generator,
+             n: int) -> ScenarioDay:
+    """A seeded device-day of a named scenario (``mobile_lr/data/scenarios``) or a scenario
+    file for ``n`` phones: the scenario's windows and events cut the day into phases; the
+    start level, the ambient and the event times are spread per phone."""
+    scen = load_scenario(scenario)
+    prof = workload_profile(profile, scen)
+    windows = scen.windows(prof)
+    level = np.clip(scen.level + rng.uniform(-LEVEL_SPREAD, LEVEL_SPREAD, n), 0.01, 1.0)
+    offset = rng.uniform(-AMBIENT_SPREAD_C, AMBIENT_SPREAD_C, n)
+    amb0 = (profile.ambient_c if scen.ambient_c is None else scen.ambient_c) + offset
+    temp = amb0.copy() if scen.temperature_c is None else scen.temperature_c + offset
+    fixed = sorted({0.0, scen.end_s, *(w.start_s for w in windows), *(w.end_s for w in windows)})
+    # boundaries: fixed ones (window edges, the end) and events, each a per-phone time
+    bounds: list[tuple[float, np.ndarray, Any]] = [(t, np.full(n, t), None) for t in fixed]
+    for ev in scen.events:
+        lo = max([t for t in fixed if t <= ev.at_s], default=0.0)
+        hi = min([t for t in fixed if t > ev.at_s], default=scen.end_s)
+        at = ev.at_s * rng.uniform(1.0 - EVENT_SPREAD, 1.0 + EVENT_SPREAD, n)
+        at = np.clip(at, lo + 1e-3 * (hi - lo), hi - 1e-3 * (hi - lo))
+        bounds.append((ev.at_s, at, ev))
+    bounds.sort(key=lambda b: (b[0], b[2] is not None))
+    charging = np.full(n, scen.charging)
+    ambient = amb0.copy()
     phases: list[Phase] = []
-    for _ in range(8):
-        phases.append(Phase(np.full(n, 1800.0), on, amb, train=True))
-        phases.append(Phase(_uniform(rng, 1500.0, 2100.0, n), on, amb, train=False))
-    return ScenarioDay("overnight-charging", _uniform(rng, 0.2, 0.6, n), phases,
-                       _overnight.__doc__ or "")
-
-
-def _commute(rng: np.random.Generator, n: int) -> ScenarioDay:
-    """Unplugged at 30-40 % on a commute of about an hour, floor 20 %: a 10-min window every
-    15 min (4 windows); ambient 20-30 °C."""
-    amb = _uniform(rng, 20.0, 30.0, n)
-    off = np.zeros(n, bool)
-    phases: list[Phase] = []
-    for _ in range(4):
-        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
-        phases.append(Phase(_uniform(rng, 240.0, 360.0, n), off, amb, train=False))
-    return ScenarioDay("commute-low-battery", _uniform(rng, 0.30, 0.40, n), phases,
-                       _commute.__doc__ or "", floor=0.20)
-
-
-def _hot(rng: np.random.Generator, n: int) -> ScenarioDay:
-    """A hot day: ambient 33-37 °C, unplugged at 50-100 %, a 10-min window every hour for
-    8 hours; the phone throttles early and pauses to cool."""
-    amb = _uniform(rng, 33.0, 37.0, n)
-    off = np.zeros(n, bool)
-    phases: list[Phase] = []
-    for _ in range(8):
-        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
-        phases.append(Phase(_uniform(rng, 2700.0, 3300.0, n), off, amb, train=False))
-    return ScenarioDay("hot-day", _uniform(rng, 0.5, 1.0, n), phases, _hot.__doc__ or "")
-
-
-def _unplugged(rng: np.random.Generator, n: int) -> ScenarioDay:
-    """On the charger at 30-70 % when a 30-min window opens; the charger is pulled after
-    2-8 min and the window carries on on battery; then three 10-min windows on battery,
-    one every 30 min; ambient 21-27 °C."""
-    amb = _uniform(rng, 21.0, 27.0, n)
-    on, off = np.ones(n, bool), np.zeros(n, bool)
-    pull = _uniform(rng, 120.0, 480.0, n)
-    phases = [Phase(pull, on, amb, train=True),
-              Phase(1800.0 - pull, off, amb, train=True, new_window=False),
-              Phase(_uniform(rng, 900.0, 1500.0, n), off, amb, train=False)]
-    for _ in range(3):
-        phases.append(Phase(np.full(n, 600.0), off, amb, train=True))
-        phases.append(Phase(_uniform(rng, 1200.0, 1500.0, n), off, amb, train=False))
-    return ScenarioDay("unplugged-midway", _uniform(rng, 0.3, 0.7, n), phases,
-                       _unplugged.__doc__ or "")
-
-
-FLEET_SCENARIOS: dict[str, Callable[[np.random.Generator, int], ScenarioDay]] = {
-    "overnight-charging": _overnight,
-    "commute-low-battery": _commute,
-    "hot-day": _hot,
-    "unplugged-midway": _unplugged,
-}
-
-
-def make_day(name: str, rng: np.random.Generator, n: int) -> ScenarioDay:
-    """A seeded device-day of scenario ``name`` for ``n`` phones."""
-    if name not in FLEET_SCENARIOS:
-        raise ValidationError("--scenarios", f"unknown scenario {name!r}",
-                              ", ".join(FLEET_SCENARIOS))
-    return FLEET_SCENARIOS[name](rng, n)
+    for (t0, at0, ev), (_, at1, _) in itertools.pairwise(bounds):
+        if ev is not None:
+            if ev.type in ("plug", "unplug"):
+                charging = np.full(n, ev.type == "plug")
+            else:
+                ambient = ev.ambient_c + offset
+        inside = [w for w in windows if w.start_s <= t0 < w.end_s]
+        starts = [w for w in inside if w.start_s == t0 and ev is None]
+        dur = at1 - at0
+        if not np.any(dur > 0.0):
+            continue
+        phases.append(Phase(dur, charging.copy(), ambient.copy(), train=bool(inside),
+                            window_end_s=np.full(n, starts[0].end_s) if starts else None))
+    return ScenarioDay(scen.name, prof, scen.policy, level, temp, phases, scen.nominal_steps)
 
 
 # --------------------------------------------------------------------------- device-day
@@ -483,12 +479,13 @@ class CellResult:
     battery_j: np.ndarray
     start_level: np.ndarray
     end_level: np.ndarray
-    min_level: np.ndarray           # lowest level at the end of any training step
+    min_level: np.ndarray           # lowest level at the end of a training step (inf: none)
     floor_violations: np.ndarray    # plans whose last step ended below the floor (must be 0)
     max_status: np.ndarray          # highest thermal status at the end of a training run
     thermal_pauses: np.ndarray
     windows_used: np.ndarray
     stop_reason: np.ndarray         # codes into STOP_REASONS
+    nominal_steps: int = 0
     limiting: dict[str, int] = field(default_factory=dict)   # plan ends by factor (all plans)
     plans: int = 0
 
@@ -500,22 +497,26 @@ def _stop_code(factor: np.ndarray, detail: np.ndarray) -> np.ndarray:
     return code
 
 
-def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
-                  battery_j: np.ndarray, *, nominal_steps: int | None = None,
-                  step_factor: float = 1.0, resume_gap_c: float = 1.0,
+def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | None = None,
+                  cap_nominal: bool = False, resume_gap_c: float = 1.0,
                   max_pauses: int = 10_000) -> CellResult:
-    """Run one sampled device-day for every phone of one profile; see the module doc."""
-    p = profile
+    """Run one sampled device-day for every phone; see the module doc.
+
+    ``policy`` replaces the scenario's; with ``cap_nominal`` a phone stops once it has run
+    the scenario's nominal steps (the manager's ``Stop("done")``), otherwise the steps are
+    the affordable ones.
+    """
+    p = day.profile
     n = len(day.level)
-    if day.floor is not None:
-        policy = replace(policy, battery_floor=day.floor)
-    cost = StepCost(p.step_seconds * step_factor, p.step_joules * step_factor)
+    policy = day.policy if policy is None else policy
+    cost = StepCost.from_profile(p)
+    nominal_steps = day.nominal_steps if cap_nominal else None
     first = day.phases[0]
-    fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j)
+    fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j, day.temp)
     steps = np.zeros(n, np.int64)
     train_s = np.zeros(n)
     energy = np.zeros(n)
-    min_level = fs.level.copy()
+    min_level = np.full(n, np.inf)
     violations = np.zeros(n, np.int64)
     max_status = fs.status.copy()
     pauses = np.zeros(n, np.int64)
@@ -524,18 +525,18 @@ def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
     limiting = dict.fromkeys(FACTOR_NAMES, 0)
     plans = 0
     window_end = np.full(n, -np.inf)
+    finished = np.zeros(n, bool)
+    session = policy.horizon == "session"
     target = policy.thermal_limit_c(p) - resume_gap_c
     all_idx = np.arange(n)
     for ph in day.phases:
         fs.charging = np.asarray(ph.charging, bool).copy()
         fs.ambient = np.asarray(ph.ambient_c, float).copy()
         phase_end = fs.time_s + ph.duration_s
-        if ph.train and ph.new_window:
-            length = np.where(fs.charging, p.window_charging_s, p.window_s) \
-                if policy.window_s is None else np.full(n, policy.window_s)
-            window_end = fs.time_s + length
+        if ph.window_end_s is not None:
+            window_end = ph.window_end_s.copy()
         if ph.train:
-            act = all_idx
+            act = all_idx[~finished]
             used_window = np.zeros(n, bool)
             for _ in range(max_pauses):
                 if act.size == 0:
@@ -562,9 +563,16 @@ def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
                 fs.level[act], fs.temp[act], fs.status[act] = pl.end_level, pl.end_temp, \
                     pl.end_status
                 fs.time_s[act] = sub.time_s + pl.seconds
-                stop[act] = _stop_code(pl.factor, pl.detail)
-                # thermal: rest until cooled below the limit (if the window allows), plan again
+                # a plan cut at the end of the phase (charger pulled, ambient change) while
+                # the window goes on is no limit of the manager's: the next phase continues
                 limit = np.minimum(phase_end[act], window_end[act])
+                real = ~((pl.factor == TIME) & (phase_end[act] < window_end[act]))
+                stop[act] = np.where(real, _stop_code(pl.factor, pl.detail), stop[act])
+                # the manager stops a run whose budget is spent (the schedule has annealed):
+                # the nominal steps are done, or (horizon "session") a limit came after steps
+                end = real & ((pl.factor == NONE) | (session & (steps[act] > 0)))
+                finished[act[end]] = True
+                # thermal: rest until cooled below the limit (if the window allows), plan again
                 hint = cool_down_arrays(p, fs.temp[act], fs.charging[act], fs.ambient[act],
                                         target)
                 wait_t = (pl.factor == THERMAL) & (hint > 0.0) & (fs.time_s[act] + hint < limit)
@@ -573,7 +581,7 @@ def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
                 hint_b = np.where(rate > 0.0, (policy.battery_floor - fs.level[act]) / rate, np.inf)
                 wait_b = (pl.detail == 3) & fs.charging[act] & (hint_b > 0.0) & \
                     (fs.time_s[act] + hint_b < limit)
-                wait = wait_t | wait_b
+                wait = (wait_t | wait_b) & ~end
                 hint = np.where(wait_t, hint, hint_b)
                 idx = act[wait]
                 if idx.size:
@@ -585,7 +593,7 @@ def simulate_cell(profile: DeviceProfile, day: ScenarioDay, policy: Policy,
         _idle(p, fs, all_idx, np.maximum(0.0, phase_end - fs.time_s))
     return CellResult(p.name, day.name, steps, train_s, energy, fs.battery_j, day.level,
                       fs.level.copy(), min_level, violations, max_status, pauses, windows, stop,
-                      limiting, plans)
+                      day.nominal_steps, limiting, plans)
 
 
 def _take(fs: FleetState, idx: np.ndarray) -> FleetState:
@@ -616,6 +624,12 @@ def _dist(x: np.ndarray) -> dict[str, float]:
     return out
 
 
+def _finite_min(x: np.ndarray) -> float | None:
+    """Lowest finite value (None when no phone trained)."""
+    x = x[np.isfinite(x)]
+    return float(x.min()) if x.size else None
+
+
 def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
     """Distributions of steps, energy and battery used; stop reasons; floor violations."""
     def block(cs: Sequence[CellResult]) -> dict[str, Any]:
@@ -635,7 +649,7 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
             "energy_pct_of_battery": _dist(pct),
             "train_minutes": _dist(secs / 60.0),
             "end_level": _dist(np.concatenate([c.end_level for c in cs])),
-            "min_level": float(np.concatenate([c.min_level for c in cs]).min()),
+            "min_level": _finite_min(np.concatenate([c.min_level for c in cs])),
             "thermal_pauses": _dist(np.concatenate([c.thermal_pauses for c in cs]).astype(float)),
             "max_status": {name: int(np.count_nonzero(np.concatenate(
                 [c.max_status for c in cs]) == k)) for k, name in enumerate(
@@ -645,65 +659,58 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
             "limiting_factors": limiting,
             "plans": int(sum(c.plans for c in cs)),
             "floor_violations": int(sum(int(c.floor_violations.sum()) for c in cs)),
+            "reached_nominal": int(sum(int(np.count_nonzero(c.steps >= c.nominal_steps))
+                                       for c in cs)),
         }
 
     out: dict[str, Any] = {"total": block(cells), "cells": []}
     for c in cells:
-        out["cells"].append({"profile": c.profile, "scenario": c.scenario, **block([c])})
+        out["cells"].append({"profile": c.profile, "scenario": c.scenario,
+                             "nominal_steps": c.nominal_steps, **block([c])})
     return out
 
 
-def simulate_fleet(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str],
+def simulate_fleet(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str | Scenario],
                    devices: int, seed: int, *, days: int = 1, policy: Policy | None = None,
-                   nominal_steps: int | None = None, step_factor: float = 1.0,
+                   cap_nominal: bool = False,
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Simulate ``devices`` phones for ``days`` days each, spread evenly over every
     (profile, scenario) cell (phone ``i`` goes to cell ``i mod cells``); each phone keeps
     its battery's state of health (drawn from the profile class's range, devices.md §6)
-    and draws a fresh day of its scenario every day. Returns :func:`summarise`'s dict."""
-    if devices < 1:
+    and draws a fresh day of its scenario every day. ``policy`` replaces every scenario's
+    own. Returns :func:`summarise`'s dict with the configuration."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ValidationError("--devices", f"{devices} is not a positive count", "an int >= 1")
-    if days < 1:
+    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValidationError("--days", f"{days} is not a positive count", "an int >= 1")
+    if not profiles:
+        raise ValidationError("--profiles", "empty list", ", ".join(BUILTIN_PROFILES))
+    if not scenarios:
+        raise ValidationError("--scenarios", "empty list", ", ".join(builtin_scenarios()))
     profs = [pr if isinstance(pr, DeviceProfile) else load_profile(pr) for pr in profiles]
-    if not profs or not scenarios:
-        raise ValidationError("--profiles", "need at least one profile and one scenario")
-    for s in scenarios:
-        if s not in FLEET_SCENARIOS:
-            raise ValidationError("--scenarios", f"unknown scenario {s!r}",
-                                  ", ".join(FLEET_SCENARIOS))
-    if not (math.isfinite(step_factor) and step_factor > 0.0):
-        raise ValidationError("--step-factor", f"{step_factor} is not a positive number")
-    if nominal_steps is not None and nominal_steps < 1:
-        raise ValidationError("--nominal-steps", f"{nominal_steps} is not a positive count",
-                              "an int >= 1")
-    policy = Policy() if policy is None else policy
+    scens = [load_scenario(sc) for sc in scenarios]
     rng = np.random.default_rng(seed)
-    cells_def = [(pr, sc) for pr in profs for sc in scenarios]
+    cells_def = [(pr, sc) for pr in profs for sc in scens]
     counts = [len(range(i, devices, len(cells_def))) for i in range(len(cells_def))]
-    results: list[CellResult] = []
+    merged: list[CellResult] = []
     for (pr, sc), count in zip(cells_def, counts, strict=True):
         if count == 0:
             continue
         lo, hi = _SOH_RANGE.get(pr.name, (pr.state_of_health, pr.state_of_health))
-        soh = rng.uniform(lo, hi, count)
-        battery_j = pr.battery_wh * 3600.0 * soh
+        battery_j = pr.battery_wh * 3600.0 * rng.uniform(lo, hi, count)
+        parts = []
         for _ in range(days):
-            day = make_day(sc, rng, count)
-            results.append(simulate_cell(pr, day, policy, battery_j,
-                                         nominal_steps=nominal_steps, step_factor=step_factor))
+            day = make_day(sc, pr, rng, count)
+            parts.append(simulate_cell(day, battery_j, policy=policy, cap_nominal=cap_nominal))
             if progress is not None:
                 progress(count)
-    merged: list[CellResult] = []
-    for pr, sc in cells_def:
-        parts = [r for r in results if r.profile == pr.name and r.scenario == sc]
-        if parts:
-            merged.append(_concat(parts))
+        merged.append(_concat(parts))
     out = summarise(merged)
-    out["config"] = {"profiles": [pr.name for pr in profs], "scenarios": list(scenarios),
-                     "devices": devices, "days": days, "seed": seed,
-                     "nominal_steps": nominal_steps, "step_factor": step_factor,
-                     "policy": policy.to_dict()}
+    out["config"] = {"profiles": [pr.name for pr in profs], "scenarios": [sc.name for sc in scens],
+                     "devices": devices, "days": days, "seed": seed, "cap_nominal": cap_nominal,
+                     "policy": None if policy is None else policy.to_dict(),
+                     "spread": {"level": LEVEL_SPREAD, "ambient_c": AMBIENT_SPREAD_C,
+                                "event_time_factor": EVENT_SPREAD}}
     return out
 
 
@@ -718,21 +725,5 @@ def _concat(parts: Sequence[CellResult]) -> CellResult:
     for c in parts:
         for key, val in c.limiting.items():
             limiting[key] += val
-    return CellResult(parts[0].profile, parts[0].scenario, limiting=limiting,
-                      plans=sum(c.plans for c in parts), **cat)
-
-
-def scenario_names() -> list[str]:
-    return list(FLEET_SCENARIOS)
-
-
-def parse_names(text: str, allowed: Mapping[str, Any] | Sequence[str], field_name: str
-                ) -> list[str]:
-    """A comma-separated list of names, each checked against ``allowed``."""
-    names = [s.strip() for s in text.split(",") if s.strip()]
-    if not names:
-        raise ValidationError(field_name, "empty list", ", ".join(allowed))
-    for s in names:
-        if s not in allowed:
-            raise ValidationError(field_name, f"unknown name {s!r}", ", ".join(allowed))
-    return names
+    return CellResult(parts[0].profile, parts[0].scenario, nominal_steps=parts[0].nominal_steps,
+                      limiting=limiting, plans=sum(c.plans for c in parts), **cat)

@@ -236,9 +236,17 @@ class ScheduleManager(
         windowEndS = now + length
     }
 
-    /** The caller saved the model as it is after [step] steps; a rollback returns there. */
-    fun markCheckpoint() {
-        if (pendingRollback == null && rangeTest["status"] != "running") lastGoodStep = step
+    /**
+     * The caller saved the model as it is after [step] steps; a rollback returns there.
+     * Returns whether the checkpoint was taken as the rollback target (not while a rollback
+     * is pending or the range test runs): only then may the caller keep it as such.
+     */
+    fun markCheckpoint(): Boolean {
+        if (pendingRollback == null && rangeTest["status"] != "running") {
+            lastGoodStep = step
+            return true
+        }
+        return false
     }
 
     /** Report the outcome of the Run just issued (null = not measured). */

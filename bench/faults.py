@@ -14,7 +14,8 @@ Run: ``python -m bench.faults`` (``--quick``: 50 kills and a tenth of the fuzzin
   schedule specs (every shape of ``mobile_lr.schedules.examples`` plus random valid specs),
   device profiles (the built-ins) and policies. Each input must either be accepted, and then
   work (a spec gives finite LRs >= 0 over a re-planned run; a profile plans), or be refused
-  with a ``ValueError`` naming the field. Anything else is a crash.
+  with a ``ValueError`` naming the field. Any other exception is a crash; an accepted input
+  that does not work is counted apart ("accepted, unusable").
 * **Tampered bundles**: a byte flipped in a random file, a file truncated, extended,
   deleted, replaced by a symlink, an extra file, and manifest edits checked against the
   pinned identity: every one must be refused with a ``BundleError``.
@@ -112,11 +113,16 @@ def mutate_text(text: str, rng: random.Random) -> str:
     return text.replace("0.", rng.choice(["NaN", "Infinity", "-0.", "1e999", "0x"]), 1)
 
 
+class Unusable(Exception):
+    """An input was accepted but does not work (e.g. a spec whose LR is not finite)."""
+
+
 class Tally:
     def __init__(self, what: str):
         self.what = what
         self.tried = self.accepted = self.refused = 0
         self.crashes: list[str] = []
+        self.unusable: list[str] = []
 
     def run(self, fn: Callable[[], None]) -> None:
         self.tried += 1
@@ -124,6 +130,9 @@ class Tally:
             fn()
         except ValueError:
             self.refused += 1
+            return
+        except Unusable as err:
+            self.unusable.append(str(err)[:200])
             return
         except Exception as err:  # any other exception is what we count
             self.crashes.append(f"{type(err).__name__}: {err}"[:200])
@@ -133,7 +142,8 @@ class Tally:
     def row(self) -> dict[str, Any]:
         return {"what": self.what, "tried": self.tried, "accepted": self.accepted,
                 "refused": self.refused, "crashes": len(self.crashes),
-                "crash_examples": self.crashes[:5]}
+                "crash_examples": self.crashes[:5], "accepted_unusable": len(self.unusable),
+                "unusable_examples": self.unusable[:5]}
 
 
 def fuzz_specs(n: int, seed: int, tmp: Path) -> list[dict[str, Any]]:
@@ -157,7 +167,7 @@ def fuzz_specs(n: int, seed: int, tmp: Path) -> list[dict[str, Any]]:
             hist = [(0, hist[0][1]), *hist]
         lrs = sched.lrs(np.arange(0, max(2, hist[-1][1] + 5)), hist)
         if not np.all(np.isfinite(lrs)) or np.any(lrs < 0):
-            raise RuntimeError(f"accepted spec gives LRs outside [0, inf): {spec_obj!r}")
+            raise Unusable(f"accepted spec gives LRs outside [0, inf): {spec_obj!r}")
 
     for _ in range(n):
         base = rng.choice(seeds)
@@ -347,7 +357,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     tamper = {k: result["tamper"][k] for k in ("tried", "accepted", "refused", "crashes")}
     print_table([*fuzz, {"what": "bundle tampering", **tamper}],
                 [("what", "input", "s"), ("tried", "tried", ","), ("accepted", "accepted", ","),
-                 ("refused", "refused (clear error)", ","), ("crashes", "crashes", "d")])
+                 ("refused", "refused (clear error)", ","), ("crashes", "crashes", "d"),
+                 ("accepted_unusable", "accepted, unusable", "d")])
     k = kill
     print(f"\nSIGKILLs: {k['kills']} ({k['kills_during_save']} during a save, {k['kills_before_resume']} "
           f"while loading); workers resumed {k['resumed']}, cleanly {k['resumed_cleanly']}; final step "

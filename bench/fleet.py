@@ -1,8 +1,8 @@
 """Scale: fleet simulation time for 1k, 10k and 100k device-days, and how it grows.
 
 Run: ``python -m bench.fleet`` (``--quick``: 1k and 10k only). Every size runs the whole
-fleet (3 profiles x 4 scenarios, phones spread evenly over the 12 cells, one day each,
-seed 0) through :func:`mobile_lr.sim.fleet.simulate_fleet`; the time is the best of
+fleet (3 profiles x the 4 named scenarios, phones spread evenly over the 12 cells, one
+day each, seed 0) through :func:`mobile_lr.sim.fleet.simulate_fleet`; the time is the best of
 ``--repeat`` runs. The growth exponent ``b`` in ``time ∝ N^b`` is fitted between
 consecutive sizes (1 means linear).
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 from bench.machine import print_table, write_result
 from mobile_lr.device import BUILTIN_PROFILES
-from mobile_lr.sim.fleet import FLEET_SCENARIOS, simulate_fleet
+from mobile_lr.sim.fleet import simulate_fleet
+from mobile_lr.sim.scenario import builtin_scenarios
 
 SIZES = (1_000, 10_000, 100_000)
 
@@ -28,7 +29,7 @@ def run(sizes: tuple[int, ...] = SIZES, repeat: int = 3) -> dict[str, Any]:
         times = []
         for _ in range(repeat if n <= 10_000 else 1):
             t0 = time.perf_counter()
-            out = simulate_fleet(list(BUILTIN_PROFILES), list(FLEET_SCENARIOS), n, seed=0)
+            out = simulate_fleet(list(BUILTIN_PROFILES), builtin_scenarios(), n, seed=0)
             times.append(time.perf_counter() - t0)
         tot = out["total"]
         rows.append({"device_days": n, "seconds": min(times), "runs": len(times),
@@ -37,7 +38,7 @@ def run(sizes: tuple[int, ...] = SIZES, repeat: int = 3) -> dict[str, Any]:
     for prev, row in itertools.pairwise(rows):
         row["growth_exponent"] = math.log(row["seconds"] / prev["seconds"]) / \
             math.log(row["device_days"] / prev["device_days"])
-    return {"rows": rows, "profiles": list(BUILTIN_PROFILES), "scenarios": list(FLEET_SCENARIOS),
+    return {"rows": rows, "profiles": list(BUILTIN_PROFILES), "scenarios": builtin_scenarios(),
             "seed": 0, "command": "python -m bench.fleet"}
 
 

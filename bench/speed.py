@@ -8,7 +8,9 @@ Run: ``python -m bench.speed`` (``--quick``: fewer repetitions). For each demo r
 all at one thread (ORT intra-op 1, ``torch.set_num_threads(1)``; ExecuTorch's portable kernels
 are single-threaded). Every runtime trains on the same batch (the recipe's batch of 32 from
 the default user's data) at the same LR. Each measurement is a median over ``--steps``
-individually timed calls after ``--warmup`` untimed ones, with the 10th-90th percentile spread.
+individually timed calls after ``--warmup`` untimed ones, with the 10th-90th percentile
+spread; the runtimes take turns in 20 blocks so that load from elsewhere on a shared
+machine hits them alike.
 
 Manager overhead: ``ScheduleManager.next()`` + ``observe()`` (which re-plans the budget from
 the device state every step) on the mid-range profile with a cosine schedule, against
@@ -34,6 +36,31 @@ RUNTIME_KINDS = ("ort", "executorch", "torch")
 SPEC = {"format": "mobile-lr.schedule/1", "base_lr": 0.05, "shape": {"type": "cosine"}}
 
 
+def _stats(ts: list[float], steps: int) -> dict[str, float]:
+    q = np.percentile(ts, [10, 50, 90])
+    return {"median_us": float(q[1]) * 1e6, "p10_us": float(q[0]) * 1e6, "p90_us": float(q[2]) * 1e6,
+            "n": steps}
+
+
+def _interleaved(fns: dict[str, Callable[[], Any]], steps: int, warmup: int,
+                 rounds: int = 20) -> dict[str, dict[str, float]]:
+    """Time every function in turns (``rounds`` blocks each), so that a burst of load from
+    elsewhere on the machine hits all of them alike; every call is timed on its own."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    clock = time.perf_counter
+    per = max(1, steps // rounds)
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            for _ in range(per):
+                t0 = clock()
+                fn()
+                ts[k].append(clock() - t0)
+    return {k: _stats(v, len(v)) for k, v in ts.items()}
+
+
 def _time(fn: Callable[[], Any], steps: int, warmup: int) -> dict[str, float]:
     for _ in range(warmup):
         fn()
@@ -43,9 +70,7 @@ def _time(fn: Callable[[], Any], steps: int, warmup: int) -> dict[str, float]:
         t0 = clock()
         fn()
         ts.append(clock() - t0)
-    q = np.percentile(ts, [10, 50, 90])
-    return {"median_us": float(q[1]) * 1e6, "p10_us": float(q[0]) * 1e6, "p90_us": float(q[2]) * 1e6,
-            "n": steps}
+    return _stats(ts, steps)
 
 
 def _manager():
@@ -77,18 +102,11 @@ def runtime_steps(steps: int, warmup: int) -> list[dict[str, Any]]:
             x, y = train.x[:batch], train.y[:batch]
             out = Path(tmp) / name
             export_bundle(recipe, out)
-            base = None
+            fns: dict[str, Callable[[], Any]] = {}
             for kind in RUNTIME_KINDS:
                 opts = {"threads": 1} if kind in ("ort", "torch") else {}
                 rt = open_runtime(kind, out, **opts)
-                t = _time(lambda rt=rt, x=x, y=y: rt.step(x, y, 0.01), steps, warmup)
-                row = {"recipe": name, "what": f"{kind} step", "batch": batch, **t}
-                if kind == "torch":
-                    base = t["median_us"]
-                rows.append(row)
-            for row in rows:
-                if row["recipe"] == name:
-                    row["vs_torch"] = row["median_us"] / base
+                fns[f"{kind} step"] = lambda rt=rt, x=x, y=y: rt.step(x, y, 0.01)
             # end-to-end: the manager driving the ORT runtime, against the bare ORT step
             rt = open_runtime("ort", out, threads=1)
             mgr, p = _manager()
@@ -98,11 +116,17 @@ def runtime_steps(steps: int, warmup: int) -> list[dict[str, Any]]:
                 loss = rt.step(x, y, d.lr)
                 mgr.observe(loss=loss, step_seconds=p.step_seconds, energy_j=p.step_joules)
 
-            bare = _time(lambda rt=rt, x=x, y=y: rt.step(x, y, 0.01), steps, warmup)
-            e2e = _time(managed, steps, warmup)
-            rows.append({"recipe": name, "what": "bare ORT step", "batch": batch, **bare})
-            rows.append({"recipe": name, "what": "manager + ORT step", "batch": batch, **e2e,
-                         "vs_bare_ort": e2e["median_us"] / bare["median_us"]})
+            fns["bare ORT step"] = lambda rt=rt, x=x, y=y: rt.step(x, y, 0.01)
+            fns["manager + ORT step"] = managed
+            times = _interleaved(fns, steps, warmup)
+            base = times["torch step"]["median_us"]
+            for what, t in times.items():
+                row = {"recipe": name, "what": what, "batch": batch, **t}
+                if what.endswith(" step") and what.split()[0] in RUNTIME_KINDS:
+                    row["vs_torch"] = t["median_us"] / base
+                if what == "manager + ORT step":
+                    row["vs_bare_ort"] = t["median_us"] / times["bare ORT step"]["median_us"]
+                rows.append(row)
     return rows
 
 

@@ -76,6 +76,8 @@ from mobile_lr.validation import (
 
 __all__ = [
     "PEAK_LR_POLICIES",
+    "RECOMMENDED_CONFIG",
+    "RECOMMENDED_EMA",
     "Decision",
     "ManagerConfig",
     "Pause",
@@ -83,6 +85,7 @@ __all__ = [
     "Run",
     "ScheduleManager",
     "Stop",
+    "recommended_schedule",
     "register_peak_lr_policy",
 ]
 
@@ -145,6 +148,41 @@ PEAK_LR_POLICIES: dict[str, PeakLrFn] = {"none": _peak_none, "budget_power": _pe
 def register_peak_lr_policy(name: str, fn: PeakLrFn) -> None:
     """Add a peak-LR-for-budget rule (the benchmark tunes them); select it by name in config."""
     PEAK_LR_POLICIES[name] = fn
+
+
+# --------------------------------------------------------------------------- recommended set-up
+
+# What bench/budget_quality measured best when the battery cuts a fine-tune short (README
+# "Quality under a cut budget", docs/DECISIONS.md): hold the peak and cool down over the end of
+# the budget in force, average the weights, and raise the peak when the first plan is short.
+
+#: The runtimes' ``ema=`` decay to use with :func:`recommended_schedule` (evaluate and export
+#: the average; an EMA of 0.9 spans ~10 steps, short enough for a 30-step budget).
+RECOMMENDED_EMA = 0.9
+
+#: :class:`ManagerConfig` fields (JSON) to use with :func:`recommended_schedule`: the peak LR
+#: is ``min(2.5, (nominal / first plan) ** 0.3)`` times ``base_lr`` (2x for a tenth of the plan).
+RECOMMENDED_CONFIG: dict[str, Any] = {
+    "peak_lr": {"type": "budget_power", "power": 0.3, "max_factor": 2.5}}
+
+
+def recommended_schedule(base_lr: float) -> dict[str, Any]:
+    """The recommended schedule spec for a fine-tune whose budget the battery decides.
+
+    A warm-up of at most 5 steps (never more than 5 % of the first plan), the peak held,
+    then a linear cool-down to 0 over the last 20 % of the budget in force after the warm-up
+    (budget mode ``wsd``: a budget cut moves the cool-down; steps already held at the peak
+    are never re-decayed). For a plan of 300: warm-up 0..4, cool-down over steps 241..299.
+
+    >>> from mobile_lr.schedules import parse_spec
+    >>> s = parse_spec(recommended_schedule(0.01))
+    >>> [round(s.lr(t, [(0, 300)]), 6) for t in (0, 5, 241, 270, 300)]
+    [0.001, 0.01, 0.01, 0.005085, 0.0]
+    """
+    return {"format": "mobile-lr.schedule/1", "base_lr": base_lr,
+            "warmup": {"steps": 5, "start_factor": 0.1, "max_fraction": 0.05},
+            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0},
+            "budget": {"mode": "wsd", "decay_fraction": 0.2}}
 
 
 # --------------------------------------------------------------------------- config

@@ -1,0 +1,120 @@
+"""The recommended set-up for a fine-tune the battery cuts short (README "Quality under a cut
+budget"): its schedule holds the peak and cools down over the end of the budget in force, its
+peak-LR rule raises the peak for a short first plan, and on a simulated phone whose charger is
+pulled half-way the run still ends annealed. Expected values are worked out from the formulas in
+``mobile_lr.manager.recommended_schedule`` / ``RECOMMENDED_CONFIG``, not read back from the code."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
+from mobile_lr.manager import (
+    PEAK_LR_POLICIES,
+    RECOMMENDED_CONFIG,
+    RECOMMENDED_EMA,
+    ManagerConfig,
+    Pause,
+    Run,
+    ScheduleManager,
+    Stop,
+    recommended_schedule,
+)
+from mobile_lr.schedules import parse_spec
+
+BASE = 0.01
+
+
+def test_schedule_warms_up_holds_and_cools_down_over_the_last_fifth():
+    s = parse_spec(recommended_schedule(BASE))
+    plan = [(0, 300)]
+    # warm-up: min(5 steps, 5 % of 300) = 5 steps from 0.1 x base
+    assert s.lr(0, plan) == pytest.approx(0.1 * BASE)
+    assert s.lr(4, plan) == pytest.approx((0.1 + 0.9 * 4 / 5) * BASE)
+    # the peak is held until the cool-down: the last 20 % of the 295 steps after the warm-up,
+    # int(0.2 * 295) = 59 steps from t = 5 + 236 = 241, linear to 0
+    assert s.lr(5, plan) == pytest.approx(BASE)
+    assert s.lr(241, plan) == pytest.approx(BASE)
+    assert s.lr(270, plan) == pytest.approx(BASE * (1 - 29 / 59))
+    assert s.lr(300, plan) == 0.0
+
+
+def test_a_tiny_first_plan_is_not_spent_warming_up():
+    s = parse_spec(recommended_schedule(BASE))
+    # 5 % of a 30-step plan is 1 step: one step at 0.1 x base, then the peak
+    assert s.lr(0, [(0, 30)]) == pytest.approx(0.1 * BASE)
+    assert s.lr(1, [(0, 30)]) == pytest.approx(BASE)
+
+
+def test_a_cut_learned_mid_run_moves_the_cool_down_and_never_re_decays_held_steps():
+    s = parse_spec(recommended_schedule(BASE))
+    plan = [(0, 300), (100, 150)]        # at step 100 the battery says: 50 steps left
+    assert s.lr(99, plan) == pytest.approx(BASE)   # held at the peak until then
+    # the cool-down is now the last int(0.2 * 145) = 29 steps of the 145 after the warm-up,
+    # from t = 5 + 116 = 121
+    assert s.lr(121, plan) == pytest.approx(BASE)
+    assert s.lr(135, plan) == pytest.approx(BASE * (1 - 14 / 29))
+    assert s.lr(150, plan) == 0.0
+
+
+@pytest.mark.parametrize(("planned", "factor"), [
+    (300, 1.0),                 # the whole plan: the base LR
+    (400, 1.0),                 # more than nominal: never below the base LR
+    (150, 2 ** 0.3),            # half: 1.23x
+    (30, 10 ** 0.3),            # a tenth: 1.995x
+    (3, 2.5),                   # 100^0.3 = 3.98, capped at 2.5
+])
+def test_peak_lr_rule_rises_for_a_short_first_plan(planned, factor):
+    rule = dict(RECOMMENDED_CONFIG["peak_lr"])
+    fn = PEAK_LR_POLICIES[rule.pop("type")]
+    assert fn(planned, 300, rule) == pytest.approx(factor)
+
+
+def test_the_manager_applies_it_to_its_first_plan():
+    p = replace(load_profile("mid-range"), step_seconds=0.011)
+    # unplugged, a few dozen steps above the 20 % floor: the first plan is short
+    mgr = ScheduleManager(recommended_schedule(BASE), p, None,
+                          ManagerConfig.from_dict({**RECOMMENDED_CONFIG, "nominal_steps": 300}),
+                          DeviceState.initial(p, 0.20003))
+    d = mgr.next()
+    assert isinstance(d, Run)
+    first = mgr.plan_history[0][1]
+    assert 10 < first < 100
+    assert mgr.peak_factor == pytest.approx((300 / first) ** 0.3)
+    # step 0 is the warm-up's start: 0.1 x the raised peak
+    assert d.lr == pytest.approx(0.1 * BASE * (300 / first) ** 0.3)
+
+
+def test_recommended_ema_is_a_valid_runtime_decay():
+    assert 0.0 < RECOMMENDED_EMA < 1.0
+
+
+def test_on_a_phone_unplugged_half_way_the_run_ends_annealed():
+    """A 5 W charger covers the 3.5 W of training, so the first plan is the nominal 300; it is
+    pulled at step 40 with charge for a few dozen more steps. The manager learns the cut then,
+    keeps the peak it had, and its last step is on the cool-down's tail."""
+    p = replace(load_profile("mid-range"), charge_power_w=5.0)
+    dev = SimulatedDevice(p, DeviceState.initial(p, 0.20004, charging=True))
+    mgr = ScheduleManager(recommended_schedule(BASE), p, None,
+                          ManagerConfig.from_dict({**RECOMMENDED_CONFIG, "nominal_steps": 300}),
+                          dev.state)
+    lrs = []
+    while True:
+        d = mgr.next()
+        if not isinstance(d, Run):
+            break
+        lrs.append(d.lr)
+        r = dev.train_step()
+        mgr.observe(1.0, r.seconds, r.energy_j)
+        if len(lrs) == 40:
+            dev.set_charging(False)
+        mgr.update_device(dev.state)
+    assert isinstance(d, Stop | Pause)
+    n = len(lrs)
+    assert 40 < n < 300                         # the unplug cut the run short
+    assert mgr.plan_history[0] == (0, 300)      # it did not know before the unplug
+    assert mgr.peak_factor == 1.0               # the first plan was the whole one
+    assert lrs[39] == pytest.approx(BASE)       # still at the peak when the cut came
+    assert lrs[-1] < 0.1 * BASE                 # and it ended at the bottom of the cool-down

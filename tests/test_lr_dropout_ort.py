@@ -250,6 +250,10 @@ def test_runtime_refuses_an_lr_dropout_block_it_cannot_train(lrd_bundle, tmp_pat
         with pytest.raises(ValidationError) as err:
             open_runtime("ort", copy)
         assert err.value.field == field
+    # the PyTorch and ExecuTorch runtimes know nothing of the mask: they refuse the bundle
+    for kind in ("torch", "executorch"):
+        with pytest.raises(ValidationError):
+            open_runtime(kind, lrd_bundle("sgd-lrd", 0.5))
 
 
 def test_lrd_hparams_keeps_the_recipes_optimizer_of_the_same_type():

@@ -34,7 +34,7 @@ import torch
 
 from mobile_lr.bundle import load_bundle
 from mobile_lr.recipes import OptimizerSpec, Recipe, load_recipe
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics, lr_dropout_info
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
 from mobile_lr.validation import ValidationError
@@ -65,6 +65,7 @@ def _recipe_from_bundle(bundle_dir: str | os.PathLike[str],
     from onnx import numpy_helper
 
     bundle = load_bundle(bundle_dir, expected_sha256)
+    lr_dropout_info(bundle.manifest, "torch")  # an LR-dropout bundle is refused, never trained maskless
     model = bundle.manifest["model"]
     recipe = load_recipe(model["entry"])
     proto = onnx.load_from_string(bundle.read_verified("inference_model.onnx"))

@@ -152,7 +152,9 @@ class MainActivity : AppCompatActivity() {
             val p = predictor
             if (p == null || p.modelFile != model || p.modelTime != model.lastModified()) {
                 p?.close()
-                predictor = Predictor(model)
+                @Suppress("UNCHECKED_CAST")
+                val input = (b.manifest["model"] as Map<String, Any?>)["input"] as Map<String, Any?>
+                predictor = Predictor(model, input["name"] as String)
             }
             val probs = predictor!!.predict(x)
             val best = OrtTrainer.argmax(probs)

@@ -95,7 +95,11 @@ def write_flower_app(cfg: FleetConfig, out_dir: str | os.PathLike[str]) -> Path:
         "[build-system]", 'requires = ["hatchling"]', 'build-backend = "hatchling.build"', "",
         "[project]", 'name = "mobile-lr-fleet"', 'version = "0.1.0"',
         'description = "mobile-lr federated fleet: simulated phones running the schedule manager"',
-        'license = "Apache-2.0"', 'dependencies = ["mobile-lr", "flwr[simulation]==1.42.0"]', "",
+        'license = "Apache-2.0"', 'requires-python = ">=3.11,<3.12"',
+        # mobile-lr itself is installed beside Flower on every machine (it is not on a package
+        # index): Flower's runtime environment installs the app's other dependencies and keeps
+        # the running installation (flwr is skipped), so listing it would fail to resolve
+        'dependencies = ["flwr[simulation]==1.42.0"]', "",
         "[tool.flwr.app]", 'publisher = "mobile-lr"', "",
         "[tool.flwr.app.components]",
         'serverapp = "mobile_lr.federated.server_app:app"',

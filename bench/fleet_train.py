@@ -1,0 +1,111 @@
+"""Federated fleet on Flower's simulation engine: strategies compared over seeds, and scale.
+
+Run: ``python -m bench.fleet_train`` (``--quick``: one seed, small fleets). Every run is a
+whole ``flwr.simulation.run_simulation`` (Ray, 2 actors of 1 CPU) of
+:mod:`mobile_lr.federated` on one exported bundle:
+
+* compare: the three strategies (battery-aware selection, FedAvg weighted by steps with
+  manager-driven phones, Flower's default FedAvg with fixed local epochs) on the same fleets
+  (40 phones, 5 rounds, 25 % asked per round, 5 % of training phones killed mid-round), seeds
+  0-2. Accuracy is on held-out users; "gain/kJ" is the accuracy gained over the initial
+  model per kJ the asked phones spent; "lost" the share of that energy spent by phones that
+  failed mid-round (their work discarded).
+* scale: battery-aware, 10 % asked per round, 3 rounds, growing fleets; and one long run
+  (1,000 phones, 20 rounds) with its wall time. Wall time includes Ray's start (about 10 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import math
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from bench.machine import print_table, write_result
+from mobile_lr.federated.fleet import STRATEGIES, FleetConfig
+from mobile_lr.federated.run import prepare_bundle, simulate
+
+
+def _one(cfg: FleetConfig) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    report = simulate(cfg, actors=2)
+    t = report["totals"]
+    return {"strategy": cfg.strategy, "seed": cfg.seed, "clients": cfg.clients, "rounds": cfg.num_rounds,
+            "fraction": cfg.fraction, "initial_acc": t["initial_accuracy"], "final_acc": t["final_accuracy"],
+            "energy_kj": t["energy_j"] / 1000, "lost_share": t["lost_share"],
+            "gain_per_kj": t["accuracy_gain_per_kj"], "trained": t["trained"], "declined": t["declined"],
+            "dropped": t["dropped"], "steps": t["steps"], "steps_lost": t["steps_lost"],
+            "floor_margin_min": t["floor_margin_min"], "wall_s": time.perf_counter() - t0,
+            "round_wall_s": [r["wall_s"] for r in report["rows"]],
+            "accuracy_per_round": [r["accuracy"] for r in report["rows"]]}
+
+
+def run(seeds: tuple[int, ...], compare_clients: int, compare_rounds: int, scale: tuple[int, ...],
+        long_run: tuple[int, int] | None) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle, sha = prepare_bundle(f"{tmp}/bundle")
+        base = FleetConfig(clients=compare_clients, num_rounds=compare_rounds, fraction=0.25,
+                           bundle_dir=bundle, bundle_sha256=sha, kill_prob=0.05)
+        compare = [_one(dataclasses.replace(base, strategy=s, seed=seed))
+                   for seed, s in itertools.product(seeds, STRATEGIES)]
+        summary = []
+        for s in STRATEGIES:
+            rows = [r for r in compare if r["strategy"] == s]
+            summary.append({"strategy": s, "runs": len(rows),
+                            **{k: statistics.mean(r[k] for r in rows)
+                               for k in ("final_acc", "energy_kj", "lost_share", "gain_per_kj", "trained",
+                                         "declined", "dropped", "steps_lost")},
+                            "floor_margin_min": min(r["floor_margin_min"] for r in rows)})
+        scaling = [_one(dataclasses.replace(base, clients=n, num_rounds=3, fraction=0.1,
+                                            strategy="battery-aware")) for n in scale]
+        for prev, row in itertools.pairwise(scaling):
+            row["growth_exponent"] = math.log(row["wall_s"] / prev["wall_s"]) / \
+                math.log(row["clients"] / prev["clients"])
+        long = None
+        if long_run is not None:
+            n, r = long_run
+            long = _one(dataclasses.replace(base, clients=n, num_rounds=r, fraction=0.1,
+                                            strategy="battery-aware"))
+    return {"compare": compare, "summary": summary, "scale": scaling, "long_run": long,
+            "settings": {k: v for k, v in base.to_run_config().items()
+                         if k not in ("bundle-dir", "bundle-sha256", "out-dir")},
+            "command": "python -m bench.fleet_train"}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m bench.fleet_train", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="one seed, 20 phones x 3 rounds, small scale")
+    ap.add_argument("--no-long", action="store_true", help="skip the 1,000-phone, 20-round run")
+    args = ap.parse_args(argv)
+    if args.quick:
+        result = run((0,), 20, 3, (50, 100), None)
+    else:
+        result = run((0, 1, 2), 40, 5, (100, 300, 1000), None if args.no_long else (1000, 20))
+    cols = [("strategy", "strategy", ""), ("seed", "seed", ""), ("final_acc", "accuracy", ".3f"),
+            ("energy_kj", "energy kJ", ".1f"), ("lost_share", "lost", ".0%"),
+            ("gain_per_kj", "gain/kJ", "+.4f"),
+            ("trained", "trained", ""), ("declined", "declined", ""), ("dropped", "dropped", ""),
+            ("floor_margin_min", "floor margin", "+.3f"), ("wall_s", "wall s", ".0f")]
+    print("fleet-train: strategies on the same fleets (per run)")
+    print_table(result["compare"], cols)
+    print("\nmean over seeds")
+    print_table(result["summary"], [c for c in cols if c[0] not in ("seed", "wall_s")])
+    print("\nscale (battery-aware, 10 % per round, 3 rounds)")
+    print_table(result["scale"], [("clients", "phones", ""), ("wall_s", "wall s", ".0f"),
+                                  ("growth_exponent", "growth b", ".2f"), ("trained", "trained", "")])
+    if result["long_run"]:
+        lr_ = result["long_run"]
+        print(f"\nlong run: {lr_['clients']} phones, {lr_['rounds']} rounds: {lr_['wall_s']:.0f} s wall, "
+              f"accuracy {lr_['initial_acc']:.3f} -> {lr_['final_acc']:.3f}, "
+              f"{lr_['energy_kj']:.0f} kJ, floor margin {lr_['floor_margin_min']:+.3f}")
+    path = write_result("fleet_train" + ("_quick" if args.quick else ""), result)
+    print(f"\nwrote {path.name}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

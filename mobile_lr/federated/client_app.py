@@ -190,8 +190,7 @@ def train(message: Message, context: Context) -> Message:
         manager = ScheduleManager(spec, phone.profile, phone.policy,
                                   ManagerConfig(nominal_steps=cfg.local_steps), state=state)
         result = train_planned(runtime, manager, device, (data.x, data.y), batch_size=cfg.batch_size,
-                               seed=seed, events=events, deadline_s=deadline, kill_at_step=kill_at,
-                               restart=start)
+                               seed=seed, events=events, deadline_s=deadline, kill_at_step=kill_at)
     _save_state(context, device.state, rounds_trained=0 if result.killed else 1)
     return _result_reply(message, cfg, mode, base, result, runtime)
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, DeviceState, advance, load_profile
+from mobile_lr.sim.scenario import Event
 from mobile_lr.validation import ValidationError
 
 __all__ = [
@@ -223,15 +224,15 @@ class Phone:
     def charging_at(self, t: float) -> bool:
         return any(a <= t < b for a, b in self.charge_intervals)
 
-    def events_between(self, t0: float, t1: float) -> list[dict[str, Any]]:
-        """Charger events in ``(t0, t1]``, in the scenario event format (``at_s``, ``type``)."""
+    def events_between(self, t0: float, t1: float) -> list[Event]:
+        """Charger events in ``(t0, t1]``, as the simulator's scenario events."""
         out = []
         for a, b in self.charge_intervals:
             if t0 < a <= t1:
-                out.append({"at_s": a, "type": "plug"})
+                out.append(Event(a, "plug"))
             if t0 < b <= t1:
-                out.append({"at_s": b, "type": "unplug"})
-        return sorted(out, key=lambda e: e["at_s"])
+                out.append(Event(b, "unplug"))
+        return sorted(out, key=lambda e: e.at_s)
 
 
 def draw_phone(cfg: FleetConfig, client_id: int) -> Phone:

@@ -13,25 +13,26 @@ watchdog) stops the job when a limit is crossed, and that round's work is lost.
 Both end early when the simulated app is killed (``kill_at_step``): the round's
 work is lost, nothing else.
 
-Note for merging: ``mobile_lr.sim.session.run_session`` (being written) runs the
-same manager loop for the single-phone simulator. :func:`train_planned` keeps the
-same inputs (runtime, manager, device, data, batch size, seed, events) and
-result fields so that it can be replaced by it once it exists.
+:func:`train_planned` is the simulator's own session loop
+(:func:`mobile_lr.sim.session.run_session`) with the round as its one OS window
+and the app kill as its ``stop_when``: a phone of the fleet trains exactly as a
+phone of ``mobile-lr simulate`` does.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from mobile_lr.budget import Policy, effective_floor
-from mobile_lr.device import SimulatedDevice
-from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.device import SimulatedDevice, ThermalStatus
+from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime.base import TrainingRuntime
+from mobile_lr.sim.scenario import Event, Window
+from mobile_lr.sim.session import run_session
 
 __all__ = ["LocalResult", "batches", "train_fixed", "train_planned"]
 
@@ -48,7 +49,6 @@ class LocalResult:
     battery_end: float = 0.0
     battery_min: float = 1.0
     max_thermal: int = 0
-    max_temperature_c: float = 0.0
     stop_reason: str = ""
     final_loss: float = math.nan
     killed: bool = False
@@ -57,7 +57,6 @@ class LocalResult:
         return {"steps": float(self.steps), "sim-seconds": self.sim_seconds, "energy-j": self.energy_j,
                 "battery-start": self.battery_start, "battery-end": self.battery_end,
                 "battery-min": self.battery_min, "max-thermal": float(self.max_thermal),
-                "max-temperature-c": self.max_temperature_c,
                 "final-loss": self.final_loss if math.isfinite(self.final_loss) else -1.0}
 
 
@@ -70,12 +69,22 @@ def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
             yield order[i:i + batch_size]
 
 
+def _apply_events(device: SimulatedDevice, events: list[Event]) -> None:
+    """Apply (and remove) the events whose time has come."""
+    while events and events[0].at_s <= device.state.time_s:
+        ev = events.pop(0)
+        if ev.type in ("plug", "unplug"):
+            device.set_charging(ev.type == "plug")
+        else:
+            device.set_ambient(float(ev.ambient_c))  # type: ignore[arg-type]
+
+
 class _Tracker:
     def __init__(self, device: SimulatedDevice) -> None:
         self.device = device
         s = device.state
         self.result = LocalResult(battery_start=s.level, battery_end=s.level, battery_min=s.level,
-                                  max_thermal=int(s.thermal_status), max_temperature_c=s.temperature_c)
+                                  max_thermal=int(s.thermal_status))
         self.t0 = s.time_s
         self.e0 = device.ledger.consumed_j
 
@@ -84,96 +93,39 @@ class _Tracker:
         r.battery_end = s.level
         r.battery_min = min(r.battery_min, s.level)
         r.max_thermal = max(r.max_thermal, int(s.thermal_status))
-        r.max_temperature_c = max(r.max_temperature_c, s.temperature_c)
         r.sim_seconds = s.time_s - self.t0
         r.energy_j = self.device.ledger.consumed_j - self.e0
 
 
-def _apply_events(device: SimulatedDevice, events: list[Mapping[str, Any]]) -> None:
-    """Apply (and remove) the events whose time has come."""
-    while events and events[0]["at_s"] <= device.state.time_s:
-        ev = events.pop(0)
-        if ev["type"] in ("plug", "unplug"):
-            device.set_charging(ev["type"] == "plug")
-        elif ev["type"] == "ambient":
-            device.set_ambient(float(ev["value_c"]))
-
-
-def _idle(device: SimulatedDevice, seconds: float, events: list[Mapping[str, Any]]) -> None:
-    """Rest ``seconds``, applying events at their times."""
-    end = device.state.time_s + seconds
-    while True:
-        stop = min(end, events[0]["at_s"] if events else math.inf)
-        if stop > device.state.time_s:
-            device.idle(stop - device.state.time_s)
-        _apply_events(device, events)
-        if stop >= end:
-            return
-
-
 def train_planned(runtime: TrainingRuntime, manager: ScheduleManager, device: SimulatedDevice,
                   data: tuple[np.ndarray, np.ndarray], *, batch_size: int = 32, seed: int = 0,
-                  events: Sequence[Mapping[str, Any]] = (), deadline_s: float | None = None,
-                  kill_at_step: int | None = None,
-                  restart: Mapping[str, np.ndarray] | None = None) -> LocalResult:
-    """Train under the manager until it stops, pauses past the deadline, or the app is killed.
-
-    ``deadline_s`` (device time) ends the round: the manager's window is set to end
-    there, and a pause whose resume hint falls after it ends the round. A rollback
-    (non-finite loss) restores ``restart`` (the round's starting weights).
-    """
-    x, y = data
-    pending = sorted((dict(e) for e in events), key=lambda e: e["at_s"])
-    track = _Tracker(device)
-    order = batches(len(y), batch_size, seed)
+                  events: Sequence[Event] = (), deadline_s: float, kill_at_step: int | None = None
+                  ) -> LocalResult:
+    """Train under the manager from now until ``deadline_s`` (device time), the round's one
+    window, or until the app is killed after ``kill_at_step`` steps (the round's work lost)."""
     now = device.state.time_s
-    manager.update_device(device.state)
-    if deadline_s is not None:
-        manager.begin_window(now, max(0.0, deadline_s - now))
-    while True:
-        d = manager.next()
-        if isinstance(d, Run):
-            if kill_at_step is not None and track.result.steps >= kill_at_step:
-                track.result.killed, track.result.stop_reason = True, "killed"
-                break
-            idx = next(order)
-            loss = runtime.step(x[idx], y[idx], d.lr)
-            r = device.train_step()
-            manager.observe(loss=loss, step_seconds=r.seconds, energy_j=r.energy_j)
-            track.result.steps += 1
-            track.result.final_loss = loss
-            _apply_events(device, pending)
-            manager.update_device(device.state)
-            track.seen()
-        elif isinstance(d, Pause):
-            left = math.inf if deadline_s is None else deadline_s - device.state.time_s
-            if d.resume_hint is None or d.resume_hint >= left:
-                track.result.stop_reason = f"pause:{d.reason}"
-                break
-            _idle(device, max(d.resume_hint, 1.0), pending)
-            manager.update_device(device.state)
-            track.seen()
-        elif isinstance(d, Rollback):
-            if restart is not None:
-                runtime.set_parameters(restart)
-        else:
-            assert isinstance(d, Stop)
-            track.result.stop_reason = d.reason
-            break
-    track.seen()
-    return track.result
+    stop = None if kill_at_step is None else (lambda m: m.step >= kill_at_step)
+    res = run_session(runtime, manager, device, data, batch_size=batch_size, seed=seed,
+                      windows=[Window(now, max(deadline_s - now, 0.0))], events=events, end_s=deadline_s,
+                      stop_when=stop)
+    killed = res.stop_reason == "caller"
+    return LocalResult(steps=res.steps, sim_seconds=res.sim_seconds, energy_j=res.energy_j,
+                       battery_start=res.battery_start, battery_end=res.battery_end,
+                       battery_min=res.battery_min, max_thermal=int(ThermalStatus[res.max_thermal]),
+                       stop_reason="killed" if killed else res.stop_reason,
+                       final_loss=math.nan if res.final_loss is None else res.final_loss, killed=killed)
 
 
 def train_fixed(runtime: TrainingRuntime, device: SimulatedDevice, data: tuple[np.ndarray, np.ndarray],
                 policy: Policy, *, steps: int, lr: float, batch_size: int = 32, seed: int = 0,
-                events: Sequence[Mapping[str, Any]] = (), deadline_s: float | None = None,
+                events: Sequence[Event] = (), deadline_s: float | None = None,
                 kill_at_step: int | None = None) -> LocalResult:
     """``steps`` steps at a constant ``lr``; the OS watchdog kills the job (``killed``,
     ``stop_reason`` = what was crossed) after a step that ends below the user's floor,
     above the allowed thermal status, past the deadline, or unplugged when the job
     requires the charger."""
     x, y = data
-    pending = sorted((dict(e) for e in events), key=lambda e: e["at_s"])
+    pending = sorted(events, key=lambda e: e.at_s)
     track = _Tracker(device)
     order = batches(len(y), batch_size, seed)
     profile = device.profile

@@ -34,6 +34,8 @@ def _one(cfg: FleetConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     report = simulate(cfg, actors=2)
     t = report["totals"]
+    print(f"  {cfg.strategy} seed {cfg.seed}, {cfg.clients} phones x {cfg.num_rounds} rounds: "
+          f"accuracy {t['final_accuracy']:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
     return {"strategy": cfg.strategy, "seed": cfg.seed, "clients": cfg.clients, "rounds": cfg.num_rounds,
             "fraction": cfg.fraction, "initial_acc": t["initial_accuracy"], "final_acc": t["final_accuracy"],
             "energy_kj": t["energy_j"] / 1000, "lost_share": t["lost_share"],

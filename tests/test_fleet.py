@@ -183,8 +183,9 @@ def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
     """A real ScheduleManager drives the SimulatedDevice through the same sampled day. It
     re-plans before every step with a pessimistic cost (x1.1 time, x1.21 energy once
     calibrated, x3 before) and learns the background draw from the observed energy, so it
-    stops a little short of each limit: within 2 steps per plan of the fleet's count
-    (+1 for a step that runs across a charger event, which the fleet cuts at the event)."""
+    stops a little short of each limit: at most one step per plan (+2 for its calibration)
+    below the fleet's count, and above it only by a step that runs across a charger event,
+    which the fleet cuts at the event (seen: 1173 vs 1191 over 41 plans overnight)."""
     scen = load_scenario(scenario)
     p = load_profile(profile)
     day = make_day(scen, p, np.random.default_rng(2), 1)
@@ -219,7 +220,7 @@ def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
     steps = int(fleet.steps[0])
     plans = fleet.plans
     assert steps > 0
-    assert steps - 2 * plans <= runs <= steps + len(scen.events), (runs, steps, plans)
+    assert steps - plans - 2 <= runs <= steps + len(scen.events), (runs, steps, plans)
     if day.policy.horizon == "session":
         assert stops >= 1 and fleet.stop_reason[0] != STOP_REASONS.index("no-window")
 

@@ -76,6 +76,7 @@ from mobile_lr.validation import (
 
 __all__ = [
     "PEAK_LR_POLICIES",
+    "RECOMMENDED_AVERAGING",
     "RECOMMENDED_CONFIG",
     "RECOMMENDED_EMA",
     "Decision",
@@ -85,6 +86,7 @@ __all__ = [
     "Run",
     "ScheduleManager",
     "Stop",
+    "recommended_runtime_options",
     "recommended_schedule",
     "register_peak_lr_policy",
 ]
@@ -153,11 +155,16 @@ def register_peak_lr_policy(name: str, fn: PeakLrFn) -> None:
 # --------------------------------------------------------------------------- recommended set-up
 
 # What bench/budget_quality measured best when the battery cuts a fine-tune short (README
-# "Quality under a cut budget", docs/DECISIONS.md): hold the peak and cool down over the end of
-# the budget in force, average the weights, and raise the peak when the first plan is short.
+# "Quality under a cut budget", docs/DECISIONS.md): average the iterates (schedule-free AdamW
+# where the runtime has it, else an EMA of the weights with a re-planned cool-down), and raise
+# the peak LR when the first plan is short.
 
-#: The runtimes' ``ema=`` decay to use with :func:`recommended_schedule` (evaluate and export
-#: the average; an EMA of 0.9 spans ~10 steps, short enough for a 30-step budget).
+#: Iterate averaging per runtime kind: the PyTorch runtime trains with schedule-free AdamW
+#: (evaluated at its average), ORT and ExecuTorch keep the bundle's optimizer with an EMA.
+RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "ema", "executorch": "ema"}
+
+#: The runtimes' ``ema=`` decay for the ``"ema"`` flavour (an EMA of 0.9 spans ~10 steps:
+#: short enough for a 30-step budget; a longer one keeps too much of the pre-trained weights).
 RECOMMENDED_EMA = 0.9
 
 #: :class:`ManagerConfig` fields (JSON) to use with :func:`recommended_schedule`: the peak LR
@@ -166,23 +173,42 @@ RECOMMENDED_CONFIG: dict[str, Any] = {
     "peak_lr": {"type": "budget_power", "power": 0.3, "max_factor": 2.5}}
 
 
-def recommended_schedule(base_lr: float) -> dict[str, Any]:
+def recommended_runtime_options(averaging: str) -> dict[str, Any]:
+    """Keyword arguments for :func:`mobile_lr.runtime.open_runtime` of that averaging flavour."""
+    if averaging == "schedulefree":
+        return {"optimizer": "schedulefree"}
+    if averaging == "ema":
+        return {"ema": RECOMMENDED_EMA}
+    raise ValidationError("averaging", f"unknown value {averaging!r}", "schedulefree, ema")
+
+
+def recommended_schedule(base_lr: float, averaging: str = "ema") -> dict[str, Any]:
     """The recommended schedule spec for a fine-tune whose budget the battery decides.
 
-    A warm-up of at most 5 steps (never more than 5 % of the first plan), the peak held,
-    then a linear cool-down to 0 over the last 20 % of the budget in force after the warm-up
-    (budget mode ``wsd``: a budget cut moves the cool-down; steps already held at the peak
-    are never re-decayed). For a plan of 300: warm-up 0..4, cool-down over steps 241..299.
+    Both flavours warm up for at most 5 steps (never more than 5 % of the first plan).
+    ``"ema"``: then the peak is held and a linear cool-down to 0 runs over the last 20 % of
+    the budget in force after the warm-up (budget mode ``wsd``: a budget cut moves the
+    cool-down; steps already held at the peak are never re-decayed); for a plan of 300,
+    warm-up 0..4, cool-down over steps 241..299. ``"schedulefree"``: then the LR stays at
+    the peak (the optimizer's own averaging does what the cool-down does).
 
     >>> from mobile_lr.schedules import parse_spec
     >>> s = parse_spec(recommended_schedule(0.01))
     >>> [round(s.lr(t, [(0, 300)]), 6) for t in (0, 5, 241, 270, 300)]
     [0.001, 0.01, 0.01, 0.005085, 0.0]
+    >>> sf = parse_spec(recommended_schedule(0.01, "schedulefree"))
+    >>> [round(sf.lr(t, [(0, 300)]), 6) for t in (0, 5, 299)]
+    [0.001, 0.01, 0.01]
     """
-    return {"format": "mobile-lr.schedule/1", "base_lr": base_lr,
-            "warmup": {"steps": 5, "start_factor": 0.1, "max_fraction": 0.05},
-            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0},
-            "budget": {"mode": "wsd", "decay_fraction": 0.2}}
+    recommended_runtime_options(averaging)  # validates the flavour
+    spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": base_lr,
+                            "warmup": {"steps": 5, "start_factor": 0.1, "max_fraction": 0.05}}
+    if averaging == "schedulefree":
+        spec["shape"] = {"type": "constant", "factor": 1.0}
+    else:
+        spec["shape"] = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
+        spec["budget"] = {"mode": "wsd", "decay_fraction": 0.2}
+    return spec
 
 
 # --------------------------------------------------------------------------- config

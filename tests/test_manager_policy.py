@@ -1,18 +1,21 @@
 """The recommended set-up for a fine-tune the battery cuts short (README "Quality under a cut
-budget"): its schedule holds the peak and cools down over the end of the budget in force, its
-peak-LR rule raises the peak for a short first plan, and on a simulated phone whose charger is
-pulled half-way the run still ends annealed. Expected values are worked out from the formulas in
+budget"): the EMA flavour's schedule holds the peak and cools down over the end of the budget in
+force, the schedule-free flavour holds the peak, the peak-LR rule raises the peak for a short
+first plan, the runtime options build a real runtime, and on a simulated phone whose charger is
+pulled half-way an EMA run still ends annealed. Expected values are worked out from the formulas in
 ``mobile_lr.manager.recommended_schedule`` / ``RECOMMENDED_CONFIG``, not read back from the code."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import (
     PEAK_LR_POLICIES,
+    RECOMMENDED_AVERAGING,
     RECOMMENDED_CONFIG,
     RECOMMENDED_EMA,
     ManagerConfig,
@@ -20,9 +23,11 @@ from mobile_lr.manager import (
     Run,
     ScheduleManager,
     Stop,
+    recommended_runtime_options,
     recommended_schedule,
 )
 from mobile_lr.schedules import parse_spec
+from mobile_lr.validation import ValidationError
 
 BASE = 0.01
 
@@ -87,8 +92,30 @@ def test_the_manager_applies_it_to_its_first_plan():
     assert d.lr == pytest.approx(0.1 * BASE * (300 / first) ** 0.3)
 
 
-def test_recommended_ema_is_a_valid_runtime_decay():
+def test_schedule_free_flavour_holds_the_peak_whatever_the_budget_does():
+    s = parse_spec(recommended_schedule(BASE, "schedulefree"))
+    assert s.lr(0, [(0, 300)]) == pytest.approx(0.1 * BASE)
+    for plan in ([(0, 300)], [(0, 300), (100, 150)], [(0, 30)]):
+        last = plan[-1][1]
+        assert [s.lr(t, plan) for t in (5, last - 1, last)] == pytest.approx([BASE] * 3)
+
+
+def test_runtime_options_per_flavour_build_a_real_runtime():
+    from mobile_lr.recipes import load_recipe
+    from mobile_lr.runtime.torch_rt import TorchRuntime
+
+    assert set(RECOMMENDED_AVERAGING) == {"torch", "ort", "executorch"}
+    assert recommended_runtime_options("ema") == {"ema": RECOMMENDED_EMA}
     assert 0.0 < RECOMMENDED_EMA < 1.0
+    assert recommended_runtime_options("schedulefree") == {"optimizer": "schedulefree"}
+    recipe = load_recipe("digits-mlp")
+    x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
+    for averaging in ("schedulefree", "ema"):
+        rt = TorchRuntime(recipe, **recommended_runtime_options(averaging))
+        assert np.isfinite(rt.step(x, y, 0.01))
+    with pytest.raises(ValidationError) as err:
+        recommended_schedule(BASE, "swa")
+    assert err.value.field == "averaging"
 
 
 def test_on_a_phone_unplugged_half_way_the_run_ends_annealed():

@@ -7,7 +7,10 @@ whole ``flwr.simulation.run_simulation`` (Ray, 2 actors of 1 CPU) of
 * compare: the three strategies (battery-aware selection, FedAvg weighted by steps with
   manager-driven phones, Flower's default FedAvg with fixed local epochs) on the same fleets
   (40 phones, 5 rounds, 25 % asked per round, 5 % of training phones killed mid-round), seeds
-  0-2. Accuracy is on held-out users; "gain/kJ" is the accuracy gained over the initial
+  0-2, each at the local learning rates 0.05, 0.1 and 0.2; the summary takes each strategy at
+  its best LR (mean final accuracy over the seeds; the manager's local schedule is a cosine, so
+  its mean LR is half its peak, while fixed epochs run at a constant LR). Accuracy is on held-out
+  users; "gain/kJ" is the accuracy gained over the initial
   model per kJ the asked phones spent; "lost" the share of that energy spent by phones that
   failed mid-round (their work discarded).
 * scale: battery-aware, 10 % asked per round, 3 rounds, growing fleets; and one long run
@@ -34,9 +37,10 @@ def _one(cfg: FleetConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     report = simulate(cfg, actors=2)
     t = report["totals"]
-    print(f"  {cfg.strategy} seed {cfg.seed}, {cfg.clients} phones x {cfg.num_rounds} rounds: "
+    print(f"  {cfg.strategy} seed {cfg.seed} lr {cfg.lr:g}, {cfg.clients} phones x {cfg.num_rounds} rounds: "
           f"accuracy {t['final_accuracy']:.3f}, {time.perf_counter() - t0:.0f} s", flush=True)
-    return {"strategy": cfg.strategy, "seed": cfg.seed, "clients": cfg.clients, "rounds": cfg.num_rounds,
+    return {"strategy": cfg.strategy, "seed": cfg.seed, "lr": cfg.lr, "clients": cfg.clients,
+            "rounds": cfg.num_rounds,
             "fraction": cfg.fraction, "initial_acc": t["initial_accuracy"], "final_acc": t["final_accuracy"],
             "energy_kj": t["energy_j"] / 1000, "lost_share": t["lost_share"],
             "gain_per_kj": t["accuracy_gain_per_kj"], "trained": t["trained"], "declined": t["declined"],
@@ -46,22 +50,24 @@ def _one(cfg: FleetConfig) -> dict[str, Any]:
             "accuracy_per_round": [r["accuracy"] for r in report["rows"]]}
 
 
-def run(seeds: tuple[int, ...], compare_clients: int, compare_rounds: int, scale: tuple[int, ...],
-        long_run: tuple[int, int] | None) -> dict[str, Any]:
+def run(seeds: tuple[int, ...], lrs: tuple[float, ...], compare_clients: int, compare_rounds: int,
+        scale: tuple[int, ...], long_run: tuple[int, int] | None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         bundle, sha = prepare_bundle(f"{tmp}/bundle")
         base = FleetConfig(clients=compare_clients, num_rounds=compare_rounds, fraction=0.25,
                            bundle_dir=bundle, bundle_sha256=sha, kill_prob=0.05)
-        compare = [_one(dataclasses.replace(base, strategy=s, seed=seed))
-                   for seed, s in itertools.product(seeds, STRATEGIES)]
-        summary = []
-        for s in STRATEGIES:
-            rows = [r for r in compare if r["strategy"] == s]
-            summary.append({"strategy": s, "runs": len(rows),
-                            **{k: statistics.mean(r[k] for r in rows)
-                               for k in ("final_acc", "energy_kj", "lost_share", "gain_per_kj", "trained",
-                                         "declined", "dropped", "steps_lost")},
-                            "floor_margin_min": min(r["floor_margin_min"] for r in rows)})
+        compare = [_one(dataclasses.replace(base, strategy=s, seed=seed, lr=lr))
+                   for lr, seed, s in itertools.product(lrs, seeds, STRATEGIES)]
+        by_lr = []
+        for s, lr in itertools.product(STRATEGIES, lrs):
+            rows = [r for r in compare if r["strategy"] == s and r["lr"] == lr]
+            by_lr.append({"strategy": s, "lr": lr, "runs": len(rows),
+                          **{k: statistics.mean(r[k] for r in rows)
+                             for k in ("final_acc", "energy_kj", "lost_share", "gain_per_kj", "trained",
+                                       "declined", "dropped", "steps", "steps_lost")},
+                          "floor_margin_min": min(r["floor_margin_min"] for r in rows)})
+        summary = [max((r for r in by_lr if r["strategy"] == s), key=lambda r: r["final_acc"])
+                   for s in STRATEGIES]
         scaling = [_one(dataclasses.replace(base, clients=n, num_rounds=3, fraction=0.1,
                                             strategy="battery-aware")) for n in scale]
         for prev, row in itertools.pairwise(scaling):
@@ -72,7 +78,7 @@ def run(seeds: tuple[int, ...], compare_clients: int, compare_rounds: int, scale
             n, r = long_run
             long = _one(dataclasses.replace(base, clients=n, num_rounds=r, fraction=0.1,
                                             strategy="battery-aware"))
-    return {"compare": compare, "summary": summary, "scale": scaling, "long_run": long,
+    return {"compare": compare, "by_lr": by_lr, "summary": summary, "scale": scaling, "long_run": long,
             "settings": {k: v for k, v in base.to_run_config().items()
                          if k not in ("bundle-dir", "bundle-sha256", "out-dir")},
             "command": "python -m bench.fleet_train"}
@@ -84,18 +90,26 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--no-long", action="store_true", help="skip the 1,000-phone, 20-round run")
     args = ap.parse_args(argv)
     if args.quick:
-        result = run((0,), 20, 3, (50, 100), None)
+        result = run((0,), (0.1,), 20, 3, (50, 100), None)
     else:
-        result = run((0, 1, 2), 40, 5, (100, 300, 1000), None if args.no_long else (1000, 20))
-    cols = [("strategy", "strategy", ""), ("seed", "seed", ""), ("final_acc", "accuracy", ".3f"),
+        result = run((0, 1, 2), (0.05, 0.1, 0.2), 40, 5, (100, 300, 1000),
+                     None if args.no_long else (1000, 20))
+    cols = [("strategy", "strategy", ""), ("lr", "lr", "g"), ("seed", "seed", ""),
+            ("final_acc", "accuracy", ".3f"),
             ("energy_kj", "energy kJ", ".1f"), ("lost_share", "lost", ".0%"),
             ("gain_per_kj", "gain/kJ", "+.4f"),
             ("trained", "trained", ""), ("declined", "declined", ""), ("dropped", "dropped", ""),
             ("floor_margin_min", "floor margin", "+.3f"), ("wall_s", "wall s", ".0f")]
     print("fleet-train: strategies on the same fleets (per run)")
     print_table(result["compare"], cols)
-    print("\nmean over seeds")
-    print_table(result["summary"], [c for c in cols if c[0] not in ("seed", "wall_s")])
+    mean_cols = [c for c in cols if c[0] not in ("seed", "wall_s")]
+    mean_cols[5:5] = [("steps", "steps", ".0f"), ("steps_lost", "lost steps", ".0f")]
+    for c in ("trained", "declined", "dropped"):
+        mean_cols = [(k, h, ".1f" if k == c else f) for k, h, f in mean_cols]
+    print("\nmean over seeds, per LR")
+    print_table(result["by_lr"], mean_cols)
+    print("\neach strategy at its best LR")
+    print_table(result["summary"], mean_cols)
     print("\nscale (battery-aware, 10 % per round, 3 rounds)")
     print_table(result["scale"], [("clients", "phones", ""), ("wall_s", "wall s", ".0f"),
                                   ("growth_exponent", "growth b", ".2f"), ("trained", "trained", "")])

@@ -34,10 +34,10 @@ FLOWER_APP_DIR = "flower-app"
 
 def prepare_bundle(out_dir: str | os.PathLike[str], *, seed: int = 0, epochs: int = 3) -> tuple[str, str]:
     """Export the fleet's bundle into ``out_dir`` (reused if it is already there); returns
-    (path, manifest SHA-256)."""
+    (absolute path, manifest SHA-256)."""
     from mobile_lr.bundle import load_bundle
 
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # absolute: Ray actors and SuperNodes do not share our cwd
     if (out / "manifest.json").is_file():
         return str(out), load_bundle(out).sha256
     from export import export_bundle

@@ -278,3 +278,18 @@ def test_cli_refuses_bad_settings_with_one_line(capsys):
     assert main(["fleet-train", "--clients", "10", "--rounds", "2", "--fraction", "1.5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "fraction" in err[0]
+
+
+def test_cli_deployment_engine_writes_the_flower_app(tmp_path, capsys):
+    """--engine deployment exports the bundle and writes the app `flwr run` submits; it runs nothing."""
+    from mobile_lr.cli import main
+
+    out = tmp_path / "deploy"
+    assert main(["fleet-train", "--clients", "2", "--rounds", "2", "--fraction", "1", "--engine",
+                 "deployment", "--seed", "1", "--out", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["engine"] == "deployment" and (out / "flower-app" / "pyproject.toml").is_file()
+    assert (out / "bundle" / "manifest.json").is_file()
+    assert info["config"]["clients"] == 2 and info["config"]["seed"] == 1
+    assert any("partition-id=1 num-partitions=2" in c for c in info["commands"])
+    assert not (out / "run.json").exists()

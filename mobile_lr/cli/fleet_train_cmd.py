@@ -67,14 +67,15 @@ def _deployment(args: argparse.Namespace) -> int:
     bundle, sha = prepare_bundle(args.out / "bundle", seed=args.seed)
     cfg = _config(args, str(Path(bundle).resolve()), sha, str(args.out.resolve()))
     app_dir = write_flower_app(cfg, args.out)
+    # Flower 1.42: the SuperLink serves its Fleet, Control and Runtime APIs on one HTTP port (8000);
+    # each SuperNode on a machine needs its own --port for its ClientApp runtime API
     commands = [
         "flower-superlink --insecure",
-        *(f"flower-supernode --insecure --superlink <superlink-host>:9092 "
-          f"--clientappio-api-address 127.0.0.1:{9094 + i} "
+        *(f"flower-supernode --insecure --superlink <superlink-host>:8000 --port {9094 + i} "
           f"--node-config 'partition-id={i} num-partitions={cfg.clients}'"
           for i in range(min(cfg.clients, 3))),
-        f"flwr run {app_dir} <connection>  # [superlink.<connection>] address = \"<superlink-host>:9093\", "
-        f"insecure = true in the Flower config file",
+        f"flwr run {app_dir} <connection> --stream  # [superlink.<connection>] address = "
+        f"\"<superlink-host>:8000\", insecure = true in $FLWR_HOME/config.toml (default ~/.flwr)",
     ]
     if args.json:
         print(json.dumps({"engine": "deployment", "app_dir": str(app_dir), "bundle_sha256": sha,

@@ -24,12 +24,14 @@ Methods (the nominal plan is ``T`` steps; the budget is cut to ``C`` steps):
   ``C`` steps *is* the cut run: the bench evaluates one trajectory at every cut.
 * the oracle: cosine or linear decay planned for the true ``C`` from step 0.
 * references (not peers): constant LR with an EMA of the weights (0.9).
-* the manager: :class:`mobile_lr.manager.ScheduleManager` driving a real runtime on a
+* the manager: :class:`mobile_lr.manager.ScheduleManager` with the recommended set-up
+  (``mobile_lr.manager.RECOMMENDED_*``) driving a real runtime on a
   :class:`mobile_lr.device.SimulatedDevice` (mid-range profile with a 5 W USB charger,
-  default policy: floor 20 %).
-  It is never told the cut; the battery tells it. Two scenarios: ``known`` (the phone
-  starts unplugged with just enough charge for the cut: the first plan reveals it) and
-  ``revealed`` (the phone starts on the charger, so the plan is the nominal T, and is
+  default policy: floor 20 %): ``manager`` is the PyTorch runtime with schedule-free AdamW,
+  ``manager-ort`` the ONNX Runtime Training runtime (a bundle exported here) with an EMA
+  and a re-planned cool-down. It is never told the cut; the battery tells it. Two
+  scenarios: ``known`` (the phone starts unplugged with just enough charge for the cut:
+  the first plan reveals it) and ``revealed`` (the phone starts on the charger, so the plan is the nominal T, and is
   unplugged after ``C // 2`` steps with charge for exactly the rest: the manager learns
   the cut half-way and re-plans). The start levels are found by bisection on dry runs of
   the same manager and device (no training), so the manager runs exactly ``C`` steps;
@@ -38,8 +40,11 @@ Methods (the nominal plan is ``T`` steps; the budget is cut to ``C`` steps):
 LR protocol: every method gets every LR of the same grid; the tables report (a) each
 method at its best LR *for each cut* (its ceiling) and (b) one LR per method, the one
 with the best mean over the cuts (what a deployed app, which must fix ``base_lr``
-before it knows the budget, gets). Mean ± sample standard deviation over seeds; the
-gaps are differences of means, in accuracy points.
+before it knows the budget, gets). A manager's LR is the grid LR times its peak-LR
+factor. Mean ± sample standard deviation over seeds; the gaps are differences of means,
+in accuracy points, and the gap to the best peer also comes paired over seeds with its
+standard error. ``--seeds`` (default 10) and ``--no-ort`` make shorter runs; ``--methods``
+keeps the named rows (plus the peers and oracles, which every gap needs).
 """
 
 from __future__ import annotations
@@ -479,8 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=None, help=f"seeds per task (default {SEEDS})")
     ap.add_argument("--no-ort", action="store_true", help="skip the manager rows on ONNX Runtime")
     ap.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
-    ap.add_argument("--methods", default=None, help="comma-separated subset of method names")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated manager/reference rows to keep (peers and oracles always run)")
     args = ap.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        ap.error("--seeds must be at least 1")
 
     seeds = args.seeds or (2 if args.quick else SEEDS)
     grid = (0.005, 0.02, 0.05) if args.quick else LR_GRID

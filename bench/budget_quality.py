@@ -31,10 +31,11 @@ Methods (the nominal plan is ``T`` steps; the budget is cut to ``C`` steps):
   ``manager-ort`` the ONNX Runtime Training runtime (a bundle exported here) with an EMA
   and a re-planned cool-down. It is never told the cut; the battery tells it. Two
   scenarios: ``known`` (the phone starts unplugged with just enough charge for the cut:
-  the first plan reveals it) and ``revealed`` (the phone starts on the charger, so the plan is the nominal T, and is
-  unplugged after ``C // 2`` steps with charge for exactly the rest: the manager learns
-  the cut half-way and re-plans). The start levels are found by bisection on dry runs of
-  the same manager and device (no training), so the manager runs exactly ``C`` steps;
+  the first plan reveals it) and ``revealed`` (the phone starts on the charger, so the
+  plan is the nominal T, and is unplugged after ``C // 2`` steps with charge for exactly
+  the rest: the manager learns the cut half-way and re-plans). The start levels are found
+  by bisection on dry runs of the same manager and device (no training), so the manager
+  runs exactly ``C`` steps;
   the bench checks it.
 
 LR protocol: every method gets every LR of the same grid; the tables report (a) each

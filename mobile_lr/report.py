@@ -29,7 +29,7 @@ from mobile_lr.device import ThermalStatus, load_profile
 __all__ = ["SUMMARY_COLUMNS", "format_table", "write_report"]
 
 COLORS = {"manager": "#1f77b4", "naive": "#d62728", "constant": "#7f7f7f", "linear": "#ff7f0e",
-          "wsd": "#2ca02c"}
+          "wsd": "#2ca02c", "replan": "#9467bd"}
 
 # (key, header, format) of the summary table, shared by the CLI and the report.
 SUMMARY_COLUMNS: list[tuple[str, str, str]] = [

@@ -170,7 +170,7 @@ def test_simulate_cli_json_and_run_directory(mlp_sgd_bundle, tmp_path, capsys):
     assert lines[0].startswith("kind,step,time_s,lr,loss")
     assert sum(1 for ln in lines if ln.startswith("step,")) == doc["runs"][0]["steps"]
     # the final checkpoint resumes in a fresh runtime with the same weights
-    rt = open_runtime("ort", mlp_sgd_bundle)
+    rt = open_runtime("ort", mlp_sgd_bundle, ema=0.9)  # the manager's recommended EMA on ORT
     rt.load(run_dir / "final.ckpt")
     assert rt.step_count == doc["runs"][0]["steps"]
 

@@ -4,9 +4,15 @@ Every policy runs through the same :class:`mobile_lr.manager.ScheduleManager`, s
 every one of them is *safe* (no step starts that would end below the battery
 floor or above the thermal limit); they differ in what the learning rate does:
 
-* ``manager`` — the battery-aware manager: the bundle's schedule with budget
-  mode ``replan`` (it re-plans the number of steps as the battery, heat and OS
-  windows reveal the budget, so the LR anneals before training must stop).
+* ``manager`` — the battery-aware manager with the recommended set-up of
+  :mod:`mobile_lr.manager` for the runtime (bench/budget_quality): on ORT and
+  ExecuTorch warm-up, hold the peak, cool down over the last 20 % of the budget
+  in force (budget mode ``wsd``: a cut learnt from the battery moves the
+  cool-down), an EMA of the weights (evaluated and exported at the average) and
+  a peak LR raised for a short first plan; on the PyTorch runtime
+  schedule-free AdamW. The base LR is the bundle's.
+* ``replan`` — the bundle's own schedule with budget mode ``replan`` (the
+  progress map re-plans the whole curve), no averaging.
 * ``naive`` — cosine planned once for the nominal number of steps (``fixed``):
   what an app does that does not know its budget; when the budget ends first,
   its LR was never annealed.
@@ -24,6 +30,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mobile_lr.manager import (
+    RECOMMENDED_AVERAGING,
+    RECOMMENDED_CONFIG,
+    recommended_runtime_options,
+    recommended_schedule,
+)
 from mobile_lr.validation import ValidationError
 
 __all__ = ["POLICIES", "TrainingPolicy", "make_policy", "parse_policy_list"]
@@ -42,11 +54,19 @@ def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": "mobile-lr.schedule/1", "base_lr": float(schedule["base_lr"])}
 
 
-def _manager(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort") -> TrainingPolicy:
+    averaging = RECOMMENDED_AVERAGING.get(backend, "ema")
+    spec = recommended_schedule(float(schedule["base_lr"]), averaging)
+    return TrainingPolicy("manager", f"battery-aware: recommended set-up ({averaging})", spec,
+                          {**RECOMMENDED_CONFIG, "nominal_steps": nominal},
+                          recommended_runtime_options(averaging))
+
+
+def _replan(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
     spec = copy.deepcopy(dict(schedule))
     spec.pop("total_steps", None)
     spec["budget"] = {**spec.get("budget", {}), "mode": "replan"}
-    return TrainingPolicy("manager", "battery-aware: re-planned schedule", spec,
+    return TrainingPolicy("replan", "the bundle's schedule, re-planned", spec,
                           {"nominal_steps": nominal})
 
 
@@ -76,8 +96,9 @@ def _wsd(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
     return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
-POLICIES: dict[str, Callable[[Mapping[str, Any], int], TrainingPolicy]] = {
+POLICIES: dict[str, Callable[..., TrainingPolicy]] = {
     "manager": _manager,
+    "replan": _replan,
     "naive": _naive,
     "constant": _constant,
     "linear": _linear,
@@ -85,10 +106,14 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], int], TrainingPolicy]] = {
 }
 
 
-def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int) -> TrainingPolicy:
-    """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared)."""
+def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int,
+                backend: str = "ort") -> TrainingPolicy:
+    """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared),
+    trained by the ``backend`` runtime (the manager's averaging depends on it)."""
     if name not in POLICIES:
         raise ValidationError("--compare", f"unknown policy {name!r}", ", ".join(POLICIES))
+    if name == "manager":
+        return _manager(schedule, nominal_steps, backend)
     return POLICIES[name](schedule, nominal_steps)
 
 

@@ -143,7 +143,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     prof = dataclasses.replace(prof, step_seconds=step_s)
     runs = []
     for name in policies:
-        pol = make_policy(name, schedule, scen.nominal_steps)
+        pol = make_policy(name, schedule, scen.nominal_steps, backend)
         runtime = open_runtime(backend, bundle_dir, **pol.runtime_options)
         state = scen.initial_state(prof)
         device = SimulatedDevice(prof, state, ambient_c=scen.ambient_c,

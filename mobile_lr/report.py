@@ -159,14 +159,15 @@ def _accuracy_figure(summaries: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def write_report(runs: Sequence[Any], out_dir: str | Path, *, title: str = "mobile-lr simulation",
-                 notes: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), summaries: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write ``report.md``, ``report.html`` and the PNGs into ``out_dir``; returns the Markdown path.
 
-    ``runs`` are :class:`mobile_lr.sim.simulate.PolicyRun` objects.
+    ``runs`` are :class:`mobile_lr.sim.simulate.PolicyRun` objects (plotted); ``summaries``
+    replace their own summaries in the tables (e.g. accuracies averaged over seeds).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summaries = [r.summary() for r in runs]
+    summaries = [r.summary() for r in runs] if summaries is None else list(summaries)
     groups: dict[tuple[str, str], list[Any]] = {}
     for r in runs:
         groups.setdefault((r.profile, r.scenario), []).append(r)

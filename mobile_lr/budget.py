@@ -83,8 +83,9 @@ class Policy:
     * ``charging_only``: train only while plugged in.
     * ``thermal_margin_c``: the planner keeps the predicted temperature this far
       below the next status's threshold (covers an unknown ambient, sensor lag).
-    * ``horizon``: ``"session"`` — the run ends with the current session, so the
-      schedule anneals by its end; ``"deadline"`` — sessions (OS windows, thermal
+    * ``horizon``: ``"session"`` — the run ends with the current session (OS window),
+      so the schedule anneals by its end; a thermal limit with time left in the window
+      is a pause inside it; ``"deadline"`` — sessions (OS windows, thermal
       pauses) are interruptions of one run that ends at ``deadline_s``.
     * ``window_gap_s``: expected rest between two OS windows (horizon ``deadline``:
       the time after this session counts ``window / (window + gap)`` as training time).

@@ -525,7 +525,8 @@ class ScheduleManager:
         return Run(self.step, lr)
 
     def _run_budget(self, session: Plan) -> int:
-        """Steps the run can still expect: this session's plus later sessions' (deadline)."""
+        """Steps the run can still expect: this session's plus those after it (deadline, or
+        after a thermal pause in the same window)."""
         budget = session.steps + self._later_steps(session)
         if session.steps > 0 and not self.estimator.warm:
             # Calibration: the gate used the pessimistic prior (it must hold for any true
@@ -561,19 +562,39 @@ class ScheduleManager:
         return end
 
     def _later_steps(self, session: Plan) -> int:
-        """Steps expected after this session, before the deadline (horizon 'deadline')."""
-        if self.policy.horizon != "deadline" or self.policy.deadline_s is None:
-            return 0
+        """Steps expected after this session's plan, before the run ends.
+
+        Horizon ``"deadline"``: until the deadline, the time after this session counting
+        ``window / (window + gap)``. Horizon ``"session"``, when the plan stops at the thermal
+        limit: until the end of the current window (or the deadline if earlier), after the
+        cool-down from the plan's end to the resume temperature, so a phone that may pause to
+        cool and go on in the same window is not stopped (and its schedule anneals by then).
+        Both: at the sustained rate, at most the battery spare above the floor.
+        """
         if session.limiting_factor == "none":
             return 0
         cost = self.estimator.pessimistic()
         charging = self.device.charging or self.policy.charging_only
+        view = self._view()
+        if self.policy.horizon == "deadline" and self.policy.deadline_s is not None:
+            left = self.policy.deadline_s - self.device.time_s - session.seconds
+            window = self.policy.window_s if self.policy.window_s is not None \
+                else self.profile.window_for(charging)
+            left *= window / (window + self.policy.window_gap_s)
+        elif session.limiting_factor == "thermal" and self.window_end_s is not None:
+            end = self.window_end_s
+            if self.policy.deadline_s is not None:
+                end = min(end, self.policy.deadline_s)
+            hot = DeviceState(session.end_level, self.device.charging,
+                              session.end_temperature_c, session.end_status, 0.0,
+                              view.ambient_c)
+            target = self.policy.thermal_limit_c(self.profile) - self.config.resume_gap_c
+            left = end - self.device.time_s - session.seconds - cool_down_seconds(
+                self.profile, hot, target)
+        else:
+            return 0
         rate = sustained_rate(self.profile, self.policy, cost, charging=charging,
-                              ambient_c=self._view().ambient_c)
-        left = self.policy.deadline_s - self.device.time_s - session.seconds
-        window = self.policy.window_s if self.policy.window_s is not None \
-            else self.profile.window_for(charging)
-        left *= window / (window + self.policy.window_gap_s)
+                              ambient_c=view.ambient_c)
         by_time = math.floor(max(0.0, left) * rate)
         # battery drained per step: the whole step's energy, less what a charger delivers
         drain = cost.joules

@@ -237,3 +237,48 @@ def test_bad_state_and_missing_length_are_refused():
         mgr.load_state_dict({"format": "something/2"})
     with pytest.raises(ValueError, match="without a Run"):
         mgr.observe(loss=1.0)
+
+
+@pytest.mark.parametrize(("level", "ends_by"), [(0.9, "time"), (0.3, "battery")])
+def test_session_horizon_pauses_to_cool_and_goes_on_in_the_same_window(level, ends_by):
+    """Horizon "session" (the default) on a hot flagship (30 °C ambient) with a 30-minute
+    window: the first thermal limit comes after a few hundred steps, but the window has a
+    lot of time left, so the manager pauses to cool and goes on (it used to stop there with
+    Stop("budget")). The run ends by the window's end (level 0.9) or the battery floor (0.3)
+    with the LR annealed, having run well over twice the steps before the first limit, and
+    no step ends below the floor or at the thermal limit."""
+    window_s = 1800.0
+    p = replace(load_profile("flagship"), step_seconds=1.0, ambient_c=30.0)
+    dev = SimulatedDevice(p, DeviceState.initial(p, level, ambient_c=30.0), ambient_c=30.0)
+    policy = Policy(window_s=window_s)
+    assert policy.horizon == "session"
+    mgr = ScheduleManager({**LINEAR, "total_steps": 100000}, p, policy)
+    mgr.update_device(dev.state)
+    mgr.begin_window(0.0, window_s)
+    theta = policy.thermal_limit_c(p)
+    first_limit, pauses, last, d = None, 0, None, None
+    for _ in range(5000):
+        mgr.update_device(dev.state)
+        d = mgr.next()
+        if isinstance(d, Run):
+            last = d
+            r = dev.train_step()
+            mgr.observe(loss=1.0, step_seconds=r.seconds, energy_j=r.energy_j)
+            assert dev.state.level >= policy.battery_floor
+            assert dev.state.temperature_c < theta
+            assert dev.state.thermal_status <= policy.max_thermal
+        elif isinstance(d, Pause):
+            assert d.reason == "thermal" and d.resume_hint is not None and d.resume_hint > 0
+            if first_limit is None:
+                first_limit = mgr.step
+            pauses += 1
+            dev.idle(min(d.resume_hint, window_s - dev.state.time_s))
+        else:
+            break
+    assert first_limit is not None and pauses >= 2
+    assert d == Stop("budget", ends_by)
+    assert dev.state.time_s <= window_s
+    assert mgr.step > 2 * first_limit
+    # the last step run is the last step of the plan in force: the LR has annealed
+    assert last.step + 1 == mgr.step == mgr.plan_history[-1][1]
+    assert last.lr == pytest.approx(mgr.lr_at(last.step)) and last.lr < 0.1 * 1e-3

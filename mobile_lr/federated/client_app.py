@@ -43,10 +43,11 @@ from mobile_lr.datasets import Split, user_split
 from mobile_lr.device import DeviceState, SimulatedDevice, ThermalStatus
 from mobile_lr.federated.fleet import FleetConfig, Phone, draw_phone, phone_between
 from mobile_lr.federated.local import LocalResult, train_fixed, train_planned
-from mobile_lr.manager import ManagerConfig, ScheduleManager
+from mobile_lr.manager import RECOMMENDED_CONFIG, ManagerConfig, ScheduleManager, recommended_schedule
 from mobile_lr.runtime import open_runtime
 
-__all__ = ["ERROR_DECLINED", "ERROR_KILLED", "app", "arrays_to_numpy", "numpy_to_arrays", "round_plan"]
+__all__ = ["ERROR_DECLINED", "ERROR_KILLED", "app", "arrays_to_numpy", "local_schedule", "numpy_to_arrays",
+           "round_plan"]
 
 ERROR_KILLED = 701    # the app died mid-round: the round's work is lost
 ERROR_DECLINED = 702  # fedavg-fixed: the OS would not start the job
@@ -109,6 +110,30 @@ def round_plan(cfg: FleetConfig, phone: Phone, state: DeviceState) -> tuple[floa
     verdict = plan(phone.profile, state, phone.policy, StepCost.from_profile(phone.profile),
                    max_steps=cfg.local_steps, time_budget_s=deadline - state.time_s)
     return deadline, verdict
+
+
+def local_schedule(cfg: FleetConfig) -> tuple[dict[str, Any], ManagerConfig]:
+    """The schedule spec and manager config of a manager-driven phone's round (``local_schedule``).
+
+    ``wsd-peak`` is the project's recommended set-up for a battery-decided budget
+    (:func:`~mobile_lr.manager.recommended_schedule` with the ``"ema"`` flavour's WSD shape and
+    :data:`~mobile_lr.manager.RECOMMENDED_CONFIG`'s peak-LR rule) but WITHOUT the runtime's
+    EMA of the weights: a federated round uploads the raw local weights and the server's
+    average already smooths across phones, so the runtime is opened without ``ema=``.
+
+    >>> spec, mc = local_schedule(FleetConfig(lr=0.2))
+    >>> spec["budget"]["mode"], mc.peak_lr["type"], mc.nominal_steps
+    ('wsd', 'budget_power', 49)
+    >>> local_schedule(FleetConfig(local_schedule="wsd"))[1].peak_lr is None
+    True
+    """
+    nominal = {"nominal_steps": cfg.local_steps}
+    if cfg.local_schedule == "cosine":
+        spec = {"format": "mobile-lr.schedule/1", "base_lr": cfg.lr, "shape": {"type": "cosine"}}
+        return spec, ManagerConfig.from_dict(nominal)
+    spec = recommended_schedule(cfg.lr, "ema")
+    extra = RECOMMENDED_CONFIG if cfg.local_schedule == "wsd-peak" else {}
+    return spec, ManagerConfig.from_dict({**extra, **nominal})
 
 
 def _reply(message: Message, metrics: dict[str, float], arrays: ArrayRecord | None = None) -> Message:
@@ -186,9 +211,8 @@ def train(message: Message, context: Context) -> Message:
                              lr=cfg.lr, batch_size=cfg.batch_size, seed=seed, events=events,
                              deadline_s=deadline, kill_at_step=kill_at)
     else:
-        spec = {"format": "mobile-lr.schedule/1", "base_lr": cfg.lr, "shape": {"type": "cosine"}}
-        manager = ScheduleManager(spec, phone.profile, phone.policy,
-                                  ManagerConfig(nominal_steps=cfg.local_steps), state=state)
+        spec, manager_config = local_schedule(cfg)  # no EMA: the round uploads the raw weights
+        manager = ScheduleManager(spec, phone.profile, phone.policy, manager_config, state=state)
         result = train_planned(runtime, manager, device, (data.x, data.y), batch_size=cfg.batch_size,
                                seed=seed, events=events, deadline_s=deadline, kill_at_step=kill_at)
     _save_state(context, device.state, rounds_trained=0 if result.killed else 1)

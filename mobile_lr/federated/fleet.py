@@ -47,6 +47,7 @@ from mobile_lr.sim.scenario import Event
 from mobile_lr.validation import ValidationError
 
 __all__ = [
+    "LOCAL_SCHEDULES",
     "STRATEGIES",
     "FleetConfig",
     "Phone",
@@ -57,6 +58,13 @@ __all__ = [
 ]
 
 STRATEGIES = ("battery-aware", "fedavg-steps", "fedavg-fixed")
+
+#: The manager-driven phones' local schedule (``fedavg-fixed`` always runs a constant LR):
+#: ``wsd-peak`` the project's recommended one for a battery-decided budget (warm-up, hold,
+#: cool-down over the last 20 % of the budget in force, peak-LR rule); ``wsd`` the same without
+#: the peak-LR rule; ``cosine`` a per-round cosine to 0 (its mean LR is half its peak).
+#: bench/fleet_train compares them (README "Federated fleet (Flower)").
+LOCAL_SCHEDULES = ("wsd-peak", "wsd", "cosine")
 
 # EAFL's initial charge ranges per device class (devices.md §4.3)
 _LEVEL_RANGE = {"low-end": (0.30, 0.90), "mid-range": (0.20, 0.60), "flagship": (0.10, 0.50)}
@@ -107,6 +115,7 @@ class FleetConfig:
     batch_size: int = 32
     n_train: int = 200             # samples per user (the digits pool allows < 500)
     lr: float = 0.1                # local SGD learning rate (peak of the planned clients' schedule)
+    local_schedule: str = "wsd-peak"  # manager-driven phones: one of LOCAL_SCHEDULES
     step_factor: float = 500.0
     round_interval_s: float = 1800.0
     round_deadline_s: float = 900.0
@@ -145,6 +154,8 @@ class FleetConfig:
                 bad(name, f"{getattr(self, name)} is out of range", "a number in [0, 1]")
         if self.overcommit < 1.0:
             bad("overcommit", f"{self.overcommit} is below 1", "a number >= 1")
+        if self.local_schedule not in LOCAL_SCHEDULES:
+            bad("local_schedule", f"unknown value {self.local_schedule!r}", ", ".join(LOCAL_SCHEDULES))
         if self.runtime not in ("ort", "torch"):
             bad("runtime", f"unknown value {self.runtime!r}", "ort, torch")
         _parse_mix(self.profile_mix)

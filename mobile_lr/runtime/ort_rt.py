@@ -25,6 +25,15 @@ of ORT's optimizer state (saved below), a resumed run draws exactly the masks
 the uninterrupted run would have drawn. ``lr_dropout`` holds the manifest's
 block (``None`` for a plain bundle).
 
+Schedule-free AdamW (``optimizer="schedulefree"``, the PyTorch runtime's keyword):
+on a bundle exported with ``OptimizerSpec.schedule_free_base()`` (AdamW with
+beta1 = 0), each step puts ``y`` in the parameters for the train step, ``z`` for
+the optimizer step, reads the new ``z`` back and updates the average ``x`` in
+numpy (:mod:`.ort_schedulefree`); ``x`` stays in the parameters between steps,
+so evaluation, prediction, :meth:`parameters` and the exported inference model
+all use the averaged weights. ``sf_beta1`` is the interpolation coefficient
+(the package's ``betas[0]``, 0.9). Other bundles are refused.
+
 Checkpoints hold ORT's own checkpoint file (``CheckpointState.save_checkpoint``
 with the optimizer state: moments and step count) as bytes inside the
 mobile-lr checkpoint, next to the EMA and metadata: one file, one atomic rename.
@@ -43,23 +52,41 @@ import numpy as np
 from mobile_lr.bundle import load_bundle
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics, lr_dropout_info
 from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
+from mobile_lr.runtime.ort_schedulefree import SF_BETA1, ScheduleFreeState, check_schedulefree_bundle
+from mobile_lr.validation import ValidationError
 
-__all__ = ["EVAL_CHUNK", "OrtRuntime"]
+__all__ = ["EVAL_CHUNK", "OPTIMIZER_CHOICES", "OrtRuntime"]
 
 EVAL_CHUNK = 4096  # samples per eval call: bounds the activation memory of an evaluation
 _FLAT = "flat"
+OPTIMIZER_CHOICES = ("recipe", "schedulefree")
 
 
 class OrtRuntime(RuntimeBase):
-    """Train a bundle's ORT artifacts. ``threads`` sets ORT's intra-op threads (1: a background job)."""
+    """Train a bundle's ORT artifacts. ``threads`` sets ORT's intra-op threads (1: a background job).
+
+    ``optimizer``: ``"recipe"`` (the bundle's optimizer graph) or ``"schedulefree"``
+    (schedule-free AdamW over a beta1 = 0 AdamW graph, interpolation ``sf_beta1``).
+    """
 
     kind = "ort"
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None, threads: int = 1,
-                 expected_sha256: str | None = None) -> None:
+                 expected_sha256: str | None = None, optimizer: str = "recipe",
+                 sf_beta1: float = SF_BETA1) -> None:
+        if optimizer not in OPTIMIZER_CHOICES:
+            raise ValidationError("optimizer", f"unknown value {optimizer!r}", ", ".join(OPTIMIZER_CHOICES))
+        if optimizer == "schedulefree" and ema is not None:
+            raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
+                                  "ema=None with optimizer='schedulefree'")
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend_info(bundle.manifest, "ort")
         self.lr_dropout = lr_dropout_info(bundle.manifest, "ort")
+        self.optimizer_choice = optimizer
+        sf_decay = None
+        if optimizer == "schedulefree":
+            graph = bundle.read_verified("optimizer_model.onnx")
+            sf_decay = check_schedulefree_bundle(bundle.manifest, graph)
         super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
                          tuple(bundle.manifest["model"]["trainable"]), ema)
         self.bundle = bundle
@@ -69,6 +96,9 @@ class OrtRuntime(RuntimeBase):
         self._state = CheckpointState.load_checkpoint(str(bundle.path / "checkpoint"))
         self._build()
         self._init_ema()
+        self._sf: ScheduleFreeState | None = None
+        if sf_decay is not None:
+            self._sf = ScheduleFreeState(self._flat(), sf_beta1, sf_decay)
 
     # ---------------------------------------------------------------- engine
 
@@ -86,15 +116,21 @@ class OrtRuntime(RuntimeBase):
         self._optimizer = Optimizer(str(path / "optimizer_model.onnx"), self._module)
         self._module.train()
 
-    def _trainable_arrays(self) -> dict[str, np.ndarray]:
-        return {_FLAT: self._module.get_contiguous_parameters(trainable_only=True).numpy()}
+    def _flat(self) -> np.ndarray:
+        return self._module.get_contiguous_parameters(trainable_only=True).numpy()
 
-    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+    def _set_flat(self, flat: np.ndarray) -> None:
         from onnxruntime import OrtValue
 
-        flat = np.ascontiguousarray(values[_FLAT], dtype=np.float32)
+        flat = np.ascontiguousarray(flat, dtype=np.float32)
         self._module.copy_buffer_to_parameters(OrtValue.ortvalue_from_numpy(flat)._ortvalue,
                                                trainable_only=True)
+
+    def _trainable_arrays(self) -> dict[str, np.ndarray]:
+        return {_FLAT: self._flat()}
+
+    def _set_trainable(self, values: Mapping[str, np.ndarray]) -> None:
+        self._set_flat(values[_FLAT])
 
     def _state_arrays(self) -> dict[str, np.ndarray]:
         from onnxruntime.training.api import CheckpointState
@@ -103,13 +139,28 @@ class OrtRuntime(RuntimeBase):
             ckpt = Path(tmp) / "checkpoint"
             CheckpointState.save_checkpoint(self._state, str(ckpt), include_optimizer_state=True)
             data = ckpt.read_bytes()
-        return {"ort_checkpoint": np.frombuffer(data, dtype=np.uint8)}
+        arrays = {"ort_checkpoint": np.frombuffer(data, dtype=np.uint8)}
+        if self._sf is not None:
+            arrays.update(self._sf.arrays())
+        return arrays
+
+    def _state_meta(self) -> dict[str, Any]:
+        meta: dict[str, Any] = {"optimizer_choice": self.optimizer_choice}
+        if self._sf is not None:
+            meta["schedulefree"] = self._sf.meta()
+        return meta
 
     def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
         from onnxruntime.training.api import CheckpointState
 
         if "ort_checkpoint" not in arrays:
             raise CheckpointError(name, "no ORT checkpoint inside")
+        engine = meta.get("engine") or {}
+        if engine.get("optimizer_choice", "recipe") != self.optimizer_choice:
+            raise CheckpointError(name, f"written with optimizer {engine.get('optimizer_choice')!r}, "
+                                        f"not {self.optimizer_choice!r}")
+        if self._sf is not None:
+            self._sf.restore(engine.get("schedulefree"), arrays, name)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / "checkpoint"
             ckpt.write_bytes(arrays["ort_checkpoint"].tobytes())
@@ -125,12 +176,30 @@ class OrtRuntime(RuntimeBase):
     def step(self, x: Any, y: Any, lr: float) -> float:
         xb = self.io.x(x)
         yb = self.io.y(y, len(xb))
-        self._optimizer.set_learning_rate(self._lr(lr))
+        lr = self._lr(lr)
+        self._optimizer.set_learning_rate(lr)
+        if self._sf is not None:
+            return self._sf_step(xb, yb, lr)
         loss, _ = self._module(xb, yb)
         self._optimizer.step()
         self._module.lazy_reset_grad()
         self._after_step()
         return float(np.asarray(loss).item())  # a custom loss block may return shape [1]
+
+    def _sf_step(self, xb: np.ndarray, yb: np.ndarray, lr: float) -> float:
+        """Gradient at y, ORT's AdamW step on z, the average x in numpy; x is left in the parameters."""
+        sf = self._sf
+        assert sf is not None
+        y_point = sf.y()
+        self._set_flat(y_point)
+        loss, _ = self._module(xb, yb)
+        self._set_flat(sf.z)  # the gradients survive the swap (tests/test_runtime_schedulefree_ort.py)
+        self._optimizer.step()
+        self._module.lazy_reset_grad()
+        sf.finish(y_point, self._flat(), lr)
+        self._set_flat(sf.x)
+        self._after_step()
+        return float(np.asarray(loss).item())
 
     def _run_eval(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
         self._module.eval()
@@ -160,6 +229,8 @@ class OrtRuntime(RuntimeBase):
         # the Module trains the CheckpointState's own buffers: writing them is seen by the next step
         for name, a in values.items():
             self._state.parameters[name] = a
+        if self._sf is not None:
+            self._sf.restart(self._flat())
 
     def parameters(self) -> dict[str, np.ndarray]:
         # iterating ORT's Parameters yields (name, Parameter) pairs

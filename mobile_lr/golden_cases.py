@@ -11,7 +11,9 @@ Registered into :data:`mobile_lr.golden.EXTRA_SECTIONS` on import:
   its steps may be slower and hungrier than the profile says, as a real phone's are) and
   records every call the caller made with its inputs
   (``next``, ``observe``, ``update``, ``window``, ``checkpoint``, ``eval``, ``resume``) and
-  every answer; the Kotlin test replays the calls and must give the same decisions
+  every answer (a cool-down that ends inside the OS window keeps that window; the last
+  trace is a hot phone whose session-horizon run pauses to cool and goes on in one
+  window); the Kotlin test replays the calls and must give the same decisions
   (floats to 1e-12 relative) and end in the same manager state. ``resume`` round-trips
   the manager through its JSON state on both sides.
 
@@ -191,8 +193,28 @@ def _loss(rng: random.Random, step: int, lr: float, base: float, phase: str) -> 
     return _r((0.2 + 2.0 * math.exp(-step / 40.0)) * noise)
 
 
-def _trace(i: int, rng: random.Random) -> dict[str, Any]:
-    inp = _trace_inputs(rng, i)
+def _session_thermal_inputs() -> dict[str, Any]:
+    """A hot flagship (30 °C) with a 20-minute window, horizon "session" and a WSD schedule:
+    it reaches the thermal limit long before the window ends, pauses to cool and goes on in
+    the same window (the run's budget counts the steps after the cool-down)."""
+    spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.05, "total_steps": 250,
+            "warmup": {"steps": 5, "start_factor": 0.1, "max_fraction": 0.05},
+            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0},
+            "budget": {"mode": "wsd", "decay_fraction": 0.2}}
+    prof = replace(load_profile("flagship"), step_seconds=3.0)
+    state = DeviceState(level=0.6, charging=False, temperature_c=31.0,
+                        thermal_status=prof.status_for(31.0), time_s=0.0, ambient_c=30.0)
+    sim = {"step_factor": 1.1, "power_factor": 1.05, "report_every": 3, "checkpoint_every": 20,
+           "nan_rate": 0.0, "measure": True, "energy": True, "eval_every": 10,
+           "resume_at": 60}
+    return {"spec": spec, "profile": prof, "policy": Policy(window_s=1200.0),
+            "config": {"nominal_steps": 250}, "state": state, "ambient": 30.0,
+            "known_ambient": True, "sim": sim}
+
+
+def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
+           name: str | None = None) -> dict[str, Any]:
+    inp = _trace_inputs(rng, i) if inp is None else inp
     prof: DeviceProfile = inp["profile"]
     simcfg = inp["sim"]
     mgr = ScheduleManager(inp["spec"], prof, inp["policy"], inp["config"], inp["state"])
@@ -231,6 +253,8 @@ def _trace(i: int, rng: random.Random) -> dict[str, Any]:
             update()
             now = phone.state.time_s
             length = None if rng.random() < 0.5 else _r(rng.uniform(60.0, 1800.0))
+            if d.reason == "thermal" and mgr.window_end_s is not None and now < mgr.window_end_s:
+                continue  # cooled inside the OS window: the same window goes on
             mgr.begin_window(now, length)
             events.append({"do": "window", "now_s": now, "length_s": length})
             continue
@@ -260,7 +284,9 @@ def _trace(i: int, rng: random.Random) -> dict[str, Any]:
     final = mgr.state_dict()
     for key in ("format", "schedule", "profile", "policy", "config"):
         final.pop(key)
-    return {"name": f"trace {i}" + (f" ({_SHAPES[i]})" if i < len(_SHAPES) else ""),
+    if name is None:
+        name = f"trace {i}" + (f" ({_SHAPES[i]})" if i < len(_SHAPES) else "")
+    return {"name": name,
             "spec": inp["spec"], "profile": prof.to_dict(), "policy": inp["policy"].to_dict(),
             "config": inp["config"], "state": inp["state"].to_dict(), "events": events,
             "final_state": final}
@@ -268,7 +294,10 @@ def _trace(i: int, rng: random.Random) -> dict[str, Any]:
 
 def manager_cases() -> list[dict[str, Any]]:
     rng = random.Random(SEED + 1)
-    return [golden._json_safe(_trace(i, rng)) for i in range(N_MANAGER_TRACES)]
+    traces = [_trace(i, rng) for i in range(N_MANAGER_TRACES)]
+    traces.append(_trace(N_MANAGER_TRACES, random.Random(SEED + 2), _session_thermal_inputs(),
+                         "session horizon: thermal pauses inside one window"))
+    return [golden._json_safe(t) for t in traces]
 
 
 golden.EXTRA_SECTIONS.setdefault("planner", planner_cases)

@@ -90,3 +90,25 @@ def test_manager_traces_replay_from_their_recorded_calls(traces):
         for key in ("format", "schedule", "profile", "policy", "config"):
             final.pop(key)
         assert final == t["final_state"], t["name"]
+
+
+def test_a_session_horizon_run_pauses_for_thermal_and_resumes_in_the_same_window(traces):
+    """The Kotlin core must reproduce the session-horizon thermal pause: some trace with
+    horizon "session" runs, pauses for "thermal", and runs again with no new window between
+    (the run's budget counted the steps after the cool-down)."""
+    found = 0
+    for t in traces:
+        if t["policy"]["horizon"] != "session":
+            continue
+        ran, paused = False, False
+        for e in t["events"]:
+            if e["do"] == "window":
+                ran = paused = False
+            elif e["do"] == "next":
+                d = e["expect"]
+                if d["type"] == "run" and d["phase"] == "train":
+                    found += ran and paused
+                    ran, paused = True, False
+                elif d["type"] == "pause" and d["reason"] == "thermal" and ran:
+                    paused = True
+    assert found >= 2

@@ -374,16 +374,32 @@ class ScheduleManager(
 
     private fun floorLong(x: Double): Long = StrictMath.floor(x).toLong()
 
+    /** Steps expected after this session's plan, before the run ends (manager._later_steps):
+     *  horizon "deadline": until the deadline, later time counting window / (window + gap);
+     *  horizon "session" with a thermal-limited plan: until the window's end (or the deadline)
+     *  after the cool-down from the plan's end. Sustained rate, at most the battery spare. */
     private fun laterSteps(session: Plan): Long {
-        val deadline = policy.deadlineS
-        if (policy.horizon != "deadline" || deadline == null) return 0
         if (session.limitingFactor == "none") return 0
         val cost = estimator.pessimistic()
         val charging = device.charging || policy.chargingOnly
-        val rate = Budget.sustainedRate(profile, policy, cost, charging, view().ambientC)
-        var left = deadline - device.timeS - session.seconds
-        val window = policy.windowS ?: profile.windowFor(charging)
-        left *= window / (window + policy.windowGapS)
+        val view = view()
+        val deadline = policy.deadlineS
+        val windowEnd = windowEndS
+        var left: Double
+        if (policy.horizon == "deadline" && deadline != null) {
+            left = deadline - device.timeS - session.seconds
+            val window = policy.windowS ?: profile.windowFor(charging)
+            left *= window / (window + policy.windowGapS)
+        } else if (session.limitingFactor == "thermal" && windowEnd != null) {
+            val end = if (deadline != null) Py.min(windowEnd, deadline) else windowEnd
+            val hot = DeviceState(session.endLevel, device.charging, session.endTemperatureC,
+                session.endStatus, 0.0, view.ambientC)
+            val target = policy.thermalLimitC(profile) - config.resumeGapC
+            left = end - device.timeS - session.seconds - Device.coolDownSeconds(profile, hot, target)
+        } else {
+            return 0
+        }
+        val rate = Budget.sustainedRate(profile, policy, cost, charging, view.ambientC)
         val byTime = floorLong(Py.max(0.0, left) * rate)
         var drain = cost.joules
         if (charging) drain -= profile.chargeEfficiency * profile.chargePowerW * cost.seconds

@@ -146,11 +146,17 @@ def _scalar_day(scen, profile, day, i, resume_gap_c=1.0):
             total += pl.steps
             if pl.limiting_factor == "time" and end < window_end:
                 break                             # the phase ends, the window goes on
-            if policy.horizon == "session" and total > 0:
+            hint = cool_down_seconds(p, dev.state, target)
+            cools = pl.limiting_factor == "thermal" and hint > 0.0
+            # horizon "session": a limit after steps ends the run, unless it is a thermal one
+            # the phone can cool from before its window (or the deadline) ends
+            session_end = window_end if policy.deadline_s is None \
+                else min(window_end, policy.deadline_s)
+            if policy.horizon == "session" and total > 0 and not (
+                    cools and dev.state.time_s + hint < session_end):
                 finished = True
                 break
-            hint = cool_down_seconds(p, dev.state, target)
-            if pl.limiting_factor == "thermal" and hint > 0.0 and dev.state.time_s + hint < limit:
+            if cools and dev.state.time_s + hint < limit:
                 dev.idle(hint)
                 continue
             break
@@ -185,7 +191,9 @@ def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
     calibrated, x3 before) and learns the background draw from the observed energy, so it
     stops a little short of each limit: at most one step per plan (+2 for its calibration)
     below the fleet's count, and above it only by a step that runs across a charger event,
-    which the fleet cuts at the event (seen: 1173 vs 1191 over 41 plans overnight)."""
+    which the fleet cuts at the event, or one per thermal pause: stopping a step before each
+    limit, the manager cools for less and can fit a step more by the window's end (seen: 1173
+    vs 1191 over 41 plans overnight; 146 vs 145 with 7 pauses on the hot day)."""
     scen = load_scenario(scenario)
     p = load_profile(profile)
     day = make_day(scen, p, np.random.default_rng(2), 1)
@@ -220,7 +228,8 @@ def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
     steps = int(fleet.steps[0])
     plans = fleet.plans
     assert steps > 0
-    assert steps - plans - 2 <= runs <= steps + len(scen.events), (runs, steps, plans)
+    assert steps - plans - 2 <= runs <= steps + len(scen.events) + int(fleet.thermal_pauses[0]), \
+        (runs, steps, plans)
     if day.policy.horizon == "session":
         assert stops >= 1 and fleet.stop_reason[0] != STOP_REASONS.index("no-window")
 
@@ -241,7 +250,9 @@ def test_no_device_ends_a_step_below_its_floor_in_a_large_fleet():
     # the low-end phone never reaches its thermal limit
     assert cells[("flagship", "overnight-charging")]["thermal_pauses"]["mean"] > 1.0
     assert cells[("low-end", "overnight-charging")]["thermal_pauses"]["max"] == 0.0
-    # on a hot day (horizon "session") the manager ends the flagship's run at the thermal limit
+    # on a hot day (horizon "session") the flagship pauses to cool inside its window and goes
+    # on; some runs still end at a thermal limit too late in the window to cool and resume
+    assert cells[("flagship", "hot-day")]["thermal_pauses"]["mean"] > 1.0
     assert cells[("flagship", "hot-day")]["stop_reasons"]["thermal"] > 0
 
 

@@ -10,11 +10,12 @@ range. The scenario's windows and events cut the day into *phases*. In every pha
 with an open OS window the fleet does what the schedule manager does on one
 phone: plan the affordable steps from the device state (:func:`plan_fleet`, the
 same algorithm as :func:`mobile_lr.budget.plan`), run them, and then do what the
-manager decides: with the policy's horizon ``"session"`` a limit reached after
-steps ends the phone's run (``Stop("budget")``: its schedule has annealed); with
-``"deadline"`` a thermal limit means rest until the phone has cooled
+manager decides: a thermal limit means rest until the phone has cooled
 ``resume_gap_c`` below the limit (``Pause("thermal", resume_hint)``) and plan
-again, and the next window goes on with the run. A phone that has not run yet
+again, if that cool-down ends before the window does; with the policy's horizon
+``"session"`` any other limit reached after steps ends the phone's run
+(``Stop("budget")``: its schedule has annealed); with ``"deadline"`` the next
+window goes on with the run. A phone that has not run yet
 waits as the manager's ``Pause`` says (cool down; charge back above the floor).
 The nominal step count, when capped, ends the run (``Stop("done")``). Between
 windows the phone rests or charges (:func:`advance_arrays`, the exact battery/RC
@@ -566,16 +567,22 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
                 # a plan cut at the end of the phase (charger pulled, ambient change) while
                 # the window goes on is no limit of the manager's: the next phase continues
                 limit = np.minimum(phase_end[act], window_end[act])
+                session_end = window_end if policy.deadline_s is None \
+                    else np.minimum(window_end, policy.deadline_s)
                 real = ~((pl.factor == TIME) & (phase_end[act] < window_end[act]))
                 stop[act] = np.where(real, _stop_code(pl.factor, pl.detail), stop[act])
-                # the manager stops a run whose budget is spent (the schedule has annealed):
-                # the nominal steps are done, or (horizon "session") a limit came after steps
-                end = real & ((pl.factor == NONE) | (session & (steps[act] > 0)))
-                finished[act[end]] = True
                 # thermal: rest until cooled below the limit (if the window allows), plan again
                 hint = cool_down_arrays(p, fs.temp[act], fs.charging[act], fs.ambient[act],
                                         target)
-                wait_t = (pl.factor == THERMAL) & (hint > 0.0) & (fs.time_s[act] + hint < limit)
+                cools = (pl.factor == THERMAL) & (hint > 0.0)
+                wait_t = cools & (fs.time_s[act] + hint < limit)
+                # the manager stops a run whose budget is spent (the schedule has annealed):
+                # the nominal steps are done, or (horizon "session") a limit came after steps,
+                # unless it is a thermal one the phone can cool from before its window ends
+                # (a phase that ends first, e.g. the charger pulled, goes on in the next one)
+                goes_on = cools & (fs.time_s[act] + hint < session_end[act])
+                end = real & ((pl.factor == NONE) | (session & (steps[act] > 0) & ~goes_on))
+                finished[act[end]] = True
                 # below the floor on the charger: wait until it is back above the floor
                 rate = (p.charge_efficiency * p.charge_power_w - p.idle_power_w) / fs.battery_j[act]
                 hint_b = np.where(rate > 0.0, (policy.battery_floor - fs.level[act]) / rate, np.inf)

@@ -91,20 +91,6 @@ class OptimizerSpec:
             raise ValidationError("optimizer.nesterov", "needs momentum > 0 and dampening 0",
                                   "false, or momentum > 0 with dampening 0")
 
-    def schedule_free_base(self) -> OptimizerSpec:
-        """The AdamW to export for schedule-free AdamW on ORT: first-moment coefficient 0.
-
-        With ``betas[0] = 0`` ORT's AdamW step is the RMS-normalised step schedule-free
-        AdamW applies to its ``z`` sequence (:mod:`mobile_lr.runtime.ort_schedulefree`);
-        ``beta2``, ``eps`` and the weight decay are this spec's.
-
-        >>> OptimizerSpec("adamw", weight_decay=0.01).schedule_free_base().betas
-        (0.0, 0.999)
-        """
-        if self.type != "adamw":
-            raise ValidationError("optimizer.type", "schedule-free AdamW is built on AdamW", "adamw")
-        return dataclasses.replace(self, betas=(0.0, self.betas[1]))
-
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``optimizer`` block (only the fields this type uses)."""
         if self.type == "adamw":

@@ -25,14 +25,16 @@ of ORT's optimizer state (saved below), a resumed run draws exactly the masks
 the uninterrupted run would have drawn. ``lr_dropout`` holds the manifest's
 block (``None`` for a plain bundle).
 
-Schedule-free AdamW (``optimizer="schedulefree"``, the PyTorch runtime's keyword):
-on a bundle exported with ``OptimizerSpec.schedule_free_base()`` (AdamW with
-beta1 = 0), each step puts ``y`` in the parameters for the train step, ``z`` for
-the optimizer step, reads the new ``z`` back and updates the average ``x`` in
-numpy (:mod:`.ort_schedulefree`); ``x`` stays in the parameters between steps,
-so evaluation, prediction, :meth:`parameters` and the exported inference model
-all use the averaged weights. ``sf_beta1`` is the interpolation coefficient
-(the package's ``betas[0]``, 0.9). Other bundles are refused.
+Schedule-free AdamW (``optimizer="schedulefree"``, the PyTorch runtime's keyword)
+on an AdamW bundle: the optimizer session runs the bundle's AdamW graph with its
+first-moment coefficient set to 0 (:func:`.ort_schedulefree.schedulefree_graph`,
+written to a private temporary file for ORT, which takes paths); each step puts
+``y`` in the parameters for the train step, ``z`` for the optimizer step, reads
+the new ``z`` back and updates the average ``x`` in numpy; ``x`` stays in the
+parameters between steps, so evaluation, prediction, :meth:`parameters` and the
+exported inference model all use the averaged weights. Schedule-free's ``beta1``
+is the bundle's ``betas[0]``, as in the PyTorch runtime. SGD and LR-dropout
+bundles are refused.
 
 Checkpoints hold ORT's own checkpoint file (``CheckpointState.save_checkpoint``
 with the optimizer state: moments and step count) as bytes inside the
@@ -52,7 +54,7 @@ import numpy as np
 from mobile_lr.bundle import load_bundle
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics, lr_dropout_info
 from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
-from mobile_lr.runtime.ort_schedulefree import SF_BETA1, ScheduleFreeState, check_schedulefree_bundle
+from mobile_lr.runtime.ort_schedulefree import ScheduleFreeState, schedulefree_graph
 from mobile_lr.validation import ValidationError
 
 __all__ = ["EVAL_CHUNK", "OPTIMIZER_CHOICES", "OrtRuntime"]
@@ -66,14 +68,13 @@ class OrtRuntime(RuntimeBase):
     """Train a bundle's ORT artifacts. ``threads`` sets ORT's intra-op threads (1: a background job).
 
     ``optimizer``: ``"recipe"`` (the bundle's optimizer graph) or ``"schedulefree"``
-    (schedule-free AdamW over a beta1 = 0 AdamW graph, interpolation ``sf_beta1``).
+    (schedule-free AdamW with the bundle's AdamW hyper-parameters).
     """
 
     kind = "ort"
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None, threads: int = 1,
-                 expected_sha256: str | None = None, optimizer: str = "recipe",
-                 sf_beta1: float = SF_BETA1) -> None:
+                 expected_sha256: str | None = None, optimizer: str = "recipe") -> None:
         if optimizer not in OPTIMIZER_CHOICES:
             raise ValidationError("optimizer", f"unknown value {optimizer!r}", ", ".join(OPTIMIZER_CHOICES))
         if optimizer == "schedulefree" and ema is not None:
@@ -83,10 +84,10 @@ class OrtRuntime(RuntimeBase):
         backend_info(bundle.manifest, "ort")
         self.lr_dropout = lr_dropout_info(bundle.manifest, "ort")
         self.optimizer_choice = optimizer
-        sf_decay = None
+        self._sf_graph: bytes | None = None
         if optimizer == "schedulefree":
-            graph = bundle.read_verified("optimizer_model.onnx")
-            sf_decay = check_schedulefree_bundle(bundle.manifest, graph)
+            self._sf_graph, sf_beta1, sf_decay = schedulefree_graph(
+                bundle.manifest, bundle.read_verified("optimizer_model.onnx"))
         super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
                          tuple(bundle.manifest["model"]["trainable"]), ema)
         self.bundle = bundle
@@ -97,7 +98,7 @@ class OrtRuntime(RuntimeBase):
         self._build()
         self._init_ema()
         self._sf: ScheduleFreeState | None = None
-        if sf_decay is not None:
+        if self._sf_graph is not None:
             self._sf = ScheduleFreeState(self._flat(), sf_beta1, sf_decay)
 
     # ---------------------------------------------------------------- engine
@@ -113,7 +114,13 @@ class OrtRuntime(RuntimeBase):
         path = self.bundle.path
         self._module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
                               session_options=so)
-        self._optimizer = Optimizer(str(path / "optimizer_model.onnx"), self._module)
+        if self._sf_graph is None:
+            self._optimizer = Optimizer(str(path / "optimizer_model.onnx"), self._module)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mobile-lr-sf-") as tmp:
+                graph = Path(tmp) / "optimizer_model.onnx"
+                graph.write_bytes(self._sf_graph)
+                self._optimizer = Optimizer(str(graph), self._module)  # read here, not later
         self._module.train()
 
     def _flat(self) -> np.ndarray:
@@ -159,8 +166,6 @@ class OrtRuntime(RuntimeBase):
         if engine.get("optimizer_choice", "recipe") != self.optimizer_choice:
             raise CheckpointError(name, f"written with optimizer {engine.get('optimizer_choice')!r}, "
                                         f"not {self.optimizer_choice!r}")
-        if self._sf is not None:
-            self._sf.restore(engine.get("schedulefree"), arrays, name)
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = Path(tmp) / "checkpoint"
             ckpt.write_bytes(arrays["ort_checkpoint"].tobytes())
@@ -168,6 +173,8 @@ class OrtRuntime(RuntimeBase):
                 state = CheckpointState.load_checkpoint(str(ckpt))
             except Exception as err:  # native code raises RuntimeError-like errors
                 raise CheckpointError(name, f"ORT cannot read the checkpoint inside ({err})") from None
+        if self._sf is not None:  # checks everything before it changes anything
+            self._sf.restore(engine.get("schedulefree"), arrays, name)
         self._state = state
         self._build()
 

@@ -15,24 +15,27 @@ points: ``z`` (the base sequence, moved by an RMS-normalised gradient step),
     c      = lr_max^2 / sum over steps of lr_max^2         (r = 0, weight_lr_power = 2)
     x      = (1 - c) * x + c * z
 
-The ``z`` step is ORT's own AdamW update when the bundle's optimizer graph has
-first-moment coefficient 0 and PyTorch's formula (``adam_mode=0``, which the
-exporter sets): ``AdamWComputeMode0`` in ``training_ops/cpu/optimizer/adamw/adamw.cc``
+The ``z`` step is ORT's own AdamW kernel run with first-moment coefficient 0 and
+PyTorch's formula: ``AdamWComputeMode0`` in ``training_ops/cpu/optimizer/adamw/adamw.cc``
 then computes ``m = g``, ``alpha_correction = 1 - 0^step = 1`` and
 ``w -= lr * m / (sqrt(v / (1 - beta2^step)) + eps)``, and ORT feeds ``step`` as its
-optimizer step count + 1 (``training_api/optimizer.cc``), so the bias correction
-is the package's ``1 - beta2^(k+1)``. Weight decay differs in where it is taken:
-ORT decays the point it updates (``w -= lr * wd * w``, here ``z``) while the
-package decays at ``y``; the runtime adds ``lr * wd * (z - y)`` back, which gives
-the package's update exactly (in real arithmetic; float32 rounding differs).
+optimizer step count + 1 (``training_api/optimizer.cc``), so the bias correction is the
+package's ``1 - beta2^(k+1)``. Weight decay differs in where it is taken: ORT decays the
+point it updates (``w -= lr * wd * w``, here ``z``) while the package decays at ``y``;
+the runtime adds ``lr * wd * (z - y)`` back, which gives the package's update exactly
+(in real arithmetic; float32 rounding differs).
 
-Hence a schedule-free bundle is exported with ``OptimizerSpec("adamw",
-betas=(0.0, beta2))`` (:meth:`mobile_lr.recipes.OptimizerSpec.schedule_free_base`); the
-schedule-free ``beta1`` (the interpolation between ``z`` and ``x``, 0.9 by
-default as in the package) is a runtime option, not a graph attribute. The
-package's warm-up (``warmup_steps``) is not used: the schedule manager owns the
-LR (the PyTorch runtime also builds the package's optimizer with
-``warmup_steps=0``).
+So no special export is needed: :func:`schedulefree_graph` derives that optimizer
+graph from the bundle's (verified) AdamW graph by setting the ``AdamWOptimizer`` node's
+``alpha`` to 0 (and ``adam_mode`` 0, ``correct_bias`` 1); ``beta2``, ``eps`` and the
+weight decay stay the bundle's, and the bundle's ``betas[0]`` becomes schedule-free's
+``beta1``, the interpolation between ``z`` and ``x``, as in the PyTorch runtime's
+``optimizer="schedulefree"`` on the same bundle. The optimizer state has the same
+shape either way (ORT keeps the unused first moment, equal to the last gradient), so
+the bundle's checkpoint serves both. The package's warm-up (``warmup_steps``) is not
+used: the schedule manager owns the LR (the PyTorch runtime also builds the package's
+optimizer with ``warmup_steps=0``). On a phone the app would ship the derived graph
+(it is a deterministic function of the bundle's) and apply the same four buffer calls.
 """
 
 from __future__ import annotations
@@ -45,42 +48,49 @@ import numpy as np
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.validation import ValidationError, check_number
 
-__all__ = ["SF_BETA1", "ScheduleFreeState", "check_schedulefree_bundle"]
+__all__ = ["ScheduleFreeState", "schedulefree_graph"]
 
-SF_BETA1 = 0.9  # schedulefree.AdamWScheduleFree's default betas[0]
-_ALLOWED = "a bundle exported with AdamW betas=(0, beta2) (OptimizerSpec.schedule_free_base())"
+_ALLOWED = "a bundle exported with AdamW (the recipe's default)"
 
 
-def check_schedulefree_bundle(manifest: Mapping[str, Any], optimizer_graph: bytes) -> float:
-    """The weight decay of a bundle whose ORT optimizer can make schedule-free AdamW's ``z`` step.
+def schedulefree_graph(manifest: Mapping[str, Any], optimizer_graph: bytes) -> tuple[bytes, float, float]:
+    """``(graph, beta1, weight_decay)``: the optimizer graph for schedule-free AdamW's ``z`` step.
 
-    Both the manifest and the optimizer graph itself are checked: one
-    ``AdamWOptimizer`` node with ``alpha`` (beta1) 0, ``adam_mode`` 0 and bias
-    correction on. Anything else is refused with a :class:`ValidationError`.
+    ``optimizer_graph`` is the bundle's verified ``optimizer_model.onnx``. It must hold
+    exactly one ``AdamWOptimizer`` node whose ``beta``/``epsilon``/``weight_decay`` are the
+    manifest's; SGD, LR-dropout and foreign graphs are refused with a :class:`ValidationError`.
     """
     import onnx
 
     opt = manifest.get("optimizer") or {}
     if opt.get("type") != "adamw":
-        raise ValidationError("optimizer", f"schedule-free needs an AdamW bundle, not {opt.get('type')!r}",
-                              _ALLOWED)
+        raise ValidationError("optimizer", f"schedule-free AdamW needs an AdamW bundle, not "
+                                           f"{opt.get('type')!r}", _ALLOWED)
     if manifest.get("lr_dropout") is not None:
-        raise ValidationError("optimizer", "schedule-free is not combined with LR dropout", _ALLOWED)
+        raise ValidationError("optimizer", "schedule-free AdamW is not combined with LR dropout", _ALLOWED)
     proto = onnx.load_from_string(optimizer_graph)
     nodes = [n for n in proto.graph.node if n.op_type == "AdamWOptimizer"]
     if len(nodes) != 1:
         raise ValidationError("optimizer_model.onnx", f"expected one AdamWOptimizer node, found {len(nodes)}",
                               _ALLOWED)
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nodes[0].attribute}
-    alpha = float(attrs.get("alpha", 0.9))  # the kernel's defaults when an attribute is absent
-    if alpha != 0.0 or float(opt.get("betas", [0.9])[0]) != 0.0:
-        raise ValidationError("optimizer.betas[0]", f"is {alpha:g} in the optimizer graph; schedule-free "
-                              "needs the graph's first moment to be the gradient itself (beta1 = 0)",
-                              _ALLOWED)
-    if int(attrs.get("adam_mode", 0)) != 0 or int(attrs.get("correct_bias", 1)) != 1:
-        raise ValidationError("optimizer_model.onnx", "the AdamW node is not PyTorch's formula with bias "
-                              "correction (adam_mode=0, correct_bias=1)", _ALLOWED)
-    return float(attrs.get("weight_decay", 0.0))
+    node = nodes[0]
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    beta1, beta2 = (float(b) for b in opt.get("betas", (0.9, 0.999)))
+    decay = float(opt.get("weight_decay", 0.0))
+    graph = (float(attrs.get("beta", 0.999)), float(attrs.get("epsilon", 1e-8)),
+             float(attrs.get("weight_decay", 0.0)))
+    want = (beta2, float(opt.get("eps", 1e-8)), decay)
+    if not np.allclose(graph, want, rtol=1e-6, atol=0.0):  # the graph stores float32 attributes
+        raise ValidationError("optimizer_model.onnx", f"AdamW (beta2, eps, weight decay) {graph} differ "
+                                                      f"from the manifest's {want}", _ALLOWED)
+    check_number(beta1, "optimizer.betas[0]", lo=0.0, hi=1.0, hi_open=True)
+    keep = [a for a in node.attribute if a.name not in ("alpha", "adam_mode", "correct_bias")]
+    del node.attribute[:]
+    node.attribute.extend(keep)
+    node.attribute.extend([onnx.helper.make_attribute("alpha", 0.0),
+                           onnx.helper.make_attribute("adam_mode", 0),
+                           onnx.helper.make_attribute("correct_bias", 1)])
+    return proto.SerializeToString(), beta1, decay
 
 
 class ScheduleFreeState:
@@ -91,7 +101,7 @@ class ScheduleFreeState:
     """
 
     def __init__(self, flat: np.ndarray, beta1: float, weight_decay: float) -> None:
-        self.beta1 = check_number(beta1, "sf_beta1", lo=0.0, hi=1.0, hi_open=True)
+        self.beta1 = float(beta1)
         self.weight_decay = float(weight_decay)
         self.z = np.array(flat, dtype=np.float32, copy=True)
         self.x = np.array(flat, dtype=np.float32, copy=True)

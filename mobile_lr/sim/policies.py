@@ -71,7 +71,9 @@ def _replan(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
 
 
 def _naive(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
-    spec = {**_base(schedule), "shape": {"type": "cosine"}, "budget": {"mode": "fixed"}}
+    # An absolute T_max (PyTorch's CosineAnnealingLR): the curve is planned once for the
+    # nominal steps whatever the manager's plans say.
+    spec = {**_base(schedule), "shape": {"type": "cosine", "T_max": nominal}, "budget": {"mode": "fixed"}}
     return TrainingPolicy("naive", "cosine planned for the nominal steps", spec,
                           {"nominal_steps": nominal})
 
@@ -82,9 +84,14 @@ def _constant(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
 
 
 def _linear(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+    # ORT's LinearLRScheduler(warmup, total): lr * t / warmup, then linear to 0 at total;
+    # absolute lengths, so it is planned once for the nominal steps.
     warm = max(1, nominal // 10)
-    spec = {**_base(schedule), "warmup": {"steps": warm, "start_factor": 0.0},
-            "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0},
+    spec = {**_base(schedule), "shape": {"type": "sequence", "parts": [
+        {"steps": warm, "shape": {"type": "linear", "start_factor": 1e-9, "end_factor": 1.0,
+                                  "total_iters": warm}},
+        {"shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0,
+                   "total_iters": max(1, nominal - warm)}}]},
             "budget": {"mode": "fixed"}}
     return TrainingPolicy("linear", "ORT LinearLRScheduler (warm-up, linear to 0) for the nominal steps",
                           spec, {"nominal_steps": nominal})

@@ -86,6 +86,7 @@ __all__ = [
     "Run",
     "ScheduleManager",
     "Stop",
+    "recommended_averaging",
     "recommended_runtime_options",
     "recommended_schedule",
     "register_peak_lr_policy",
@@ -159,9 +160,11 @@ def register_peak_lr_policy(name: str, fn: PeakLrFn) -> None:
 # where the runtime has it, else an EMA of the weights with a re-planned cool-down), and raise
 # the peak LR when the first plan is short.
 
-#: Iterate averaging per runtime kind: the PyTorch runtime trains with schedule-free AdamW
-#: (evaluated at its average), ORT and ExecuTorch keep the bundle's optimizer with an EMA.
-RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "ema", "executorch": "ema"}
+#: Iterate averaging per runtime kind: the PyTorch and ORT runtimes train with schedule-free
+#: AdamW (evaluated at its average; ORT through its parameter buffers on the bundle's AdamW,
+#: see :func:`recommended_averaging` for other bundles), ExecuTorch keeps the bundle's
+#: optimizer with an EMA.
+RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "schedulefree", "executorch": "ema"}
 
 #: The runtimes' ``ema=`` decay for the ``"ema"`` flavour (an EMA of 0.9 spans ~10 steps:
 #: short enough for a 30-step budget; a longer one keeps too much of the pre-trained weights).
@@ -171,6 +174,27 @@ RECOMMENDED_EMA = 0.9
 #: is ``min(2.5, (nominal / first plan) ** 0.3)`` times ``base_lr`` (2x for a tenth of the plan).
 RECOMMENDED_CONFIG: dict[str, Any] = {
     "peak_lr": {"type": "budget_power", "power": 0.3, "max_factor": 2.5}}
+
+
+def recommended_averaging(runtime: str, manifest: Mapping[str, Any] | None = None) -> str:
+    """The averaging flavour for ``runtime`` training the bundle of ``manifest`` (None: any bundle).
+
+    :data:`RECOMMENDED_AVERAGING`, except that the ORT runtime builds schedule-free AdamW on
+    the bundle's AdamW optimizer graph, so an SGD or LR-dropout bundle gets the EMA there.
+
+    >>> recommended_averaging("ort", {"optimizer": {"type": "adamw"}})
+    'schedulefree'
+    >>> recommended_averaging("ort", {"optimizer": {"type": "sgd"}})
+    'ema'
+    """
+    if runtime not in RECOMMENDED_AVERAGING:
+        raise ValidationError("runtime", f"unknown value {runtime!r}", ", ".join(RECOMMENDED_AVERAGING))
+    averaging = RECOMMENDED_AVERAGING[runtime]
+    if runtime != "ort" or averaging != "schedulefree" or manifest is None:
+        return averaging
+    optimizer = (manifest.get("optimizer") or {}).get("type")
+    plain_adamw = optimizer == "adamw" and manifest.get("lr_dropout") is None
+    return averaging if plain_adamw else "ema"
 
 
 def recommended_runtime_options(averaging: str) -> dict[str, Any]:

@@ -174,3 +174,29 @@ def test_set_parameters_restarts_the_average(sf_bundle, user_data):
         np.testing.assert_array_equal(now[name], start[name])
     np.testing.assert_array_equal(rt._sf.z, rt._sf.x)
     assert rt._sf.weight_sum == 0.0
+
+
+def test_simulator_manager_uses_schedulefree_on_adamw_bundles(mlp_bundle, mlp_sgd_bundle, user_data):
+    """The simulator's 'manager' policy (RECOMMENDED_AVERAGING["ort"]) trains an AdamW bundle with
+    schedule-free AdamW and falls back to the EMA set-up on an SGD bundle, which it cannot serve."""
+    import json
+
+    from mobile_lr.manager import RECOMMENDED_EMA, recommended_averaging
+    from mobile_lr.sim.policies import make_policy
+    from mobile_lr.sim.simulate import bundle_schedule, simulate
+
+    adamw = json.loads((mlp_bundle / "manifest.json").read_text())
+    sgd = json.loads((mlp_sgd_bundle / "manifest.json").read_text())
+    assert recommended_averaging("ort", adamw) == "schedulefree"
+    assert recommended_averaging("ort", sgd) == "ema"
+    assert recommended_averaging("ort", {**adamw, "lr_dropout": {}}) == "ema"
+    assert recommended_averaging("executorch", adamw) == "ema"
+    pol = make_policy("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
+    assert pol.runtime_options == {"optimizer": "schedulefree"}
+    assert make_policy("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
+        "ema": RECOMMENDED_EMA}
+    train, test = user_data
+    (run,) = simulate(mlp_bundle, profile="mid-range", scenario="commute-low-battery", policies=["manager"],
+                      data=((train.x, train.y), (test.x, test.y)))
+    s = run.summary()
+    assert s["steps"] > 0 and s["accuracy"] > s["accuracy_before"]

@@ -5,12 +5,14 @@ every one of them is *safe* (no step starts that would end below the battery
 floor or above the thermal limit); they differ in what the learning rate does:
 
 * ``manager`` — the battery-aware manager with the recommended set-up of
-  :mod:`mobile_lr.manager` for the runtime (bench/budget_quality): on ORT and
-  ExecuTorch warm-up, hold the peak, cool down over the last 20 % of the budget
-  in force (budget mode ``wsd``: a cut learnt from the battery moves the
-  cool-down), an EMA of the weights (evaluated and exported at the average) and
-  a peak LR raised for a short first plan; on the PyTorch runtime
-  schedule-free AdamW. The base LR is the bundle's.
+  :mod:`mobile_lr.manager` for the runtime and bundle
+  (:func:`~mobile_lr.manager.recommended_averaging`, bench/budget_quality): on the
+  PyTorch runtime, and on ORT with an AdamW bundle, schedule-free AdamW after a
+  short warm-up; on ExecuTorch (and ORT with an SGD or LR-dropout bundle) warm-up,
+  hold the peak, cool down over the last 20 % of the budget in force (budget mode
+  ``wsd``: a cut learnt from the battery moves the cool-down) and an EMA of the
+  weights (evaluated and exported at the average); both with a peak LR raised for
+  a short first plan. The base LR is the bundle's.
 * ``replan`` — the bundle's own schedule with budget mode ``replan`` (the
   progress map re-plans the whole curve), no averaging.
 * ``naive`` — cosine planned once for the nominal number of steps (``fixed``):
@@ -31,8 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mobile_lr.manager import (
-    RECOMMENDED_AVERAGING,
     RECOMMENDED_CONFIG,
+    recommended_averaging,
     recommended_runtime_options,
     recommended_schedule,
 )
@@ -54,8 +56,9 @@ def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
     return {"format": "mobile-lr.schedule/1", "base_lr": float(schedule["base_lr"])}
 
 
-def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort") -> TrainingPolicy:
-    averaging = RECOMMENDED_AVERAGING.get(backend, "ema")
+def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
+             manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
+    averaging = recommended_averaging(backend, manifest)
     spec = recommended_schedule(float(schedule["base_lr"]), averaging)
     return TrainingPolicy("manager", f"battery-aware: recommended set-up ({averaging})", spec,
                           {**RECOMMENDED_CONFIG, "nominal_steps": nominal},
@@ -114,13 +117,14 @@ POLICIES: dict[str, Callable[..., TrainingPolicy]] = {
 
 
 def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int,
-                backend: str = "ort") -> TrainingPolicy:
+                backend: str = "ort", manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
     """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared),
-    trained by the ``backend`` runtime (the manager's averaging depends on it)."""
+    trained by the ``backend`` runtime (the manager's averaging depends on it and on the
+    bundle's ``manifest``: its optimizer)."""
     if name not in POLICIES:
         raise ValidationError("--compare", f"unknown policy {name!r}", ", ".join(POLICIES))
     if name == "manager":
-        return _manager(schedule, nominal_steps, backend)
+        return _manager(schedule, nominal_steps, backend, manifest)
     return POLICIES[name](schedule, nominal_steps)
 
 

@@ -133,6 +133,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     user_policy = scen.policy if policy_override is None else (
         policy_override if isinstance(policy_override, Policy) else load_policy(policy_override))
     schedule = bundle_schedule(bundle_dir)
+    manifest = load_bundle(bundle_dir).manifest  # the manager's averaging depends on the optimizer
     if data is None:
         train, test = user_split()
         data = ((train.x, train.y), (test.x, test.y))
@@ -143,7 +144,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     prof = dataclasses.replace(prof, step_seconds=step_s)
     runs = []
     for name in policies:
-        pol = make_policy(name, schedule, scen.nominal_steps, backend)
+        pol = make_policy(name, schedule, scen.nominal_steps, backend, manifest)
         runtime = open_runtime(backend, bundle_dir, **pol.runtime_options)
         state = scen.initial_state(prof)
         device = SimulatedDevice(prof, state, ambient_c=scen.ambient_c,

@@ -29,7 +29,10 @@ Methods (the nominal plan is ``T`` steps; the budget is cut to ``C`` steps):
   :class:`mobile_lr.device.SimulatedDevice` (mid-range profile with a 5 W USB charger,
   default policy: floor 20 %): ``manager`` is the PyTorch runtime with schedule-free AdamW,
   ``manager-ort`` the ONNX Runtime Training runtime (a bundle exported here) with an EMA
-  and a re-planned cool-down. It is never told the cut; the battery tells it. Two
+  and a re-planned cool-down, ``manager-ort-sf`` the ORT runtime with schedule-free AdamW
+  through its parameter buffers (the same bundle: :mod:`mobile_lr.runtime.ort_schedulefree`)
+  and the schedule-free set-up's schedule (``RECOMMENDED_AVERAGING["ort"]`` says which of the
+  two the app uses). The manager is never told the cut; the battery tells it. Two
   scenarios: ``known`` (the phone starts unplugged with just enough charge for the cut:
   the first plan reveals it) and ``revealed`` (the phone starts on the charger, so the
   plan is the nominal T, and is unplugged after ``C // 2`` steps with charge for exactly
@@ -225,10 +228,15 @@ class Method:
     note: str = ""
 
 
+#: the manager rows: (row name, runtime, averaging flavour); the torch row takes the recommended one
+MANAGER_ROWS = (("manager", "torch", None), ("manager-ort", "ort", "ema"),
+                ("manager-ort-sf", "ort", "schedulefree"))
+
+
 def manager_methods(with_ort: bool) -> list[Method]:
-    """The manager with the recommended set-up (``mobile_lr.manager.RECOMMENDED_*``): on the
-    PyTorch runtime with schedule-free AdamW, on the ORT runtime with an EMA and a re-planned
-    cool-down; each in both budget scenarios."""
+    """The manager with the recommended set-up (``mobile_lr.manager.RECOMMENDED_*``) on the
+    PyTorch runtime, and on the ORT runtime with both averaging flavours (an EMA and a
+    re-planned cool-down; schedule-free AdamW); each in both budget scenarios."""
     from mobile_lr.manager import (
         RECOMMENDED_AVERAGING,
         RECOMMENDED_CONFIG,
@@ -237,18 +245,19 @@ def manager_methods(with_ort: bool) -> list[Method]:
     )
 
     out = []
-    for runtime in ("torch", "ort") if with_ort else ("torch",):
-        averaging = RECOMMENDED_AVERAGING[runtime]
+    for name, runtime, flavour in MANAGER_ROWS:
+        if runtime == "ort" and not with_ort:
+            continue
+        averaging = flavour or RECOMMENDED_AVERAGING[runtime]
         sched = recommended_schedule(1.0, averaging)
         opts = recommended_runtime_options(averaging)
         for scenario in ("known", "revealed"):
             setup = ManagerSetup(shape=sched["shape"], warmup=sched.get("warmup"),
                                  budget=sched.get("budget"), config=RECOMMENDED_CONFIG,
                                  scenario=scenario, runtime=runtime)
-            name = "manager" if runtime == "torch" else f"manager-{runtime}"
             out.append(Method(f"{name}[{scenario}]", "manager",
                               optimizer=opts.get("optimizer", "recipe"), ema=opts.get("ema"),
-                              manager=setup, note=f"recommended set-up, {runtime} runtime, {averaging}"))
+                              manager=setup, note=f"set-up for {averaging}, {runtime} runtime"))
     return out
 
 
@@ -296,10 +305,8 @@ class Runtimes:
         if kind == "ort":
             from mobile_lr.runtime.ort_rt import OrtRuntime
 
-            if optimizer != "recipe":
-                raise ValueError("the ORT runtime trains with the bundle's optimizer")
             assert self.bundle is not None
-            return OrtRuntime(self.bundle, ema=ema)
+            return OrtRuntime(self.bundle, optimizer=optimizer, ema=ema)
         from mobile_lr.runtime.torch_rt import TorchRuntime
 
         return TorchRuntime(self.recipe, optimizer=optimizer, ema=ema)

@@ -160,11 +160,11 @@ def register_peak_lr_policy(name: str, fn: PeakLrFn) -> None:
 # where the runtime has it, else an EMA of the weights with a re-planned cool-down), and raise
 # the peak LR when the first plan is short.
 
-#: Iterate averaging per runtime kind: the PyTorch and ORT runtimes train with schedule-free
-#: AdamW (evaluated at its average; ORT through its parameter buffers on the bundle's AdamW,
-#: see :func:`recommended_averaging` for other bundles), ExecuTorch keeps the bundle's
-#: optimizer with an EMA.
-RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "schedulefree", "executorch": "ema"}
+#: Iterate averaging per runtime kind: the PyTorch runtime trains with schedule-free AdamW
+#: (evaluated at its average), ORT and ExecuTorch keep the bundle's optimizer with an EMA.
+#: ORT can run schedule-free AdamW (``optimizer="schedulefree"``), but at the bundle's AdamW
+#: base LR it trails the EMA set-up (docs/DECISIONS.md, "Schedule-free AdamW on ORT").
+RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "ema", "executorch": "ema"}
 
 #: The runtimes' ``ema=`` decay for the ``"ema"`` flavour (an EMA of 0.9 spans ~10 steps:
 #: short enough for a 30-step budget; a longer one keeps too much of the pre-trained weights).
@@ -180,11 +180,12 @@ def recommended_averaging(runtime: str, manifest: Mapping[str, Any] | None = Non
     """The averaging flavour for ``runtime`` training the bundle of ``manifest`` (None: any bundle).
 
     :data:`RECOMMENDED_AVERAGING`, except that the ORT runtime builds schedule-free AdamW on
-    the bundle's AdamW optimizer graph, so an SGD or LR-dropout bundle gets the EMA there.
+    the bundle's AdamW optimizer graph, so where ``"schedulefree"`` is chosen for ORT an SGD
+    or LR-dropout bundle gets the EMA there.
 
-    >>> recommended_averaging("ort", {"optimizer": {"type": "adamw"}})
+    >>> recommended_averaging("torch", {"optimizer": {"type": "sgd"}})
     'schedulefree'
-    >>> recommended_averaging("ort", {"optimizer": {"type": "sgd"}})
+    >>> recommended_averaging("ort", {"optimizer": {"type": "adamw"}})
     'ema'
     """
     if runtime not in RECOMMENDED_AVERAGING:

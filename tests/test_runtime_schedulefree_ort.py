@@ -176,17 +176,20 @@ def test_set_parameters_restarts_the_average(sf_bundle, user_data):
     assert rt._sf.weight_sum == 0.0
 
 
-def test_simulator_manager_uses_schedulefree_on_adamw_bundles(mlp_bundle, mlp_sgd_bundle, user_data):
-    """The simulator's 'manager' policy (RECOMMENDED_AVERAGING["ort"]) trains an AdamW bundle with
-    schedule-free AdamW and falls back to the EMA set-up on an SGD bundle, which it cannot serve."""
+def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, user_data, monkeypatch):
+    """With schedule-free chosen for ORT (it is not the default: docs/DECISIONS.md), the simulator's
+    'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on an SGD or
+    LR-dropout bundle, which schedule-free cannot run on."""
     import json
 
-    from mobile_lr.manager import RECOMMENDED_EMA, recommended_averaging
+    from mobile_lr.manager import RECOMMENDED_AVERAGING, RECOMMENDED_EMA, recommended_averaging
     from mobile_lr.sim.policies import make_policy
     from mobile_lr.sim.simulate import bundle_schedule, simulate
 
     adamw = json.loads((mlp_bundle / "manifest.json").read_text())
     sgd = json.loads((mlp_sgd_bundle / "manifest.json").read_text())
+    assert recommended_averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "ema"
+    monkeypatch.setitem(RECOMMENDED_AVERAGING, "ort", "schedulefree")
     assert recommended_averaging("ort", adamw) == "schedulefree"
     assert recommended_averaging("ort", sgd) == "ema"
     assert recommended_averaging("ort", {**adamw, "lr_dropout": {}}) == "ema"

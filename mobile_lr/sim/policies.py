@@ -6,12 +6,11 @@ floor or above the thermal limit); they differ in what the learning rate does:
 
 * ``manager`` — the battery-aware manager with the recommended set-up of
   :mod:`mobile_lr.manager` for the runtime and bundle
-  (:func:`~mobile_lr.manager.recommended_averaging`, bench/budget_quality): on the
-  PyTorch runtime, and on ORT with an AdamW bundle, schedule-free AdamW after a
-  short warm-up; on ExecuTorch (and ORT with an SGD or LR-dropout bundle) warm-up,
-  hold the peak, cool down over the last 20 % of the budget in force (budget mode
-  ``wsd``: a cut learnt from the battery moves the cool-down) and an EMA of the
-  weights (evaluated and exported at the average); both with a peak LR raised for
+  (:func:`~mobile_lr.manager.recommended_averaging`, bench/budget_quality): on ORT
+  and ExecuTorch warm-up, hold the peak, cool down over the last 20 % of the budget
+  in force (budget mode ``wsd``: a cut learnt from the battery moves the cool-down)
+  and an EMA of the weights (evaluated and exported at the average); on the PyTorch
+  runtime schedule-free AdamW after a short warm-up; both with a peak LR raised for
   a short first plan. The base LR is the bundle's.
 * ``replan`` — the bundle's own schedule with budget mode ``replan`` (the
   progress map re-plans the whole curve), no averaging.

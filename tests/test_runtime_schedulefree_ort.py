@@ -174,6 +174,11 @@ def test_set_parameters_restarts_the_average(sf_bundle, user_data):
         np.testing.assert_array_equal(now[name], start[name])
     np.testing.assert_array_equal(rt._sf.z, rt._sf.x)
     assert rt._sf.weight_sum == 0.0
+    (x, y), = batches(user_data, 1, seed=5)
+    rt.step(x, y, 0.0)  # LR 0: z stays, the average stays: the new weights are what it restarted at
+    after = rt.parameters()
+    for name in rt.trainable_names:
+        np.testing.assert_array_equal(after[name], start[name])
 
 
 def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, user_data, monkeypatch):

@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mobile_lr.federated.fleet import STRATEGIES, FleetConfig
+from mobile_lr.federated.fleet import LOCAL_SCHEDULES, STRATEGIES, FleetConfig
 from mobile_lr.validation import ValidationError
 
 ENGINES = ("simulation", "deployment")
@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "app and print the SuperLink/SuperNode commands (default: simulation)")
     p.add_argument("--seed", type=int, default=0, help="fleet seed (phones, days, users, sampling)")
     p.add_argument("--lr", type=float, help="local SGD learning rate (default 0.1)")
+    p.add_argument("--local-schedule", choices=LOCAL_SCHEDULES,
+                   help="manager-driven phones' local LR schedule (default wsd-peak: the recommended "
+                        "WSD with the peak-LR rule; fedavg-fixed always runs a constant LR)")
     p.add_argument("--local-epochs", type=int, help="local epochs of a full round (default 7)")
     p.add_argument("--kill-prob", type=float,
                    help="chance a training phone's app is killed mid-round (default 0.05)")
@@ -53,7 +56,7 @@ def _config(args: argparse.Namespace, bundle: str, sha: str, out: str) -> FleetC
     kw: dict[str, Any] = {"clients": args.clients, "num_rounds": args.rounds, "fraction": args.fraction,
                           "strategy": args.strategy, "seed": args.seed, "runtime": args.runtime,
                           "bundle_dir": bundle, "bundle_sha256": sha, "out_dir": out}
-    for name in ("lr", "local_epochs", "kill_prob", "step_factor"):
+    for name in ("lr", "local_schedule", "local_epochs", "kill_prob", "step_factor"):
         if getattr(args, name) is not None:
             kw[name] = getattr(args, name)
     return FleetConfig(**kw)

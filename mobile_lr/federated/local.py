@@ -22,7 +22,7 @@ phone of ``mobile-lr simulate`` does.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,9 +32,9 @@ from mobile_lr.device import SimulatedDevice, ThermalStatus
 from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime.base import TrainingRuntime
 from mobile_lr.sim.scenario import Event, Window
-from mobile_lr.sim.session import run_session
+from mobile_lr.sim.session import apply_due_events, batch_indices, run_session
 
-__all__ = ["LocalResult", "batches", "train_fixed", "train_planned"]
+__all__ = ["LocalResult", "train_fixed", "train_planned"]
 
 
 @dataclass
@@ -58,25 +58,6 @@ class LocalResult:
                 "battery-start": self.battery_start, "battery-end": self.battery_end,
                 "battery-min": self.battery_min, "max-thermal": float(self.max_thermal),
                 "final-loss": self.final_loss if math.isfinite(self.final_loss) else -1.0}
-
-
-def batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
-    """Index batches over ``n`` samples, reshuffled every epoch (seeded), the last one short."""
-    rng = np.random.default_rng(seed)
-    while True:
-        order = rng.permutation(n)
-        for i in range(0, n, batch_size):
-            yield order[i:i + batch_size]
-
-
-def _apply_events(device: SimulatedDevice, events: list[Event]) -> None:
-    """Apply (and remove) the events whose time has come."""
-    while events and events[0].at_s <= device.state.time_s:
-        ev = events.pop(0)
-        if ev.type in ("plug", "unplug"):
-            device.set_charging(ev.type == "plug")
-        else:
-            device.set_ambient(float(ev.ambient_c))  # type: ignore[arg-type]
 
 
 class _Tracker:
@@ -127,7 +108,7 @@ def train_fixed(runtime: TrainingRuntime, device: SimulatedDevice, data: tuple[n
     x, y = data
     pending = sorted(events, key=lambda e: e.at_s)
     track = _Tracker(device)
-    order = batches(len(y), batch_size, seed)
+    order = batch_indices(len(y), batch_size, seed, drop_last=False)
     profile = device.profile
     for _ in range(steps):
         if kill_at_step is not None and track.result.steps >= kill_at_step:
@@ -137,7 +118,7 @@ def train_fixed(runtime: TrainingRuntime, device: SimulatedDevice, data: tuple[n
         track.result.final_loss = runtime.step(x[idx], y[idx], lr)
         device.train_step()
         track.result.steps += 1
-        _apply_events(device, pending)
+        apply_due_events(device, pending)
         track.seen()
         s = device.state
         crossed = None

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
 from mobile_lr.runtime import TrainingRuntime
 from mobile_lr.sim.scenario import Event, Window
 
-__all__ = ["LOG_COLUMNS", "SessionResult", "run_session"]
+__all__ = ["LOG_COLUMNS", "SessionResult", "apply_due_events", "batch_indices", "run_session"]
 
 LOG_COLUMNS = ("kind", "step", "time_s", "lr", "loss", "level", "temperature_c", "thermal_status",
                "charging", "planned_total", "seconds", "energy_j", "note")
@@ -84,14 +84,33 @@ class SessionResult:
         }
 
 
-def _batches(n: int, batch_size: int, seed: int):
-    """Shuffled mini-batch indices, epoch after epoch (the same stream for every policy)."""
+def batch_indices(n: int, batch_size: int, seed: int, *, drop_last: bool = True) -> Iterator[np.ndarray]:
+    """Shuffled mini-batch indices, epoch after epoch (seeded: the same stream for every policy).
+
+    ``drop_last`` skips an epoch's short final batch (every step sees ``batch_size`` samples);
+    without it the short batch is kept, as a plain epoch loop does.
+    """
     rng = np.random.default_rng(seed)
     size = min(batch_size, n)
+    last = n - size + 1 if drop_last else n
     while True:
         perm = rng.permutation(n)
-        for i in range(0, n - size + 1, size):
+        for i in range(0, last, size):
             yield perm[i:i + size]
+
+
+def apply_due_events(device: SimulatedDevice, pending: list[Event]) -> list[Event]:
+    """Apply to ``device`` (and remove from the time-sorted ``pending``) the events whose time
+    has come; returns them, in order."""
+    done = []
+    while pending and pending[0].at_s <= device.state.time_s:
+        ev = pending.pop(0)
+        if ev.type in ("plug", "unplug"):
+            device.set_charging(ev.type == "plug")
+        else:
+            device.set_ambient(float(ev.ambient_c))  # type: ignore[arg-type]
+        done.append(ev)
+    return done
 
 
 def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: SimulatedDevice,
@@ -127,7 +146,7 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
     if max_sim_s is not None:
         end_s = min(end_s, t0 + max_sim_s)
     pending_events = sorted(events, key=lambda e: e.at_s)
-    batches = _batches(len(x), batch_size, seed)
+    batches = batch_indices(len(x), batch_size, seed)
     rows: list[dict[str, Any]] = []
     floor = manager.policy.battery_floor
     acc_before = runtime.evaluate(*eval_data).get("accuracy") if eval_data is not None else None
@@ -148,14 +167,7 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
                      "note": note, **values})
 
     def apply_events() -> None:
-        while pending_events and pending_events[0].at_s <= device.state.time_s:
-            ev = pending_events.pop(0)
-            if ev.type == "plug":
-                device.set_charging(True)
-            elif ev.type == "unplug":
-                device.set_charging(False)
-            else:
-                device.set_ambient(float(ev.ambient_c))  # type: ignore[arg-type]
+        for ev in apply_due_events(device, pending_events):
             log("event", ev.type if ev.ambient_c is None else f"ambient {ev.ambient_c:g} C")
 
     def rest(until: float, note: str) -> None:
@@ -194,7 +206,7 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
             manager.update_device(device.state)
             decision = manager.next()
             if isinstance(decision, Run):
-                xb = batches.__next__()
+                xb = next(batches)
                 loss = float(runtime.step(x[xb], y[xb], decision.lr))
                 res = device.train_step()
                 manager.observe(loss=loss, step_seconds=res.seconds, energy_j=res.energy_j)

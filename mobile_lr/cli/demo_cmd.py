@@ -54,7 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mobile_lr.recipes import load_recipe, pretrain
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.scenario import builtin_scenarios
-    from mobile_lr.sim.simulate import simulate
+    from mobile_lr.sim.simulate import json_default, simulate
 
     t_start = time.perf_counter()
     quiet = args.json or not sys.stderr.isatty()
@@ -114,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                    for s in summaries if s["policy"] == "manager")
     if args.json:
         print(json.dumps({"runs": summaries, "report": str(report), "bundle": str(bundle),
-                          "seconds": elapsed, "manager_above_floor": floor_ok}, default=_plain))
+                          "seconds": elapsed, "manager_above_floor": floor_ok}, default=json_default))
     else:
         print(format_table(summaries, columns=["profile", "scenario", "policy", "accuracy_before",
                                                "accuracy", "steps", "energy_j", "battery_end",
@@ -134,11 +134,3 @@ def _wins(summaries: list[dict[str, Any]]) -> str:
             by.setdefault(s["policy"], []).append(s["accuracy"])
     parts = [f"{p} {sum(v) / len(v):.1%}" for p, v in by.items()]
     return "mean held-out accuracy: " + ", ".join(parts)
-
-
-def _plain(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -55,17 +55,16 @@ def load_user_data(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.
     """A user's data file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (no pickles)."""
     if not path.exists():
         raise FileNotFoundError(f"--data: {path} does not exist")
+    keys = ("x_train", "y_train", "x_test", "y_test")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in npz]
-            if missing:
-                raise ValidationError("--data", f"{path.name} lacks {', '.join(missing)}",
-                                      "an .npz with x_train, y_train, x_test, y_test")
-            xs = {k: np.asarray(npz[k]) for k in ("x_train", "y_train", "x_test", "y_test")}
+            xs = {k: np.asarray(npz[k]) for k in keys if k in npz}
     except (ValueError, OSError) as err:
-        if isinstance(err, ValidationError):
-            raise
         raise ValidationError("--data", f"{path.name} is not a readable .npz: {err}") from None
+    missing = [k for k in keys if k not in xs]
+    if missing:
+        raise ValidationError("--data", f"{path.name} lacks {', '.join(missing)}",
+                              "an .npz with x_train, y_train, x_test, y_test")
     for split in ("train", "test"):
         if len(xs[f"x_{split}"]) != len(xs[f"y_{split}"]) or len(xs[f"x_{split}"]) == 0:
             raise ValidationError(f"--data.{split}", "inputs and labels differ in count or are empty")
@@ -77,7 +76,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.policies import parse_policy_list
     from mobile_lr.sim.scenario import load_scenario
-    from mobile_lr.sim.simulate import calibrate, simulate
+    from mobile_lr.sim.simulate import calibrate, json_default, simulate
 
     policies = parse_policy_list(args.compare)
     profile = load_profile(args.profile)
@@ -115,7 +114,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps({"profile": profile.name, "scenario": scenario.name, "backend": args.backend,
                           "calibration": None if calib is None else calib.to_dict(),
                           "runs": summaries, "run_dir": str(out), "report": str(report)},
-                         default=_nan_none))
+                         default=json_default))
     else:
         if calib is not None:
             print(f"calibration: {calib.desktop_step_s * 1e3:.2f} ms/step here, "
@@ -124,9 +123,3 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(format_table(summaries))
         print(f"\nreport: {report}")
     return 0
-
-
-def _nan_none(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

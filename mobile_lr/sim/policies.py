@@ -64,7 +64,7 @@ def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
                           recommended_runtime_options(averaging))
 
 
-def _replan(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _replan(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
     spec = copy.deepcopy(dict(schedule))
     spec.pop("total_steps", None)
     spec["budget"] = {**spec.get("budget", {}), "mode": "replan"}
@@ -72,7 +72,7 @@ def _replan(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
                           {"nominal_steps": nominal})
 
 
-def _naive(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _naive(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
     # An absolute T_max (PyTorch's CosineAnnealingLR): the curve is planned once for the
     # nominal steps whatever the manager's plans say.
     spec = {**_base(schedule), "shape": {"type": "cosine", "T_max": nominal}, "budget": {"mode": "fixed"}}
@@ -80,12 +80,12 @@ def _naive(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
                           {"nominal_steps": nominal})
 
 
-def _constant(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _constant(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
     spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
     return TrainingPolicy("constant", "constant LR", spec, {"nominal_steps": nominal})
 
 
-def _linear(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _linear(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
     # ORT's LinearLRScheduler(warmup, total): lr * t / warmup, then linear to 0 at total;
     # absolute lengths, so it is planned once for the nominal steps.
     warm = max(1, nominal // 10)
@@ -99,13 +99,15 @@ def _linear(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
                           spec, {"nominal_steps": nominal})
 
 
-def _wsd(schedule: Mapping[str, Any], nominal: int) -> TrainingPolicy:
+def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
     spec = {**_base(schedule), "shape": {"type": "wsd", "decay_fraction": 0.2, "decay_shape": "1-sqrt"},
             "budget": {"mode": "replan"}}
     return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
-POLICIES: dict[str, Callable[..., TrainingPolicy]] = {
+# Each factory takes (bundle schedule, nominal steps, backend, manifest); only the manager's
+# set-up depends on the runtime, the others ignore the last two.
+POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Mapping[str, Any] | None], TrainingPolicy]] = {
     "manager": _manager,
     "replan": _replan,
     "naive": _naive,
@@ -122,9 +124,7 @@ def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int,
     bundle's ``manifest``: its optimizer)."""
     if name not in POLICIES:
         raise ValidationError("--compare", f"unknown policy {name!r}", ", ".join(POLICIES))
-    if name == "manager":
-        return _manager(schedule, nominal_steps, backend, manifest)
-    return POLICIES[name](schedule, nominal_steps)
+    return POLICIES[name](schedule, nominal_steps, backend, manifest)
 
 
 def parse_policy_list(text: str) -> list[str]:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,8 +34,8 @@ from mobile_lr.sim.policies import make_policy
 from mobile_lr.sim.scenario import Scenario, load_scenario
 from mobile_lr.sim.session import LOG_COLUMNS, SessionResult, run_session
 
-__all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "simulate",
-           "write_steps_csv"]
+__all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "json_default",
+           "simulate", "write_steps_csv"]
 
 # Effective FP32 training throughput of the built-in tiers (devices.md §3, [A]).
 PHONE_GFLOPS = {"low-end": 3.0, "mid-range": 10.0, "flagship": 25.0}
@@ -167,14 +166,13 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
             (run_dir / "summary.json").write_text(json.dumps(
                 {**run.summary(), "plan_history": result.plan_history,
                  "spec": pol.spec, "policy": user_policy.to_dict(), "step_seconds": step_s},
-                indent=2, default=_json_default) + "\n", encoding="utf-8")
+                indent=2, default=json_default) + "\n", encoding="utf-8")
         runs.append(run)
     return runs
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
+def json_default(obj: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars in summaries become plain numbers."""
     if isinstance(obj, np.generic):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

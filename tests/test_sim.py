@@ -207,3 +207,14 @@ def test_lr_find_sweeps_the_managers_range_and_plots(mlp_sgd_bundle, tmp_path, c
     assert lrs[0] == pytest.approx(base * 1e-3) and all(np.diff(lrs) > 0)
     assert doc["suggested_lr"] is None or lrs[0] <= doc["suggested_lr"] <= lrs[-1]
     assert main(["lr-find", "--bundle", str(mlp_sgd_bundle), "--steps", "3"]) == 2
+
+
+def test_user_data_file_is_checked_by_name(tmp_path, mlp_sgd_bundle, capsys):
+    part = tmp_path / "part.npz"
+    np.savez(part, x_train=np.zeros((4, 64), np.float32), y_train=np.zeros(4, np.int64))
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--data", str(part)]) == 2
+    assert "--data: part.npz lacks x_test, y_test" in capsys.readouterr().err
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not an archive")
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--data", str(junk)]) == 2
+    assert "not a readable .npz" in capsys.readouterr().err

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,6 @@ class Event:
     at_s: float
     type: str  # plug | unplug | ambient
     ambient_c: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"at_s": self.at_s, "type": self.type}
-        if self.ambient_c is not None:
-            out["ambient_c"] = self.ambient_c
-        return out
 
 
 @dataclass(frozen=True)
@@ -100,7 +94,6 @@ class Scenario:
     background_w: float
     end_s: float
     nominal_steps: int
-    raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def windows(self, profile: DeviceProfile) -> list[Window]:
         """The OS windows on ``profile`` (length defaults to the profile's, charging or not)."""
@@ -118,9 +111,6 @@ class Scenario:
     def initial_state(self, profile: DeviceProfile) -> DeviceState:
         return DeviceState.initial(profile, self.level, charging=self.charging,
                                    temperature_c=self.temperature_c, ambient_c=self.ambient_c)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.raw)
 
 
 def _parse_events(value: Any, path: str, end_s: float) -> tuple[Event, ...]:
@@ -204,7 +194,7 @@ def parse_scenario(obj: Any, path: str = "") -> Scenario:
                     temperature_c=temp, policy=policy, window_first_s=first, window_length_s=length,
                     window_every_s=every, window_count=count, events=events,
                     step_factor=step_factor, background_w=background, end_s=end_s,
-                    nominal_steps=nominal, raw=dict(obj))
+                    nominal_steps=nominal)
 
 
 def builtin_scenarios() -> list[str]:

@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 pytest: $(STAMP)
-	$(BIN)/python -m pytest tests mobile_lr export
+	$(BIN)/python -m pytest tests mobile_lr
 
 kotlin-deps:
 	@bash android-demo/core/scripts/ensure-deps.sh

@@ -295,7 +295,7 @@ class Runtimes:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.bundle: Path | None = None
         if need_ort:
-            from export import export_bundle
+            from mobile_lr.export import export_bundle
 
             self._tmp = tempfile.TemporaryDirectory(prefix="mobile-lr-bench-")
             self.bundle = Path(self._tmp.name) / "digits-mlp"

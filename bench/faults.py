@@ -330,7 +330,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     if args.quick:
         args.kills, args.fuzz, args.tamper, args.nan_trials = 50, 200, 70, 5
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe
     from mobile_lr.runtime.killtest import run_kill_trials
 

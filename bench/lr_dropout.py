@@ -188,7 +188,7 @@ def run(task: Task, method: str, lr: float, steps: int, seed: int) -> dict[str, 
 
 def ort_check(task: DigitsUser, lr: float, steps: int) -> dict[str, Any]:
     """The digits-user LRD-official run (seed 0) on the ORT LRD bundle, against the desktop run."""
-    from export.lr_dropout_block import export_lrd_bundle
+    from mobile_lr.export.lr_dropout_block import export_lrd_bundle
     from mobile_lr.recipes import load_recipe
     from mobile_lr.runtime import open_runtime
 
@@ -324,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
               f"max parameter difference {check['max_param_diff']:.2e}")
     print(f"\n{len(runs)} runs in {elapsed:.0f} s")
     if not args.quick:
-        from export.pipeline import versions
+        from mobile_lr.export.pipeline import versions
 
         result = {"format": "mobile-lr.bench.lr_dropout/1", "command": "python -m bench.lr_dropout",
                   "config": {"keep": KEEP, "momentum": MOMENTUM, "batch": BATCH, "seeds": seeds,

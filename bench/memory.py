@@ -127,7 +127,7 @@ def bundle_sizes(path: Path) -> dict[str, int]:
 
 
 def run(steps: int) -> list[dict[str, Any]]:
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe
 
     rows = []

@@ -87,8 +87,8 @@ def _manager():
 def runtime_steps(steps: int, warmup: int) -> list[dict[str, Any]]:
     import torch
 
-    from export import export_bundle
     from mobile_lr.datasets import user_split
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe
     from mobile_lr.runtime import open_runtime
 

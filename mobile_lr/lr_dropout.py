@@ -34,7 +34,7 @@ Masks come from one of two sources:
   resumes exactly;
 * ``mask="counter"``: a stateless counter-based hash of ``(seed, step,
   parameter key, coordinate index)`` (:func:`counter_keep`), the same integer
-  arithmetic the ONNX Runtime optimizer graph (``export/lr_dropout_block.py``)
+  arithmetic the ONNX Runtime optimizer graph (``mobile_lr/export/lr_dropout_block.py``)
   evaluates on the phone, so the desktop reproduces the phone's masks bit for
   bit. ``step`` counts optimizer steps from 1 (ORT's optimizer step input); the
   parameter key (:func:`param_keys`) comes from the parameter's shape and, only

@@ -43,7 +43,7 @@ def mlp_recipe_factory(mlp_state):
 @pytest.fixture(scope="session")
 def mlp_bundle(tmp_path_factory, mlp_recipe_factory):
     """digits-mlp, AdamW (eps 1e-8, weight decay 0.01), ORT + ExecuTorch."""
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "mlp-adamw"
     export_bundle(mlp_recipe_factory(), out)
@@ -54,7 +54,7 @@ def mlp_bundle(tmp_path_factory, mlp_recipe_factory):
 def mlp_sgd_bundle(tmp_path_factory, mlp_recipe_factory):
     """digits-mlp with plain SGD, ORT only (ExecuTorch's program does not depend on the optimizer:
     tests run the ExecuTorch runtime on ``mlp_bundle`` with an SGD override)."""
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import OptimizerSpec
 
     out = tmp_path_factory.mktemp("bundles") / "mlp-sgd"
@@ -65,7 +65,7 @@ def mlp_sgd_bundle(tmp_path_factory, mlp_recipe_factory):
 @pytest.fixture(scope="session")
 def cnn_bundle(tmp_path_factory):
     """digits-cnn (frozen convolutional trunk, trainable head), pre-trained 2 epochs, ORT + ExecuTorch."""
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe, pretrain
 
     recipe = load_recipe("digits-cnn")

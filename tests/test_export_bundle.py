@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from export import DEFAULT_SCHEDULE, count_flops, export_bundle
 from mobile_lr.bundle import MANIFEST, verify_bundle
 from mobile_lr.cli import main
+from mobile_lr.export import DEFAULT_SCHEDULE, count_flops, export_bundle
 from mobile_lr.recipes import CustomLoss, OptimizerSpec, Recipe, load_recipe
 from mobile_lr.validation import ValidationError
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import export_bundle
+from mobile_lr.export import export_bundle
 from mobile_lr.recipes import load_recipe
 from mobile_lr.runtime import open_runtime
 

@@ -1,5 +1,5 @@
-"""LR dropout on ONNX Runtime Training: the optimizer graph of export/lr_dropout_block.py, trained by
-the ORT runtime, against the desktop optimizers of mobile_lr/lr_dropout.py.
+"""LR dropout on ONNX Runtime Training: the optimizer graph of mobile_lr/export/lr_dropout_block.py,
+trained by the ORT runtime, against the desktop optimizers of mobile_lr/lr_dropout.py.
 
 How masks are made identical: both sides draw them from the same counter hash
 (``mobile_lr.lr_dropout.counter_keep``) of the seed, the optimizer step (ORT's own ``step`` input,
@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 import torch
 
-from export import export_bundle
-from export.lr_dropout_block import export_lrd_bundle, lrd_hparams
 from mobile_lr.bundle import load_bundle, write_manifest
 from mobile_lr.cli import main as cli_main
+from mobile_lr.export import export_bundle
+from mobile_lr.export.lr_dropout_block import export_lrd_bundle, lrd_hparams
 from mobile_lr.lr_dropout import make_lrd_optimizer
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime import open_runtime

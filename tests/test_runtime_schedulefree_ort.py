@@ -29,7 +29,7 @@ TOL = 2e-5  # float32: ORT computes x/z in numpy, the package computes y in plac
 @pytest.fixture(scope="module")
 def sf_bundle(tmp_path_factory, mlp_recipe_factory):
     """digits-mlp at the pre-trained weights, a plain AdamW bundle with weight decay 1.0."""
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "mlp-wd1"
     export_bundle(mlp_recipe_factory(SPEC), out, backends=("ort",))

@@ -48,9 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from export import export_bundle
     from mobile_lr.datasets import user_split
     from mobile_lr.device import BUILTIN_PROFILES
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe, pretrain
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.scenario import builtin_scenarios

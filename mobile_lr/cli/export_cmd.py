@@ -93,7 +93,7 @@ def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe, pretrain
 
     recipe = load_recipe(args.recipe)
@@ -109,7 +109,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if lrd is None:
         manifest = export_bundle(recipe, args.out, backends=args.backend or ["ort", "executorch"], **options)
     else:
-        from export.lr_dropout_block import export_lrd_bundle
+        from mobile_lr.export.lr_dropout_block import export_lrd_bundle
 
         manifest = export_lrd_bundle(recipe, args.out, **lrd, **options)
     identity = load_bundle(args.out).sha256

@@ -40,7 +40,7 @@ def prepare_bundle(out_dir: str | os.PathLike[str], *, seed: int = 0, epochs: in
     out = Path(out_dir).resolve()  # absolute: Ray actors and SuperNodes do not share our cwd
     if (out / "manifest.json").is_file():
         return str(out), load_bundle(out).sha256
-    from export import export_bundle
+    from mobile_lr.export import export_bundle
     from mobile_lr.recipes import OptimizerSpec, load_recipe, pretrain
 
     recipe = load_recipe("digits-mlp")

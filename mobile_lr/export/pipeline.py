@@ -27,9 +27,14 @@ import torch
 from torch import nn
 
 import mobile_lr
-from export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
-from export.onnx_artifacts import INFERENCE_MODEL, UnsupportedModel, export_onnx, write_ort_artifacts
 from mobile_lr.bundle import MANIFEST, write_manifest
+from mobile_lr.export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
+from mobile_lr.export.onnx_artifacts import (
+    INFERENCE_MODEL,
+    UnsupportedModel,
+    export_onnx,
+    write_ort_artifacts,
+)
 from mobile_lr.recipes import Recipe, load_recipe
 from mobile_lr.validation import ValidationError
 

@@ -406,8 +406,8 @@ def export_lrd_bundle(recipe: Recipe, out_dir: str | os.PathLike[str], kind: str
     fails verification (the optimizer file no longer matches the manifest), never
     one that silently trains without the mask.
     """
-    from export.onnx_artifacts import OPSET
-    from export.pipeline import export_bundle
+    from mobile_lr.export.onnx_artifacts import OPSET
+    from mobile_lr.export.pipeline import export_bundle
 
     keep = check_number(keep, "lr_dropout.keep", lo=0.0, hi=1.0)
     seed = check_int(seed, "lr_dropout.seed", lo=0, hi=MASK32)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from export.onnx_artifacts import UnsupportedModel, quiet_native_stderr
+from mobile_lr.export.onnx_artifacts import UnsupportedModel, quiet_native_stderr
 from mobile_lr.recipes import Recipe
 
 __all__ = ["DEFAULT_MAX_BATCH", "PTE_FILE", "WRAPPED_PREFIX", "TrainingWrapper", "write_executorch_program"]

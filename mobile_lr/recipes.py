@@ -27,13 +27,14 @@ import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from mobile_lr.validation import ValidationError, check_keys, check_number, get_object
+from mobile_lr.validation import ValidationError, check_keys, get_object
+from mobile_lr.validation.schema import Record, boolean, choice, number, numbers
 
 __all__ = [
     "BUILTIN_RECIPES",
@@ -59,7 +60,7 @@ BUILTIN_RECIPES = {
 
 
 @dataclass(frozen=True)
-class OptimizerSpec:
+class OptimizerSpec(Record):
     """Optimizer and hyper-parameters; the learning rate itself comes from the schedule.
 
     ``adamw`` uses ``betas``, ``eps`` and ``weight_decay``; ``sgd`` uses
@@ -69,52 +70,38 @@ class OptimizerSpec:
     run the same hyper-parameters.
     """
 
-    type: str = "adamw"
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = 1e-8
-    weight_decay: float = 0.0
-    momentum: float = 0.0
-    dampening: float = 0.0
-    nesterov: bool = False
+    type: str = choice(OPTIMIZERS, "adamw", help="torch.optim.AdamW or torch.optim.SGD")
+    betas: tuple[float, float] = numbers((0.9, 0.999), length=2, lo=0.0, hi=1.0, hi_open=True,
+                                         help="adamw: running-average coefficients")
+    eps: float = number(1e-8, lo=0.0, lo_open=True, help="adamw: denominator term")
+    weight_decay: float = number(0.0, lo=0.0, help="decoupled (adamw) or L2 (sgd) weight decay")
+    momentum: float = number(0.0, lo=0.0, hi=1.0, hi_open=True, help="sgd: momentum factor")
+    dampening: float = number(0.0, lo=0.0, hi=1.0, help="sgd: dampening for momentum")
+    nesterov: bool = boolean(False, help="sgd: Nesterov momentum (needs momentum > 0, dampening 0)")
 
-    def __post_init__(self) -> None:
-        if self.type not in OPTIMIZERS:
-            raise ValidationError("optimizer.type", f"unknown value {self.type!r}", ", ".join(OPTIMIZERS))
-        b1, b2 = self.betas
-        check_number(b1, "optimizer.betas[0]", lo=0.0, hi=1.0, hi_open=True)
-        check_number(b2, "optimizer.betas[1]", lo=0.0, hi=1.0, hi_open=True)
-        check_number(self.eps, "optimizer.eps", lo=0.0, lo_open=True)
-        check_number(self.weight_decay, "optimizer.weight_decay", lo=0.0)
-        check_number(self.momentum, "optimizer.momentum", lo=0.0, hi=1.0, hi_open=True)
-        check_number(self.dampening, "optimizer.dampening", lo=0.0, hi=1.0)
+    USES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "adamw": ("type", "betas", "eps", "weight_decay"),
+        "sgd": ("type", "momentum", "dampening", "weight_decay", "nesterov")}
+
+    def check(self) -> None:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValidationError("optimizer.nesterov", "needs momentum > 0 and dampening 0",
+            raise ValidationError("nesterov", "needs momentum > 0 and dampening 0",
                                   "false, or momentum > 0 with dampening 0")
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's ``optimizer`` block (only the fields this type uses)."""
-        if self.type == "adamw":
-            return {"type": "adamw", "betas": list(self.betas), "eps": self.eps,
-                    "weight_decay": self.weight_decay}
-        return {"type": "sgd", "momentum": self.momentum, "dampening": self.dampening,
-                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+        full = super().to_dict()
+        return {k: full[k] for k in self.USES[self.type]}
 
     @classmethod
     def from_dict(cls, obj: Any, path: str = "optimizer") -> OptimizerSpec:
+        """Read a manifest's ``optimizer`` block: only the fields its ``type`` uses."""
         obj = get_object(obj, path)
         kind = obj.get("type")
-        fields = {"adamw": ("type", "betas", "eps", "weight_decay"),
-                  "sgd": ("type", "momentum", "dampening", "weight_decay", "nesterov")}
-        if kind not in fields:
+        if kind not in cls.USES:
             raise ValidationError(f"{path}.type", f"unknown value {kind!r}", ", ".join(OPTIMIZERS))
-        check_keys(obj, path, fields[kind], required=("type",))
-        kwargs = dict(obj)
-        if "betas" in kwargs:
-            betas = kwargs["betas"]
-            if not isinstance(betas, list | tuple) or len(betas) != 2:
-                raise ValidationError(f"{path}.betas", f"expected two numbers, got {betas!r}")
-            kwargs["betas"] = tuple(betas)
-        return cls(**kwargs)
+        check_keys(obj, path, cls.USES[kind], required=("type",))
+        return super().from_dict(obj, path)
 
 
 @dataclass(frozen=True)

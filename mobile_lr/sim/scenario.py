@@ -38,30 +38,42 @@ from typing import Any
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import DeviceProfile, DeviceState
-from mobile_lr.validation import (
-    ValidationError,
-    check_keys,
-    get_bool,
-    get_int,
-    get_number,
-    get_object,
-    join,
+from mobile_lr.validation import ValidationError, check_number, join
+from mobile_lr.validation.schema import (
+    Record,
+    boolean,
+    choice,
+    integer,
+    nested,
+    number,
+    records,
+    text,
 )
 
 __all__ = ["EVENT_TYPES", "SCENARIO_FORMAT", "Event", "Scenario", "Window", "builtin_scenarios",
-           "load_scenario"]
+           "load_scenario", "parse_scenario"]
 
 SCENARIO_FORMAT = "mobile-lr.scenario/1"
 EVENT_TYPES = ("plug", "unplug", "ambient")
+_AMBIENT = {"lo": -50.0, "hi": 80.0}
 
 
-@dataclass(frozen=True)
-class Event:
+@dataclass(frozen=True, kw_only=True)
+class Event(Record):
     """Something that happens to the phone at device time ``at_s``."""
 
-    at_s: float
-    type: str  # plug | unplug | ambient
-    ambient_c: float | None = None
+    at_s: float = number(lo=0.0, help="device time in seconds (at most the scenario's end_s)")
+    type: str = choice(EVENT_TYPES, help="plug or pull the charger, or change the ambient temperature")
+    ambient_c: float | None = number(None, **_AMBIENT, help="new ambient temperature in °C "
+                                     "(type 'ambient' only, and required there)")
+
+    def check(self) -> None:
+        if self.type == "ambient" and self.ambient_c is None:
+            raise ValidationError("ambient_c", "missing: an ambient event needs it",
+                                  "a temperature in °C")
+        if self.type != "ambient" and self.ambient_c is not None:
+            raise ValidationError("ambient_c", f"not allowed on a {self.type!r} event",
+                                  "ambient_c only with type 'ambient'")
 
 
 @dataclass(frozen=True)
@@ -76,24 +88,51 @@ class Window:
         return self.start_s + self.length_s
 
 
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    level: float
-    charging: bool
-    ambient_c: float | None
-    temperature_c: float | None
-    policy: Policy
-    window_first_s: float
-    window_length_s: float | None  # None: the profile's window for the charger state
-    window_every_s: float | None
-    window_count: int
-    events: tuple[Event, ...]
-    step_factor: float
-    background_w: float
-    end_s: float
-    nominal_steps: int
+@dataclass(frozen=True, kw_only=True)
+class Scenario(Record):
+    """One situation of a phone's day: start, user policy, OS windows, events, workload."""
+
+    FORMAT = SCENARIO_FORMAT
+    FORMAT_REQUIRED = True
+
+    name: str = text(non_empty=True, help="short name, used in report titles and run directories")
+    description: str = text("", help="one line for the report")
+    level: float = number(lo=0.0, hi=1.0, key="start.level", help="battery level at the start")
+    charging: bool = boolean(False, key="start.charging", help="on the charger at the start")
+    ambient_c: float | None = number(None, **_AMBIENT, key="start.ambient_c",
+                                     help="ambient temperature in °C (null: the profile's)")
+    temperature_c: float | None = number(None, lo=-50.0, hi=120.0, key="start.temperature_c",
+                                         help="skin temperature in °C at the start (null: ambient)")
+    policy: Policy = nested(Policy, Policy, help="what the user allows (mobile-lr.policy/1)")
+    window_first_s: float = number(0.0, lo=0.0, key="windows.first_s",
+                                   help="device time the first OS window opens")
+    window_length_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.length_s",
+                                           help="window length (null: the profile's, charging or not)")
+    window_every_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.every_s",
+                                          help="seconds between window starts (needed for count > 1)")
+    window_count: int = integer(1, lo=1, hi=1000, key="windows.count", help="number of windows")
+    events: tuple[Event, ...] = records(Event, (), help="charger and ambient changes, any order")
+    step_factor: float = number(1.0, lo=0.0, lo_open=True, key="workload.step_factor",
+                                help="multiplies the profile's reference step time")
+    background_w: float = number(0.0, lo=0.0, hi=50.0, key="workload.background_w",
+                                 help="the phone's own use on top of training, in W")
+    end_s: float = number(lo=0.0, lo_open=True, help="device time the scenario ends")
+    nominal_steps: int = integer(lo=1, help="steps the run is planned for when nothing binds")
+
+    def check(self) -> None:
+        if self.window_count > 1 and self.window_every_s is None:
+            raise ValidationError("windows.every_s", "missing: several windows need a period",
+                                  "seconds between window starts")
+        length, every = self.window_length_s, self.window_every_s
+        if self.window_count > 1 and length is not None and every is not None and length > every:
+            raise ValidationError("windows.length_s", f"{length} is longer than every_s {every}",
+                                  "windows that do not overlap")
+        if self.window_first_s >= self.end_s:
+            raise ValidationError("windows.first_s",
+                                  f"{self.window_first_s} is not before end_s {self.end_s}")
+        for i, event in enumerate(self.events):
+            check_number(event.at_s, join(join("events", i), "at_s"), lo=0.0, hi=self.end_s)
+        object.__setattr__(self, "events", tuple(sorted(self.events, key=lambda e: e.at_s)))
 
     def windows(self, profile: DeviceProfile) -> list[Window]:
         """The OS windows on ``profile`` (length defaults to the profile's, charging or not)."""
@@ -113,88 +152,9 @@ class Scenario:
                                    temperature_c=self.temperature_c, ambient_c=self.ambient_c)
 
 
-def _parse_events(value: Any, path: str, end_s: float) -> tuple[Event, ...]:
-    if not isinstance(value, list):
-        raise ValidationError(path, f"expected a list of events, got {type(value).__name__}",
-                              '[{"at_s": seconds, "type": "plug" | "unplug" | "ambient"}, ...]')
-    events = []
-    for i, item in enumerate(value):
-        p = join(path, i)
-        obj = get_object(item, p)
-        check_keys(obj, p, ("at_s", "type", "ambient_c"), required=("at_s", "type"))
-        at = get_number(obj, "at_s", p, lo=0.0, hi=end_s)
-        kind = obj["type"]
-        if kind not in EVENT_TYPES:
-            raise ValidationError(join(p, "type"), f"unknown value {kind!r}", ", ".join(EVENT_TYPES))
-        amb = None
-        if kind == "ambient":
-            if "ambient_c" not in obj:
-                raise ValidationError(join(p, "ambient_c"), "missing: an ambient event needs it",
-                                      "a temperature in °C")
-            amb = get_number(obj, "ambient_c", p, lo=-50.0, hi=80.0)
-        elif "ambient_c" in obj:
-            raise ValidationError(join(p, "ambient_c"), f"not allowed on a {kind!r} event",
-                                  "ambient_c only with type 'ambient'")
-        events.append(Event(at, kind, amb))
-    return tuple(sorted(events, key=lambda e: e.at_s))
-
-
 def parse_scenario(obj: Any, path: str = "") -> Scenario:
     """Validate a scenario object; errors name the field (``start.level``, ``events[1].type``)."""
-    obj = get_object(obj, path)
-    check_keys(obj, path, ("format", "name", "description", "start", "policy", "windows", "events",
-                           "workload", "end_s", "nominal_steps"),
-               required=("format", "name", "start", "end_s", "nominal_steps"))
-    if obj["format"] != SCENARIO_FORMAT:
-        raise ValidationError(join(path, "format"), f"unknown format {obj['format']!r}", SCENARIO_FORMAT)
-    name = obj["name"]
-    if not isinstance(name, str) or not name:
-        raise ValidationError(join(path, "name"), f"expected a non-empty string, got {name!r}")
-    desc = obj.get("description", "")
-    if not isinstance(desc, str):
-        raise ValidationError(join(path, "description"), "expected a string")
-    end_s = get_number(obj, "end_s", path, lo=0.0, lo_open=True)
-    nominal = get_int(obj, "nominal_steps", path, lo=1)
-
-    sp = join(path, "start")
-    start = get_object(obj["start"], sp)
-    check_keys(start, sp, ("level", "charging", "ambient_c", "temperature_c"), required=("level",))
-    level = get_number(start, "level", sp, lo=0.0, hi=1.0)
-    charging = get_bool(start, "charging", sp, default=False)
-    ambient = None if start.get("ambient_c") is None else get_number(start, "ambient_c", sp, lo=-50.0,
-                                                                      hi=80.0)
-    temp = None if start.get("temperature_c") is None else get_number(start, "temperature_c", sp,
-                                                                      lo=-50.0, hi=120.0)
-    policy = Policy.from_dict(obj.get("policy", {}), join(path, "policy"))
-
-    wp = join(path, "windows")
-    win = get_object(obj.get("windows", {}), wp)
-    check_keys(win, wp, ("first_s", "length_s", "every_s", "count"))
-    first = get_number(win, "first_s", wp, default=0.0, lo=0.0)
-    length = None if win.get("length_s") is None else get_number(win, "length_s", wp, lo=0.0,
-                                                                  lo_open=True)
-    every = None if win.get("every_s") is None else get_number(win, "every_s", wp, lo=0.0, lo_open=True)
-    count = get_int(win, "count", wp, default=1, lo=1, hi=1000)
-    if count > 1 and every is None:
-        raise ValidationError(join(wp, "every_s"), "missing: several windows need a period",
-                              "seconds between window starts")
-    if count > 1 and length is not None and every is not None and length > every:
-        raise ValidationError(join(wp, "length_s"), f"{length} is longer than every_s {every}",
-                              "windows that do not overlap")
-    if first >= end_s:
-        raise ValidationError(join(wp, "first_s"), f"{first} is not before end_s {end_s}")
-
-    wl = join(path, "workload")
-    work = get_object(obj.get("workload", {}), wl)
-    check_keys(work, wl, ("step_factor", "background_w"))
-    step_factor = get_number(work, "step_factor", wl, default=1.0, lo=0.0, lo_open=True)
-    background = get_number(work, "background_w", wl, default=0.0, lo=0.0, hi=50.0)
-    events = _parse_events(obj.get("events", []), join(path, "events"), end_s)
-    return Scenario(name=name, description=desc, level=level, charging=charging, ambient_c=ambient,
-                    temperature_c=temp, policy=policy, window_first_s=first, window_length_s=length,
-                    window_every_s=every, window_count=count, events=events,
-                    step_factor=step_factor, background_w=background, end_s=end_s,
-                    nominal_steps=nominal)
+    return Scenario.from_dict(obj, path)
 
 
 def builtin_scenarios() -> list[str]:

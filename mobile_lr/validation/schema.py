@@ -1,0 +1,422 @@
+"""Declare a file format once: each field's JSON name, bounds, allowed values, default and help.
+
+A record is a dataclass deriving from :class:`Record` whose fields are made with
+:func:`number`, :func:`integer`, :func:`boolean`, :func:`choice`, :func:`text`,
+:func:`numbers`, :func:`nested`, :func:`records` or :func:`custom`. That one
+declaration gives
+
+* the constructor's validation: ``X(bad=...)`` raises the same
+  :class:`~mobile_lr.validation.ValidationError` as ``X.from_dict({"bad": ...})``
+  (field names relative to the record; ``from_dict(obj, path)`` prefixes ``path``);
+* :meth:`Record.from_dict`: unknown keys refused, missing ones named, nested
+  objects (a dotted JSON name such as ``"battery.capacity_wh"`` puts a flat
+  attribute inside a nested JSON object), the ``format`` tag;
+* :meth:`Record.to_dict`, which :meth:`Record.from_dict` reads back to an equal record;
+* :meth:`Record.json_schema`, a JSON Schema (draft 2020-12) of the same rules.
+
+Rules that tie several fields together go into :meth:`Record.check`, which runs
+after the fields are valid and raises with the JSON names of the fields.
+The error wording is :mod:`mobile_lr.validation`'s, so Python and the Kotlin core
+name the same field in the same words.
+
+>>> from dataclasses import dataclass
+>>> @dataclass(frozen=True, kw_only=True)
+... class Battery(Record):
+...     level: float = number(lo=0.0, hi=1.0, help="state of charge")
+...     charging: bool = boolean(False, help="plugged in")
+>>> Battery.from_dict({"level": 0.5})
+Battery(level=0.5, charging=False)
+>>> Battery(level=2)
+Traceback (most recent call last):
+...
+mobile_lr.validation.ValidationError: level: 2 is out of range; allowed: a finite number in [0.0, 1.0]
+>>> Battery.from_dict({"level": 0.5, "charge": True}, "start")
+Traceback (most recent call last):
+...
+mobile_lr.validation.ValidationError: start.charge: unknown field; allowed: charging, level
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+from . import ValidationError, _interval, check_int, check_keys, check_number, get_object, join
+
+__all__ = [
+    "Decl",
+    "Record",
+    "boolean",
+    "choice",
+    "custom",
+    "declarations",
+    "integer",
+    "nested",
+    "number",
+    "numbers",
+    "records",
+    "text",
+    "within",
+]
+
+REQUIRED: Any = dataclasses.MISSING
+_META = "mobile_lr.schema"
+JSON_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def within(err: ValidationError, path: str) -> ValidationError:
+    """The same error with its field moved under ``path`` (``"policy"`` + ``"window_s"``)."""
+    if not path:
+        return err
+    field = path if err.field in ("", "<root>") else join(path, err.field)
+    return ValidationError(field, err.problem, err.allowed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decl:
+    """How one field is read, checked, written and described (made by :func:`number` etc.)."""
+
+    kind: str
+    help: str = ""
+    key: str | None = None  # JSON name (dotted = inside nested objects); None: the attribute name
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    nullable: bool = False
+    choices: tuple[Any, ...] = ()
+    record: type[Any] | None = None  # a Record, or any class with from_dict / to_dict
+    length: int | None = None
+    non_empty: bool = False
+    parse: Callable[[Any, str], Any] | None = None
+    dump: Callable[[Any], Any] | None = None
+    schema: Mapping[str, Any] | None = None
+    tags: frozenset[str] = frozenset()
+
+    # ---- checking
+    def validate(self, value: Any, field: str) -> Any:
+        """The checked (and normalised: int -> float, list -> tuple) value, or an error naming ``field``."""
+        if value is None and self.nullable:
+            return None
+        check = getattr(self, f"_check_{self.kind}")
+        return check(value, field)
+
+    def _check_number(self, value: Any, field: str) -> float:
+        return check_number(value, field, lo=self.lo, hi=self.hi, lo_open=self.lo_open,
+                            hi_open=self.hi_open)
+
+    def _check_integer(self, value: Any, field: str) -> int:
+        return check_int(value, field, lo=_int_or_none(self.lo), hi=_int_or_none(self.hi))
+
+    def _check_boolean(self, value: Any, field: str) -> bool:
+        if not isinstance(value, bool):
+            raise ValidationError(field, f"expected true or false, got {value!r}", "true, false")
+        return value
+
+    def _check_choice(self, value: Any, field: str) -> Any:
+        if value not in self.choices:
+            raise ValidationError(field, f"unknown value {value!r}", ", ".join(map(str, self.choices)))
+        return value
+
+    def _check_text(self, value: Any, field: str) -> str:
+        if self.non_empty and (not isinstance(value, str) or not value):
+            raise ValidationError(field, f"expected a non-empty string, got {value!r}")
+        if not isinstance(value, str):
+            raise ValidationError(field, "expected a string")
+        return value
+
+    def _check_numbers(self, value: Any, field: str) -> tuple[float, ...]:
+        if not isinstance(value, list | tuple) or (self.length is not None and len(value) != self.length):
+            count = "numbers" if self.length is None else f"{self.length} numbers"
+            raise ValidationError(field, f"expected a list of {count}, got {value!r}",
+                                  _interval(self.lo, self.hi, self.lo_open, self.hi_open))
+        return tuple(self._check_number(v, join(field, i)) for i, v in enumerate(value))
+
+    def _check_record(self, value: Any, field: str) -> Any:
+        assert self.record is not None
+        if isinstance(value, self.record):
+            return value
+        return self.record.from_dict(value, field)
+
+    def _check_records(self, value: Any, field: str) -> tuple[Any, ...]:
+        if not isinstance(value, list | tuple):
+            raise ValidationError(field, f"expected a list, got {type(value).__name__}",
+                                  f"a list of {self.record.__name__ if self.record else 'objects'}")
+        return tuple(self._check_record(v, join(field, i)) for i, v in enumerate(value))
+
+    def _check_custom(self, value: Any, field: str) -> Any:
+        assert self.parse is not None
+        return self.parse(value, field)
+
+    # ---- writing and describing
+    def to_json(self, value: Any) -> Any:
+        if value is None:
+            return None
+        if self.kind == "record":
+            return value.to_dict()
+        if self.kind == "records":
+            return [v.to_dict() for v in value]
+        if self.kind == "numbers":
+            return list(value)
+        if self.kind == "custom" and self.dump is not None:
+            return self.dump(value)
+        return value
+
+    def json_schema(self, default: Any = REQUIRED) -> dict[str, Any]:
+        value = self._value_schema()
+        out: dict[str, Any] = {"description": self.help} if self.help else {}
+        out.update({"anyOf": [value, {"type": "null"}]} if self.nullable else value)
+        if default is not REQUIRED and self.kind not in ("record", "records"):
+            out["default"] = self.to_json(default)
+        return out
+
+    def _value_schema(self) -> dict[str, Any]:
+        if self.kind in ("number", "integer"):
+            return {"type": self.kind, **_bounds_schema(self)}
+        if self.kind == "boolean":
+            return {"type": "boolean"}
+        if self.kind == "choice":
+            return {"enum": list(self.choices)}
+        if self.kind == "text":
+            return {"type": "string", "minLength": 1} if self.non_empty else {"type": "string"}
+        if self.kind == "numbers":
+            items = {"type": "array", "items": {"type": "number", **_bounds_schema(self)}}
+            if self.length is not None:
+                items.update(minItems=self.length, maxItems=self.length)
+            return items
+        if self.kind == "record":
+            return _record_schema(self.record)
+        if self.kind == "records":
+            return {"type": "array", "items": _record_schema(self.record)}
+        return dict(self.schema or {})
+
+
+def _record_schema(cls: type[Any] | None) -> dict[str, Any]:
+    """A nested record's object schema (a class not declared yet: any object)."""
+    return cls.object_schema() if hasattr(cls, "object_schema") else {"type": "object"}
+
+
+def _int_or_none(x: float | None) -> int | None:
+    return None if x is None else int(x)
+
+
+def _bounds_schema(d: Decl) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if d.lo is not None:
+        out["exclusiveMinimum" if d.lo_open else "minimum"] = d.lo
+    if d.hi is not None:
+        out["exclusiveMaximum" if d.hi_open else "maximum"] = d.hi
+    return out
+
+
+# --------------------------------------------------------------------------- field makers
+
+
+def _field(default: Any, decl: Decl, factory: Callable[[], Any] | None = None) -> Any:
+    if default is None:  # a field that may be absent may be written as null too
+        decl = dataclasses.replace(decl, nullable=True)
+    meta = {_META: decl}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def number(default: Any = REQUIRED, *, lo: float | None = None, hi: float | None = None,
+           lo_open: bool = False, hi_open: bool = False, help: str = "", key: str | None = None,
+           tags: Sequence[str] = ()) -> Any:
+    """A finite real number (booleans refused) in ``[lo, hi]``, either end open."""
+    return _field(default, Decl("number", help, key, lo, hi, lo_open, hi_open, tags=frozenset(tags)))
+
+
+def integer(default: Any = REQUIRED, *, lo: int | None = None, hi: int | None = None, help: str = "",
+            key: str | None = None, tags: Sequence[str] = ()) -> Any:
+    """An integer (``3.0`` reads as 3) in ``[lo, hi]``."""
+    return _field(default, Decl("integer", help, key, lo, hi, tags=frozenset(tags)))
+
+
+def boolean(default: Any = REQUIRED, *, help: str = "", key: str | None = None) -> Any:
+    return _field(default, Decl("boolean", help, key))
+
+
+def choice(choices: Sequence[Any], default: Any = REQUIRED, *, help: str = "",
+           key: str | None = None) -> Any:
+    """One of ``choices`` (strings, compared exactly)."""
+    return _field(default, Decl("choice", help, key, choices=tuple(choices)))
+
+
+def text(default: Any = REQUIRED, *, non_empty: bool = False, help: str = "",
+         key: str | None = None) -> Any:
+    return _field(default, Decl("text", help, key, non_empty=non_empty))
+
+
+def numbers(default: Any = REQUIRED, *, length: int | None = None, lo: float | None = None,
+            hi: float | None = None, lo_open: bool = False, hi_open: bool = False, help: str = "",
+            key: str | None = None, tags: Sequence[str] = ()) -> Any:
+    """A list of numbers (stored as a tuple), each within the bounds; ``length`` fixes the count."""
+    return _field(default, Decl("numbers", help, key, lo, hi, lo_open, hi_open, length=length,
+                                tags=frozenset(tags)))
+
+
+def nested(record: type[Any], default: Any = REQUIRED, *, help: str = "",
+           key: str | None = None) -> Any:
+    """Another record, written as a JSON object; ``default=record`` means ``record()``."""
+    factory = record if default is record else None
+    return _field(REQUIRED if factory else default, Decl("record", help, key, record=record),
+                  factory)
+
+
+def records(record: type[Any], default: Any = REQUIRED, *, help: str = "",
+            key: str | None = None) -> Any:
+    """A list of records (stored as a tuple); ``default=()`` for an optional empty list."""
+    return _field(default, Decl("records", help, key, record=record))
+
+
+def custom(parse: Callable[[Any, str], Any], schema: Mapping[str, Any], default: Any = REQUIRED, *,
+           dump: Callable[[Any], Any] | None = None, help: str = "", key: str | None = None,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """Anything else: ``parse(value, field)`` checks and converts, ``dump`` writes JSON back,
+    ``schema`` is its JSON Schema. ``parse`` must accept its own output (the constructor runs it)."""
+    return _field(default, Decl("custom", help, key, parse=parse, dump=dump, schema=schema), factory)
+
+
+def declarations(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Decl, tuple[str, ...]]]:
+    """``(dataclass field, declaration, JSON key path)`` of every declared field, in order."""
+    for f in dataclasses.fields(cls):
+        decl = f.metadata.get(_META)
+        if decl is not None:
+            yield f, decl, tuple((decl.key or f.name).split("."))
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return REQUIRED
+
+
+# --------------------------------------------------------------------------- records
+
+
+class Record:
+    """Base of a declared record (the subclass is a ``@dataclass``; frozen ones work).
+
+    ``FORMAT`` names the ``format`` tag the JSON may carry (``FORMAT_REQUIRED``:
+    must carry); a different value is refused with ``FORMAT_PROBLEM``.
+    """
+
+    FORMAT: ClassVar[str | None] = None
+    FORMAT_REQUIRED: ClassVar[bool] = False
+    FORMAT_PROBLEM: ClassVar[str] = "unknown format"
+
+    def __post_init__(self) -> None:
+        for f, decl, keys in declarations(type(self)):
+            value = decl.validate(getattr(self, f.name), ".".join(keys))
+            object.__setattr__(self, f.name, value)
+        self.check()
+
+    def check(self) -> None:
+        """Rules across fields; raise :class:`ValidationError` naming the JSON field."""
+
+    # ---- JSON
+    @classmethod
+    def from_dict(cls, obj: Any, path: str = "") -> Self:
+        """Read a JSON object; errors name the field's dotted path under ``path``."""
+        obj = get_object(obj, path)
+        tree = _tree(cls)
+        values: dict[str, Any] = {}
+        _read(tree, obj, path, values, cls)
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            raise within(err, path) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"format": self.FORMAT} if self.FORMAT else {}
+        for f, decl, keys in declarations(type(self)):
+            node = out
+            for k in keys[:-1]:
+                node = node.setdefault(k, {})
+            node[keys[-1]] = decl.to_json(getattr(self, f.name))
+        return out
+
+    @classmethod
+    def object_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of one such object (no ``$schema`` header: it nests)."""
+        return _object_schema(_tree(cls), cls)
+
+    @classmethod
+    def json_schema(cls, schema_id: str | None = None) -> dict[str, Any]:
+        """A standalone JSON Schema document (draft 2020-12) of this record's JSON."""
+        head: dict[str, Any] = {"$schema": JSON_SCHEMA_DIALECT}
+        if schema_id:
+            head["$id"] = schema_id
+        head["title"] = cls.FORMAT or cls.__name__
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+        if doc:
+            head["description"] = " ".join(doc.split())
+        return {**head, **cls.object_schema()}
+
+
+# A layout tree: JSON key -> (field, decl) for a leaf, or a nested dict for a JSON sub-object.
+_Tree = dict[str, Any]
+
+
+def _tree(cls: type) -> _Tree:
+    root: _Tree = {}
+    for f, decl, keys in declarations(cls):
+        node = root
+        for k in keys[:-1]:
+            node = node.setdefault(k, {})
+        node[keys[-1]] = (f, decl)
+    return root
+
+
+def _required(node: Any) -> bool:
+    if isinstance(node, tuple):
+        return _default(node[0]) is REQUIRED
+    return any(_required(child) for child in node.values())
+
+
+def _read(tree: _Tree, obj: Mapping[str, Any], path: str, values: dict[str, Any],
+          cls: type[Record] | None) -> None:
+    """Check keys level by level and collect raw values by attribute (nested records parsed)."""
+    allowed = list(tree)
+    if cls is not None and cls.FORMAT:
+        allowed.insert(0, "format")
+    required = [k for k, node in tree.items() if _required(node)]
+    if cls is not None and cls.FORMAT and cls.FORMAT_REQUIRED:
+        required.insert(0, "format")
+    check_keys(obj, path, allowed, required=required)
+    if cls is not None and cls.FORMAT and obj.get("format", cls.FORMAT) != cls.FORMAT:
+        raise ValidationError(join(path, "format"), f"{cls.FORMAT_PROBLEM} {obj['format']!r}",
+                              cls.FORMAT)
+    for key, node in tree.items():
+        here = join(path, key)
+        if isinstance(node, dict):
+            _read(node, get_object(obj.get(key, {}), here), here, values, None)
+        elif key in obj:
+            f, decl = node
+            raw = obj[key]
+            values[f.name] = decl.validate(raw, here) if decl.kind in ("record", "records") else raw
+
+
+def _object_schema(tree: _Tree, cls: type[Record] | None) -> dict[str, Any]:
+    props: dict[str, Any] = {}
+    if cls is not None and cls.FORMAT:
+        props["format"] = {"const": cls.FORMAT}
+    for key, node in tree.items():
+        if isinstance(node, dict):
+            props[key] = _object_schema(node, None)
+        else:
+            f, decl = node
+            props[key] = decl.json_schema(_default(f))
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    required = [k for k, node in tree.items() if _required(node)]
+    if cls is not None and cls.FORMAT and cls.FORMAT_REQUIRED:
+        required.insert(0, "format")
+    if required:
+        out["required"] = required
+    out["additionalProperties"] = False
+    return out

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mobile_lr.validation import ValidationError, check_keys, get_object
+from mobile_lr.validation import ValidationError, check_keys, get_object, join
 from mobile_lr.validation.schema import Record, boolean, choice, number, numbers
 
 __all__ = [
@@ -79,6 +79,7 @@ class OptimizerSpec(Record):
     dampening: float = number(0.0, lo=0.0, hi=1.0, help="sgd: dampening for momentum")
     nesterov: bool = boolean(False, help="sgd: Nesterov momentum (needs momentum > 0, dampening 0)")
 
+    PATH = "optimizer"
     USES: ClassVar[dict[str, tuple[str, ...]]] = {
         "adamw": ("type", "betas", "eps", "weight_decay"),
         "sgd": ("type", "momentum", "dampening", "weight_decay", "nesterov")}
@@ -94,12 +95,13 @@ class OptimizerSpec(Record):
         return {k: full[k] for k in self.USES[self.type]}
 
     @classmethod
-    def from_dict(cls, obj: Any, path: str = "optimizer") -> OptimizerSpec:
+    def from_dict(cls, obj: Any, path: str | None = "optimizer") -> OptimizerSpec:
         """Read a manifest's ``optimizer`` block: only the fields its ``type`` uses."""
+        path = path or ""
         obj = get_object(obj, path)
         kind = obj.get("type")
         if kind not in cls.USES:
-            raise ValidationError(f"{path}.type", f"unknown value {kind!r}", ", ".join(OPTIMIZERS))
+            raise ValidationError(join(path, "type"), f"unknown value {kind!r}", ", ".join(OPTIMIZERS))
         check_keys(obj, path, cls.USES[kind], required=("type",))
         return super().from_dict(obj, path)
 

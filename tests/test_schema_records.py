@@ -74,7 +74,7 @@ def test_keys_format_and_round_trip():
     assert isinstance(t.count, int) and isinstance(t.size, float)
     assert Thing.from_dict(t.to_dict()) == t
     jsonschema.validate(t.to_dict(), Thing.json_schema())
-    with pytest.raises(ValidationError, match="part.weight: missing required field"):
+    with pytest.raises(ValidationError, match=r"part\.weight: missing required field"):
         Thing.from_dict({"part": {}})
 
 

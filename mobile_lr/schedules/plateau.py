@@ -16,19 +16,31 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mobile_lr.validation.schema import choice, integer, number
+
+from .shapes import LR, Constant, Shape, ShapeArgs, _lr_bound, register
+
 __all__ = ["PlateauRule"]
 
 
-@dataclass(frozen=True)
-class PlateauRule:
-    mode: str = "min"
-    factor: float = 0.1
-    patience: int = 10
-    threshold: float = 1e-4
-    threshold_mode: str = "rel"
-    cooldown: int = 0
-    min_lr: float = 0.0
-    eps: float = 1e-8
+@register("plateau")
+@dataclass(frozen=True, kw_only=True)
+class PlateauRule(ShapeArgs):
+    """The ``plateau`` shape's fields, with PyTorch's defaults; the LR starts at ``base_lr``."""
+
+    mode: str = choice(("min", "max"), "min", help="whether the metric should fall (loss) or rise")
+    factor: float = number(0.1, lo=0.0, hi=1.0, hi_open=True, help="LR multiplier at each cut")
+    patience: int = integer(10, lo=0, help="bad observations tolerated before a cut")
+    threshold: float = number(1e-4, lo=0.0, help="how much better counts as better")
+    threshold_mode: str = choice(("rel", "abs"), "rel", help="threshold relative to the best, or absolute")
+    cooldown: int = integer(0, lo=0, help="observations after a cut that never count as bad")
+    min_lr: float = number(0.0, lo=0.0, tags=LR, help="lowest LR (at most base_lr)")
+    eps: float = number(1e-8, lo=0.0, help="a cut smaller than this is skipped")
+
+    def build(self, base_lr: float) -> Shape:
+        """The LR is the state's (see :meth:`observe`); the shape is a constant ``base_lr``."""
+        _lr_bound(self.min_lr, base_lr, "min_lr")
+        return Constant().build(base_lr)
 
     def start(self, lr: float) -> dict[str, Any]:
         """The state before any metric: ``best`` is ``None`` (PyTorch's +/-inf)."""

@@ -1,8 +1,10 @@
 """Schedule shapes: small pure functions of the step, one factory each.
 
-Each factory validates its arguments once and returns a :class:`Shape`, whose
-formula maps a (virtual) step ``u`` and a length ``L`` to an absolute learning
-rate. A shape whose length argument is omitted is *progress-based*: its length
+Each shape type is declared once as a record of its spec fields (JSON name,
+bounds, default, help: :mod:`mobile_lr.validation.schema`), registered in
+:data:`SHAPES` under its ``type``; the record's :meth:`ShapeArgs.build` returns a
+:class:`Shape`, whose formula maps a (virtual) step ``u`` and a length ``L`` to an
+absolute learning rate. A shape whose length argument is omitted is *progress-based*: its length
 is the planned total, and re-planning stretches it (see :mod:`.plan`). A shape
 with an explicit length, or one defined by absolute step counts (``step``,
 ``multistep`` with integer milestones, ``exponential``, ``inverse_time``,
@@ -14,19 +16,31 @@ calls of ``scheduler.step()`` in PyTorch (t = 0 is the initial LR); every
 formula below is transcribed from ``torch.optim.lr_scheduler`` (2.13) or from
 the Keras 3 schedule it names, and the test-suite checks it step for step.
 
->>> s = cosine(0.1)
+>>> s = Cosine().build(0.1)
 >>> [round(s.at(t, 4), 6) for t in range(5)]
 [0.1, 0.085355, 0.05, 0.014645, 0.0]
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
 
-from mobile_lr.validation import ValidationError, check_int, check_number, join
+from mobile_lr.validation import ValidationError, check_int, check_keys, check_number, get_object, join
+from mobile_lr.validation.schema import (
+    Record,
+    boolean,
+    choice,
+    custom,
+    declarations,
+    integer,
+    number,
+    numbers,
+    within,
+)
 
 from . import plan as _plan
 from ._ops import SCALAR, Ops
@@ -46,7 +60,7 @@ class Shape:
     formula: Formula
     progress_based: bool
     length: int | None = None
-    params: Mapping[str, Any] = field(default_factory=dict)
+    args: Any = None  # the ShapeArgs record it was built from (None for a sequence)
 
     def evaluate(self, ops: Ops, s: Any, local_plan: _plan.PlanHistory) -> Any:
         """LR at local step(s) ``s`` given the plan history in local time."""
@@ -65,77 +79,133 @@ class Shape:
         return float(self.evaluate(SCALAR, float(step), [(0, total)]))
 
 
-# --------------------------------------------------------------------------- helpers
+# --------------------------------------------------------------------------- declarations
 
-def _num(value: Any, path: str, name: str, **bounds: Any) -> float:
-    return check_number(value, join(path, name), **bounds)
-
-
-def _length(value: Any, path: str, name: str) -> int | None:
-    return None if value is None else check_int(value, join(path, name), lo=1)
+LR = ("lr",)  # tag of the fields holding absolute learning rates (scaled with base_lr)
+SHAPES: dict[str, type[ShapeArgs]] = {}
 
 
-def _lr_bound(value: float, base_lr: float, path: str, name: str) -> float:
+def register(kind: str) -> Callable[[type[ShapeArgs]], type[ShapeArgs]]:
+    """Class decorator: the record declares the spec fields of shape ``type: kind``."""
+    def deco(cls: type[ShapeArgs]) -> type[ShapeArgs]:
+        cls.TYPE = kind
+        SHAPES[kind] = cls
+        return cls
+    return deco
+
+
+class ShapeArgs(Record):
+    """The spec fields of one shape type; :meth:`build` makes the :class:`Shape`."""
+
+    TYPE: ClassVar[str] = ""
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str | None = "shape") -> Self:
+        """Read ``{"type": TYPE, ...fields}`` (the ``type`` key is checked by the caller)."""
+        path = path or ""
+        obj = get_object(obj, path)
+        check_keys(obj, path, ("type", *cls.field_keys()), required=cls.required_keys())
+        return super().from_dict({k: v for k, v in obj.items() if k != "type"}, path)
+
+    @classmethod
+    def field_keys(cls) -> tuple[str, ...]:
+        return tuple(".".join(keys) for _f, _d, keys in _decls(cls))
+
+    @classmethod
+    def required_keys(cls) -> tuple[str, ...]:
+        return tuple(".".join(keys) for f, _d, keys in _decls(cls) if _is_required(f))
+
+    def shape(self, base_lr: float, path: str = "shape") -> Shape:
+        """The validated shape for ``base_lr``; errors name fields under ``path``."""
+        try:
+            return self.build(base_lr)
+        except ValidationError as err:
+            raise within(err, path) from None
+
+    def build(self, base_lr: float) -> Shape:
+        raise NotImplementedError
+
+    def _make(self, formula: Formula, length: int | None) -> Shape:
+        return Shape(self.TYPE, formula, progress_based=length is None, length=length, args=self)
+
+    def _absolute(self, formula: Formula) -> Shape:
+        return Shape(self.TYPE, formula, progress_based=False, args=self)
+
+
+def _decls(cls: type) -> Any:
+    return declarations(cls)
+
+
+def _is_required(f: Any) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
+def _lr_bound(value: float, base_lr: float, name: str) -> float:
     if value > base_lr:
-        raise ValidationError(join(path, name), f"{value!r} is above base_lr {base_lr!r}",
+        raise ValidationError(name, f"{value!r} is above base_lr {base_lr!r}",
                               f"a number in [0, base_lr={base_lr!r}]")
     return value
 
 
-def _make(kind: str, formula: Formula, length: int | None, **params: Any) -> Shape:
-    return Shape(kind, formula, progress_based=length is None, length=length, params=params)
+_LENGTH_HELP = "length in steps; omitted: the planned total (the shape then follows re-plans)"
+
+
+def _length_field() -> Any:
+    return integer(None, lo=1, help=_LENGTH_HELP)
 
 
 # --------------------------------------------------------------------------- shapes
 
-def constant(base_lr: float, *, factor: float = 1.0, total_iters: int | None = None,
-             path: str = "shape") -> Shape:
+_FRACTION = {"lo": 0.0, "hi": 1.0}
+
+
+@register("constant")
+@dataclass(frozen=True, kw_only=True)
+class Constant(ShapeArgs):
     """ConstantLR: ``base_lr * factor`` for ``t < total_iters``, then ``base_lr``.
 
     With the default ``factor=1`` this is Keras's constant schedule. An omitted
     ``total_iters`` means the planned total, so the factor holds all run long.
 
-    >>> s = constant(0.1, factor=0.5, total_iters=2)
+    >>> s = Constant(factor=0.5, total_iters=2).build(0.1)
     >>> s.at(1, 10), s.at(2, 10)
     (0.05, 0.1)
     """
-    factor = _num(factor, path, "factor", lo=0.0, hi=1.0)
-    length = _length(total_iters, path, "total_iters")
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        return ops.where(u < n, base_lr * factor, base_lr * (factor + (1.0 - factor)))
+    factor: float = number(1.0, **_FRACTION, help="multiplies base_lr until total_iters")
+    total_iters: int | None = _length_field()
 
-    return _make("constant", f, length, factor=factor)
+    def build(self, base_lr: float) -> Shape:
+        factor = self.factor
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            return ops.where(u < n, base_lr * factor, base_lr * (factor + (1.0 - factor)))
+
+        return self._make(f, self.total_iters)
 
 
-def step(base_lr: float, *, step_size: int, gamma: float = 0.1, path: str = "shape") -> Shape:
+@register("step")
+@dataclass(frozen=True, kw_only=True)
+class Step(ShapeArgs):
     """StepLR: ``base_lr * gamma ** floor(t / step_size)``. Absolute.
 
-    >>> [round(step(1.0, step_size=2, gamma=0.5).at(t, 9), 3) for t in range(5)]
+    >>> [round(Step(step_size=2, gamma=0.5).build(1.0).at(t, 9), 3) for t in range(5)]
     [1.0, 1.0, 0.5, 0.5, 0.25]
     """
-    size = check_int(step_size, join(path, "step_size"), lo=1)
-    gamma = _num(gamma, path, "gamma", lo=0.0)
 
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        return base_lr * gamma ** ops.floor(u / size)
+    step_size: int = integer(lo=1, help="steps between two decays")
+    gamma: float = number(0.1, lo=0.0, help="decay factor")
 
-    return Shape("step", f, progress_based=False, params={"step_size": size, "gamma": gamma})
+    def build(self, base_lr: float) -> Shape:
+        size, gamma = self.step_size, self.gamma
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            return base_lr * gamma ** ops.floor(u / size)
+
+        return self._absolute(f)
 
 
-def multistep(base_lr: float, *, milestones: Sequence[Any], gamma: float = 0.1,
-              path: str = "shape") -> Shape:
-    """MultiStepLR: multiply by ``gamma`` at each milestone (the decay applies *at* ``t == m``).
-
-    Milestones are either all integer steps (absolute, as in PyTorch) or all
-    fractions in (0, 1) of the planned total (progress-based: they move when
-    the budget changes).
-
-    >>> s = multistep(1.0, milestones=[0.5], gamma=0.1)
-    >>> s.at(4, 10), s.at(5, 10)
-    (1.0, 0.1)
-    """
-    mpath = join(path, "milestones")
+def _milestones(milestones: Any, mpath: str) -> tuple[float, ...]:
     if not isinstance(milestones, list | tuple) or not milestones:
         raise ValidationError(mpath, "expected a non-empty list",
                               "increasing integer steps >= 1, or increasing fractions in (0, 1)")
@@ -149,176 +219,233 @@ def multistep(base_lr: float, *, milestones: Sequence[Any], gamma: float = 0.1,
         if i and values[-1] <= values[-2]:
             raise ValidationError(join(mpath, i), f"{m!r} is not above the previous milestone",
                                   "strictly increasing milestones")
-    gamma = _num(gamma, path, "gamma", lo=0.0)
-
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        count = 0.0
-        for m in values:
-            count = count + ops.where(u >= (m * n if fractions else m), 1.0, 0.0)
-        return base_lr * gamma ** count
-
-    return Shape("multistep", f, progress_based=fractions,
-                 params={"milestones": values, "gamma": gamma})
+    return tuple(values)
 
 
-def exponential(base_lr: float, *, gamma: float | None = None, decay_rate: float | None = None,
-                decay_steps: int | None = None, staircase: bool = False,
-                path: str = "shape") -> Shape:
+def _are_fractions(milestones: Sequence[float]) -> bool:
+    return all(not m.is_integer() for m in milestones)
+
+
+@register("multistep")
+@dataclass(frozen=True, kw_only=True)
+class MultiStep(ShapeArgs):
+    """MultiStepLR: multiply by ``gamma`` at each milestone (the decay applies *at* ``t == m``).
+
+    Milestones are either all integer steps (absolute, as in PyTorch) or all
+    fractions in (0, 1) of the planned total (progress-based: they move when
+    the budget changes).
+
+    >>> s = MultiStep(milestones=[0.5], gamma=0.1).build(1.0)
+    >>> s.at(4, 10), s.at(5, 10)
+    (1.0, 0.1)
+    """
+
+    milestones: tuple[float, ...] = custom(
+        _milestones, {"type": "array", "minItems": 1, "items": {"type": "number", "exclusiveMinimum": 0}},
+        help="increasing integer steps >= 1, or increasing fractions in (0, 1) of the planned total")
+    gamma: float = number(0.1, lo=0.0, help="decay factor at each milestone")
+
+    def build(self, base_lr: float) -> Shape:
+        values, gamma = self.milestones, self.gamma
+        fractions = _are_fractions(values)
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            count = 0.0
+            for m in values:
+                count = count + ops.where(u >= (m * n if fractions else m), 1.0, 0.0)
+            return base_lr * gamma ** count
+
+        return Shape("multistep", f, progress_based=fractions, args=self)
+
+
+_EXP_ALLOWED = "gamma (PyTorch) or decay_rate + decay_steps [+ staircase] (Keras)"
+
+
+@register("exponential")
+@dataclass(frozen=True, kw_only=True)
+class Exponential(ShapeArgs):
     """ExponentialLR ``base_lr * gamma ** t``, or Keras ExponentialDecay
     ``base_lr * decay_rate ** (t / decay_steps)`` (floored with ``staircase``). Absolute.
 
-    >>> exponential(1.0, gamma=0.5).at(3, 10)
+    >>> Exponential(gamma=0.5).build(1.0).at(3, 10)
     0.125
-    >>> exponential(1.0, decay_rate=0.5, decay_steps=2, staircase=True).at(3, 10)
+    >>> Exponential(decay_rate=0.5, decay_steps=2, staircase=True).build(1.0).at(3, 10)
     0.5
     """
-    if gamma is not None:
-        if decay_rate is not None or decay_steps is not None or staircase:
-            raise ValidationError(join(path, "gamma"), "give either gamma or decay_rate/decay_steps",
-                                  "gamma (PyTorch) or decay_rate + decay_steps [+ staircase] (Keras)")
-        g = _num(gamma, path, "gamma", lo=0.0)
-        return Shape("exponential", lambda ops, u, n: base_lr * g ** u, progress_based=False,
-                     params={"gamma": g})
-    if decay_rate is None or decay_steps is None:
-        raise ValidationError(join(path, "gamma"), "missing required field",
-                              "gamma (PyTorch) or decay_rate + decay_steps [+ staircase] (Keras)")
-    rate = _num(decay_rate, path, "decay_rate", lo=0.0)
-    dsteps = check_int(decay_steps, join(path, "decay_steps"), lo=1)
-    stair = bool(staircase)
 
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        p = u / dsteps
-        return base_lr * rate ** (ops.floor(p) if stair else p)
+    gamma: float | None = number(None, lo=0.0, help="PyTorch: factor per step")
+    decay_rate: float | None = number(None, lo=0.0, help="Keras: factor per decay_steps")
+    decay_steps: int | None = integer(None, lo=1, help="Keras: steps per decay_rate")
+    staircase: bool = boolean(False, help="Keras: decay in whole decay_steps")
 
-    return Shape("exponential", f, progress_based=False,
-                 params={"decay_rate": rate, "decay_steps": dsteps, "staircase": stair})
+    def check(self) -> None:
+        if self.gamma is not None:
+            if self.decay_rate is not None or self.decay_steps is not None or self.staircase:
+                raise ValidationError("gamma", "give either gamma or decay_rate/decay_steps", _EXP_ALLOWED)
+        elif self.decay_rate is None or self.decay_steps is None:
+            raise ValidationError("gamma", "missing required field", _EXP_ALLOWED)
+
+    def build(self, base_lr: float) -> Shape:
+        if self.gamma is not None:
+            g = self.gamma
+            return self._absolute(lambda ops, u, n: base_lr * g ** u)
+        rate, dsteps, stair = self.decay_rate, self.decay_steps, self.staircase
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            p = u / dsteps
+            return base_lr * rate ** (ops.floor(p) if stair else p)
+
+        return self._absolute(f)
 
 
-def inverse_time(base_lr: float, *, decay_rate: float, decay_steps: int, staircase: bool = False,
-                 path: str = "shape") -> Shape:
+@register("inverse_time")
+@dataclass(frozen=True, kw_only=True)
+class InverseTime(ShapeArgs):
     """Keras InverseTimeDecay: ``base_lr / (1 + decay_rate * t / decay_steps)``. Absolute.
 
-    >>> inverse_time(1.0, decay_rate=1.0, decay_steps=2).at(2, 10)
+    >>> InverseTime(decay_rate=1.0, decay_steps=2).build(1.0).at(2, 10)
     0.5
     """
-    rate = _num(decay_rate, path, "decay_rate", lo=0.0)
-    dsteps = check_int(decay_steps, join(path, "decay_steps"), lo=1)
-    stair = bool(staircase)
 
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        p = u / dsteps
-        return base_lr / (1.0 + rate * (ops.floor(p) if stair else p))
+    decay_rate: float = number(lo=0.0, help="decay per decay_steps")
+    decay_steps: int = integer(lo=1, help="steps per unit of decay")
+    staircase: bool = boolean(False, help="decay in whole decay_steps")
 
-    return Shape("inverse_time", f, progress_based=False,
-                 params={"decay_rate": rate, "decay_steps": dsteps, "staircase": stair})
+    def build(self, base_lr: float) -> Shape:
+        rate, dsteps, stair = self.decay_rate, self.decay_steps, self.staircase
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            p = u / dsteps
+            return base_lr / (1.0 + rate * (ops.floor(p) if stair else p))
+
+        return self._absolute(f)
 
 
-def linear(base_lr: float, *, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
-           total_iters: int | None = None, path: str = "shape") -> Shape:
+@register("linear")
+@dataclass(frozen=True, kw_only=True)
+class Linear(ShapeArgs):
     """LinearLR: ``base_lr * (s + (e - s) * min(t, L) / L)``.
 
-    >>> linear(1.0, start_factor=1.0, end_factor=0.0).at(3, 4)
+    >>> Linear(start_factor=1.0, end_factor=0.0).build(1.0).at(3, 4)
     0.25
     """
-    s0 = _num(start_factor, path, "start_factor", lo=0.0, hi=1.0, lo_open=True)
-    e0 = _num(end_factor, path, "end_factor", lo=0.0, hi=1.0)
-    length = _length(total_iters, path, "total_iters")
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        return base_lr * (s0 + (e0 - s0) * ops.minimum(u, n) / n)
+    start_factor: float = number(1.0 / 3, **_FRACTION, lo_open=True, help="factor at step 0")
+    end_factor: float = number(1.0, **_FRACTION, help="factor from total_iters on")
+    total_iters: int | None = _length_field()
 
-    return _make("linear", f, length, start_factor=s0, end_factor=e0)
+    def build(self, base_lr: float) -> Shape:
+        s0, e0 = self.start_factor, self.end_factor
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            return base_lr * (s0 + (e0 - s0) * ops.minimum(u, n) / n)
+
+        return self._make(f, self.total_iters)
 
 
-def polynomial(base_lr: float, *, total_iters: int | None = None, power: float = 1.0,
-               end_learning_rate: float = 0.0, cycle: bool = False, path: str = "shape") -> Shape:
+@register("polynomial")
+@dataclass(frozen=True, kw_only=True)
+class Polynomial(ShapeArgs):
     """PolynomialLR / Keras PolynomialDecay:
     ``(base_lr - end) * (1 - min(t, L) / L) ** power + end``.
 
     With ``cycle`` (Keras), ``L`` grows to the next multiple that covers ``t``.
 
-    >>> polynomial(1.0, power=2.0).at(5, 10)
+    >>> Polynomial(power=2.0).build(1.0).at(5, 10)
     0.25
     """
-    length = _length(total_iters, path, "total_iters")
-    pw = _num(power, path, "power", lo=0.0)
-    end = _lr_bound(_num(end_learning_rate, path, "end_learning_rate", lo=0.0), base_lr, path,
-                    "end_learning_rate")
-    cyc = bool(cycle)
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        if cyc:
-            n = n * ops.maximum(ops.ceil(u / n), 1.0)
-            frac = u / n
-        else:
-            frac = ops.minimum(u, n) / n
-        return (base_lr - end) * (1.0 - frac) ** pw + end
+    total_iters: int | None = _length_field()
+    power: float = number(1.0, lo=0.0, help="exponent of the decay")
+    end_learning_rate: float = number(0.0, lo=0.0, tags=LR, help="final LR (at most base_lr)")
+    cycle: bool = boolean(False, help="Keras: restart with a longer length instead of holding the end")
 
-    return _make("polynomial", f, length, power=pw, end_learning_rate=end, cycle=cyc)
+    def build(self, base_lr: float) -> Shape:
+        pw, cyc = self.power, self.cycle
+        end = _lr_bound(self.end_learning_rate, base_lr, "end_learning_rate")
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            if cyc:
+                n = n * ops.maximum(ops.ceil(u / n), 1.0)
+                frac = u / n
+            else:
+                frac = ops.minimum(u, n) / n
+            return (base_lr - end) * (1.0 - frac) ** pw + end
+
+        return self._make(f, self.total_iters)
 
 
-def cosine(base_lr: float, *, T_max: int | None = None, eta_min: float = 0.0,
-           path: str = "shape") -> Shape:
+@register("cosine")
+@dataclass(frozen=True, kw_only=True)
+class Cosine(ShapeArgs):
     """CosineAnnealingLR (closed form):
     ``eta_min + (base_lr - eta_min) * (1 + cos(pi * t / T_max)) / 2``.
 
     With an explicit ``T_max`` it is periodic past the end, exactly as PyTorch;
     progress-based (``T_max`` omitted) it holds ``eta_min`` at the end.
 
-    >>> cosine(1.0, eta_min=0.1).at(10, 10)
+    >>> Cosine(eta_min=0.1).build(1.0).at(10, 10)
     0.1
     """
-    length = _length(T_max, path, "T_max")
-    lo = _lr_bound(_num(eta_min, path, "eta_min", lo=0.0), base_lr, path, "eta_min")
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        return lo + (base_lr - lo) * (1.0 + ops.cos(math.pi * u / n)) / 2.0
+    T_max: int | None = integer(None, lo=1, help=_LENGTH_HELP)
+    eta_min: float = number(0.0, lo=0.0, tags=LR, help="lowest LR (at most base_lr)")
 
-    return _make("cosine", f, length, eta_min=lo)
+    def build(self, base_lr: float) -> Shape:
+        lo = _lr_bound(self.eta_min, base_lr, "eta_min")
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            return lo + (base_lr - lo) * (1.0 + ops.cos(math.pi * u / n)) / 2.0
+
+        return self._make(f, self.T_max)
 
 
-def cosine_restarts(base_lr: float, *, T_0: int, T_mult: int = 1, eta_min: float = 0.0,
-                    m_mul: float = 1.0, path: str = "shape") -> Shape:
+@register("cosine_restarts")
+@dataclass(frozen=True, kw_only=True)
+class CosineRestarts(ShapeArgs):
     """CosineAnnealingWarmRestarts (SGDR), with Keras's ``m_mul`` peak decay per restart.
 
     Cycle ``i`` starts at ``T_0 * (T_mult**i - 1) / (T_mult - 1)`` and lasts
     ``T_0 * T_mult**i`` steps; within it
     ``lr = eta_min + (base_lr - eta_min) * m_mul**i * (1 + cos(pi * T_cur / T_i)) / 2``.
 
-    >>> s = cosine_restarts(1.0, T_0=2)
+    >>> s = CosineRestarts(T_0=2).build(1.0)
     >>> [s.at(t, 9) for t in range(4)]
     [1.0, 0.5, 1.0, 0.5]
     """
-    t0 = check_int(T_0, join(path, "T_0"), lo=1)
-    mult = check_int(T_mult, join(path, "T_mult"), lo=1)
-    lo = _lr_bound(_num(eta_min, path, "eta_min", lo=0.0), base_lr, path, "eta_min")
-    mm = _num(m_mul, path, "m_mul", lo=0.0, hi=1.0)
-    log_mult = math.log(mult) if mult > 1 else 1.0
 
-    def start_of(i: Any) -> Any:
-        return t0 * i if mult == 1 else t0 * (mult ** i - 1.0) / (mult - 1.0)
+    T_0: int = integer(lo=1, help="length of the first cycle")
+    T_mult: int = integer(1, lo=1, help="each cycle is this many times longer than the last")
+    eta_min: float = number(0.0, lo=0.0, tags=LR, help="lowest LR (at most base_lr)")
+    m_mul: float = number(1.0, **_FRACTION, help="Keras: peak factor per restart")
 
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        if mult == 1:
-            i = ops.floor(u / t0)
-        else:
-            # Closed form for the cycle index, then an exact integer correction:
-            # the logarithm may land a hair on the wrong side of a boundary.
-            i = ops.floor(ops.log(u / t0 * (mult - 1.0) + 1.0) / log_mult)
-            i = ops.where(u < start_of(i), i - 1.0, i)
-            i = ops.where(u >= start_of(i + 1.0), i + 1.0, i)
-        t_cur = u - start_of(i)
-        t_i = t0 * float(mult) ** i
-        return lo + (base_lr - lo) * mm ** i * (1.0 + ops.cos(math.pi * t_cur / t_i)) / 2.0
+    def build(self, base_lr: float) -> Shape:
+        t0, mult, mm = self.T_0, self.T_mult, self.m_mul
+        lo = _lr_bound(self.eta_min, base_lr, "eta_min")
+        log_mult = math.log(mult) if mult > 1 else 1.0
 
-    return Shape("cosine_restarts", f, progress_based=False,
-                 params={"T_0": t0, "T_mult": mult, "eta_min": lo, "m_mul": mm})
+        def start_of(i: Any) -> Any:
+            return t0 * i if mult == 1 else t0 * (mult ** i - 1.0) / (mult - 1.0)
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            if mult == 1:
+                i = ops.floor(u / t0)
+            else:
+                # Closed form for the cycle index, then an exact integer correction:
+                # the logarithm may land a hair on the wrong side of a boundary.
+                i = ops.floor(ops.log(u / t0 * (mult - 1.0) + 1.0) / log_mult)
+                i = ops.where(u < start_of(i), i - 1.0, i)
+                i = ops.where(u >= start_of(i + 1.0), i + 1.0, i)
+            t_cur = u - start_of(i)
+            t_i = t0 * float(mult) ** i
+            return lo + (base_lr - lo) * mm ** i * (1.0 + ops.cos(math.pi * t_cur / t_i)) / 2.0
+
+        return self._absolute(f)
 
 
-def onecycle(base_lr: float, *, max_lr: float | None = None, total_steps: int | None = None,
-             pct_start: float = 0.3, anneal_strategy: str = "cos", div_factor: float = 25.0,
-             final_div_factor: float = 1e4, three_phase: bool = False,
-             path: str = "shape") -> Shape:
+@register("onecycle")
+@dataclass(frozen=True, kw_only=True)
+class OneCycle(ShapeArgs):
     """OneCycleLR: warm from ``max_lr/div_factor`` to ``max_lr``, then anneal to
     ``max_lr/(div_factor*final_div_factor)`` (PyTorch's phases, cos or linear).
 
@@ -327,111 +454,105 @@ def onecycle(base_lr: float, *, max_lr: float | None = None, total_steps: int | 
     ``linear``) and raises after it; here every phase is clamped, so from
     ``t = total_steps - 1`` on the LR holds the final value.
 
-    >>> s = onecycle(1.0, pct_start=0.5, anneal_strategy="linear", div_factor=10.0)
+    >>> s = OneCycle(pct_start=0.5, anneal_strategy="linear", div_factor=10.0).build(1.0)
     >>> s.at(0, 11), s.at(4.5, 11)
     (0.1, 1.0)
     """
-    peak = _num(base_lr if max_lr is None else max_lr, path, "max_lr", lo=0.0, lo_open=True)
-    length = _length(total_steps, path, "total_steps")
-    pct = _num(pct_start, path, "pct_start", lo=0.0, hi=1.0)
-    if anneal_strategy not in ("cos", "linear"):
-        raise ValidationError(join(path, "anneal_strategy"), f"unknown value {anneal_strategy!r}",
-                              "cos, linear")
-    div = _num(div_factor, path, "div_factor", lo=0.0, lo_open=True)
-    final_div = _num(final_div_factor, path, "final_div_factor", lo=0.0, lo_open=True)
-    initial = peak / div
-    floor_lr = initial / final_div
-    three = bool(three_phase)
-    cos_anneal = anneal_strategy == "cos"
 
-    def anneal(ops: Ops, start: float, end: float, p: Any) -> Any:
-        if cos_anneal:
-            return end + (start - end) / 2.0 * (ops.cos(math.pi * p) + 1.0)
-        return (end - start) * p + start
+    max_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, help="peak LR (omitted: base_lr)")
+    total_steps: int | None = integer(None, lo=1, help=_LENGTH_HELP)
+    pct_start: float = number(0.3, **_FRACTION, help="fraction of the run spent warming up")
+    anneal_strategy: str = choice(("cos", "linear"), "cos", help="shape of each phase")
+    div_factor: float = number(25.0, lo=0.0, lo_open=True, help="initial LR = max_lr / div_factor")
+    final_div_factor: float = number(1e4, lo=0.0, lo_open=True,
+                                     help="final LR = initial LR / final_div_factor")
+    three_phase: bool = boolean(False, help="anneal back to the initial LR before the final phase")
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        if three:
-            phases = [(pct * n - 1.0, initial, peak),
-                      (2.0 * pct * n - 2.0, peak, initial),
-                      (n - 1.0, initial, floor_lr)]
-        else:
-            phases = [(pct * n - 1.0, initial, peak), (n - 1.0, peak, floor_lr)]
-        out = None
-        taken = None
-        start_step = 0.0
-        for i, (end_step, lr_a, lr_b) in enumerate(phases):
-            span = end_step - start_step
-            p = ops.where(span > 0, (u - start_step) / ops.where(span > 0, span, 1.0), 1.0)
-            p = ops.minimum(ops.maximum(p, 0.0), 1.0)
-            val = anneal(ops, lr_a, lr_b, p)
-            here = (u <= end_step) if i < len(phases) - 1 else (u == u)
-            if out is None:
-                out, taken = val, here
+    def build(self, base_lr: float) -> Shape:
+        peak = base_lr if self.max_lr is None else self.max_lr
+        pct, three = self.pct_start, self.three_phase
+        initial = peak / self.div_factor
+        floor_lr = initial / self.final_div_factor
+        cos_anneal = self.anneal_strategy == "cos"
+
+        def anneal(ops: Ops, start: float, end: float, p: Any) -> Any:
+            if cos_anneal:
+                return end + (start - end) / 2.0 * (ops.cos(math.pi * p) + 1.0)
+            return (end - start) * p + start
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            if three:
+                phases = [(pct * n - 1.0, initial, peak),
+                          (2.0 * pct * n - 2.0, peak, initial),
+                          (n - 1.0, initial, floor_lr)]
             else:
-                out = ops.where(taken, out, val)
-                taken = ops.where(taken, taken, here)
-            start_step = end_step
-        return out
+                phases = [(pct * n - 1.0, initial, peak), (n - 1.0, peak, floor_lr)]
+            out = None
+            taken = None
+            start_step = 0.0
+            for i, (end_step, lr_a, lr_b) in enumerate(phases):
+                span = end_step - start_step
+                p = ops.where(span > 0, (u - start_step) / ops.where(span > 0, span, 1.0), 1.0)
+                p = ops.minimum(ops.maximum(p, 0.0), 1.0)
+                val = anneal(ops, lr_a, lr_b, p)
+                here = (u <= end_step) if i < len(phases) - 1 else (u == u)
+                if out is None:
+                    out, taken = val, here
+                else:
+                    out = ops.where(taken, out, val)
+                    taken = ops.where(taken, taken, here)
+                start_step = end_step
+            return out
 
-    return _make("onecycle", f, length, max_lr=peak, pct_start=pct,
-                 anneal_strategy=anneal_strategy, div_factor=div,
-                 final_div_factor=final_div, three_phase=three)
+        return self._make(f, self.total_steps)
 
 
-def cyclic(base_lr: float, *, max_lr: float, cycle_base_lr: float | None = None,
-           step_size_up: int = 2000, step_size_down: int | None = None,
-           mode: str = "triangular", gamma: float = 1.0, path: str = "shape") -> Shape:
+@register("cyclic")
+@dataclass(frozen=True, kw_only=True)
+class Cyclic(ShapeArgs):
     """CyclicLR (Smith's CLR): triangle waves between ``base_lr`` and ``max_lr``.
 
     ``triangular2`` halves the amplitude every cycle, ``exp_range`` scales it by
-    ``gamma ** t``. Absolute. (In the spec the shape's own ``base_lr`` field,
-    default the spec's ``base_lr``, is passed here as ``cycle_base_lr``.)
+    ``gamma ** t``. Absolute. (The shape's own ``base_lr`` field, default the
+    spec's ``base_lr``, is the attribute ``cycle_base_lr``.)
 
-    >>> s = cyclic(0.1, max_lr=1.0, step_size_up=2)
+    >>> s = Cyclic(max_lr=1.0, step_size_up=2).build(0.1)
     >>> [round(s.at(t, 9), 3) for t in range(5)]
     [0.1, 0.55, 1.0, 0.55, 0.1]
     """
-    lo = _num(base_lr if cycle_base_lr is None else cycle_base_lr, path, "base_lr",
-              lo=0.0, lo_open=True)
-    hi = _num(max_lr, path, "max_lr", lo=0.0, lo_open=True)
-    up = float(check_int(step_size_up, join(path, "step_size_up"), lo=1))
-    down = up if step_size_down is None else float(
-        check_int(step_size_down, join(path, "step_size_down"), lo=1))
-    if mode not in ("triangular", "triangular2", "exp_range"):
-        raise ValidationError(join(path, "mode"), f"unknown value {mode!r}",
-                              "triangular, triangular2, exp_range")
-    g = _num(gamma, path, "gamma", lo=0.0, hi=1.0, lo_open=True)
-    total = up + down
-    ratio = up / total
 
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        cycle = ops.floor(1.0 + u / total)
-        x = 1.0 + u / total - cycle
-        scale = ops.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
-        height = (hi - lo) * scale
-        if mode == "triangular":
-            return lo + height * 1.0
-        if mode == "triangular2":
-            return lo + height * (1 / (2.0 ** (cycle - 1.0)))
-        return lo + height * g ** u
+    cycle_base_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, key="base_lr",
+                                         help="lower LR of the wave (omitted: the spec's base_lr)")
+    max_lr: float = number(lo=0.0, lo_open=True, tags=LR, help="upper LR of the wave")
+    step_size_up: int = integer(2000, lo=1, help="steps from the bottom to the top")
+    step_size_down: int | None = integer(None, lo=1, help="steps from the top down (omitted: step_size_up)")
+    mode: str = choice(("triangular", "triangular2", "exp_range"), "triangular",
+                       help="how the amplitude changes from cycle to cycle")
+    gamma: float = number(1.0, **_FRACTION, lo_open=True, help="exp_range: amplitude factor per step")
 
-    return Shape("cyclic", f, progress_based=False,
-                 params={"base_lr": lo, "max_lr": hi, "step_size_up": up,
-                         "step_size_down": down, "mode": mode, "gamma": g})
+    def build(self, base_lr: float) -> Shape:
+        lo = base_lr if self.cycle_base_lr is None else self.cycle_base_lr
+        hi, g, mode = self.max_lr, self.gamma, self.mode
+        up = float(self.step_size_up)
+        down = up if self.step_size_down is None else float(self.step_size_down)
+        total = up + down
+        ratio = up / total
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            cycle = ops.floor(1.0 + u / total)
+            x = 1.0 + u / total - cycle
+            scale = ops.where(x <= ratio, x / ratio, (x - 1.0) / (ratio - 1.0))
+            height = (hi - lo) * scale
+            if mode == "triangular":
+                return lo + height * 1.0
+            if mode == "triangular2":
+                return lo + height * (1 / (2.0 ** (cycle - 1.0)))
+            return lo + height * g ** u
+
+        return self._absolute(f)
 
 
-def piecewise_constant(base_lr: float, *, boundaries: Sequence[int], values: Sequence[float],
-                       path: str = "shape") -> Shape:
-    """Keras PiecewiseConstantDecay: ``values[i]`` while ``boundaries[i-1] < t <= boundaries[i]``.
-
-    The switch happens at ``t = boundary + 1`` (Keras's inclusive left piece).
-    Values are absolute learning rates. Absolute.
-
-    >>> s = piecewise_constant(1.0, boundaries=[2], values=[1.0, 0.5])
-    >>> [s.at(t, 9) for t in range(4)]
-    [1.0, 1.0, 1.0, 0.5]
-    """
-    bpath, vpath = join(path, "boundaries"), join(path, "values")
+def _boundaries(boundaries: Any, bpath: str) -> tuple[float, ...]:
     if not isinstance(boundaries, list | tuple):
         raise ValidationError(bpath, "expected a list", "increasing integer steps >= 0")
     bounds = [float(check_int(b, join(bpath, i), lo=0)) for i, b in enumerate(boundaries)]
@@ -439,37 +560,65 @@ def piecewise_constant(base_lr: float, *, boundaries: Sequence[int], values: Seq
         if bounds[i] <= bounds[i - 1]:
             raise ValidationError(join(bpath, i), f"{boundaries[i]!r} is not above the previous one",
                                   "strictly increasing boundaries")
-    if not isinstance(values, list | tuple) or len(values) != len(bounds) + 1:
-        raise ValidationError(vpath, f"expected {len(bounds) + 1} values (one more than boundaries)",
-                              "a list of learning rates >= 0")
-    vals = [check_number(v, join(vpath, i), lo=0.0) for i, v in enumerate(values)]
-
-    def f(ops: Ops, u: Any, _n: Any) -> Any:
-        out = vals[0] + 0.0 * u
-        for b, v in zip(bounds, vals[1:], strict=True):
-            out = ops.where(u > b, v, out)
-        return out
-
-    return Shape("piecewise_constant", f, progress_based=False,
-                 params={"boundaries": bounds, "values": vals})
+    return tuple(bounds)
 
 
-def rex(base_lr: float, *, total_iters: int | None = None, eta_min: float = 0.0,
-        path: str = "shape") -> Shape:
+@register("piecewise_constant")
+@dataclass(frozen=True, kw_only=True)
+class PiecewiseConstant(ShapeArgs):
+    """Keras PiecewiseConstantDecay: ``values[i]`` while ``boundaries[i-1] < t <= boundaries[i]``.
+
+    The switch happens at ``t = boundary + 1`` (Keras's inclusive left piece).
+    Values are absolute learning rates. Absolute.
+
+    >>> s = PiecewiseConstant(boundaries=[2], values=[1.0, 0.5]).build(1.0)
+    >>> [s.at(t, 9) for t in range(4)]
+    [1.0, 1.0, 1.0, 0.5]
+    """
+
+    boundaries: tuple[float, ...] = custom(
+        _boundaries, {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        help="strictly increasing steps at which the next value starts (one step later)")
+    values: tuple[float, ...] = numbers(lo=0.0, tags=LR, help="one LR per piece: len(boundaries) + 1")
+
+    def check(self) -> None:
+        if len(self.values) != len(self.boundaries) + 1:
+            raise ValidationError("values", f"expected {len(self.boundaries) + 1} values (one more "
+                                  "than boundaries)", "a list of learning rates >= 0")
+
+    def build(self, base_lr: float) -> Shape:
+        bounds, vals = self.boundaries, self.values
+
+        def f(ops: Ops, u: Any, _n: Any) -> Any:
+            out = vals[0] + 0.0 * u
+            for b, v in zip(bounds, vals[1:], strict=True):
+                out = ops.where(u > b, v, out)
+            return out
+
+        return self._absolute(f)
+
+
+@register("rex")
+@dataclass(frozen=True, kw_only=True)
+class Rex(ShapeArgs):
     """REX (Chen, Wolfe, Kyrillidis, MLSys 2022), the paper's profile:
     ``eta_min + (base_lr - eta_min) * (1 - z) / (1 - z / 2)`` with ``z = min(t, L) / L``.
 
-    >>> round(rex(1.0).at(5, 10), 6)
+    >>> round(Rex().build(1.0).at(5, 10), 6)
     0.666667
     """
-    length = _length(total_iters, path, "total_iters")
-    lo = _lr_bound(_num(eta_min, path, "eta_min", lo=0.0), base_lr, path, "eta_min")
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        z = ops.minimum(u, n) / n
-        return lo + (base_lr - lo) * (1.0 - z) / (1.0 - z / 2.0)
+    total_iters: int | None = _length_field()
+    eta_min: float = number(0.0, lo=0.0, tags=LR, help="lowest LR (at most base_lr)")
 
-    return _make("rex", f, length, eta_min=lo)
+    def build(self, base_lr: float) -> Shape:
+        lo = _lr_bound(self.eta_min, base_lr, "eta_min")
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            z = ops.minimum(u, n) / n
+            return lo + (base_lr - lo) * (1.0 - z) / (1.0 - z / 2.0)
+
+        return self._make(f, self.total_iters)
 
 
 WSD_DECAYS = ("linear", "cosine", "1-sqrt")
@@ -489,32 +638,36 @@ def cooldown_profile(kind: str) -> Callable[[Ops, Any], Any]:
     return lambda ops, q: 1.0 - ops.sqrt(q)
 
 
-def wsd(base_lr: float, *, decay_fraction: float = 0.2, decay_shape: str = "1-sqrt",
-        eta_min: float = 0.0, total_iters: int | None = None, path: str = "shape") -> Shape:
+@register("wsd")
+@dataclass(frozen=True, kw_only=True)
+class WSD(ShapeArgs):
     """Warmup-stable-decay (Hägele et al. 2024): hold ``base_lr``, then cool down
     over the last ``decay_fraction`` of the run (``linear``, ``cosine`` or ``1-sqrt``).
 
     The hold lasts ``L - D`` steps with ``D = max(1, floor(decay_fraction * L))``
     (as in ``epfml/schedules-and-scaling``); warm-up is the spec's ``warmup``.
 
-    >>> s = wsd(1.0, decay_fraction=0.5, decay_shape="linear")
+    >>> s = WSD(decay_fraction=0.5, decay_shape="linear").build(1.0)
     >>> [s.at(t, 4) for t in range(5)]
     [1.0, 1.0, 1.0, 0.5, 0.0]
     """
-    frac = _num(decay_fraction, path, "decay_fraction", lo=0.0, hi=1.0, lo_open=True)
-    if decay_shape not in WSD_DECAYS:
-        raise ValidationError(join(path, "decay_shape"), f"unknown value {decay_shape!r}",
-                              ", ".join(WSD_DECAYS))
-    lo = _lr_bound(_num(eta_min, path, "eta_min", lo=0.0), base_lr, path, "eta_min")
-    length = _length(total_iters, path, "total_iters")
-    g = cooldown_profile(decay_shape)
 
-    def f(ops: Ops, u: Any, n: Any) -> Any:
-        d = decay_steps_of(frac, n, ops)
-        q = ops.minimum(ops.maximum((u - (n - d)) / d, 0.0), 1.0)
-        return lo + (base_lr - lo) * g(ops, q)
+    decay_fraction: float = number(0.2, **_FRACTION, lo_open=True, help="share of the run spent cooling down")
+    decay_shape: str = choice(WSD_DECAYS, "1-sqrt", help="profile of the cool-down")
+    eta_min: float = number(0.0, lo=0.0, tags=LR, help="LR at the end (at most base_lr)")
+    total_iters: int | None = _length_field()
 
-    return _make("wsd", f, length, decay_fraction=frac, decay_shape=decay_shape, eta_min=lo)
+    def build(self, base_lr: float) -> Shape:
+        frac = self.decay_fraction
+        lo = _lr_bound(self.eta_min, base_lr, "eta_min")
+        g = cooldown_profile(self.decay_shape)
+
+        def f(ops: Ops, u: Any, n: Any) -> Any:
+            d = decay_steps_of(frac, n, ops)
+            q = ops.minimum(ops.maximum((u - (n - d)) / d, 0.0), 1.0)
+            return lo + (base_lr - lo) * g(ops, q)
+
+        return self._make(f, self.total_iters)
 
 
 @dataclass(frozen=True)
@@ -544,10 +697,45 @@ class Sequence_(Shape):
         return out
 
 
+def union_schema(kinds: Sequence[str]) -> dict[str, Any]:
+    """JSON Schema of a shape object whose ``type`` is one of ``kinds``."""
+    options = []
+    for kind in kinds:
+        obj = SHAPES[kind].object_schema()
+        options.append({**obj, "properties": {"type": {"const": kind}, **obj["properties"]},
+                        "required": ["type", *obj.get("required", ())]})
+    return {"oneOf": options}
+
+
+def _parts(parts: Any, path: str) -> tuple[Any, ...]:
+    """The raw parts list (each part is read by the spec, which knows ``base_lr``)."""
+    if not isinstance(parts, list | tuple) or not parts:
+        raise ValidationError(path, "expected a non-empty list of parts",
+                              '[{"steps": N, "shape": {...}}, ..., {"shape": {...}}]')
+    return tuple(parts)
+
+
+_BASIC = tuple(SHAPES)  # the shapes a sequence may join (registered above)
+
+
+@register("sequence")
+@dataclass(frozen=True, kw_only=True)
+class SequenceArgs(ShapeArgs):
+    """Shapes joined end to end (PyTorch's SequentialLR); read by the spec, see :func:`sequence`."""
+
+    parts: tuple[Any, ...] = custom(_parts, {
+        "type": "array", "minItems": 1,
+        "items": {"type": "object", "properties": {
+            "steps": {"type": "integer", "minimum": 1,
+                      "description": "length of this part (every part but the last needs it)"},
+            "shape": union_schema(_BASIC)}, "required": ["shape"], "additionalProperties": False}},
+        help="the parts in order; each restarts at its own step 0")
+
+
 def sequence(parts: Sequence[tuple[Shape, int | None]]) -> Shape:
     """Join validated shapes; see :class:`Sequence_`.
 
-    >>> s = sequence([(constant(1.0, factor=0.5), 2), (cosine(1.0), None)])
+    >>> s = sequence([(Constant(factor=0.5).build(1.0), 2), (Cosine().build(1.0), None)])
     >>> [round(s.at(t, 4), 3) for t in range(5)]
     [0.5, 0.5, 1.0, 0.5, 0.0]
     """

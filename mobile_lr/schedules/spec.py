@@ -19,16 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr.validation import (
-    ValidationError,
-    check_keys,
-    get_bool,
-    get_choice,
-    get_int,
-    get_number,
-    get_object,
-    join,
-)
+from mobile_lr.validation import ValidationError, check_keys, get_int, get_object, join
+from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
 
 from . import plan as _plan
 from . import shapes as _shapes
@@ -39,43 +31,24 @@ FORMAT = "mobile-lr.schedule/1"
 BUDGET_MODES = ("fixed", "replan", "wsd")
 WARMUP_SHAPES = ("linear", "cosine")
 
-# Fields of each shape type. Booleans and choices are checked here; numbers by the factories.
-SHAPE_FIELDS: dict[str, tuple[str, ...]] = {
-    "constant": ("factor", "total_iters"),
-    "step": ("step_size", "gamma"),
-    "multistep": ("milestones", "gamma"),
-    "exponential": ("gamma", "decay_rate", "decay_steps", "staircase"),
-    "inverse_time": ("decay_rate", "decay_steps", "staircase"),
-    "linear": ("start_factor", "end_factor", "total_iters"),
-    "polynomial": ("total_iters", "power", "end_learning_rate", "cycle"),
-    "cosine": ("T_max", "eta_min"),
-    "cosine_restarts": ("T_0", "T_mult", "eta_min", "m_mul"),
-    "onecycle": ("max_lr", "total_steps", "pct_start", "anneal_strategy", "div_factor",
-                 "final_div_factor", "three_phase"),
-    "cyclic": ("base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma"),
-    "piecewise_constant": ("boundaries", "values"),
-    "rex": ("total_iters", "eta_min"),
-    "wsd": ("decay_fraction", "decay_shape", "eta_min", "total_iters"),
-    "sequence": ("parts",),
-    "plateau": ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
-                "min_lr", "eps"),
-}
-REQUIRED_FIELDS = {"step": ("step_size",), "multistep": ("milestones",),
-                   "inverse_time": ("decay_rate", "decay_steps"),
-                   "cosine_restarts": ("T_0",), "cyclic": ("max_lr",),
-                   "piecewise_constant": ("boundaries", "values"), "sequence": ("parts",)}
-BOOL_FIELDS = ("staircase", "cycle", "three_phase")
+# Derived from the shape declarations (mobile_lr.schedules.shapes.SHAPES), in registration order.
+SHAPE_TYPES = tuple(_shapes.SHAPES)
+SHAPE_FIELDS: dict[str, tuple[str, ...]] = {k: c.field_keys() for k, c in _shapes.SHAPES.items()}
+REQUIRED_FIELDS = {k: c.required_keys() for k, c in _shapes.SHAPES.items() if c.required_keys()}
 # Fields holding absolute learning rates: scaled with base_lr by Schedule.scaled().
-LR_FIELDS = ("eta_min", "max_lr", "base_lr", "end_learning_rate", "values", "min_lr")
-SHAPE_TYPES = tuple(SHAPE_FIELDS)
+LR_FIELDS = ("base_lr", *sorted({".".join(keys) for c in _shapes.SHAPES.values()
+                                 for _f, d, keys in _shapes.declarations(c) if "lr" in d.tags}))
 
 
-@dataclass(frozen=True)
-class Warmup:
-    steps: int
-    start_factor: float = 0.1
-    shape: str = "linear"
-    max_fraction: float = 0.1
+@dataclass(frozen=True, kw_only=True)
+class Warmup(Record):
+    """A warm-up before the shape: ``start_factor`` to 1 over ``steps`` (capped by ``max_fraction``)."""
+
+    steps: int = integer(lo=0, help="warm-up length in steps")
+    start_factor: float = number(0.1, lo=0.0, hi=1.0, help="factor of the shape's first LR at step 0")
+    shape: str = choice(WARMUP_SHAPES, "linear", help="linear or half-cosine ramp")
+    max_fraction: float = number(0.1, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+                                 help="the warm-up never takes more than this share of the planned total")
 
     def length(self, total: int) -> int:
         """Warm-up steps for a planned total: never more than ``max_fraction`` of it."""
@@ -86,6 +59,51 @@ class Warmup:
         if self.shape == "cosine":
             x = (1.0 - ops.cos(math.pi * x)) / 2.0
         return self.start_factor + (1.0 - self.start_factor) * x
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget(Record):
+    """How a change of the planned total (a re-plan) moves the schedule."""
+
+    mode: str = choice(BUDGET_MODES, "replan", help="fixed: ignore re-plans; replan: stretch or squeeze "
+                       "the shape; wsd: hold the peak and start the cool-down when the rest of the "
+                       "budget reaches decay_fraction")
+    decay_fraction: float | None = number(None, lo=0.0, hi=1.0, lo_open=True,
+                                          help="mode wsd only: share of the run spent cooling down "
+                                               "(default 0.2)")
+
+    def check(self) -> None:
+        if self.mode != "wsd" and self.decay_fraction is not None:
+            raise ValidationError("decay_fraction", "unknown field", "mode")
+
+    @property
+    def wsd_fraction(self) -> float | None:
+        return None if self.mode != "wsd" else 0.2 if self.decay_fraction is None else self.decay_fraction
+
+
+def _shape_object(value: Any, path: str) -> Any:
+    return get_object(value, path)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpecFile(Record):
+    """A schedule: ``base_lr`` times a shape of the step and the plan (mobile-lr.schedule/1).
+
+    Field names mirror PyTorch's scheduler arguments (Keras's where the shape is Keras's);
+    anything unknown is refused. ``docs/SCHEDULE_SPEC.md`` describes every shape.
+    """
+
+    FORMAT = FORMAT
+    FORMAT_REQUIRED = True
+    FORMAT_PROBLEM = "unknown version"
+
+    base_lr: float = number(lo=0.0, lo_open=True, help="the peak learning rate; every shape is relative "
+                            "to it")
+    total_steps: int | None = integer(None, lo=1, help="the planned total (omitted: given by the plan)")
+    warmup: Warmup | None = nested(Warmup, None, help="optional warm-up before the shape")
+    shape: dict[str, Any] = custom(_shape_object, _shapes.union_schema(SHAPE_TYPES),
+                                   help="the shape: {\"type\": ..., its fields}")
+    budget: Budget = nested(Budget, Budget, help="how re-plans move the schedule")
 
 
 class Schedule:
@@ -254,68 +272,21 @@ def parse_spec(obj: Any) -> Schedule:
     ...
     mobile_lr.validation.ValidationError: format: unknown version ...; allowed: mobile-lr.schedule/1
     """
-    root = get_object(obj, "")
-    check_keys(root, "", ("format", "base_lr", "total_steps", "warmup", "shape", "budget"),
-               required=("format", "base_lr", "shape"))
-    if root["format"] != FORMAT:
-        raise ValidationError("format", f"unknown version {root['format']!r}", FORMAT)
-    base_lr = get_number(root, "base_lr", "", lo=0.0, lo_open=True)
-    get_int(root, "total_steps", "", default=None, lo=1)  # validated; read by Schedule
-
-    warmup = None
-    if "warmup" in root:
-        w = get_object(root["warmup"], "warmup")
-        check_keys(w, "warmup", ("steps", "start_factor", "shape", "max_fraction"),
-                   required=("steps",))
-        warmup = Warmup(
-            steps=get_int(w, "steps", "warmup", lo=0),
-            start_factor=get_number(w, "start_factor", "warmup", default=0.1, lo=0.0, hi=1.0),
-            shape=get_choice(w, "shape", "warmup", WARMUP_SHAPES, default="linear"),
-            max_fraction=get_number(w, "max_fraction", "warmup", default=0.1, lo=0.0, hi=1.0,
-                                    lo_open=True, hi_open=True),
-        )
-
-    budget = get_object(root.get("budget", {}), "budget")
-    mode = get_choice(budget, "mode", "budget", BUDGET_MODES, default="replan")
-    check_keys(budget, "budget", ("mode", "decay_fraction") if mode == "wsd" else ("mode",))
-    wsd_fraction = None
-    if mode == "wsd":
-        wsd_fraction = get_number(budget, "decay_fraction", "budget", default=0.2, lo=0.0, hi=1.0,
-                                  lo_open=True)
-
-    shape_obj = get_object(root["shape"], "shape")
+    root = SpecFile.from_dict(obj)
+    base_lr, mode = root.base_lr, root.budget.mode
     plateau = None
-    if shape_obj.get("type") == "plateau":
-        plateau = _parse_plateau(shape_obj, base_lr)
-        shape = _shapes.constant(base_lr)
+    if root.shape.get("type") == "plateau":
+        plateau = PlateauRule.from_dict(root.shape, "shape")
+        shape = plateau.shape(base_lr, "shape")
     else:
-        shape = _parse_shape(shape_obj, base_lr, "shape", allow_sequence=True)
+        shape = _parse_shape(root.shape, base_lr, "shape", allow_sequence=True)
     if mode == "wsd" and (plateau is not None or not shape.follows_plan or shape.kind in
                           ("wsd", "sequence")):
-        raise ValidationError("budget.mode", f"'wsd' cannot drive a {shape_obj.get('type')!r} shape",
+        raise ValidationError("budget.mode", f"'wsd' cannot drive a {root.shape.get('type')!r} shape",
                               "fixed or replan for this shape; wsd needs a progress-based shape "
                               "(length omitted) other than wsd and sequence")
-    spec = json.loads(json.dumps(root))  # a private deep copy of plain JSON types
-    return Schedule(spec, shape, warmup, plateau, wsd_fraction)
-
-
-def _parse_plateau(obj: Mapping[str, Any], base_lr: float) -> PlateauRule:
-    path = "shape"
-    check_keys(obj, path, ("type", *SHAPE_FIELDS["plateau"]))
-    rule = PlateauRule(
-        mode=get_choice(obj, "mode", path, ("min", "max"), default="min"),
-        factor=get_number(obj, "factor", path, default=0.1, lo=0.0, hi=1.0, hi_open=True),
-        patience=get_int(obj, "patience", path, default=10, lo=0),
-        threshold=get_number(obj, "threshold", path, default=1e-4, lo=0.0),
-        threshold_mode=get_choice(obj, "threshold_mode", path, ("rel", "abs"), default="rel"),
-        cooldown=get_int(obj, "cooldown", path, default=0, lo=0),
-        min_lr=get_number(obj, "min_lr", path, default=0.0, lo=0.0),
-        eps=get_number(obj, "eps", path, default=1e-8, lo=0.0),
-    )
-    if rule.min_lr > base_lr:
-        raise ValidationError(join(path, "min_lr"), f"{rule.min_lr!r} is above base_lr {base_lr!r}",
-                              f"a number in [0, base_lr={base_lr!r}]")
-    return rule
+    spec = json.loads(json.dumps(obj))  # a private deep copy of plain JSON types
+    return Schedule(spec, shape, root.warmup, plateau, root.budget.wsd_fraction)
 
 
 def _parse_shape(obj: Mapping[str, Any], base_lr: float, path: str,
@@ -327,23 +298,13 @@ def _parse_shape(obj: Mapping[str, Any], base_lr: float, path: str,
     if kind not in allowed_types:
         raise ValidationError(join(path, "type"), f"unknown shape type {kind!r}",
                               ", ".join(allowed_types))
-    check_keys(obj, path, ("type", *SHAPE_FIELDS[kind]), required=REQUIRED_FIELDS.get(kind, ()))
-    kwargs = {k: v for k, v in obj.items() if k != "type"}
-    for name in BOOL_FIELDS:
-        if name in kwargs:
-            kwargs[name] = get_bool(kwargs, name, path)
-    if kind == "sequence":
-        return _parse_sequence(kwargs["parts"], base_lr, join(path, "parts"))
-    if kind == "cyclic" and "base_lr" in kwargs:
-        kwargs["cycle_base_lr"] = kwargs.pop("base_lr")
-    factory = getattr(_shapes, kind)
-    return factory(base_lr, path=path, **kwargs)
+    args = _shapes.SHAPES[kind].from_dict(obj, path)
+    if isinstance(args, _shapes.SequenceArgs):
+        return _parse_sequence(list(args.parts), base_lr, join(path, "parts"))
+    return args.shape(base_lr, path)
 
 
-def _parse_sequence(parts: Any, base_lr: float, path: str) -> _shapes.Shape:
-    if not isinstance(parts, list) or not parts:
-        raise ValidationError(path, "expected a non-empty list of parts",
-                              '[{"steps": N, "shape": {...}}, ..., {"shape": {...}}]')
+def _parse_sequence(parts: list[Any], base_lr: float, path: str) -> _shapes.Shape:
     built: list[tuple[_shapes.Shape, int | None]] = []
     for i, part in enumerate(parts):
         ppath = join(path, i)

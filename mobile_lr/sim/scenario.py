@@ -58,7 +58,7 @@ EVENT_TYPES = ("plug", "unplug", "ambient")
 _AMBIENT = {"lo": -50.0, "hi": 80.0}
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class Event(Record):
     """Something that happens to the phone at device time ``at_s``."""
 

@@ -7,7 +7,7 @@ declaration gives
 
 * the constructor's validation: ``X(bad=...)`` raises the same
   :class:`~mobile_lr.validation.ValidationError` as ``X.from_dict({"bad": ...})``
-  (field names relative to the record; ``from_dict(obj, path)`` prefixes ``path``);
+  (fields named under the class's ``PATH``, or under ``from_dict``'s ``path``);
 * :meth:`Record.from_dict`: unknown keys refused, missing ones named, nested
   objects (a dotted JSON name such as ``"battery.capacity_wh"`` puts a flat
   attribute inside a nested JSON object), the ``format`` tag;
@@ -309,28 +309,43 @@ class Record:
     FORMAT: ClassVar[str | None] = None
     FORMAT_REQUIRED: ClassVar[bool] = False
     FORMAT_PROBLEM: ClassVar[str] = "unknown format"
+    PATH: ClassVar[str] = ""  # where the record sits in its file: names the constructor's errors
 
     def __post_init__(self) -> None:
+        self._validate(self.PATH)
+
+    def _validate(self, path: str) -> None:
         for f, decl, keys in declarations(type(self)):
-            value = decl.validate(getattr(self, f.name), ".".join(keys))
+            value = decl.validate(getattr(self, f.name), join(path, ".".join(keys)))
             object.__setattr__(self, f.name, value)
-        self.check()
+        try:
+            self.check()
+        except ValidationError as err:
+            raise within(err, path) from None
 
     def check(self) -> None:
-        """Rules across fields; raise :class:`ValidationError` naming the JSON field."""
+        """Rules across fields; raise :class:`ValidationError` naming the JSON field.
+
+        It runs after every field is valid, from the constructor and from
+        :meth:`from_dict` alike (which does not call ``__init__``: normalise here).
+        """
 
     # ---- JSON
     @classmethod
-    def from_dict(cls, obj: Any, path: str = "") -> Self:
-        """Read a JSON object; errors name the field's dotted path under ``path``."""
+    def from_dict(cls, obj: Any, path: str | None = None) -> Self:
+        """Read a JSON object; errors name the field's dotted path under ``path`` (default ``PATH``)."""
+        path = cls.PATH if path is None else path
         obj = get_object(obj, path)
-        tree = _tree(cls)
         values: dict[str, Any] = {}
-        _read(tree, obj, path, values, cls)
-        try:
-            return cls(**values)
-        except ValidationError as err:
-            raise within(err, path) from None
+        _read(_tree(cls), obj, path, values, cls)
+        out = object.__new__(cls)
+        for f in dataclasses.fields(cls):
+            value = values[f.name] if f.name in values else _default(f)
+            if value is REQUIRED:  # pragma: no cover - _read refuses a missing required key
+                raise ValidationError(join(path, f.name), "missing required field")
+            object.__setattr__(out, f.name, value)
+        out._validate(path)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": self.FORMAT} if self.FORMAT else {}

@@ -22,6 +22,7 @@ test: $(STAMP) lint pytest kotlin-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest tests mobile_lr

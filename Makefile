@@ -1,24 +1,28 @@
 # mobile-lr: the two commands of the README are `make demo` and `make test`.
-# Each creates .venv when missing and installs the project into it.
+# Each creates .venv when missing and installs the project into it: every extra (`.[all,dev]`)
+# at the versions the project tests (constraints.txt). docs/INSTALL.md: the extras, sizes, times.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mobile-lr-installed
+# The core install alone (numpy, no torch), made fresh by every `make test`.
+CORE_VENV := .venv-core
+WHEEL_DIR := build/wheel
 
-.PHONY: demo test lint pytest kotlin-test kotlin-deps bench clean
+.PHONY: demo test lint pytest core-test kotlin-test kotlin-deps bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: the CPU build; an unpinned spec may pull CUDA wheels.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	# torch first, alone, at its pin: the CPU build; resolved with the rest it may pull CUDA wheels.
+	$(BIN)/python -m pip install -q -c constraints.txt torch
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[all,dev]'
 	@touch $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mobile-lr demo
 
-test: $(STAMP) lint pytest kotlin-test
+test: $(STAMP) lint pytest core-test kotlin-test
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -26,6 +30,17 @@ lint: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest tests mobile_lr
+
+# The wheel of `pip install mobile-lr` in a fresh venv with numpy and pytest only: the `core`
+# tests run against the installed package (the console script keeps the source tree off sys.path).
+core-test: $(STAMP)
+	rm -rf $(CORE_VENV) $(WHEEL_DIR)
+	$(BIN)/python -m pip wheel -q --no-deps --no-build-isolation -w $(WHEEL_DIR) .
+	$(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/python -m pip install -q -c constraints.txt $(WHEEL_DIR)/mobile_lr-*.whl pytest hypothesis
+	cd $(WHEEL_DIR) && ../../$(CORE_VENV)/bin/python -c "import importlib.util as u, mobile_lr; \
+	assert u.find_spec('torch') is None, 'torch is importable'; assert 'site-packages' in mobile_lr.__file__"
+	$(CORE_VENV)/bin/pytest --core -q tests
 
 kotlin-deps:
 	@bash android-demo/core/scripts/ensure-deps.sh
@@ -37,4 +52,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) android-demo/core/build
+	rm -rf $(VENV) $(CORE_VENV) build android-demo/core/build

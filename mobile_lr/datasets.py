@@ -35,9 +35,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
+
+from mobile_lr.extras import optional_imports, require
+
+with optional_imports(__name__):
+    from scipy import ndimage
 
 from mobile_lr.validation import ValidationError
+
+require(__name__, "sklearn")
 
 __all__ = [
     "CLASS_NAMES",

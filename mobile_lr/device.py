@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
@@ -47,6 +47,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, as the tomli package
+    import tomli as tomllib
 
 from mobile_lr.validation import (
     ValidationError,

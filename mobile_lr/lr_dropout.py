@@ -57,7 +57,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import torch
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
 
 from mobile_lr.validation import ValidationError, check_int, check_number
 

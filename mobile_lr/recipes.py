@@ -30,8 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-from torch import nn
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch import nn
 
 from mobile_lr.validation import ValidationError, check_keys, get_object, join
 from mobile_lr.validation.schema import Record, boolean, choice, number, numbers

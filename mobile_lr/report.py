@@ -18,11 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
 from mobile_lr.device import ThermalStatus, load_profile
 

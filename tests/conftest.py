@@ -4,8 +4,33 @@ takes seconds, so each bundle is made once per test session and tests copy it be
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
+
+# ---------------------------------------------------------------------- the core install (`--core`)
+
+CORE_MARK = "pytest.mark.core"  # a module-wide `pytestmark = pytest.mark.core` or a decorated test
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--core", action="store_true",
+                     help="run only the tests marked `core` and never import the other test modules "
+                          "(CI runs this in a venv with the core install alone: numpy, no torch)")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under ``--core`` a test module that never names the core mark is not imported: it may need torch."""
+    if not config.getoption("core") or collection_path.suffix != ".py":
+        return None
+    if collection_path.name == "conftest.py":
+        return None
+    return CORE_MARK not in collection_path.read_text(encoding="utf-8")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("core"):
+        items[:] = [item for item in items if item.get_closest_marker("core")]
 
 # ---------------------------------------------------------------------- export / runtime bundles
 

@@ -11,6 +11,8 @@ import pytest
 
 from mobile_lr.cli import main
 
+pytestmark = pytest.mark.core
+
 
 def run(capsys, *argv):
     code = main(list(argv))

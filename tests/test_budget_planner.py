@@ -30,6 +30,8 @@ from mobile_lr.device import (
 )
 from mobile_lr.validation import ValidationError
 
+pytestmark = pytest.mark.core
+
 
 def brute_force(profile, state, policy, cost, time_budget, cap=10**6):
     """The plan's definition, one exact step at a time (no closed-form jumps)."""

@@ -11,6 +11,9 @@ import pytest
 from mobile_lr.cli import main
 from mobile_lr.golden import build as build_golden
 
+pytestmark = pytest.mark.core
+
+
 SPEC = {"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "linear",
         "start_factor": 1.0, "end_factor": 0.0}}
 
@@ -75,6 +78,7 @@ def test_help_everywhere():
 
 
 def test_plot_writes_a_png(spec_file, tmp_path):
+    pytest.importorskip("matplotlib")  # outside the core install
     out = tmp_path / "lr.png"
     assert main(["schedule", "plot", str(spec_file), "--total", "100", "--replan", "30:60",
                  "--out", str(out)]) == 0

@@ -31,6 +31,8 @@ from mobile_lr.device import (
 )
 from mobile_lr.validation import ValidationError
 
+pytestmark = pytest.mark.core
+
 
 def closed_form(t, p, r, c, amb, t0):
     tau = r * c

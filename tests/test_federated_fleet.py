@@ -260,7 +260,6 @@ def test_set_parameters_on_ort_matches_torch(mlp_sgd_bundle, user_data):
 def test_flower_app_for_the_deployment_engine_is_valid(cfg, tmp_path):
     """The app directory `flwr run` takes: Flower's own validator, with the components imported."""
     import tomllib
-
     from flwr.common.config import validate_config
 
     from mobile_lr.federated.run import write_flower_app

@@ -42,6 +42,9 @@ from mobile_lr.sim.fleet import (
 )
 from mobile_lr.sim.scenario import builtin_scenarios, load_scenario
 
+pytestmark = pytest.mark.core
+
+
 PROFILES = ("low-end", "mid-range", "flagship")
 
 

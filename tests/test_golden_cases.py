@@ -20,6 +20,8 @@ from mobile_lr.golden_cases import manager_cases, planner_cases
 from mobile_lr.manager import ManagerConfig, ScheduleManager
 from mobile_lr.schedules import parse_spec
 
+pytestmark = pytest.mark.core
+
 
 def _num(x):
     return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(x, x)

@@ -23,6 +23,9 @@ from mobile_lr.manager import (
 )
 from mobile_lr.validation import ValidationError
 
+pytestmark = pytest.mark.core
+
+
 LINEAR = {"format": "mobile-lr.schedule/1", "base_lr": 0.1, "total_steps": 100,
           "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}}
 

@@ -20,12 +20,16 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import BUILTIN_PROFILES, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+
+pytestmark = pytest.mark.core
+
 
 SHAPES = {
     "linear": ({"type": "linear", "start_factor": 1.0, "end_factor": 0.0}, 1.0),

@@ -29,6 +29,9 @@ from mobile_lr.manager import (
 from mobile_lr.schedules import parse_spec
 from mobile_lr.validation import ValidationError
 
+pytestmark = pytest.mark.core
+
+
 BASE = 0.01
 
 
@@ -101,6 +104,7 @@ def test_schedule_free_flavour_holds_the_peak_whatever_the_budget_does():
 
 
 def test_runtime_options_per_flavour_build_a_real_runtime():
+    pytest.importorskip("torch")  # outside the core install
     from mobile_lr.recipes import load_recipe
     from mobile_lr.runtime.torch_rt import TorchRuntime
 

@@ -23,6 +23,9 @@ from dataclasses import replace
 from mobile_lr.device import DeviceProfile, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
 
+pytestmark = pytest.mark.core
+
+
 EVENTS = {40: "unplug", 330: "plug", 130: "hot", 200: "cool"}
 
 

@@ -6,7 +6,12 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from mobile_lr.schedules import SHAPE_TYPES, parse_spec
+
+pytestmark = pytest.mark.core
+
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

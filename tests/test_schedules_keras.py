@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mobile_lr.schedules import parse_spec
+
+pytestmark = pytest.mark.core
+
 
 FORMAT = "mobile-lr.schedule/1"
 S = settings(max_examples=60, deadline=None)

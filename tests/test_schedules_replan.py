@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 from mobile_lr.schedules import parse_spec
 from mobile_lr.schedules.examples import EXAMPLES, random_plan, random_spec
 
+pytestmark = pytest.mark.core
+
+
 FORMAT = "mobile-lr.schedule/1"
 PROGRESS_SHAPES = [
     {"type": "cosine", "eta_min": 0.001},

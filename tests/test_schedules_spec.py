@@ -14,6 +14,8 @@ from mobile_lr.schedules import parse_spec
 from mobile_lr.schedules.examples import EXAMPLES, INVALID_EXAMPLES
 from mobile_lr.validation import ValidationError
 
+pytestmark = pytest.mark.core
+
 
 @pytest.mark.parametrize(("spec", "field"), INVALID_EXAMPLES,
                          ids=[f for _, f in INVALID_EXAMPLES])

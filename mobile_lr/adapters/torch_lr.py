@@ -25,8 +25,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
 
 from mobile_lr.schedules import Schedule, load_spec, parse_spec
 

@@ -3,7 +3,8 @@
 Each sub-command lives in its own module of this package and exposes
 ``register(subparsers)``; ``main`` wires them together. Errors in user input
 (``ValueError``, which includes :class:`mobile_lr.validation.ValidationError`,
-and missing files) print one clear line to stderr and exit with status 2;
+and missing files) and a missing optional dependency (:class:`mobile_lr.extras.MissingExtraError`,
+which names the extra to install) print one clear line to stderr and exit with status 2;
 anything else is a bug and keeps its traceback.
 """
 
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from mobile_lr import __version__
+from mobile_lr.extras import MissingExtraError
 
 # Sub-command modules, in the order `mobile-lr --help` lists them.
 COMMAND_MODULES = [
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, IsADirectoryError) as err:
+    except (ValueError, FileNotFoundError, IsADirectoryError, MissingExtraError) as err:
         print(f"mobile-lr {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

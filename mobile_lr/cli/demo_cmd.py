@@ -46,7 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from mobile_lr.extras import optional_imports
+
+    with optional_imports(__name__):
+        from tqdm import tqdm
 
     from mobile_lr.datasets import user_split
     from mobile_lr.device import BUILTIN_PROFILES

@@ -9,10 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from mobile_lr.budget import load_policy
 from mobile_lr.device import BUILTIN_PROFILES
+from mobile_lr.extras import optional_imports
 from mobile_lr.sim.fleet import simulate_fleet
 from mobile_lr.sim.scenario import builtin_scenarios
 from mobile_lr.validation import ValidationError
@@ -61,15 +60,19 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     scenarios = builtin_scenarios() if args.scenarios is None \
         else _names(args.scenarios, "--scenarios")
     policy = load_policy(args.policy) if args.policy else None
-    show = not args.json and sys.stderr.isatty()
-    bar = tqdm(total=args.devices * args.days, unit="device-day", disable=not show,
-               file=sys.stderr)
+    bar = None
+    if not args.json and sys.stderr.isatty():  # the bar alone needs tqdm: --json runs on the core
+        with optional_imports(__name__):
+            from tqdm import tqdm
+        bar = tqdm(total=args.devices * args.days, unit="device-day", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         out = simulate_fleet(profiles, scenarios, args.devices, args.seed, days=args.days,
-                             policy=policy, cap_nominal=args.cap_nominal, progress=bar.update)
+                             policy=policy, cap_nominal=args.cap_nominal,
+                             progress=None if bar is None else bar.update)
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     out["wall_seconds"] = time.perf_counter() - t0
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.federated.fleet import LOCAL_SCHEDULES, STRATEGIES, FleetConfig
 from mobile_lr.validation import ValidationError
 
@@ -107,7 +108,8 @@ def cmd_fleet_train(args: argparse.Namespace) -> int:
         cfg = _config(args, bundle, sha, str(args.out) if args.out is not None else "")
         bar = None
         if not args.json and sys.stderr.isatty():
-            from tqdm import tqdm
+            with optional_imports(__name__):
+                from tqdm import tqdm
 
             bar = tqdm(total=cfg.num_rounds, desc="rounds", unit="round", file=sys.stderr)
 

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.runtime import RUNTIMES
 
 
@@ -93,10 +94,11 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def _plot(points: list[tuple[float, float]], chosen: float | None, beta: float, path: Path) -> None:
-    import matplotlib
+    with optional_imports(__name__):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
     lrs = [p[0] for p in points]

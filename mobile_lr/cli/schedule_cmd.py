@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.schedules import Schedule, load_spec
 from mobile_lr.validation import ValidationError
 
@@ -94,10 +95,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    import matplotlib
+    with optional_imports(__name__):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
 
     sched = load_spec(args.spec)
     plan = _plan(sched, args.total, args.replan)

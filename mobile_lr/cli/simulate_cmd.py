@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from mobile_lr.device import BUILTIN_PROFILES, load_profile
+from mobile_lr.extras import optional_imports
 from mobile_lr.runtime import RUNTIMES
 from mobile_lr.validation import ValidationError
 
@@ -96,7 +97,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     show = not args.json and sys.stderr.isatty()
     bar = None
     if show:
-        from tqdm import tqdm
+        with optional_imports(__name__):
+            from tqdm import tqdm
 
         bar = tqdm(desc=f"{profile.name}/{scenario.name}", unit="step", file=sys.stderr)
     runs = simulate(args.bundle, profile=profile, scenario=scenario, policies=policies,

@@ -29,8 +29,11 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch import nn
 
 from mobile_lr.export.onnx_artifacts import UnsupportedModel, quiet_native_stderr
 from mobile_lr.recipes import Recipe
@@ -64,7 +67,8 @@ def _example_target(recipe: Recipe, batch: int) -> torch.Tensor:
 
 
 def _lower(recipe: Recipe, dynamic: bool, max_batch: int) -> Any:
-    from executorch.exir import EdgeCompileConfig, to_edge
+    with optional_imports(__name__):
+        from executorch.exir import EdgeCompileConfig, to_edge
     from torch.export import Dim, export
     from torch.export.experimental import _export_forward_backward
 

@@ -74,10 +74,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import onnx
-from onnx import TensorProto
-from onnx import helper as oh
-from onnxruntime.training import onnxblock
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import onnx
+    from onnx import TensorProto
+    from onnx import helper as oh
+    from onnxruntime.training import onnxblock
 
 from mobile_lr.bundle import write_manifest
 from mobile_lr.lr_dropout import (

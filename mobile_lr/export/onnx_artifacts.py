@@ -38,8 +38,11 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import onnx
-import torch
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import onnx
+    import torch
 
 from mobile_lr.recipes import CustomLoss, Recipe
 
@@ -157,7 +160,8 @@ def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list
 
     Raises :class:`UnsupportedModel` when ORT cannot train this recipe.
     """
-    from onnxruntime.training import artifacts
+    with optional_imports(__name__):
+        from onnxruntime.training import artifacts
 
     out = Path(out_dir)
     loss = _loss_block(recipe)

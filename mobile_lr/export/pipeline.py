@@ -23,8 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch import nn
 
 import mobile_lr
 from mobile_lr.bundle import MANIFEST, write_manifest

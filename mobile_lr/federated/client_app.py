@@ -35,8 +35,12 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
-from flwr.clientapp import ClientApp
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
 
 from mobile_lr.budget import StepCost, plan
 from mobile_lr.datasets import Split, user_split

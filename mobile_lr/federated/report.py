@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.federated.fleet import FleetConfig
 
 __all__ = ["REPORT_FORMAT", "format_table", "summarize", "write_report"]
@@ -75,11 +76,12 @@ def format_table(report: dict[str, Any]) -> str:
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib
+    with optional_imports(__name__):
+        import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
 
     rows = report["rows"]
     rounds = [r["round"] for r in rows]

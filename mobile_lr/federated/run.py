@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.federated.fleet import FleetConfig
 
 __all__ = ["FLOWER_APP_DIR", "prepare_bundle", "simulate", "write_flower_app"]
@@ -53,7 +54,8 @@ def prepare_bundle(out_dir: str | os.PathLike[str], *, seed: int = 0, epochs: in
 def simulate(cfg: FleetConfig, *, actors: int = 2,
              progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run the fleet on Flower's simulation engine; returns the report."""
-    from flwr.simulation import run_simulation
+    with optional_imports(__name__):
+        from flwr.simulation import run_simulation
 
     from mobile_lr.federated.client_app import app as client_app
     from mobile_lr.federated.server_app import make_server_app

@@ -21,8 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
-from flwr.serverapp import Grid, ServerApp
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    from flwr.app import ArrayRecord, ConfigRecord, Context, MetricRecord
+    from flwr.serverapp import Grid, ServerApp
 
 from mobile_lr.datasets import user_split
 from mobile_lr.federated.client_app import arrays_to_numpy, numpy_to_arrays

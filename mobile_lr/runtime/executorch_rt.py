@@ -26,11 +26,14 @@ from typing import Any
 import numpy as np
 
 from mobile_lr.bundle import load_bundle
+from mobile_lr.extras import require
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
 from mobile_lr.validation import ValidationError
+
+require(__name__, "torch", "executorch")
 
 __all__ = ["ExecuTorchRuntime"]
 

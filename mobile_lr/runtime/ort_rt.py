@@ -52,10 +52,13 @@ from typing import Any
 import numpy as np
 
 from mobile_lr.bundle import load_bundle
+from mobile_lr.extras import require
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics, lr_dropout_info
 from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
 from mobile_lr.runtime.ort_schedulefree import ScheduleFreeState, schedulefree_graph
 from mobile_lr.validation import ValidationError
+
+require(__name__, "onnxruntime")
 
 __all__ = ["EVAL_CHUNK", "OPTIMIZER_CHOICES", "OrtRuntime"]
 

@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_lr.extras import optional_imports
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.validation import ValidationError, check_number
 
@@ -60,7 +61,8 @@ def schedulefree_graph(manifest: Mapping[str, Any], optimizer_graph: bytes) -> t
     exactly one ``AdamWOptimizer`` node whose ``beta``/``epsilon``/``weight_decay`` are the
     manifest's; SGD, LR-dropout and foreign graphs are refused with a :class:`ValidationError`.
     """
-    import onnx
+    with optional_imports(__name__):
+        import onnx
 
     opt = manifest.get("optimizer") or {}
     if opt.get("type") != "adamw":

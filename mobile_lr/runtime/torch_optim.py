@@ -35,7 +35,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import torch
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
 
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime.checkpoint import CheckpointError
@@ -58,7 +62,8 @@ def make_optimizer(spec: OptimizerSpec, params: Sequence[torch.Tensor],
         raise ValidationError("optimizer", f"unknown value {choice!r}", ", ".join(OPTIMIZER_CHOICES))
     params = list(params)
     if choice == "schedulefree":
-        import schedulefree
+        with optional_imports(__name__):
+            import schedulefree
 
         opt = schedulefree.AdamWScheduleFree(params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps,
                                              weight_decay=spec.weight_decay, warmup_steps=0)

@@ -30,7 +30,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
+
+from mobile_lr.extras import optional_imports, require
+
+with optional_imports(__name__):
+    import torch
 
 from mobile_lr.bundle import load_bundle
 from mobile_lr.recipes import OptimizerSpec, Recipe, load_recipe
@@ -38,6 +42,8 @@ from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics, lr_drop
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
 from mobile_lr.validation import ValidationError
+
+require(__name__, "onnx")
 
 __all__ = ["EVAL_CHUNK", "TorchRuntime", "recipe_identity"]
 

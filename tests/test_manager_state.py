@@ -15,6 +15,8 @@ import pytest
 
 from mobile_lr.manager import ScheduleManager
 
+pytestmark = pytest.mark.core
+
 # The same driver runs in this process and in the child: a simulated phone (its own state is
 # saved next to the manager's), an event trace keyed by iteration, NaN losses now and then.
 DRIVER = r'''
@@ -22,9 +24,6 @@ import json, math, sys
 from dataclasses import replace
 from mobile_lr.device import DeviceProfile, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
-
-pytestmark = pytest.mark.core
-
 
 EVENTS = {40: "unplug", 330: "plug", 130: "hot", 200: "cool"}
 

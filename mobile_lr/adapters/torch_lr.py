@@ -3,7 +3,8 @@
 Drop-in for any PyTorch loop (``optimizer.step(); scheduler.step()``), with the
 two things PyTorch's schedulers lack: :meth:`SpecLR.replan` when the budget
 changes, and a JSON-able ``state_dict`` (spec, plan history, step) so a run
-resumes exactly, even in another process.
+resumes exactly, even in another process. A ``plateau`` spec takes its metric
+the way ``ReduceLROnPlateau`` does: ``scheduler.step(val_loss)``.
 
 >>> import torch
 >>> p = torch.nn.Parameter(torch.zeros(1))
@@ -22,59 +23,87 @@ resumes exactly, even in another process.
 
 from __future__ import annotations
 
-import os
+import math
+import warnings
 from typing import Any
 
+from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike
 from mobile_lr.extras import optional_imports
 
 with optional_imports(__name__):
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
-from mobile_lr.schedules import Schedule, load_spec, parse_spec
+from mobile_lr.schedules import Schedule
 
-
-def _as_schedule(schedule: Schedule | dict[str, Any] | str | os.PathLike[str]) -> Schedule:
-    if isinstance(schedule, Schedule):
-        return schedule
-    if isinstance(schedule, dict):
-        return parse_spec(schedule)
-    return load_spec(schedule)
+__all__ = ["SpecLR"]
 
 
 class SpecLR(LRScheduler):
     """Set each param group's LR from a schedule spec every ``step()``.
 
+    ``schedule`` is a spec dict, the path of a spec file or a parsed :class:`Schedule`;
+    ``total_steps`` (an integer >= 1) is the planned total when the spec has none.
     A group whose initial LR differs from the spec's ``base_lr`` keeps its
     ratio (``lr_group = schedule_lr * group_initial_lr / base_lr``), the way
-    PyTorch's schedulers scale every group from its own ``initial_lr``.
+    PyTorch's schedulers scale every group from its own ``initial_lr``; when no
+    group starts at ``base_lr`` a ``UserWarning`` says so, since one of the two
+    numbers was then probably not meant.
     """
 
-    def __init__(self, optimizer: Optimizer, schedule: Schedule | dict[str, Any] | str,
+    def __init__(self, optimizer: Optimizer, schedule: ScheduleLike,
                  total_steps: int | None = None, last_epoch: int = -1) -> None:
-        self.schedule = _as_schedule(schedule)
-        total = total_steps if total_steps is not None else self.schedule.total_steps
-        self.plan: list[tuple[int, int]] = self.schedule.plan_or_default(
-            None if total is None else [(0, total)])
-        self.plateau = self.schedule.plateau_start() if self.schedule.is_plateau else None
+        self._planned = PlannedSchedule(schedule, total_steps)
+        base = self._planned.schedule.base_lr
+        starts = [float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups]
+        if last_epoch == -1 and not any(math.isclose(lr, base, rel_tol=1e-9) for lr in starts):
+            warnings.warn(f"SpecLR: the optimizer's lr {starts[0]:g} is not the spec's base_lr {base:g}; "
+                          f"each group's LR is the schedule scaled by its lr / base_lr "
+                          f"({starts[0] / base:g} here). Give the optimizer lr={base:g} to run the "
+                          "spec as written.", UserWarning, stacklevel=2)
         super().__init__(optimizer, last_epoch)
 
+    @property
+    def schedule(self) -> Schedule:
+        return self._planned.schedule
+
+    @property
+    def plan(self) -> list[tuple[int, int]]:
+        """The plan history ``[(step, total), ...]``."""
+        return self._planned.plan
+
+    @property
+    def plateau(self) -> dict[str, Any] | None:
+        """The ``plateau`` shape's state (``None`` for the other shapes)."""
+        return self._planned.plateau
+
     def get_lr(self) -> list[float]:
-        lr = self.schedule.lr(max(self.last_epoch, 0), self.plan, self.plateau)
-        ratio = lr / self.schedule.base_lr
+        ratio = self._planned.lr(max(self.last_epoch, 0)) / self.schedule.base_lr
         return [base * ratio for base in self.base_lrs]
+
+    def step(self, metrics: float | None = None, epoch: int | None = None) -> None:
+        """Advance one step; with ``metrics`` (a ``plateau`` spec only) feed it first.
+
+        ``scheduler.step(val_loss)`` is ``ReduceLROnPlateau``'s call: the metric is seen, then the
+        step advances. ``epoch`` is PyTorch's deprecated explicit step, passed through unchanged.
+        """
+        if metrics is not None:
+            self._planned.require_plateau("SpecLR.step(metrics)")
+            self._planned.observe(metrics)
+        if epoch is None:
+            super().step()
+        else:
+            super().step(epoch)
 
     def replan(self, total_steps: int) -> None:
         """The budget changed: the schedule now ends at ``total_steps`` (from this step on)."""
-        self.plan = self.schedule.plan_or_default([*self.plan, (max(self.last_epoch, 0),
-                                                                int(total_steps))])
+        self._planned.replan(max(self.last_epoch, 0), total_steps)
         self._refresh()
 
     def observe(self, metric: float) -> None:
-        """Feed an eval metric to a ``plateau`` schedule (no-op for others)."""
-        if self.plateau is not None:
-            self.plateau = self.schedule.plateau_observe(self.plateau, metric)
-            self._refresh()
+        """Feed an eval metric to a ``plateau`` schedule without advancing the step (no-op for others)."""
+        self._planned.observe(metric)
+        self._refresh()
 
     def _refresh(self) -> None:
         for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
@@ -83,14 +112,11 @@ class SpecLR(LRScheduler):
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON: the spec, the plan history, the plateau state and the step."""
-        return {"spec": self.schedule.to_dict(), "plan": [list(p) for p in self.plan],
-                "plateau": self.plateau, "last_epoch": self.last_epoch,
+        return {**self._planned.state_dict(), "last_epoch": self.last_epoch,
                 "base_lrs": list(self.base_lrs), "_step_count": self._step_count}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.schedule = parse_spec(state_dict["spec"])
-        self.plan = self.schedule.plan_or_default([tuple(p) for p in state_dict["plan"]])
-        self.plateau = state_dict["plateau"]
+        self._planned.load_state_dict(state_dict)
         self.last_epoch = state_dict["last_epoch"]
         self.base_lrs = list(state_dict["base_lrs"])
         self._step_count = state_dict["_step_count"]

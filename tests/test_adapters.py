@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -125,3 +126,88 @@ def test_ort_driver_sets_the_lr_every_step_and_the_update_uses_it(ort_artifacts)
     driver.replan(15)
     assert optimizer.get_learning_rate() == pytest.approx(schedule.lr(12, [(0, 30), (12, 15)]),
                                                           rel=1e-6)
+
+
+# ---------------------------------------------------------------------- PyTorch conventions
+
+PLATEAU = {"format": "mobile-lr.schedule/1", "base_lr": 0.1,
+           "shape": {"type": "plateau", "patience": 2, "factor": 0.5, "threshold": 0.01,
+                     "cooldown": 1, "min_lr": 0.004}}
+
+
+def test_speclr_step_metric_is_reduce_lr_on_plateau_step_for_step():
+    """`sched.step(val_loss)` as with ReduceLROnPlateau, compared with the real one (1e-9)."""
+    metrics = [1.0, 0.9, 0.95, 0.95, 0.96, 0.7, 0.71, 0.72, 0.73, 0.74, 0.75, 0.76, 0.5, 0.6, 0.6, 0.6]
+    opt_a, opt_b = make_opt(lr=0.1), make_opt(lr=0.1)
+    ours = SpecLR(opt_a, PLATEAU, total_steps=100)
+    ref = torch.optim.lr_scheduler.ReduceLROnPlateau(opt_b, patience=2, factor=0.5, threshold=0.01,
+                                                     cooldown=1, min_lr=0.004)
+    seen = []
+    for m in metrics:
+        opt_a.step()
+        opt_b.step()
+        ours.step(m)
+        ref.step(m)
+        assert ours.get_last_lr()[0] == pytest.approx(ref.get_last_lr()[0], rel=1e-9)
+        seen.append(ours.get_last_lr()[0])
+    assert len(set(seen)) >= 3  # the metrics did cut the LR (twice at least)
+    assert ours.last_epoch == len(metrics)
+
+
+def test_speclr_step_metric_on_a_step_schedule_is_refused():
+    sched = SpecLR(make_opt(), SPEC, total_steps=10)
+    with pytest.raises(ValueError, match="a metric for a 'plateau' schedule; this one's shape is 'cosine'"):
+        sched.step(0.5)
+
+
+@pytest.mark.parametrize("total", [0, -3, 2.5, True, "10"])
+def test_speclr_refuses_a_total_that_is_not_a_positive_integer(total):
+    with pytest.raises(ValueError, match="total_steps"):
+        SpecLR(make_opt(), SPEC, total_steps=total)
+
+
+def test_speclr_replan_refuses_a_non_integer_total():
+    sched = SpecLR(make_opt(), SPEC, total_steps=10)
+    with pytest.raises(ValueError, match=r"total_steps: expected an integer, got 2\.7"):
+        sched.replan(2.7)
+    with pytest.raises(ValueError, match="total_steps: 0 is out of range"):
+        sched.replan(0)
+    sched.replan(6.0)  # an integral float is the integer
+    assert sched.plan == [(0, 10), (0, 6)]
+
+
+def test_speclr_warns_when_the_optimizer_lr_is_not_the_spec_base_lr():
+    with pytest.warns(UserWarning, match=r"optimizer's lr 0\.01 is not the spec's base_lr 0\.05"):
+        sched = SpecLR(make_opt(lr=0.01), SPEC, total_steps=10)
+    assert sched.get_last_lr()[0] == pytest.approx(parse_spec(SPEC).lr(0, [(0, 10)]) * 0.2, rel=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SpecLR(make_opt(lr=0.05, groups=2), SPEC, total_steps=10)  # group 0 at base_lr: no warning
+
+
+def test_ort_driver_takes_a_spec_dict_or_path_and_its_state_holds_the_spec(tmp_path):
+    class Recorder:  # the two methods of onnxruntime.training.api.Optimizer the driver calls
+        lr = None
+
+        def set_learning_rate(self, learning_rate):
+            self.lr = learning_rate
+
+        def get_learning_rate(self):
+            return self.lr
+
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(SPEC))
+    a = OrtScheduleDriver(Recorder(), path, total_steps=40)
+    b = OrtScheduleDriver(Recorder(), SPEC, total_steps=40)
+    for _ in range(7):
+        assert a.step() == b.step()
+    a.replan(20)
+    state = json.loads(json.dumps(a.state_dict()))
+    assert state["spec"] == SPEC and state["plan"] == [[0, 40], [7, 20]] and state["step"] == 7
+    other = {**SPEC, "base_lr": 0.5}
+    c = OrtScheduleDriver(Recorder(), other, total_steps=999)
+    c.load_state_dict(state)  # the spec comes back with the state, not from the constructor
+    assert c.schedule.base_lr == 0.05
+    assert [a.step() for _ in range(5)] == [c.step() for _ in range(5)]
+    with pytest.raises(ValueError, match="total_steps"):
+        OrtScheduleDriver(Recorder(), SPEC, total_steps=0)

@@ -27,7 +27,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from mobile_lr.validation import ValidationError, check_int, check_keys, check_number, get_object, join
 from mobile_lr.validation.schema import (
@@ -44,6 +44,8 @@ from mobile_lr.validation.schema import (
 
 from . import plan as _plan
 from ._ops import SCALAR, Ops
+
+_R = TypeVar("_R", bound="ShapeArgs")  # typing.Self is Python 3.11+
 
 Formula = Callable[[Ops, Any, Any], Any]
 
@@ -100,7 +102,7 @@ class ShapeArgs(Record):
     TYPE: ClassVar[str] = ""
 
     @classmethod
-    def from_dict(cls, obj: Any, path: str | None = "shape") -> Self:
+    def from_dict(cls: type[_R], obj: Any, path: str | None = "shape") -> _R:
         """Read ``{"type": TYPE, ...fields}`` (the ``type`` key is checked by the caller)."""
         path = path or ""
         obj = get_object(obj, path)

@@ -40,9 +40,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, TypeVar
 
 from . import ValidationError, _interval, check_int, check_keys, check_number, get_object, join
+
+_R = TypeVar("_R", bound="Record")  # typing.Self is Python 3.11+
 
 __all__ = [
     "Decl",
@@ -332,7 +334,7 @@ class Record:
 
     # ---- JSON
     @classmethod
-    def from_dict(cls, obj: Any, path: str | None = None) -> Self:
+    def from_dict(cls: type[_R], obj: Any, path: str | None = None) -> _R:
         """Read a JSON object; errors name the field's dotted path under ``path`` (default ``PATH``)."""
         path = cls.PATH if path is None else path
         obj = get_object(obj, path)

@@ -11,7 +11,7 @@ Run: ``python -m bench.faults`` (``--quick``: 50 kills and a tenth of the fuzzin
   bit-identical to an uninterrupted one.
 * **Fuzzing**: seeded random mutations (delete a field, change a value to another type,
   NaN/inf/huge/negative numbers, unknown fields, truncated or corrupted JSON text) of valid
-  schedule specs (every shape of ``mobile_lr.schedules.examples`` plus random valid specs),
+  schedule specs (every shape of ``mobile_lr.testing.specs`` plus random valid specs),
   device profiles (the built-ins) and policies. Each input must either be accepted, and then
   work (a spec gives finite LRs >= 0 over a re-planned run; a profile plans), or be refused
   with a ``ValueError`` naming the field. Any other exception is a crash; an accepted input
@@ -148,7 +148,7 @@ class Tally:
 
 def fuzz_specs(n: int, seed: int, tmp: Path) -> list[dict[str, Any]]:
     from mobile_lr.schedules import load_spec, parse_spec
-    from mobile_lr.schedules.examples import EXAMPLES, random_plan, random_spec
+    from mobile_lr.testing.specs import EXAMPLES, random_plan, random_spec
 
     rng = random.Random(seed)
     seeds = list(EXAMPLES.values()) + [random_spec(random.Random(seed + i)) for i in range(50)]

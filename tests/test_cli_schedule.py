@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mobile_lr.cli import main
-from mobile_lr.golden import build as build_golden
+from mobile_lr.testing.golden import build as build_golden
 
 pytestmark = pytest.mark.core
 

@@ -16,9 +16,9 @@ import pytest
 
 from mobile_lr.budget import Policy, StepCost, plan
 from mobile_lr.device import DeviceProfile, DeviceState
-from mobile_lr.golden_cases import manager_cases, planner_cases
 from mobile_lr.manager import ManagerConfig, ScheduleManager
 from mobile_lr.schedules import parse_spec
+from mobile_lr.testing.golden_cases import manager_cases, planner_cases
 
 pytestmark = pytest.mark.core
 

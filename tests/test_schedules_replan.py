@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mobile_lr.schedules import parse_spec
-from mobile_lr.schedules.examples import EXAMPLES, random_plan, random_spec
+from mobile_lr.testing.specs import EXAMPLES, random_plan, random_spec
 
 pytestmark = pytest.mark.core
 

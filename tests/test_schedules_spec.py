@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from mobile_lr.schedules import parse_spec
-from mobile_lr.schedules.examples import EXAMPLES, INVALID_EXAMPLES
+from mobile_lr.testing.specs import EXAMPLES, INVALID_EXAMPLES
 from mobile_lr.validation import ValidationError
 
 pytestmark = pytest.mark.core

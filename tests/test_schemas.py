@@ -13,8 +13,8 @@ import pytest
 from mobile_lr import schemas
 from mobile_lr.budget import Policy
 from mobile_lr.device import BUILTIN_PROFILES, load_profile
-from mobile_lr.schedules.examples import EXAMPLES, INVALID_EXAMPLES, random_spec
 from mobile_lr.sim.scenario import builtin_scenarios, load_scenario
+from mobile_lr.testing.specs import EXAMPLES, INVALID_EXAMPLES, random_spec
 
 ROOT = Path(__file__).resolve().parents[1] / "schemas"
 

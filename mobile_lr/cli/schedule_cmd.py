@@ -138,7 +138,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_golden(args: argparse.Namespace) -> int:
-    from mobile_lr import golden
+    from mobile_lr.testing import golden
 
     data = golden.build()
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ import org.junit.Assert.assertTrue
 import org.junit.Test
 
 /**
- * Every golden manager trace (written by `mobile_lr/golden_cases.py`): the Kotlin manager is
+ * Every golden manager trace (written by `mobile_lr/testing/golden_cases.py`): the Kotlin manager is
  * given the same calls with the same inputs (device readings, observed losses, step times and
  * energies, OS windows, checkpoints, eval metrics, a JSON state round trip) and must answer
  * every `next()` with the same decision (floats to 1e-12 relative, everything else exactly)

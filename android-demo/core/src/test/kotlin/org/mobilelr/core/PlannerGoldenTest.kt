@@ -5,7 +5,7 @@ import org.junit.Assert.assertTrue
 import org.junit.Test
 
 /**
- * Every golden planner case (written by `mobile_lr/golden_cases.py` from `mobile_lr.budget.plan`
+ * Every golden planner case (written by `mobile_lr/testing/golden_cases.py` from `mobile_lr.budget.plan`
  * and `CostEstimator`): the same step count, limiting factor, detail and end status exactly,
  * the same energy, duration and end state to 1e-12 relative.
  */

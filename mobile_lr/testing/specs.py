@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from .spec import FORMAT
+from mobile_lr.schedules.spec import FORMAT
 
 __all__ = ["EXAMPLES", "INVALID_EXAMPLES", "random_plan", "random_spec"]
 

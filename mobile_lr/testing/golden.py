@@ -10,19 +10,16 @@ code: fixed seeds, no clock, no machine-dependent ordering.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from typing import Any
 
 from mobile_lr.schedules import parse_spec
-from mobile_lr.schedules.examples import EXAMPLES, INVALID_EXAMPLES, random_plan, random_spec
+from mobile_lr.testing.golden_cases import json_safe, manager_cases, planner_cases
+from mobile_lr.testing.specs import EXAMPLES, INVALID_EXAMPLES, random_plan, random_spec
 from mobile_lr.validation import ValidationError
 
 FORMAT = "mobile-lr.golden/1"
 N_RANDOM_SPECS = 240
 SEED = 20261122
-
-# Further sections (planner and manager cases) register here: name -> builder.
-EXTRA_SECTIONS: dict[str, Callable[[], Any]] = {}
 
 
 def _steps_to_check(plan: list[list[int]]) -> list[int]:
@@ -63,8 +60,6 @@ def schedule_case(name: str, spec: dict[str, Any], plan: list[list[int]],
 
 
 def build() -> dict[str, Any]:
-    from mobile_lr import golden_cases  # noqa: F401  (registers the planner and manager sections)
-
     rng = random.Random(SEED)
     cases = []
     plans = {"one plan": [[0, 300]], "shrink": [[0, 300], [100, 160]],
@@ -84,23 +79,8 @@ def build() -> dict[str, Any]:
             parse_spec(spec)
         except ValidationError as err:
             assert err.field == field, (spec, err)
-            invalid.append({"spec": _json_safe(spec), "field": err.field, "message": str(err)})
+            invalid.append({"spec": json_safe(spec), "field": err.field, "message": str(err)})
         else:  # pragma: no cover - INVALID_EXAMPLES is tested to be refused
             raise AssertionError(f"invalid example accepted: {spec}")
-    out = {"format": FORMAT, "schedules": cases, "invalid_specs": invalid}
-    for name, builder in EXTRA_SECTIONS.items():
-        out[name] = builder()
-    return out
-
-
-def _json_safe(obj: Any) -> Any:
-    """NaN and infinity are not JSON: write them as the strings Kotlin maps back."""
-    if isinstance(obj, float) and obj != obj:
-        return "NaN"
-    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
-        return "Infinity" if obj > 0 else "-Infinity"
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
+    return {"format": FORMAT, "schedules": cases, "invalid_specs": invalid,
+            "planner": planner_cases(), "manager": manager_cases()}

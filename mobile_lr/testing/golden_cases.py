@@ -1,6 +1,6 @@
 """Planner and manager golden cases for the Kotlin core (sections of ``mobile-lr schedule golden``).
 
-Registered into :data:`mobile_lr.golden.EXTRA_SECTIONS` on import:
+:func:`mobile_lr.testing.golden.build` adds them to the golden file:
 
 * ``planner``: (profile, state, policy, cost, max_steps, time_budget_s) -> the
   :class:`~mobile_lr.budget.Plan` of :func:`mobile_lr.budget.plan`, plus the
@@ -17,7 +17,7 @@ Registered into :data:`mobile_lr.golden.EXTRA_SECTIONS` on import:
   (floats to 1e-12 relative) and end in the same manager state. ``resume`` round-trips
   the manager through its JSON state on both sides.
 
-Like :mod:`mobile_lr.golden`, the output is a pure function of the code (fixed seeds).
+Like :mod:`mobile_lr.testing.golden`, the output is a pure function of the code (fixed seeds).
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ import random
 from dataclasses import replace
 from typing import Any
 
-from mobile_lr import golden
 from mobile_lr.budget import CostEstimator, Policy, StepCost, plan
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, DeviceState, advance, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
-from mobile_lr.schedules.examples import EXAMPLES, random_spec
+from mobile_lr.testing.specs import EXAMPLES, random_spec
 
-__all__ = ["N_MANAGER_TRACES", "N_PLANNER_CASES", "manager_cases", "planner_cases"]
+__all__ = ["N_MANAGER_TRACES", "N_PLANNER_CASES", "json_safe", "manager_cases", "planner_cases"]
 
 N_PLANNER_CASES = 300
 N_MANAGER_TRACES = 64
@@ -297,8 +296,17 @@ def manager_cases() -> list[dict[str, Any]]:
     traces = [_trace(i, rng) for i in range(N_MANAGER_TRACES)]
     traces.append(_trace(N_MANAGER_TRACES, random.Random(SEED + 2), _session_thermal_inputs(),
                          "session horizon: thermal pauses inside one window"))
-    return [golden._json_safe(t) for t in traces]
+    return [json_safe(t) for t in traces]
 
 
-golden.EXTRA_SECTIONS.setdefault("planner", planner_cases)
-golden.EXTRA_SECTIONS.setdefault("manager", manager_cases)
+def json_safe(obj: Any) -> Any:
+    """NaN and infinity are not JSON: write them as the strings Kotlin maps back."""
+    if isinstance(obj, float) and obj != obj:
+        return "NaN"
+    if isinstance(obj, float) and obj in (float("inf"), float("-inf")):
+        return "Infinity" if obj > 0 else "-Infinity"
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [json_safe(v) for v in obj]
+    return obj

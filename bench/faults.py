@@ -3,8 +3,8 @@ policies, tampered bundles, and NaN losses injected into managed training.
 
 Run: ``python -m bench.faults`` (``--quick``: 50 kills and a tenth of the fuzzing).
 
-* **Kills** (``mobile_lr.runtime.killtest``, the same harness as ``python -m
-  mobile_lr.runtime.killtest BUNDLE --kills N --json``): a worker trains digits-mlp on ORT
+* **Kills** (``mobile_lr.testing.killtest``, the same harness as ``python -m
+  mobile_lr.testing.killtest BUNDLE --kills N --json``): a worker trains digits-mlp on ORT
   and checkpoints after every step; it is SIGKILLed at a uniform random instant in
   [0, 0.6] s after its start, and the next worker must resume at the last durable
   checkpoint (or the one whose save was in flight); after the last kill the run must be
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         args.kills, args.fuzz, args.tamper, args.nan_trials = 50, 200, 70, 5
     from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe
-    from mobile_lr.runtime.killtest import run_kill_trials
+    from mobile_lr.testing.killtest import run_kill_trials
 
     result: dict[str, Any] = {"seed": args.seed,
                               "command": "python -m bench.faults" + (" --quick" if args.quick else "")}

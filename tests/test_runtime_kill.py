@@ -1,13 +1,13 @@
 """SIGKILL at random instants: the last checkpoint always loads and training resumes exactly.
 
-The harness (mobile_lr.runtime.killtest, also run with 500+ kills by bench/) forks a worker that
+The harness (mobile_lr.testing.killtest, also run with 500+ kills by bench/) forks a worker that
 trains the exported bundle with ONNX Runtime and checkpoints after every step; the test kills it
 50 times at uniform random instants, including while it loads and while it writes a checkpoint.
 """
 
 from __future__ import annotations
 
-from mobile_lr.runtime.killtest import run_kill_trials
+from mobile_lr.testing.killtest import run_kill_trials
 
 
 def test_fifty_kills_never_lose_more_than_the_step_in_flight(mlp_bundle, tmp_path):

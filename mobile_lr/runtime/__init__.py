@@ -10,7 +10,6 @@
 - :class:`~.ort_rt.OrtRuntime`, :class:`~.executorch_rt.ExecuTorchRuntime`,
   :class:`~.torch_rt.TorchRuntime`; :func:`open_runtime` picks one by name.
 - :mod:`.checkpoint`: atomic, pickle-free checkpoint files.
-- :mod:`.killtest`: the SIGKILL harness (tests and ``bench/``).
 
 The engines are imported lazily: ExecuTorch alone takes seconds to import.
 """

@@ -25,7 +25,7 @@ about state, not accuracy.
 
 Used by ``tests/test_runtime_kill.py`` (50+ kills) and ``bench`` (500+)::
 
-    python -m mobile_lr.runtime.killtest BUNDLE --kills 500 --runtime ort --json
+    python -m mobile_lr.testing.killtest BUNDLE --kills 500 --runtime ort --json
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint
 __all__ = ["KillReport", "batch_at", "lr_at", "run_kill_trials", "worker"]
 
 CHECKPOINT = "train.ckpt"
-_MODULE = "mobile_lr.runtime.killtest"  # by name: under `python -m` this file also runs as __main__
+_MODULE = "mobile_lr.testing.killtest"  # by name: under `python -m` this file also runs as __main__
 BATCH = 16
 
 
@@ -221,7 +221,7 @@ def _compare_with_uninterrupted(kind: str, bundle: str, work: Path, manifest: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mobile_lr.runtime.killtest",
+    parser = argparse.ArgumentParser(prog="python -m mobile_lr.testing.killtest",
                                      description="Kill training workers with SIGKILL at random instants "
                                                  "and check that every checkpoint survives.")
     parser.add_argument("bundle", help="bundle directory (mobile-lr export)")
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import tempfile
 
-    from mobile_lr.runtime import killtest  # workers must be pickled by module name, not __main__
+    from mobile_lr.testing import killtest  # workers must be pickled by module name, not __main__
 
     with tempfile.TemporaryDirectory() as tmp:
         report = killtest.run_kill_trials(args.bundle, args.workdir or tmp, args.kills, runtime=args.runtime,

@@ -25,9 +25,10 @@ OPTIONAL = ("torch", "onnx", "onnxruntime", "executorch", "schedulefree", "flwr"
             "matplotlib", "tqdm", "transformers", "accelerate", "pytorch_lightning", "lightning", "keras")
 
 CORE_MODULES = (
-    "mobile_lr", "mobile_lr.validation", "mobile_lr.extras", "mobile_lr.schedules",
-    "mobile_lr.schedules.examples", "mobile_lr.device", "mobile_lr.budget", "mobile_lr.manager",
-    "mobile_lr.bundle", "mobile_lr.golden", "mobile_lr.golden_cases", "mobile_lr.runtime",
+    "mobile_lr", "mobile_lr.validation", "mobile_lr.validation.schema", "mobile_lr.extras",
+    "mobile_lr.schedules", "mobile_lr.testing.specs", "mobile_lr.device", "mobile_lr.budget",
+    "mobile_lr.manager", "mobile_lr.bundle", "mobile_lr.testing.golden", "mobile_lr.testing.golden_cases",
+    "mobile_lr.schemas", "mobile_lr.runtime",
     "mobile_lr.runtime.base", "mobile_lr.runtime.checkpoint",
     "mobile_lr.adapters", "mobile_lr.adapters.ort_lr",
     "mobile_lr.sim.scenario", "mobile_lr.sim.policies", "mobile_lr.sim.session", "mobile_lr.sim.fleet",

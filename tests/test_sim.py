@@ -218,3 +218,17 @@ def test_user_data_file_is_checked_by_name(tmp_path, mlp_sgd_bundle, capsys):
     junk.write_text("not an archive")
     assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--data", str(junk)]) == 2
     assert "not a readable .npz" in capsys.readouterr().err
+
+
+def test_sf_adamw_peer_runs_schedulefree_and_is_refused_on_an_sgd_bundle(mlp_bundle, mlp_sgd_bundle,
+                                                                        data, capsys):
+    """The schedule-free AdamW peer trains with the runtime's schedule-free optimizer (its LR is
+    constant, its weights differ from plain AdamW's), and an SGD bundle on ORT is refused."""
+    runs = simulate(mlp_bundle, profile="mid-range", scenario="hot-day", data=data,
+                    policies=("sf-adamw", "constant"))
+    sf, const = (r.result for r in runs)
+    lrs = {r["lr"] for r in sf.rows if r["kind"] == "step"}
+    assert lrs == {bundle_schedule(mlp_bundle)["base_lr"]}
+    assert sf.steps == const.steps and sf.final_loss != const.final_loss
+    assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--compare", "sf-adamw"]) == 2
+    assert "sf-adamw on ORT needs a plain AdamW bundle" in capsys.readouterr().err

@@ -22,6 +22,11 @@ floor or above the thermal limit); they differ in what the learning rate does:
   0) planned for the nominal steps.
 * ``wsd`` — warm-up, stable, decay (1-sqrt cool-down over the last 20 %),
   re-planned: the decay starts when the plan says the end is near.
+* ``sf-adamw`` — schedule-free AdamW (Defazio et al. 2024, the ``schedulefree``
+  package's ``AdamWScheduleFree``; on ORT through the parameter buffers) at the
+  bundle's base LR, constant, no warm-up: it needs no budget, and it was the
+  strongest peer of bench/budget_quality at short cuts. ORT and PyTorch runtimes,
+  AdamW bundles only.
 """
 
 from __future__ import annotations
@@ -105,6 +110,21 @@ def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingP
     return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
+def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
+              manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
+    if backend not in ("ort", "torch"):
+        raise ValidationError("--compare", f"sf-adamw needs the ort or torch runtime, not {backend!r}",
+                              "--backend ort or torch")
+    optimizer = ((manifest or {}).get("optimizer") or {}).get("type")
+    plain_adamw = optimizer == "adamw" and (manifest or {}).get("lr_dropout") is None
+    if backend == "ort" and manifest is not None and not plain_adamw:
+        raise ValidationError("--compare", f"sf-adamw on ORT needs a plain AdamW bundle, not {optimizer!r}",
+                              "a bundle exported with the adamw optimizer")
+    spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
+    return TrainingPolicy("sf-adamw", "schedule-free AdamW at the base LR (needs no budget)", spec,
+                          {"nominal_steps": nominal}, {"optimizer": "schedulefree"})
+
+
 # Each factory takes (bundle schedule, nominal steps, backend, manifest); only the manager's
 # set-up depends on the runtime, the others ignore the last two.
 POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Mapping[str, Any] | None], TrainingPolicy]] = {
@@ -114,6 +134,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Mapping[str, Any] | N
     "constant": _constant,
     "linear": _linear,
     "wsd": _wsd,
+    "sf-adamw": _sf_adamw,
 }
 
 

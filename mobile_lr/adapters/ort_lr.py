@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike
-from mobile_lr.schedules import Schedule
+from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike, SchedulePlanView
 from mobile_lr.validation import check_int
 
 __all__ = ["LearningRateSetter", "OrtScheduleDriver"]
@@ -29,25 +28,13 @@ class LearningRateSetter(Protocol):
     def get_learning_rate(self) -> float: ...
 
 
-class OrtScheduleDriver:
+class OrtScheduleDriver(SchedulePlanView):
     def __init__(self, optimizer: LearningRateSetter, schedule: ScheduleLike,
                  total_steps: int | None = None, step: int = 0) -> None:
         self.optimizer = optimizer
         self._planned = PlannedSchedule(schedule, total_steps)
         self.step_count = check_int(step, "step", lo=0)
         self._apply()
-
-    @property
-    def schedule(self) -> Schedule:
-        return self._planned.schedule
-
-    @property
-    def plan(self) -> list[tuple[int, int]]:
-        return self._planned.plan
-
-    @property
-    def plateau(self) -> dict[str, Any] | None:
-        return self._planned.plateau
 
     @property
     def lr(self) -> float:

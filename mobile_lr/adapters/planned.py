@@ -24,7 +24,7 @@ from typing import Any
 from mobile_lr.schedules import Schedule, load_spec, parse_spec
 from mobile_lr.validation import check_int
 
-__all__ = ["PlannedSchedule", "ScheduleLike", "as_schedule"]
+__all__ = ["PlannedSchedule", "ScheduleLike", "SchedulePlanView", "as_schedule"]
 
 ScheduleLike = Schedule | Mapping[str, Any] | str | os.PathLike[str]
 
@@ -78,6 +78,26 @@ class PlannedSchedule:
             self.schedule = parse_spec(state["spec"])
         self.plan = self.schedule.plan_or_default([tuple(p) for p in state["plan"]])
         self.plateau = None if state.get("plateau") is None else dict(state["plateau"])
+
+
+class SchedulePlanView:
+    """The read-only attributes an adapter shows of its :class:`PlannedSchedule` (``self._planned``)."""
+
+    _planned: PlannedSchedule
+
+    @property
+    def schedule(self) -> Schedule:
+        return self._planned.schedule
+
+    @property
+    def plan(self) -> list[tuple[int, int]]:
+        """The plan history ``[(step, total), ...]``."""
+        return self._planned.plan
+
+    @property
+    def plateau(self) -> dict[str, Any] | None:
+        """The ``plateau`` shape's state (``None`` for the other shapes)."""
+        return self._planned.plateau
 
 
 def _total(total_steps: Any) -> int:

@@ -27,19 +27,18 @@ import math
 import warnings
 from typing import Any
 
-from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike
+from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike, SchedulePlanView
 from mobile_lr.extras import optional_imports
 
 with optional_imports(__name__):
     from torch.optim import Optimizer
     from torch.optim.lr_scheduler import LRScheduler
 
-from mobile_lr.schedules import Schedule
 
 __all__ = ["SpecLR"]
 
 
-class SpecLR(LRScheduler):
+class SpecLR(SchedulePlanView, LRScheduler):
     """Set each param group's LR from a schedule spec every ``step()``.
 
     ``schedule`` is a spec dict, the path of a spec file or a parsed :class:`Schedule`;
@@ -62,20 +61,6 @@ class SpecLR(LRScheduler):
                           f"({starts[0] / base:g} here). Give the optimizer lr={base:g} to run the "
                           "spec as written.", UserWarning, stacklevel=2)
         super().__init__(optimizer, last_epoch)
-
-    @property
-    def schedule(self) -> Schedule:
-        return self._planned.schedule
-
-    @property
-    def plan(self) -> list[tuple[int, int]]:
-        """The plan history ``[(step, total), ...]``."""
-        return self._planned.plan
-
-    @property
-    def plateau(self) -> dict[str, Any] | None:
-        """The ``plateau`` shape's state (``None`` for the other shapes)."""
-        return self._planned.plateau
 
     def get_lr(self) -> list[float]:
         ratio = self._planned.lr(max(self.last_epoch, 0)) / self.schedule.base_lr

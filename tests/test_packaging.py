@@ -32,7 +32,7 @@ CORE_MODULES = (
     "mobile_lr.runtime.base", "mobile_lr.runtime.checkpoint",
     "mobile_lr.adapters", "mobile_lr.adapters.ort_lr",
     "mobile_lr.sim.scenario", "mobile_lr.sim.policies", "mobile_lr.sim.session", "mobile_lr.sim.fleet",
-    "mobile_lr.integrations", "mobile_lr.cli",
+    "mobile_lr.integrations", "mobile_lr.integrations.driver", "mobile_lr.cli",
 )
 
 
@@ -60,6 +60,8 @@ def test_core_modules_import_without_any_extra():
     ("mobile_lr.federated.client_app", "flwr", "flower"),
     ("mobile_lr.report", "matplotlib", "demo"),
     ("mobile_lr.datasets", "scipy", "demo"),
+    ("mobile_lr.integrations.transformers", "transformers", "transformers"),
+    ("mobile_lr.integrations.lightning", "pytorch_lightning", "lightning"),
 ])
 def test_a_module_that_needs_an_extra_names_it(module, needs, extra):
     code = (f"from mobile_lr.extras import MissingExtraError\ntry:\n    import {module}\n"

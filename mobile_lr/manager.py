@@ -155,7 +155,7 @@ def register_peak_lr_policy(name: str, fn: PeakLrFn) -> None:
 
 # --------------------------------------------------------------------------- recommended set-up
 
-# What bench/budget_quality measured best when the battery cuts a fine-tune short (README
+# What bench/budget_quality measured best when the battery cuts a fine-tune short (bench/README.md
 # "Quality under a cut budget", docs/DECISIONS.md): average the iterates (schedule-free AdamW
 # where the runtime has it, else an EMA of the weights with a re-planned cool-down), and raise
 # the peak LR when the first plan is short.

@@ -1,4 +1,4 @@
-"""The cut-budget table in README.md ("Quality under a cut budget") is the one the benchmark wrote
+"""The cut-budget table in bench/README.md ("Quality under a cut budget") is the one the benchmark wrote
 (bench/results/budget_quality.json, made by ``python -m bench.budget_quality``), and the command
 it states is that one."""
 
@@ -14,8 +14,8 @@ CELL = re.compile(r"(?:\*\*)?([\d.]+)(?:\*\*)? ± ([\d.]+)")
 
 
 def _table() -> dict[str, list[str]]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    block = text.split("### Quality under a cut budget (`python -m bench.budget_quality`)", 1)[1]
+    text = (ROOT / "bench" / "README.md").read_text(encoding="utf-8")
+    block = text.split("## Quality under a cut budget (`python -m bench.budget_quality`)", 1)[1]
     rows = {}
     for line in block.split("\n\n| method |", 1)[1].splitlines()[2:]:
         if not line.startswith("|"):

@@ -1,4 +1,4 @@
-"""The LR-dropout result stated in README.md and docs/LR_DROPOUT.md is the one the benchmark wrote
+"""The LR-dropout result stated in docs/LR_DROPOUT.md is the one the benchmark wrote
 (bench/results/lr_dropout.json, made by ``python -m bench.lr_dropout``), and the stated command is it."""
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ def _table_rows(text: str, anchor: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize(("doc", "anchor", "cells"), [
-    ("README.md", "**Measured: no gain on our tasks.**", (2, 3, 4)),
     ("docs/LR_DROPOUT.md", "at each method's best grid LR", (2, 3, 5)),
 ])
 def test_best_lr_tables_are_the_benchmark_json(doc, anchor, cells):

@@ -1,5 +1,5 @@
-"""The recommended set-up for a fine-tune the battery cuts short (README "Quality under a cut
-budget"): the EMA flavour's schedule holds the peak and cools down over the end of the budget in
+"""The recommended set-up for a fine-tune the battery cuts short (bench/README.md "Quality under a
+cut budget"): the EMA flavour's schedule holds the peak and cools down over the end of the budget in
 force, the schedule-free flavour holds the peak, the peak-LR rule raises the peak for a short
 first plan, the runtime options build a real runtime, and on a simulated phone whose charger is
 pulled half-way an EMA run still ends annealed. Expected values are worked out from the formulas in

@@ -185,7 +185,7 @@ def test_calibration_measures_a_real_step(mlp_sgd_bundle, data, tmp_path, capsys
 
 
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):
-    """The README's main job in its quick form: pre-train, export, simulate, report."""
+    """The demo's main job in its quick form: pre-train, export, simulate, report."""
     code = main(["demo", "--quick", "--json", "--out", str(tmp_path / "demo")])
     assert code == 0
     doc = json.loads(capsys.readouterr().out)

@@ -63,7 +63,7 @@ STRATEGIES = ("battery-aware", "fedavg-steps", "fedavg-fixed")
 #: ``wsd-peak`` the project's recommended one for a battery-decided budget (warm-up, hold,
 #: cool-down over the last 20 % of the budget in force, peak-LR rule); ``wsd`` the same without
 #: the peak-LR rule; ``cosine`` a per-round cosine to 0 (its mean LR is half its peak).
-#: bench/fleet_train compares them (README "Federated fleet (Flower)").
+#: bench/fleet_train compares them (docs/FEDERATED.md).
 LOCAL_SCHEDULES = ("wsd-peak", "wsd", "cosine")
 
 # EAFL's initial charge ranges per device class (devices.md §4.3)

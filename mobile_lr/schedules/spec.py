@@ -2,8 +2,8 @@
 
 The spec is the cross-language contract: Python, the Kotlin core of the
 Android app and the exporter all read the same JSON. Field names mirror
-PyTorch's scheduler arguments (Keras's where the shape is Keras's), see the
-README section "Schedule spec". Anything unknown is refused, never ignored:
+PyTorch's scheduler arguments (Keras's where the shape is Keras's), see
+docs/SCHEDULE_SPEC.md. Anything unknown is refused, never ignored:
 a typo in a phone's schedule must not silently train with a default.
 """
 

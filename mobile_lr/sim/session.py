@@ -43,7 +43,7 @@ MIN_REST_S = 1.0  # a pause always rests at least this long, so a zero hint cann
 
 @dataclass
 class SessionResult:
-    """What one session did; ``summary()`` is the stable JSON view (README documents its keys)."""
+    """What one session did; ``summary()`` is the stable JSON view (docs/SIMULATION.md documents its keys)."""
 
     steps: int
     sim_seconds: float

@@ -1,6 +1,6 @@
 """Example specs: one per shape, random valid ones, and known-bad ones.
 
-Used by the README, the golden vectors shared with the Kotlin core, the
+Used by docs/SCHEDULE_SPEC.md, the golden vectors shared with the Kotlin core, the
 property tests and the fuzzing benchmark, so every consumer exercises the same
 corners. ``random_spec`` takes a ``random.Random`` so its output is a pure
 function of the seed (the golden file must be byte-for-byte reproducible).
@@ -20,7 +20,7 @@ def _spec(shape: dict[str, Any], base_lr: float = 0.1, **extra: Any) -> dict[str
     return {"format": FORMAT, "base_lr": base_lr, "shape": shape, **extra}
 
 
-# One readable example per shape type (the README shows these).
+# One readable example per shape type (docs/SCHEDULE_SPEC.md shows these).
 EXAMPLES: dict[str, dict[str, Any]] = {
     "constant": _spec({"type": "constant"}),
     "step": _spec({"type": "step", "step_size": 30, "gamma": 0.5}),

@@ -1,9 +1,9 @@
 """Quality under a cut budget: final accuracy when training is cut to 10/25/50/100 % of the plan.
 
 Run it with ``python -m bench.budget_quality`` (``--quick`` for a smoke run); it prints
-the tables and writes ``bench/results/budget_quality.json``. SPEC §9 and issue 7 ask
-for it: a battery-aware manager is only worth having if, when the phone's battery
-ends a fine-tune early, the model is at least as good as what the peers give.
+the tables and writes ``bench/results/budget_quality.json``. A battery-aware manager
+is only worth having if, when the phone's battery ends a fine-tune early, the model
+is at least as good as what the peers give.
 
 Tasks (both start from digits-mlp pre-trained as ``tests/conftest.py`` does it:
 ``pretrain(epochs=3, seed=0)`` on the general population):
@@ -128,8 +128,8 @@ def batch_order(seed: int, steps: int, n: int = N_TRAIN, batch: int = BATCH) -> 
 def ort_linear_factor(k: int, warmup: int, total: int) -> float:
     """ONNX Runtime's ``LinearLRScheduler`` factor for the update after ``k`` optimizer steps.
 
-    Transcribed from ``orttraining/training_api/lr_scheduler.cc`` (reference schedules.md
-    §8.1): ``k / max(1, warmup)`` while ``k < warmup``, then
+    Transcribed from ``orttraining/training_api/lr_scheduler.cc`` (docs/DEVICES.md
+    §7.4): ``k / max(1, warmup)`` while ``k < warmup``, then
     ``max(0, (total - k) / max(1, total - warmup))``. Its constructor steps once, so with a
     warm-up the very first update has LR 0, as on the phone.
     """

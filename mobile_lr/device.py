@@ -19,7 +19,7 @@ Model choices (see ``docs/DECISIONS.md``, "Device, planner and manager"):
 * Training at thermal status ``s`` runs at throughput ``m = throughput[s]``: a
   step of ``w`` seconds of full-speed work takes ``w / m`` seconds and the load is
   ``P_idle + (P_train - P_idle)·m``. The dynamic part of the energy per step is
-  unchanged by throttling (reference devices.md §5.3) and the idle part grows
+  unchanged by throttling (docs/DEVICES.md §5.3) and the idle part grows
   with the longer step, so a throttled step costs slightly more energy.
 * The throttle of a step is fixed by the status at its start; the status is
   re-evaluated at the end of every piece of constant heat, with the AOSP
@@ -27,7 +27,7 @@ Model choices (see ``docs/DECISIONS.md``, "Device, planner and manager"):
   Temperature is monotone on a piece, so this is exact for that rule.
 * Charging: charger output ``a = η·P_chg`` serves the load first; the battery
   accepts at most ``a`` below the CV knee and ``a·exp(-(level - knee)/k)`` above
-  it (devices.md §2.4). Heat from charging is the conversion loss
+  it (docs/DEVICES.md §2.4). Heat from charging is the conversion loss
   ``(1 - η)·P_chg`` while the battery is not full (an upper bound in the taper,
   which keeps the heat piecewise constant so the RC closed form stays exact) and
   ``(1 - η)/η·P_load`` once full, when the charger only carries the load.
@@ -84,7 +84,7 @@ BUILTIN_PROFILES = ("low-end", "mid-range", "flagship")
 
 
 class ThermalStatus(IntEnum):
-    """``PowerManager.THERMAL_STATUS_*`` with their AOSP values (devices.md §1.2)."""
+    """``PowerManager.THERMAL_STATUS_*`` with their AOSP values (docs/DEVICES.md §1.2)."""
 
     NONE = 0
     LIGHT = 1
@@ -333,7 +333,7 @@ def _parse_profile(obj: Any, path: str) -> DeviceProfile:
     )
 
 
-# Pixel-style VIRTUAL-SKIN thresholds (devices.md §2.5) and status multipliers (§5.3 a).
+# Pixel-style VIRTUAL-SKIN thresholds (docs/DEVICES.md §2.5) and status multipliers (§5.3 a).
 _DEFAULT_THRESHOLDS = {"LIGHT": 39.0, "MODERATE": 43.0, "SEVERE": 45.0, "CRITICAL": 47.0,
                        "EMERGENCY": 52.0, "SHUTDOWN": 55.0}
 _DEFAULT_THROUGHPUT = {"NONE": 1.0, "LIGHT": 0.9, "MODERATE": 0.75, "SEVERE": 0.55,
@@ -449,7 +449,7 @@ class DeviceState:
 
 
 def temperature_from_headroom(profile: DeviceProfile, headroom: float) -> float:
-    """Skin temperature from ``PowerManager.getThermalHeadroom`` (devices.md §5.2).
+    """Skin temperature from ``PowerManager.getThermalHeadroom`` (docs/DEVICES.md §5.2).
 
     Headroom is 1.0 at the SEVERE threshold and linear below it; the reference's
     emulation puts 0.0 at ``T_SEVERE - 15 K``. Lets a phone without a skin sensor

@@ -131,7 +131,7 @@ Decision = Run | Pause | Stop | Rollback
 # --------------------------------------------------------------------------- peak LR hook
 
 # A peak-LR policy maps (planned total at the start of training, nominal total, params)
-# to a factor on the schedule's LRs. SPEC §9: under a cut budget the peak LR matters.
+# to a factor on the schedule's LRs. Under a cut budget the peak LR matters (bench/README.md).
 PeakLrFn = Callable[[int, int, Mapping[str, float]], float]
 
 

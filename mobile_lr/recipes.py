@@ -301,7 +301,7 @@ class DigitsCNN(nn.Module):
     """Two strided convolutions (the feature extractor) and a linear head.
 
     No pooling or batch norm: ExecuTorch's portable kernels lack their backward
-    (reference runtimes.md §5.6), and the head-only personalisation keeps even
+    (docs/DEVICES.md §7.2), and the head-only personalisation keeps even
     the frozen trunk simple enough for both backends.
     """
 

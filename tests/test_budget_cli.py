@@ -30,7 +30,7 @@ def test_plan_json(capsys):
     plan = data["plan"]
     assert set(plan) == {"steps", "limiting_factor", "energy_j", "seconds", "end_level",
                          "end_temperature_c", "end_status", "detail"}
-    # 600 s of 0.5 s steps at 3.5 W: time-limited, 1200 steps, 2100 J (devices.md §6 numbers)
+    # 600 s of 0.5 s steps at 3.5 W: time-limited, 1200 steps, 2100 J (docs/DEVICES.md §6 numbers)
     assert plan["limiting_factor"] == "time" and plan["steps"] == 1200
     assert plan["energy_j"] == pytest.approx(1200 * 0.5 * 3.5)
 

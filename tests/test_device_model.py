@@ -1,7 +1,7 @@
 """Device model: closed-form RC thermal path, throttling, CC-CV charging, energy balance,
 the fleet arrays, and the validation of profiles and states.
 
-Numbers come from reference/devices.md: the RC closed form and the calibration
+Numbers come from docs/DEVICES.md: the RC closed form and the calibration
 table of §5.2, the VIRTUAL-SKIN thresholds of §2.5, the CC-CV taper of §2.4.
 """
 
@@ -45,7 +45,7 @@ def profile(request) -> DeviceProfile:
 
 
 def test_thermal_status_has_the_aosp_values():
-    # devices.md §1.2: THERMAL_STATUS_NONE=0 .. SHUTDOWN=6
+    # docs/DEVICES.md §1.2: THERMAL_STATUS_NONE=0 .. SHUTDOWN=6
     assert [int(s) for s in ThermalStatus] == list(range(7))
     assert [s.name for s in ThermalStatus] == ["NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL",
                                                "EMERGENCY", "SHUTDOWN"]
@@ -77,7 +77,7 @@ def test_cooling_follows_the_closed_form(profile):
 
 
 def test_flagship_reaches_light_when_the_calibration_says():
-    """devices.md §5.2: t* = -τ·ln(1 - ΔT/(P·R)); flagship 8 W, R 3.5, C 100 → LIGHT (39 °C) at 243 s."""
+    """docs/DEVICES.md §5.2: t* = -τ·ln(1 - ΔT/(P·R)); flagship 8 W, R 3.5, C 100 → LIGHT (39 °C) at 243 s."""
     p = load_profile("flagship")
     dev = SimulatedDevice(p, DeviceState(0.9, False, 25.0, ThermalStatus.NONE, ambient_c=25.0))
     expected = -p.tau_s * math.log(1 - 14.0 / (p.train_power_w * p.thermal_resistance_k_per_w))
@@ -224,12 +224,12 @@ def test_builtin_profiles_cite_a_source_for_every_number(profile):
     for field in numbers:
         assert field in raw["sources"], f"{profile.name}: no source for {field}"
         assert any(tag in raw["sources"][field] for tag in ("[S]", "[D]", "[A]"))
-        assert "devices.md §" in raw["sources"][field]
+        assert "docs/DEVICES.md §" in raw["sources"][field]
     assert DeviceProfile.from_dict(data) == profile  # round trip
 
 
 def test_profile_numbers_are_the_reference_ones():
-    # devices.md §6 / §2.1: battery Wh; §6: R_sa and C_eff; §1.4-1.5: windows
+    # docs/DEVICES.md §6 / §2.1: battery Wh; §6: R_sa and C_eff; §1.4-1.5: windows
     low, mid, top = (load_profile(n) for n in BUILTIN_PROFILES)
     assert low.battery_wh == pytest.approx(19.35) and mid.battery_wh == pytest.approx(17.07, abs=0.01)
     assert top.battery_wh == pytest.approx(18.84, abs=0.01)

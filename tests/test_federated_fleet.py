@@ -105,7 +105,7 @@ def test_a_phone_drains_at_eafl_usage_rate_and_charges_when_plugged(cfg):
     phone = draw_phone(cfg, pid)
     start = phone.start
     after = phone_between(phone, start, start.time_s + 3600.0)
-    # EAFL's usage_param: 5 % of the battery per hour unplugged (devices.md §4.3); the phone's
+    # EAFL's usage_param: 5 % of the battery per hour unplugged (docs/DEVICES.md §4.3); the phone's
     # idle power is inside those 5 %
     assert start.level - after.level == pytest.approx(0.05, rel=1e-6)
     plug = phone.charge_intervals[0][0]

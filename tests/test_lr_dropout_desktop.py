@@ -3,7 +3,7 @@ official vs unofficial (in-place momentum masking), seeding and resumption, sche
 
 Reference for the rules: the official code (HuangxingLin123/Learning-Rate-Dropout, sgd_lrd.py /
 adam_lrd.py) and the unofficial one (noahgolmant/pytorch-lr-dropout, optimizer.py), as summarised in
-the project's reference notes (schedules.md section 6).
+docs/LR_DROPOUT.md ("The update rule").
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Reference numbers: the energy of an interval is the integral of power over time
 (the device model's constant-power pieces); the skin temperature under constant
 heat follows the RC closed form T(t) = T_amb + P·R + (T0 - T_amb - P·R)·exp(-t/(R·C))
-(devices.md §5.2).
+(docs/DEVICES.md §5.2).
 """
 
 from __future__ import annotations

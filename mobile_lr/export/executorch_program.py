@@ -1,7 +1,7 @@
 """The ExecuTorch training program (``model.pte``) of a recipe.
 
 ExecuTorch trains a *joint* forward-backward graph captured at export
-(reference runtimes.md §5.1): the model is wrapped so that it returns the loss
+(docs/DEVICES.md §7.2): the model is wrapped so that it returns the loss
 as output 0 (and the detached output as output 1), exported with
 ``torch.export.export``, turned into the joint graph by
 ``torch.export.experimental._export_forward_backward``, lowered with
@@ -17,8 +17,8 @@ the program is exported at the example batch size and the manifest says
 (one forward-backward on the example batch) before it is written: lowering
 succeeds even when the portable kernels lack a backward op, which only shows
 when the method loads. Where export or that run fails (batch norm in training
-form, adaptive average pooling's backward on executorch 1.4.1; reference
-runtimes.md §5.6), :class:`UnsupportedModel` carries the reason into the manifest.
+form, adaptive average pooling's backward on executorch 1.4.1; docs/DEVICES.md
+§7.2), :class:`UnsupportedModel` carries the reason into the manifest.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """ONNX Runtime Training artifacts and the ONNX inference model of a recipe.
 
-Export rules (reference runtimes.md §1.6-1.7, checked on the pinned stack):
+Export rules (docs/DEVICES.md §7.1, checked on the pinned stack):
 
 * TorchScript exporter (``dynamo=False``): its initializers keep the names of
   ``model.named_parameters()``, so the recipe's trainable/frozen split maps one

@@ -8,9 +8,9 @@ test all draw the same phone without passing it around:
   ``profile_mix``), its step cost scaled by ``step_factor`` (see below);
 * a user policy: battery floor drawn from ``floors``, thermal limit MODERATE,
   and "only on the charger" for a ``charging_only_share`` of the users (the
-  production rule of Google's keyboard FL, devices.md §4.5);
+  production rule of Google's keyboard FL, docs/DEVICES.md §4.5);
 * a day trace: the starting battery in the per-class ranges EAFL uses
-  (devices.md §4.3: low 30-90 %, mid 20-60 %, high 10-50 %), an ambient
+  (docs/DEVICES.md §4.3: low 30-90 %, mid 20-60 %, high 10-50 %), an ambient
   temperature (N(25, 4) °C, clipped to 15..38), a skin temperature a few
   degrees above it (recent use), an evening/overnight charge (plug at
   N(22.5, 1.5) h, 6-9 h long) and, for 30 % of users, a daytime top-up of
@@ -21,7 +21,7 @@ test all draw the same phone without passing it around:
 ``step_factor``: the learning runs on the real digits MLP, whose step costs
 milliseconds; the simulated phone charges each local step ``step_factor`` times
 the profile's reference step (LeNet-5, batch 32). The default 500 makes a step
-cost what MobileNetV2 at 224 px, batch 32 costs on that phone (devices.md §3:
+cost what MobileNetV2 at 224 px, batch 32 costs on that phone (docs/DEVICES.md §3:
 180 ms/sample on a mid-range phone), the workload FedScale and EAFL simulate, so
 budgets, heat and OS windows bind as they would in a production round. The
 same convention as the simulator's scenarios (``workload.step_factor``).
@@ -66,7 +66,7 @@ STRATEGIES = ("battery-aware", "fedavg-steps", "fedavg-fixed")
 #: bench/fleet_train compares them (docs/FEDERATED.md).
 LOCAL_SCHEDULES = ("wsd-peak", "wsd", "cosine")
 
-# EAFL's initial charge ranges per device class (devices.md §4.3)
+# EAFL's initial charge ranges per device class (docs/DEVICES.md §4.3)
 _LEVEL_RANGE = {"low-end": (0.30, 0.90), "mid-range": (0.20, 0.60), "flagship": (0.10, 0.50)}
 _USAGE_PER_HOUR = 0.05  # EAFL usage_param: 5 % of the battery per hour while unplugged and in use
 

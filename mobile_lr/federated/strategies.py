@@ -19,7 +19,7 @@ differ in whom they ask and in what a client's weight means:
   highest utility (below). Phones whose budget affords no step are never asked
   to train.
 
-Battery-aware utility (in the spirit of Oort's system utility, devices.md §4.2,
+Battery-aware utility (in the spirit of Oort's system utility, docs/DEVICES.md §4.2,
 with the battery and heat that Oort does not model)::
 
     U_i = s_i · b_i · h_i · (1 + sqrt(0.1 · ln r / (r - last_i)))

@@ -14,7 +14,7 @@ EMA (iterate averaging) works on the flat vector of trainable parameters:
 ``Module.copy_buffer_to_parameters`` writes it back (the 1.19.2 Python wrapper
 hands its argument straight to C++, which wants the *inner* OrtValue, hence
 ``OrtValue.ortvalue_from_numpy(a)._ortvalue``). Gradients and optimizer state
-are untouched by the swap (reference runtimes.md §9).
+are untouched by the swap (docs/DEVICES.md §7.3).
 
 LR-dropout bundles (``mobile-lr export --optimizer sgd-lrd|adamw-lrd``,
 docs/LR_DROPOUT.md) train through the same four calls: the mask is drawn inside

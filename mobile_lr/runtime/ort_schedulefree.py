@@ -3,8 +3,8 @@
 ORT 1.19.2's training API has no schedule-free optimizer and no access to the
 gradients, but it lets us read and replace the trainable parameters between the
 train step and the optimizer step (``Module.get_contiguous_parameters`` /
-``copy_buffer_to_parameters``; the gradients survive the swap, reference
-runtimes.md §9). ``schedulefree.AdamWScheduleFree`` (package 1.4.1) keeps three
+``copy_buffer_to_parameters``; the gradients survive the swap, docs/DEVICES.md
+§7.3). ``schedulefree.AdamWScheduleFree`` (package 1.4.1) keeps three
 points: ``z`` (the base sequence, moved by an RMS-normalised gradient step),
 ``x`` (a weighted average of the ``z``'s, the weights evaluated and exported) and
 ``y = (1 - beta1) * z + beta1 * x`` (where the gradient is taken). Its step::

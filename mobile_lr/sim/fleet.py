@@ -683,7 +683,7 @@ def simulate_fleet(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Simulate ``devices`` phones for ``days`` days each, spread evenly over every
     (profile, scenario) cell (phone ``i`` goes to cell ``i mod cells``); each phone keeps
-    its battery's state of health (drawn from the profile class's range, devices.md §6)
+    its battery's state of health (drawn from the profile class's range, docs/DEVICES.md §6)
     and draws a fresh day of its scenario every day. ``policy`` replaces every scenario's
     own. Returns :func:`summarise`'s dict with the configuration."""
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:

@@ -10,7 +10,7 @@ The phone's step time is the profile's reference step times the scenario's
 ``workload.step_factor`` (a production-size model; see
 :mod:`mobile_lr.sim.scenario`), or, with calibration, the bundle's own step as
 measured on this machine scaled by the ratio of this machine's measured FP32
-throughput to the phone tier's (devices.md §3: 3 / 10 / 25 GFLOPS).
+throughput to the phone tier's (docs/DEVICES.md §3: 3 / 10 / 25 GFLOPS).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from mobile_lr.sim.session import LOG_COLUMNS, SessionResult, run_session
 __all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "json_default",
            "simulate", "write_steps_csv"]
 
-# Effective FP32 training throughput of the built-in tiers (devices.md §3, [A]).
+# Effective FP32 training throughput of the built-in tiers (docs/DEVICES.md §3, [A]).
 PHONE_GFLOPS = {"low-end": 3.0, "mid-range": 10.0, "flagship": 25.0}
 
 

@@ -34,6 +34,7 @@ class Thing(Record):
     size: float | None = number(None, lo=0.0, key="inner.size")
     part: Part = nested(Part, None)
     parts: tuple[Part, ...] = records(Part, ())
+    note: str | None = text(None, nullable=True)
 
     def check(self) -> None:
         if self.mode == "b" and self.size is None:
@@ -76,6 +77,21 @@ def test_keys_format_and_round_trip():
     jsonschema.validate(t.to_dict(), Thing.json_schema())
     with pytest.raises(ValidationError, match=r"part\.weight: missing required field"):
         Thing.from_dict({"part": {}})
+
+
+def test_optional_is_not_nullable_unless_declared():
+    """A default of None means "may be absent": JSON null is refused there (as the Kotlin core
+    refuses it), accepted and written back only where the field says nullable."""
+    assert Thing(part=None, size=None).part is None
+    for obj, field in [({"part": None}, "part"), ({"inner": {"size": None}}, "inner.size")]:
+        with pytest.raises(ValidationError) as err:
+            Thing.from_dict(obj)
+        assert err.value.field == field
+    t = Thing.from_dict({"note": None})
+    assert "part" not in t.to_dict() and "size" not in t.to_dict()["inner"]
+    assert t.to_dict()["note"] is None and Thing.from_dict(t.to_dict()) == t
+    schema = jsonschema.Draft202012Validator(Thing.json_schema())
+    assert schema.is_valid({"note": None}) and not schema.is_valid({"part": None})
 
 
 def test_scenarios_and_optimizers_round_trip_through_their_schema():

@@ -153,7 +153,7 @@ _LENGTH_HELP = "length in steps; omitted: the planned total (the shape then foll
 
 
 def _length_field() -> Any:
-    return integer(None, lo=1, help=_LENGTH_HELP)
+    return integer(None, lo=1, nullable=True, help=_LENGTH_HELP)
 
 
 # --------------------------------------------------------------------------- shapes
@@ -275,9 +275,9 @@ class Exponential(ShapeArgs):
     0.5
     """
 
-    gamma: float | None = number(None, lo=0.0, help="PyTorch: factor per step")
-    decay_rate: float | None = number(None, lo=0.0, help="Keras: factor per decay_steps")
-    decay_steps: int | None = integer(None, lo=1, help="Keras: steps per decay_rate")
+    gamma: float | None = number(None, lo=0.0, nullable=True, help="PyTorch: factor per step")
+    decay_rate: float | None = number(None, lo=0.0, nullable=True, help="Keras: factor per decay_steps")
+    decay_steps: int | None = integer(None, lo=1, nullable=True, help="Keras: steps per decay_rate")
     staircase: bool = boolean(False, help="Keras: decay in whole decay_steps")
 
     def check(self) -> None:
@@ -390,7 +390,7 @@ class Cosine(ShapeArgs):
     0.1
     """
 
-    T_max: int | None = integer(None, lo=1, help=_LENGTH_HELP)
+    T_max: int | None = integer(None, lo=1, nullable=True, help=_LENGTH_HELP)
     eta_min: float = number(0.0, lo=0.0, tags=LR, help="lowest LR (at most base_lr)")
 
     def build(self, base_lr: float) -> Shape:
@@ -461,8 +461,9 @@ class OneCycle(ShapeArgs):
     (0.1, 1.0)
     """
 
-    max_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, help="peak LR (omitted: base_lr)")
-    total_steps: int | None = integer(None, lo=1, help=_LENGTH_HELP)
+    max_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, nullable=True,
+                                  help="peak LR (omitted: base_lr)")
+    total_steps: int | None = integer(None, lo=1, nullable=True, help=_LENGTH_HELP)
     pct_start: float = number(0.3, **_FRACTION, help="fraction of the run spent warming up")
     anneal_strategy: str = choice(("cos", "linear"), "cos", help="shape of each phase")
     div_factor: float = number(25.0, lo=0.0, lo_open=True, help="initial LR = max_lr / div_factor")
@@ -523,11 +524,12 @@ class Cyclic(ShapeArgs):
     [0.1, 0.55, 1.0, 0.55, 0.1]
     """
 
-    cycle_base_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, key="base_lr",
+    cycle_base_lr: float | None = number(None, lo=0.0, lo_open=True, tags=LR, key="base_lr", nullable=True,
                                          help="lower LR of the wave (omitted: the spec's base_lr)")
     max_lr: float = number(lo=0.0, lo_open=True, tags=LR, help="upper LR of the wave")
     step_size_up: int = integer(2000, lo=1, help="steps from the bottom to the top")
-    step_size_down: int | None = integer(None, lo=1, help="steps from the top down (omitted: step_size_up)")
+    step_size_down: int | None = integer(None, lo=1, nullable=True,
+                                        help="steps from the top down (omitted: step_size_up)")
     mode: str = choice(("triangular", "triangular2", "exp_range"), "triangular",
                        help="how the amplitude changes from cycle to cycle")
     gamma: float = number(1.0, **_FRACTION, lo_open=True, help="exp_range: amplitude factor per step")

@@ -99,16 +99,16 @@ class Scenario(Record):
     description: str = text("", help="one line for the report")
     level: float = number(lo=0.0, hi=1.0, key="start.level", help="battery level at the start")
     charging: bool = boolean(False, key="start.charging", help="on the charger at the start")
-    ambient_c: float | None = number(None, **_AMBIENT, key="start.ambient_c",
+    ambient_c: float | None = number(None, **_AMBIENT, key="start.ambient_c", nullable=True,
                                      help="ambient temperature in °C (null: the profile's)")
-    temperature_c: float | None = number(None, lo=-50.0, hi=120.0, key="start.temperature_c",
+    temperature_c: float | None = number(None, lo=-50.0, hi=120.0, key="start.temperature_c", nullable=True,
                                          help="skin temperature in °C at the start (null: ambient)")
     policy: Policy = nested(Policy, Policy, help="what the user allows (mobile-lr.policy/1)")
     window_first_s: float = number(0.0, lo=0.0, key="windows.first_s",
                                    help="device time the first OS window opens")
-    window_length_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.length_s",
+    window_length_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.length_s", nullable=True,
                                            help="window length (null: the profile's, charging or not)")
-    window_every_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.every_s",
+    window_every_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.every_s", nullable=True,
                                           help="seconds between window starts (needed for count > 1)")
     window_count: int = integer(1, lo=1, hi=1000, key="windows.count", help="number of windows")
     events: tuple[Event, ...] = records(Event, (), help="charger and ambient changes, any order")

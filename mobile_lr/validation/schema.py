@@ -86,7 +86,8 @@ class Decl:
     hi: float | None = None
     lo_open: bool = False
     hi_open: bool = False
-    nullable: bool = False
+    nullable: bool = False  # JSON null is a value (read and written as None)
+    optional: bool = False  # the default is None: the key may be absent (null is refused unless nullable)
     choices: tuple[Any, ...] = ()
     record: type[Any] | None = None  # a Record, or any class with from_dict / to_dict
     length: int | None = None
@@ -97,9 +98,13 @@ class Decl:
     tags: frozenset[str] = frozenset()
 
     # ---- checking
-    def validate(self, value: Any, field: str) -> Any:
-        """The checked (and normalised: int -> float, list -> tuple) value, or an error naming ``field``."""
-        if value is None and self.nullable:
+    def validate(self, value: Any, field: str, from_json: bool = False) -> Any:
+        """The checked (and normalised: int -> float, list -> tuple) value, or an error naming ``field``.
+
+        ``None`` passes where the field is nullable, and from the constructor where it is
+        optional (its default); a JSON ``null`` for an optional field is refused as any wrong type.
+        """
+        if value is None and (self.nullable or (self.optional and not from_json)):
             return None
         check = getattr(self, f"_check_{self.kind}")
         return check(value, field)
@@ -169,7 +174,8 @@ class Decl:
         value = self._value_schema()
         out: dict[str, Any] = {"description": self.help} if self.help else {}
         out.update({"anyOf": [value, {"type": "null"}]} if self.nullable else value)
-        if default is not REQUIRED and self.kind not in ("record", "records"):
+        if default is not REQUIRED and self.kind not in ("record", "records") and (
+                default is not None or self.nullable):
             out["default"] = self.to_json(default)
         return out
 
@@ -216,8 +222,8 @@ def _bounds_schema(d: Decl) -> dict[str, Any]:
 
 
 def _field(default: Any, decl: Decl, factory: Callable[[], Any] | None = None) -> Any:
-    if default is None:  # a field that may be absent may be written as null too
-        decl = dataclasses.replace(decl, nullable=True)
+    if default is None:  # may be absent; JSON null only where the maker said nullable=True
+        decl = dataclasses.replace(decl, optional=True)
     meta = {_META: decl}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -226,15 +232,19 @@ def _field(default: Any, decl: Decl, factory: Callable[[], Any] | None = None) -
 
 def number(default: Any = REQUIRED, *, lo: float | None = None, hi: float | None = None,
            lo_open: bool = False, hi_open: bool = False, help: str = "", key: str | None = None,
-           tags: Sequence[str] = ()) -> Any:
-    """A finite real number (booleans refused) in ``[lo, hi]``, either end open."""
-    return _field(default, Decl("number", help, key, lo, hi, lo_open, hi_open, tags=frozenset(tags)))
+           tags: Sequence[str] = (), nullable: bool = False) -> Any:
+    """A finite real number (booleans refused) in ``[lo, hi]``, either end open.
+
+    ``nullable``: JSON ``null`` is a value (every maker but ``boolean`` takes it).
+    """
+    return _field(default, Decl("number", help, key, lo, hi, lo_open, hi_open, nullable,
+                                tags=frozenset(tags)))
 
 
 def integer(default: Any = REQUIRED, *, lo: int | None = None, hi: int | None = None, help: str = "",
-            key: str | None = None, tags: Sequence[str] = ()) -> Any:
+            key: str | None = None, tags: Sequence[str] = (), nullable: bool = False) -> Any:
     """An integer (``3.0`` reads as 3) in ``[lo, hi]``."""
-    return _field(default, Decl("integer", help, key, lo, hi, tags=frozenset(tags)))
+    return _field(default, Decl("integer", help, key, lo, hi, nullable=nullable, tags=frozenset(tags)))
 
 
 def boolean(default: Any = REQUIRED, *, help: str = "", key: str | None = None) -> Any:
@@ -242,30 +252,30 @@ def boolean(default: Any = REQUIRED, *, help: str = "", key: str | None = None) 
 
 
 def choice(choices: Sequence[Any], default: Any = REQUIRED, *, help: str = "",
-           key: str | None = None) -> Any:
+           key: str | None = None, nullable: bool = False) -> Any:
     """One of ``choices`` (strings, compared exactly)."""
-    return _field(default, Decl("choice", help, key, choices=tuple(choices)))
+    return _field(default, Decl("choice", help, key, nullable=nullable, choices=tuple(choices)))
 
 
 def text(default: Any = REQUIRED, *, non_empty: bool = False, help: str = "",
-         key: str | None = None) -> Any:
-    return _field(default, Decl("text", help, key, non_empty=non_empty))
+         key: str | None = None, nullable: bool = False) -> Any:
+    return _field(default, Decl("text", help, key, nullable=nullable, non_empty=non_empty))
 
 
 def numbers(default: Any = REQUIRED, *, length: int | None = None, lo: float | None = None,
             hi: float | None = None, lo_open: bool = False, hi_open: bool = False, help: str = "",
-            key: str | None = None, tags: Sequence[str] = ()) -> Any:
+            key: str | None = None, tags: Sequence[str] = (), nullable: bool = False) -> Any:
     """A list of numbers (stored as a tuple), each within the bounds; ``length`` fixes the count."""
-    return _field(default, Decl("numbers", help, key, lo, hi, lo_open, hi_open, length=length,
-                                tags=frozenset(tags)))
+    return _field(default, Decl("numbers", help, key, lo, hi, lo_open, hi_open, nullable,
+                                length=length, tags=frozenset(tags)))
 
 
 def nested(record: type[Any], default: Any = REQUIRED, *, help: str = "",
-           key: str | None = None) -> Any:
+           key: str | None = None, nullable: bool = False) -> Any:
     """Another record, written as a JSON object; ``default=record`` means ``record()``."""
     factory = record if default is record else None
-    return _field(REQUIRED if factory else default, Decl("record", help, key, record=record),
-                  factory)
+    return _field(REQUIRED if factory else default,
+                  Decl("record", help, key, nullable=nullable, record=record), factory)
 
 
 def records(record: type[Any], default: Any = REQUIRED, *, help: str = "",
@@ -276,10 +286,11 @@ def records(record: type[Any], default: Any = REQUIRED, *, help: str = "",
 
 def custom(parse: Callable[[Any, str], Any], schema: Mapping[str, Any], default: Any = REQUIRED, *,
            dump: Callable[[Any], Any] | None = None, help: str = "", key: str | None = None,
-           factory: Callable[[], Any] | None = None) -> Any:
+           factory: Callable[[], Any] | None = None, nullable: bool = False) -> Any:
     """Anything else: ``parse(value, field)`` checks and converts, ``dump`` writes JSON back,
     ``schema`` is its JSON Schema. ``parse`` must accept its own output (the constructor runs it)."""
-    return _field(default, Decl("custom", help, key, parse=parse, dump=dump, schema=schema), factory)
+    return _field(default, Decl("custom", help, key, nullable=nullable, parse=parse, dump=dump,
+                                schema=schema), factory)
 
 
 def declarations(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Decl, tuple[str, ...]]]:
@@ -352,10 +363,13 @@ class Record:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"format": self.FORMAT} if self.FORMAT else {}
         for f, decl, keys in declarations(type(self)):
+            value = getattr(self, f.name)
+            if value is None and not decl.nullable:
+                continue  # absent: JSON null would not read back
             node = out
             for k in keys[:-1]:
                 node = node.setdefault(k, {})
-            node[keys[-1]] = decl.to_json(getattr(self, f.name))
+            node[keys[-1]] = decl.to_json(value)
         return out
 
     @classmethod
@@ -416,7 +430,8 @@ def _read(tree: _Tree, obj: Mapping[str, Any], path: str, values: dict[str, Any]
         elif key in obj:
             f, decl = node
             raw = obj[key]
-            values[f.name] = decl.validate(raw, here) if decl.kind in ("record", "records") else raw
+            nested = decl.kind in ("record", "records") or raw is None
+            values[f.name] = decl.validate(raw, here, from_json=True) if nested else raw
 
 
 def _object_schema(tree: _Tree, cls: type[Record] | None) -> dict[str, Any]:

@@ -28,14 +28,26 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from mobile_lr import physics
 from mobile_lr.device import (
     DeviceProfile,
     DeviceState,
     ThermalStatus,
     advance,
     parse_thermal_status,
+)
+from mobile_lr.physics import (
+    MAX_STEPS,
+    SCALAR,
+    Ops,
+    Phone,
+    Physics,
+    jump,
+    jump_bound,
+    start_run,
+    steps_below,
 )
 from mobile_lr.validation import (
     ValidationError,
@@ -50,22 +62,30 @@ from mobile_lr.validation import (
 )
 
 __all__ = [
+    "DETAILS",
     "LIMITING_FACTORS",
     "AmbientEstimator",
     "CostEstimator",
     "Plan",
+    "Planned",
     "Policy",
     "StepCost",
     "effective_floor",
     "load_policy",
     "plan",
+    "plan_phones",
     "sustained_rate",
 ]
 
 POLICY_FORMAT = "mobile-lr.policy/1"
+#: What ends a plan; :class:`Planned` carries the index (BATTERY .. NONE).
 LIMITING_FACTORS = ("battery", "thermal", "time", "none")
+BATTERY, THERMAL, TIME, NONE = range(4)
+#: Why a plan affords nothing before stepping; :class:`Planned` carries the index.
+DETAILS = ("", "not charging", "battery low", "below the floor", "thermal status above the policy",
+           "no time left")
 HORIZONS = ("session", "deadline")
-MAX_PLAN_STEPS = 10**9
+MAX_PLAN_STEPS = MAX_STEPS
 
 
 # --------------------------------------------------------------------------- policy
@@ -216,23 +236,117 @@ class Plan:
                 "end_status": self.end_status.name, "detail": self.detail}
 
 
-def _violation(policy: Policy, new: DeviceState, elapsed: float, time_budget: float,
-               theta: float, floor: float) -> str | None:
-    """Which limit the end of a step breaks, in the order battery, thermal, time."""
-    if new.level < floor or new.level <= 0.0:
-        return "battery"
-    if new.temperature_c >= theta or new.thermal_status > policy.max_thermal:
-        return "thermal"
-    if elapsed > time_budget:
-        return "time"
-    return None
+class Planned(NamedTuple):
+    """What :func:`plan_phones` finds, per phone (floats, or arrays with one element per phone):
+    the affordable steps, the limit that stops them (a code into :data:`LIMITING_FACTORS`),
+    why nothing is affordable before stepping (a code into :data:`DETAILS`), and the
+    predicted cost and end state."""
+
+    steps: Any
+    factor: Any
+    detail: Any
+    energy_j: Any
+    seconds: Any
+    level: Any
+    temp: Any
+    status: Any
 
 
-def _steps_below(x: float) -> int:
-    """Whole steps certainly inside a bound that is crossed at step ``x`` (one spare)."""
-    if not math.isfinite(x):
-        return MAX_PLAN_STEPS if x > 0 else 0
-    return max(0, math.floor(x) - 1)
+class _Progress(NamedTuple):
+    """The planner's loop state of every phone still planning."""
+
+    level: Any
+    temp: Any
+    status: Any
+    steps: Any
+    elapsed: Any
+    energy: Any
+    factor: Any        # a code into LIMITING_FACTORS once the plan ends, -1 before
+
+
+class _Fixed(NamedTuple):
+    """What the planner's loop reads of a phone and does not change."""
+
+    charging: Any
+    ambient: Any
+    battery_j: Any
+    floor: Any
+    budget: Any        # seconds this session may take
+    cap: Any           # steps at most
+
+
+class _Limits(NamedTuple):
+    theta: float       # a step must end below this temperature
+    max_thermal: int
+    step_s: float      # full-speed step time of the cost
+    full_w: float      # full-speed power of the cost (at least the idle power)
+
+
+def plan_phones(ops: Ops, profile: DeviceProfile, phone: Phone, now_s: Any, policy: Policy,
+                cost: StepCost, time_budget_s: Any, cap: Any) -> Planned:
+    """The planner, for one phone (``ops`` = :data:`~mobile_lr.physics.SCALAR`) or many
+    (:data:`~mobile_lr.physics.ARRAY`): :func:`plan` is its front-end for a
+    :class:`DeviceState`, the budget simulation of many phones calls it on arrays.
+
+    First the preconditions (not charging, battery low, below the floor, status above the
+    policy, no time); then every phone still planning either jumps over a run of identical
+    steps in closed form (:func:`mobile_lr.physics.jump`) or takes one exact step
+    (:func:`mobile_lr.physics.advance`) and checks it against the floor, the thermal limit
+    and its time budget (cut at the policy's deadline), until a limit or ``cap`` steps.
+    """
+    p = profile
+    if policy.deadline_s is not None:
+        time_budget_s = ops.minimum(time_budget_s, policy.deadline_s - now_s)
+    unplugged = ops.not_(phone.charging)
+    blocked = [unplugged & (policy.charging_only or p.requires_charging),
+               unplugged & p.battery_not_low & (phone.level <= p.low_battery_level),
+               phone.level < policy.battery_floor,   # even a charging phone waits
+               phone.status > int(policy.max_thermal),
+               time_budget_s <= 0.0]
+    factor = ops.select(blocked, [BATTERY, BATTERY, BATTERY, THERMAL, TIME], -1)
+    detail = ops.select(blocked, [1, 2, 3, 4, 5], 0)
+    floor = ops.where(phone.charging, effective_floor(p, policy, True),
+                      effective_floor(p, policy, False))
+    limits = _Limits(policy.thermal_limit_c(p), int(policy.max_thermal), cost.seconds,
+                     max(cost.power_w, p.idle_power_w))
+    c = p.physics
+    end = ops.until(lambda s, f: _search_step(ops, c, limits, s, f),
+                    _Progress(phone.level, phone.temp, phone.status, 0.0, 0.0, 0.0, factor),
+                    _Fixed(phone.charging, phone.ambient, phone.battery_j, floor, time_budget_s,
+                           cap),
+                    lambda s, f: (s.factor >= 0) | (s.steps >= f.cap))
+    return Planned(end.steps, ops.where(end.factor < 0, NONE, end.factor), detail, end.energy,
+                   end.elapsed, end.level, end.temp, end.status)
+
+
+def _search_step(ops: Ops, c: Physics, k: _Limits, s: _Progress, f: _Fixed) -> _Progress:
+    """One iteration for every phone still planning (below its cap): a closed-form jump over
+    a run of identical steps where it is safe, else one exact step, checked."""
+    m = ops.lookup(c.profile.throughput, s.status)
+    d = k.step_s / m
+    load = c.profile.load_power(m, k.full_w)
+    ph = Phone(s.level, f.charging, s.temp, s.status, f.ambient, f.battery_j)
+    run = start_run(ops, c, ph, load, d)
+    n = ops.minimum(ops.minimum(jump_bound(ops, c, ph, run, k.theta, f.floor),
+                                steps_below(ops, (f.budget - s.elapsed) / d)), f.cap - s.steps)
+    level_j, temp_j, ok = ops.switch(n >= 2.0, (
+        lambda: (s.level, s.temp, False),
+        lambda: jump(ops, c, ph, run, n, k.theta, f.floor)))
+
+    def step() -> _Progress:
+        level, temp, status, used, _ = physics.advance(ops, c, ph, load, ops.where(ok, 0.0, d))
+        factor = ops.select([(level < f.floor) | (level <= 0.0),
+                             (temp >= k.theta) | (status > k.max_thermal),
+                             s.elapsed + d > f.budget], [BATTERY, THERMAL, TIME], -1)
+        return ops.switch(factor >= 0, (
+            lambda: _Progress(level, temp, status, s.steps + 1.0, s.elapsed + d,
+                              s.energy + used, factor),
+            lambda: s._replace(factor=factor)))
+
+    return ops.switch(ok, (
+        step,
+        lambda: _Progress(level_j, temp_j, s.status, s.steps + n, s.elapsed + n * d,
+                          s.energy + n * load * d, s.factor)))
 
 
 def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepCost, *,
@@ -250,148 +364,13 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
     if time_budget_s is None:
         time_budget_s = policy.window_s if policy.window_s is not None \
             else profile.window_for(state.charging)
-    if policy.deadline_s is not None:
-        time_budget_s = min(time_budget_s, policy.deadline_s - state.time_s)
-    theta = policy.thermal_limit_c(profile)
-    floor = effective_floor(profile, policy, state.charging)
-
-    def result(steps: int, factor: str, energy: float, seconds: float, st: DeviceState,
-               detail: str = "") -> Plan:
-        return Plan(steps, factor, energy, seconds, st.level, st.temperature_c,
-                    st.thermal_status, detail)
-
-    if not state.charging and (policy.charging_only or profile.requires_charging):
-        return result(0, "battery", 0.0, 0.0, state, "not charging")
-    if (not state.charging and profile.battery_not_low
-            and state.level <= profile.low_battery_level):
-        return result(0, "battery", 0.0, 0.0, state, "battery low")
-    if state.level < policy.battery_floor:
-        # even a charging phone waits: a step started below the floor is not allowed
-        return result(0, "battery", 0.0, 0.0, state, "below the floor")
-    if state.thermal_status > policy.max_thermal:
-        return result(0, "thermal", 0.0, 0.0, state, "thermal status above the policy")
-    if time_budget_s <= 0.0:
-        return result(0, "time", 0.0, 0.0, state, "no time left")
-
     amb = state.ambient_c if state.ambient_c is not None else profile.ambient_c
-    state = DeviceState(state.level, state.charging, state.temperature_c, state.thermal_status,
-                        0.0, amb)
-    p_idle = profile.idle_power_w
-    p_full = max(cost.power_w, p_idle)
-    steps, elapsed, energy = 0, 0.0, 0.0
-    while steps < cap:
-        m = profile.throughput[state.thermal_status]
-        d = cost.seconds / m
-        load = p_idle + (p_full - p_idle) * m
-        jump = min(_jump_length(profile, state, load, d, theta, amb, floor),
-                   _steps_below((time_budget_s - elapsed) / d), cap - steps)
-        if jump >= 2:
-            jumped = _jump(profile, state, load, d, jump, theta, amb, floor)
-            if jumped is not None:
-                state = jumped
-                steps += jump
-                elapsed += jump * d
-                energy += jump * load * d
-                continue
-        new, ledger = advance(profile, state, load, d)
-        factor = _violation(policy, new, elapsed + d, time_budget_s, theta, floor)
-        if factor is not None:
-            return result(steps, factor, energy, elapsed, state)
-        state, steps, elapsed, energy = new, steps + 1, elapsed + d, energy + ledger.consumed_j
-    return result(steps, "none", energy, elapsed, state)
-
-
-def _regime(profile: DeviceProfile, level: float, charging: bool, load: float
-            ) -> tuple[str, float]:
-    """Battery regime for a constant load and its boundary: ('drain', floor-side bound),
-    ('rise', level bound), ('taper', v bound) or ('full', 1)."""
-    if not charging:
-        return "drain", 0.0
-    a = profile.charge_efficiency * profile.charge_power_w
-    net = a - load
-    if net < 0.0:
-        return "drain", 0.0
-    if level >= 1.0:
-        return "full", 1.0
-    if net == 0.0:
-        return "rise", 1.0
-    l_star = profile.cv_knee + profile.cv_taper * math.log(a / net)
-    if level < l_star:
-        return "rise", min(l_star, 1.0)
-    return "taper", math.exp((1.0 - profile.cv_knee) / profile.cv_taper)
-
-
-def _heat(profile: DeviceProfile, regime: str, charging: bool, load: float) -> float:
-    eta = profile.charge_efficiency
-    if not charging:
-        return load
-    if regime == "full":
-        return load + (1.0 - eta) / eta * load
-    return load + (1.0 - eta) * profile.charge_power_w
-
-
-def _jump_length(profile: DeviceProfile, st: DeviceState, load: float, d: float,
-                 theta: float, amb: float, floor: float) -> int:
-    """Steps that certainly change no status, no battery regime and break no limit."""
-    status = int(st.thermal_status)
-    if profile.status_for(st.temperature_c, status) != status or st.temperature_c >= theta:
-        return 0
-    regime, bound = _regime(profile, st.level, st.charging, load)
-    e_full = profile.battery_j
-    n = MAX_PLAN_STEPS
-    a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0
-    if regime == "drain":
-        per_step = (load - a) * d / e_full
-        if per_step > 0.0:
-            n = min(n, _steps_below((st.level - floor) / per_step))
-    elif regime == "rise":
-        per_step = (a - load) * d / e_full
-        if per_step > 0.0:
-            n = min(n, _steps_below((bound - st.level) / per_step))
-    elif regime == "taper":
-        v0 = math.exp((st.level - profile.cv_knee) / profile.cv_taper)
-        per_step = a / (profile.cv_taper * e_full) * d
-        n = min(n, _steps_below((bound - v0) / per_step))
-    steady = amb + _heat(profile, regime, st.charging, load) * profile.thermal_resistance_k_per_w
-    log_q = -d / profile.tau_s
-    t0 = st.temperature_c
-    if steady > t0:
-        edge = min(theta, profile.threshold(status + 1))
-        if steady > edge:
-            n = min(n, _steps_below(math.log((steady - edge) / (steady - t0)) / log_q))
-    elif steady < t0 and status >= 1:
-        edge = profile.threshold(status) - profile.hysteresis_c
-        if steady < edge:
-            n = min(n, _steps_below(math.log((edge - steady) / (t0 - steady)) / log_q))
-    return n
-
-
-def _jump(profile: DeviceProfile, st: DeviceState, load: float, d: float, n: int,
-          theta: float, amb: float, floor: float) -> DeviceState | None:
-    """State after ``n`` identical steps in closed form, or None if a check fails."""
-    regime, bound = _regime(profile, st.level, st.charging, load)
-    e_full = profile.battery_j
-    a = profile.charge_efficiency * profile.charge_power_w if st.charging else 0.0
-    if regime in ("drain", "rise"):
-        level = st.level + n * (a - load) * d / e_full
-        if regime == "drain" and (level < floor or level <= 0.0):
-            return None
-        if regime == "rise" and level >= bound:
-            return None
-    elif regime == "taper":
-        v0 = math.exp((st.level - profile.cv_knee) / profile.cv_taper)
-        v = v0 + n * a / (profile.cv_taper * e_full) * d
-        if v >= bound:
-            return None
-        level = profile.cv_knee + profile.cv_taper * math.log(v)
-    else:
-        level = 1.0
-    steady = amb + _heat(profile, regime, st.charging, load) * profile.thermal_resistance_k_per_w
-    temp = steady + (st.temperature_c - steady) * math.exp(-n * d / profile.tau_s)
-    status = int(st.thermal_status)
-    if temp >= theta or profile.status_for(temp, status) != status:
-        return None
-    return DeviceState(min(1.0, level), st.charging, temp, st.thermal_status, 0.0, amb)
+    phone = Phone(state.level, state.charging, state.temperature_c, int(state.thermal_status),
+                  amb, profile.battery_j)
+    r = plan_phones(SCALAR, profile, phone, state.time_s, policy, cost, time_budget_s,
+                    float(cap))
+    return Plan(int(r.steps), LIMITING_FACTORS[r.factor], r.energy_j, r.seconds, r.level,
+                r.temp, ThermalStatus(r.status), DETAILS[r.detail])
 
 
 def effective_floor(profile: DeviceProfile, policy: Policy, charging: bool) -> float:

@@ -10,9 +10,11 @@ form and the skin temperature follows the first-order RC solution
     T(t) = T_amb + P·R·(1 - e^{-t/τ}) + (T0 - T_amb)·e^{-t/τ},   τ = R·C
 
 on every piece of the interval where the heat input is constant (the pieces are
-split at the battery events that change it). :class:`SimulatedDevice` wraps it
-for the simulator and tests; :class:`FleetDevices` advances N phones at once as
-numpy arrays with the same formulas.
+split at the battery events that change it). The formulas stand once in
+:mod:`mobile_lr.physics`, which runs them on one phone (floats: this module's
+:func:`advance`, :func:`cool_down_seconds`, :meth:`DeviceProfile.status_for`) and on
+many (numpy arrays: the budget simulation of many phones). :class:`SimulatedDevice`
+wraps :func:`advance` for the simulator and tests.
 
 Model choices (see ``docs/DECISIONS.md``, "Device, planner and manager"):
 
@@ -42,17 +44,18 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, as the tomli package
     import tomli as tomllib
 
+from mobile_lr import physics
+from mobile_lr.physics import SCALAR, Phone
 from mobile_lr.validation import (
     ValidationError,
     check_keys,
@@ -67,7 +70,6 @@ __all__ = [
     "BUILTIN_PROFILES",
     "DeviceProfile",
     "DeviceState",
-    "FleetDevices",
     "Ledger",
     "SimulatedDevice",
     "StepResult",
@@ -96,6 +98,7 @@ class ThermalStatus(IntEnum):
 
 
 STATUS_NAMES = tuple(s.name for s in ThermalStatus)
+_STATUSES = tuple(ThermalStatus)   # by value, without the enum call
 
 
 def parse_thermal_status(value: Any, field: str = "thermal_status") -> ThermalStatus:
@@ -180,17 +183,19 @@ class DeviceProfile:
         The highest status ``k`` with ``T >= threshold(k)`` for ``k`` above ``previous``
         and ``T >= threshold(k) - hysteresis`` for ``k <= previous``.
         """
-        status = 0
-        for k in range(6, 0, -1):
-            edge = self.thresholds_c[k - 1] - (self.hysteresis_c if k <= previous else 0.0)
-            if temperature_c >= edge:
-                status = k
-                break
-        return ThermalStatus(status)
+        return ThermalStatus(physics.status_for(SCALAR, self.physics, temperature_c,
+                                                int(previous)))
 
-    def load_power(self, throttle: float) -> float:
-        """Whole-device power while training at throughput ``throttle``."""
-        return self.idle_power_w + (self.train_power_w - self.idle_power_w) * throttle
+    def load_power(self, throttle: Any, train_power_w: float | None = None) -> Any:
+        """Whole-device power while training at throughput ``throttle`` (a float or an array),
+        at full speed ``train_power_w`` (default: the profile's training power)."""
+        full = self.train_power_w if train_power_w is None else train_power_w
+        return self.idle_power_w + (full - self.idle_power_w) * throttle
+
+    @cached_property
+    def physics(self) -> physics.Physics:
+        """The numbers :mod:`mobile_lr.physics` uses, derived once."""
+        return physics.Physics.of(self)
 
     # ---- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -480,76 +485,10 @@ class Ledger:
                       self.battery_j + other.battery_j)
 
 
-def _rc(temp: float, heat_w: float, dt: float, ambient: float, r: float, tau: float) -> float:
-    """The RC closed form over ``dt`` seconds of constant heat input."""
-    steady = ambient + heat_w * r
-    return steady + (temp - steady) * math.exp(-dt / tau)
-
-
-def _battery_pieces(p: DeviceProfile, level: float, charging: bool, load_w: float, dt: float
-                    ) -> list[tuple[float, float, float, float, float]]:
-    """Split ``dt`` at battery events. Each piece: (seconds, level at end, heat W,
-    consumed J, charger J). Heat is constant on a piece."""
-    e_full = p.battery_j
-    pieces: list[tuple[float, float, float, float, float]] = []
-    eta = p.charge_efficiency
-    a = eta * p.charge_power_w if charging else 0.0
-    loss_heat = (1.0 - eta) * p.charge_power_w if charging else 0.0
-    remaining = dt
-    guard = 0
-    while remaining > 0.0 and guard < 8:
-        guard += 1
-        b = load_w if level > 0.0 or a > 0.0 else 0.0
-        net = a - b
-        if level <= 0.0 and net <= 0.0:
-            # switched off (empty, and the charger cannot carry the load): nothing flows
-            pieces.append((remaining, 0.0, 0.0, 0.0, 0.0))
-            break
-        if not charging or net < 0.0:
-            t_empty = level * e_full / -net if net < 0.0 else math.inf
-            dur = min(remaining, t_empty)
-            new = 0.0 if dur == t_empty else max(0.0, level + net * dur / e_full)
-            charger = p.charge_power_w * dur if charging else 0.0
-            pieces.append((dur, new, b + loss_heat, b * dur, charger))
-            level, remaining = new, remaining - dur
-            continue
-        if level >= 1.0:
-            # full: the charger carries the load, the battery rests
-            heat = b + (1.0 - eta) / eta * b
-            pieces.append((remaining, 1.0, heat, b * remaining, b / eta * remaining))
-            break
-        knee, k = p.cv_knee, p.cv_taper
-        l_star = knee + k * math.log(a / net) if net > 0.0 else math.inf
-        if level < l_star:
-            if net == 0.0:
-                pieces.append((remaining, level, b + loss_heat, b * remaining,
-                               p.charge_power_w * remaining))
-                break
-            target = min(l_star, 1.0)
-            t_to = (target - level) * e_full / net
-            dur = min(remaining, t_to)
-            new = target if dur == t_to else min(level + net * dur / e_full, target)
-            pieces.append((dur, new, b + loss_heat, b * dur, p.charge_power_w * dur))
-            level, remaining = new, remaining - dur
-            if new >= l_star and new < 1.0:
-                level = max(new, l_star)
-            continue
-        # CV taper: v = exp((level - knee)/k) grows linearly at a/(k·E)
-        v0 = math.exp((level - knee) / k)
-        lam = a / (k * e_full)
-        v1 = math.exp((1.0 - knee) / k)
-        t_full = (v1 - v0) / lam
-        dur = min(remaining, t_full)
-        new = 1.0 if dur == t_full else min(1.0, knee + k * math.log(v0 + lam * dur))
-        stored = (new - level) * e_full
-        pieces.append((dur, new, b + loss_heat, b * dur, (b * dur + stored) / eta))
-        level, remaining = new, remaining - dur
-    return pieces
-
-
 def advance(profile: DeviceProfile, state: DeviceState, load_w: float, dt: float,
             ambient_c: float | None = None) -> tuple[DeviceState, Ledger]:
-    """State after ``dt`` seconds at constant load ``load_w`` (plus charger heat), exactly.
+    """State after ``dt`` seconds at constant load ``load_w`` (plus charger heat), exactly
+    (:func:`mobile_lr.physics.advance` on one phone).
 
     ``ambient_c`` overrides the state's ambient (itself defaulting to the profile's).
     Returns the new state and the energy ledger of the interval.
@@ -560,21 +499,14 @@ def advance(profile: DeviceProfile, state: DeviceState, load_w: float, dt: float
         return state, Ledger()
     amb = ambient_c if ambient_c is not None else (
         state.ambient_c if state.ambient_c is not None else profile.ambient_c)
-    r, tau = profile.thermal_resistance_k_per_w, profile.tau_s
-    temp, status, level = state.temperature_c, int(state.thermal_status), state.level
-    consumed = charger = 0.0
-    for dur, new_level, heat, used, wall in _battery_pieces(profile, level, state.charging,
-                                                            load_w, dt):
-        temp = _rc(temp, heat, dur, amb, r, tau)
-        status = profile.status_for(temp, status)
-        consumed += used
-        charger += wall
-        level = new_level
-    battery = (level - state.level) * profile.battery_j
-    new_state = DeviceState(level=min(1.0, max(0.0, level)), charging=state.charging,
-                            temperature_c=temp, thermal_status=ThermalStatus(status),
-                            time_s=state.time_s + dt, ambient_c=state.ambient_c)
-    return new_state, Ledger(consumed, charger, battery)
+    phone = Phone(state.level, state.charging, state.temperature_c, int(state.thermal_status),
+                  amb, profile.battery_j)
+    level, temp, status, consumed, charger = physics.advance(SCALAR, profile.physics, phone,
+                                                             load_w, dt)
+    new_state = DeviceState(level=level, charging=state.charging, temperature_c=temp,
+                            thermal_status=_STATUSES[status], time_s=state.time_s + dt,
+                            ambient_c=state.ambient_c)
+    return new_state, Ledger(consumed, charger, (level - state.level) * profile.battery_j)
 
 
 def cool_down_seconds(profile: DeviceProfile, state: DeviceState, target_c: float,
@@ -585,15 +517,8 @@ def cool_down_seconds(profile: DeviceProfile, state: DeviceState, target_c: floa
     """
     amb = state.ambient_c if state.ambient_c is not None else profile.ambient_c
     if heat_w is None:
-        heat_w = profile.idle_power_w
-        if state.charging:
-            heat_w += (1.0 - profile.charge_efficiency) * profile.charge_power_w
-    steady = amb + heat_w * profile.thermal_resistance_k_per_w
-    if state.temperature_c <= target_c:
-        return 0.0
-    if steady >= target_c:
-        return math.inf
-    return profile.tau_s * math.log((state.temperature_c - steady) / (target_c - steady))
+        heat_w = physics.rest_heat(SCALAR, profile.physics, state.charging)
+    return physics.cool_down(SCALAR, profile.physics, state.temperature_c, heat_w, amb, target_c)
 
 
 # --------------------------------------------------------------------------- simulator
@@ -646,7 +571,7 @@ class SimulatedDevice:
         p_full = self.train_power_w if train_power_w is None else train_power_w
         status = self.state.thermal_status
         m = self.profile.throughput[status]
-        load = self.profile.idle_power_w + (p_full - self.profile.idle_power_w) * m
+        load = self.profile.load_power(m, p_full)
         dt = work / m
         led = self._run(load, dt)
         return StepResult(seconds=dt, energy_j=led.consumed_j, throttle=m,
@@ -667,86 +592,3 @@ class SimulatedDevice:
     def set_ambient(self, ambient_c: float) -> None:
         self.ambient_c = ambient_c
         self.state = replace(self.state, ambient_c=ambient_c)
-
-
-# --------------------------------------------------------------------------- fleet
-
-
-class FleetDevices:
-    """N phones of one profile advanced together as numpy arrays (no charging taper split).
-
-    Same formulas as :func:`advance` for phones that are not charging, or charging
-    below the CV knee, which is what a fleet's training intervals need; charging
-    intervals that cross the knee or reach full are delegated element-wise to
-    :func:`advance` so the results stay exact. ``levels``, ``temps``, ``status``
-    (int array), ``charging`` (bool array), ``ambient`` are public arrays.
-    """
-
-    def __init__(self, profile: DeviceProfile, levels: np.ndarray, charging: np.ndarray,
-                 temps: np.ndarray | None = None, ambient: np.ndarray | None = None):
-        n = len(levels)
-        self.profile = profile
-        self.levels = np.asarray(levels, dtype=float).copy()
-        self.charging = np.asarray(charging, dtype=bool).copy()
-        self.ambient = (np.full(n, profile.ambient_c) if ambient is None
-                        else np.asarray(ambient, dtype=float).copy())
-        self.temps = self.ambient.copy() if temps is None else np.asarray(temps, float).copy()
-        self.status = np.array([profile.status_for(t) for t in self.temps], dtype=int)
-        self.time_s = np.zeros(n)
-        self.consumed_j = np.zeros(n)
-
-    def status_for(self, temps: np.ndarray, previous: np.ndarray) -> np.ndarray:
-        """Vectorised :meth:`DeviceProfile.status_for`."""
-        th = np.asarray(self.profile.thresholds_c)
-        ks = np.arange(1, 7)
-        edges = th[None, :] - np.where(ks[None, :] <= previous[:, None],
-                                       self.profile.hysteresis_c, 0.0)
-        # thresholds increase (validated), so the count of edges reached is the status
-        return (temps[:, None] >= edges).sum(axis=1)
-
-    def train_step(self, work_s: np.ndarray | float, mask: np.ndarray | None = None
-                   ) -> np.ndarray:
-        """One throttled training step on every phone in ``mask``; returns wall seconds."""
-        p = self.profile
-        n = len(self.levels)
-        mask = np.ones(n, bool) if mask is None else np.asarray(mask, bool)
-        m = np.asarray(p.throughput)[self.status]
-        dt = np.where(mask, np.broadcast_to(work_s, (n,)) / m, 0.0)
-        load = p.idle_power_w + (p.train_power_w - p.idle_power_w) * m
-        self._advance(load, dt)
-        return dt
-
-    def idle(self, seconds: np.ndarray | float) -> None:
-        n = len(self.levels)
-        self._advance(np.full(n, self.profile.idle_power_w), np.broadcast_to(seconds, (n,)))
-
-    def _advance(self, load: np.ndarray, dt: np.ndarray) -> None:
-        p = self.profile
-        e_full = p.battery_j
-        eta = p.charge_efficiency
-        a = np.where(self.charging, eta * p.charge_power_w, 0.0)
-        net = a - load
-        new_level = self.levels + net * dt / e_full
-        # exact closed form only where nothing crosses an event inside the interval
-        simple = (~self.charging & (new_level > 0.0)) | (
-            self.charging & (new_level <= p.cv_knee) & (net >= 0.0)
-            & (self.levels < p.cv_knee) & (self.levels < 1.0))
-        heat = load + np.where(self.charging, (1.0 - eta) * p.charge_power_w, 0.0)
-        steady = self.ambient + heat * p.thermal_resistance_k_per_w
-        temps = steady + (self.temps - steady) * np.exp(-dt / p.tau_s)
-        status = self.status_for(temps, self.status)
-        idx = np.nonzero(simple & (dt > 0))[0]
-        self.levels[idx] = new_level[idx]
-        self.temps[idx] = temps[idx]
-        self.status[idx] = status[idx]
-        self.consumed_j[idx] += (load * dt)[idx]
-        self.time_s += dt
-        for i in np.nonzero(~simple & (dt > 0))[0]:
-            st = DeviceState(level=float(self.levels[i]), charging=bool(self.charging[i]),
-                             temperature_c=float(self.temps[i]),
-                             thermal_status=ThermalStatus(int(self.status[i])))
-            new, led = advance(p, st, float(load[i]), float(dt[i]), float(self.ambient[i]))
-            self.levels[i] = new.level
-            self.temps[i] = new.temperature_c
-            self.status[i] = int(new.thermal_status)
-            self.consumed_j[i] += led.consumed_j

@@ -1,5 +1,5 @@
 """Device model: closed-form RC thermal path, throttling, CC-CV charging, energy balance,
-the fleet arrays, and the validation of profiles and states.
+the same model on arrays of phones, and the validation of profiles and states.
 
 Numbers come from docs/DEVICES.md: the RC closed form and the calibration
 table of §5.2, the VIRTUAL-SKIN thresholds of §2.5, the CC-CV taper of §2.4.
@@ -20,7 +20,6 @@ from mobile_lr.device import (
     BUILTIN_PROFILES,
     DeviceProfile,
     DeviceState,
-    FleetDevices,
     SimulatedDevice,
     ThermalStatus,
     advance,
@@ -29,6 +28,8 @@ from mobile_lr.device import (
     parse_thermal_status,
     temperature_from_headroom,
 )
+from mobile_lr import physics
+from mobile_lr.physics import ARRAY
 from mobile_lr.validation import ValidationError
 
 pytestmark = pytest.mark.core
@@ -187,28 +188,40 @@ def test_cool_down_seconds_is_the_inverse_of_the_closed_form():
     assert temperature_from_headroom(p, 1.0) == p.threshold(ThermalStatus.SEVERE)
 
 
-def test_fleet_arrays_match_the_scalar_model():
+def test_the_array_model_is_the_scalar_model_on_many_phones():
+    """mobile_lr.physics on numpy arrays (the budget simulation of many phones) follows the
+    same phones as SimulatedDevice, step by throttled step and through rests."""
     p = load_profile("flagship")
+    c = p.physics
     rng = np.random.default_rng(0)
     n = 40
     levels = rng.uniform(0.05, 1.0, n)
     charging = rng.random(n) < 0.5
     temps = rng.uniform(20.0, 44.0, n)
-    fleet = FleetDevices(p, levels, charging, temps)
+    status = physics.status_for(ARRAY, c, temps, np.zeros(n, int))
     singles = [SimulatedDevice(p, DeviceState(float(levels[i]), bool(charging[i]),
                                               float(temps[i]), p.status_for(float(temps[i]))))
                for i in range(n)]
+    assert list(status) == [int(d.state.thermal_status) for d in singles]
+    amb = np.full(n, p.ambient_c)
+    e_full = np.full(n, p.battery_j)
     for k in range(200):
-        fleet.train_step(2.0)
+        m = np.asarray(p.throughput)[status]
+        phones = physics.Phone(levels, charging, temps, status, amb, e_full)
+        levels, temps, status, _, _ = physics.advance(ARRAY, c, phones, p.load_power(m),
+                                                      2.0 / m)
         for d in singles:
             d.train_step(2.0)
         if k % 50 == 49:
-            fleet.idle(300.0)
+            phones = physics.Phone(levels, charging, temps, status, amb, e_full)
+            levels, temps, status, _, _ = physics.advance(ARRAY, c, phones, p.idle_power_w,
+                                                          300.0)
             for d in singles:
                 d.idle(300.0)
-    np.testing.assert_allclose(fleet.levels, [d.state.level for d in singles], rtol=1e-9)
-    np.testing.assert_allclose(fleet.temps, [d.state.temperature_c for d in singles], rtol=1e-9)
-    assert list(fleet.status) == [int(d.state.thermal_status) for d in singles]
+    np.testing.assert_allclose(levels, [d.state.level for d in singles], rtol=1e-9)
+    np.testing.assert_allclose(temps, [d.state.temperature_c for d in singles], rtol=1e-9)
+    assert list(status) == [int(d.state.thermal_status) for d in singles]
+    assert len(set(status.tolist())) > 1  # the phones span several statuses
 
 
 # ----------------------------------------------------------------------------- profiles

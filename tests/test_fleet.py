@@ -19,7 +19,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mobile_lr.budget import Policy, StepCost, effective_floor, plan
+from mobile_lr import physics
+from mobile_lr.budget import LIMITING_FACTORS, Policy, StepCost, effective_floor, plan, plan_phones
 from mobile_lr.cli import main
 from mobile_lr.device import (
     DeviceState,
@@ -30,13 +31,11 @@ from mobile_lr.device import (
     load_profile,
 )
 from mobile_lr.manager import Pause, Run, ScheduleManager, Stop
+from mobile_lr.physics import ARRAY
 from mobile_lr.sim.fleet import (
-    FACTOR_NAMES,
     STOP_REASONS,
     FleetState,
-    advance_arrays,
     make_day,
-    plan_fleet,
     simulate_cell,
     simulate_fleet,
 )
@@ -60,7 +59,7 @@ def _random_states(p, rng, n):
 
 
 @pytest.mark.parametrize("name", PROFILES)
-def test_plan_fleet_matches_the_scalar_planner(name):
+def test_the_planner_on_arrays_matches_the_scalar_planner(name):
     rng = np.random.default_rng(11)
     p = load_profile(name)
     n = 400
@@ -69,7 +68,8 @@ def test_plan_fleet_matches_the_scalar_planner(name):
     cap = np.where(rng.random(n) < 0.2, rng.integers(0, 500, n), 10**9)
     policy = Policy(battery_floor=0.25, thermal_margin_c=0.5)
     cost = StepCost(p.step_seconds * 40, p.step_joules * 40 * 1.1)
-    got = plan_fleet(p, fs, policy, cost, budget, cap)
+    got = plan_phones(ARRAY, p, fs.phones(np.arange(n)), fs.time_s, policy, cost, budget,
+                      cap.astype(float))
     exact = 0
     for i in range(n):
         pi = replace(p, state_of_health=float(soh[i]))
@@ -79,18 +79,18 @@ def test_plan_fleet_matches_the_scalar_planner(name):
         assert abs(int(got.steps[i]) - want.steps) <= 1, (i, want, got.steps[i])
         if int(got.steps[i]) == want.steps:
             exact += 1
-            assert FACTOR_NAMES[got.factor[i]] == want.limiting_factor
+            assert LIMITING_FACTORS[got.factor[i]] == want.limiting_factor
             assert got.energy_j[i] == pytest.approx(want.energy_j, rel=1e-9, abs=1e-9)
             assert got.seconds[i] == pytest.approx(want.seconds, rel=1e-9, abs=1e-9)
-            assert got.end_level[i] == pytest.approx(want.end_level, rel=1e-9)
-            assert got.end_temp[i] == pytest.approx(want.end_temperature_c, rel=1e-9)
-            assert got.end_status[i] == int(want.end_status)
+            assert got.level[i] == pytest.approx(want.end_level, rel=1e-9)
+            assert got.temp[i] == pytest.approx(want.end_temperature_c, rel=1e-9)
+            assert got.status[i] == int(want.end_status)
     assert exact >= n - 2        # the ±1 allowance is for rare ulp ties, not a habit
     # the states span every outcome, so the comparison covers each branch
     assert set(got.factor.tolist()) == {0, 1, 2, 3}
 
 
-def test_advance_arrays_matches_device_advance_across_battery_events():
+def test_advance_on_arrays_matches_device_advance_across_battery_events():
     rng = np.random.default_rng(3)
     for name in PROFILES:
         p = load_profile(name)
@@ -99,8 +99,8 @@ def test_advance_arrays_matches_device_advance_across_battery_events():
         fs.level[:30] = rng.uniform(0.0, 0.002, 30)           # run empty on battery
         dt = rng.uniform(0.0, 20_000.0, n)                     # crosses knee and full
         load = rng.uniform(p.idle_power_w, p.train_power_w * 2, n)
-        lv, tp, st, used = advance_arrays(p, fs.level, fs.charging, fs.temp, fs.status,
-                                          fs.ambient, fs.battery_j, load, dt)
+        lv, tp, st, used, _ = physics.advance(ARRAY, p.physics, fs.phones(np.arange(n)),
+                                              load, dt)
         for i in range(n):
             pi = replace(p, state_of_health=float(soh[i]))
             s0 = DeviceState(float(fs.level[i]), bool(fs.charging[i]), float(fs.temp[i]),

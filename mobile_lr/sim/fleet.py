@@ -8,8 +8,8 @@ ambient temperature and event times are spread around the scenario's values with
 a seeded generator, and its battery's state of health is drawn from its class's
 range. The scenario's windows and events cut the day into *phases*. In every phase
 with an open OS window the fleet does what the schedule manager does on one
-phone: plan the affordable steps from the device state (:func:`plan_fleet`, the
-same algorithm as :func:`mobile_lr.budget.plan`), run them, and then do what the
+phone: plan the affordable steps from the device state (the planner itself,
+:func:`mobile_lr.budget.plan_phones`, on arrays), run them, and then do what the
 manager decides: a thermal limit means rest until the phone has cooled
 ``resume_gap_c`` below the limit (``Pause("thermal", resume_hint)``) and plan
 again, if that cool-down ends before the window does; with the policy's horizon
@@ -18,8 +18,8 @@ again, if that cool-down ends before the window does; with the policy's horizon
 window goes on with the run. A phone that has not run yet
 waits as the manager's ``Pause`` says (cool down; charge back above the floor).
 The nominal step count, when capped, ends the run (``Stop("done")``). Between
-windows the phone rests or charges (:func:`advance_arrays`, the exact battery/RC
-model of :func:`mobile_lr.device.advance`).
+windows the phone rests or charges (:func:`mobile_lr.physics.advance` on arrays, the
+exact battery/RC model of :func:`mobile_lr.device.advance`).
 
 Why it is fast: the planner jumps over runs of identical steps in closed form
 and takes single exact steps only at events (a thermal status change, the CV
@@ -30,12 +30,12 @@ phases does not depend on N), so the total grows linearly with N once the
 arrays are long enough to amortise numpy's per-call overhead
 (``bench/fleet.py`` measures it).
 
-Agreement with the scalar code: :func:`plan_fleet` returns the same steps,
-energy and end state as :func:`mobile_lr.budget.plan` for every device, up to
-the last bits of ``exp``/``log`` (numpy's and libm's can differ by an ulp,
-which can move a boundary by one step); ``tests/test_fleet.py`` checks it on
-random states, and checks a whole device-day against the scalar planner driving
-a :class:`mobile_lr.device.SimulatedDevice`.
+Agreement with one phone: the planner and the device model are the same code as
+:func:`mobile_lr.budget.plan` and :func:`mobile_lr.device.advance`, run on numpy
+arrays instead of floats, so they agree up to the last bits of ``exp``/``log``
+(numpy's and libm's can differ by an ulp, which can move a boundary by one step);
+``tests/test_fleet.py`` checks it on random states, and checks a whole device-day
+against the scalar planner driving a :class:`mobile_lr.device.SimulatedDevice`.
 
 The executed steps are the plan's steps at the profile's cost: a manager that
 has calibrated its cost on the phone (the estimator is warm) plans with that
@@ -46,45 +46,44 @@ step or two of this count (it stops one pessimistic step short of each limit).
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from mobile_lr.budget import MAX_PLAN_STEPS, Policy, StepCost, effective_floor
+from mobile_lr import physics
+from mobile_lr.budget import (
+    LIMITING_FACTORS,
+    MAX_PLAN_STEPS,
+    NONE,
+    THERMAL,
+    TIME,
+    Policy,
+    StepCost,
+    effective_floor,
+    plan_phones,
+)
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, load_profile
+from mobile_lr.physics import ARRAY, Phone
 from mobile_lr.sim.scenario import Scenario, builtin_scenarios, load_scenario
 from mobile_lr.validation import ValidationError
 
 __all__ = [
     "STOP_REASONS",
-    "FleetPlan",
     "FleetState",
     "Phase",
     "ScenarioDay",
-    "advance_arrays",
-    "cool_down_arrays",
     "make_day",
-    "plan_fleet",
     "simulate_cell",
     "simulate_fleet",
-    "status_for_arrays",
     "summarise",
     "workload_profile",
 ]
 
-# Limiting factors as in mobile_lr.budget.LIMITING_FACTORS, as integer codes.
-BATTERY, THERMAL, TIME, NONE = 0, 1, 2, 3
-FACTOR_NAMES = ("battery", "thermal", "time", "none")
-# Plan details (why a plan affords nothing before stepping), as integer codes.
-DETAIL_NAMES = ("", "not charging", "battery low", "below the floor",
-                "thermal status above the policy", "no time left")
 # Why a device-day's training ended (the manager's Pause/Stop reasons).
 STOP_REASONS = ("done", "window", "battery", "thermal", "not-charging", "battery-low",
                 "no-window")
-_MAX = float(MAX_PLAN_STEPS)
 _SOH_RANGE = {"low-end": (0.80, 0.95), "mid-range": (0.85, 1.0), "flagship": (0.90, 1.0)}
 
 
@@ -112,269 +111,23 @@ class FleetState:
         t = amb.copy() if temp is None else np.asarray(temp, float).copy()
         e = np.full(n, profile.battery_j) if battery_j is None else np.asarray(battery_j, float)
         return cls(np.asarray(level, float).copy(), np.asarray(charging, bool).copy(), t,
-                   status_for_arrays(profile, t, np.zeros(n, int)), amb, e.copy(), np.zeros(n))
+                   physics.status_for(ARRAY, profile.physics, t, np.zeros(n, int)), amb,
+                   e.copy(), np.zeros(n))
 
     def __len__(self) -> int:
         return len(self.level)
 
+    def phones(self, idx: np.ndarray) -> Phone:
+        """The phones ``idx`` as :mod:`mobile_lr.physics` reads them."""
+        return Phone(self.level[idx], self.charging[idx], self.temp[idx], self.status[idx],
+                     self.ambient[idx], self.battery_j[idx])
 
-def status_for_arrays(profile: DeviceProfile, temps: np.ndarray, previous: np.ndarray
-                      ) -> np.ndarray:
-    """Vectorised :meth:`DeviceProfile.status_for`: the highest status whose edge is reached
-    (``threshold - hysteresis`` for statuses at or below the previous one)."""
-    th = np.asarray(profile.thresholds_c)
-    ks = np.arange(1, len(th) + 1)
-    edges = th[None, :] - np.where(ks[None, :] <= np.asarray(previous)[:, None],
-                                   profile.hysteresis_c, 0.0)
-    reached = np.asarray(temps)[:, None] >= edges
-    return np.where(reached, ks[None, :], 0).max(axis=1)
-
-
-def advance_arrays(profile: DeviceProfile, level: np.ndarray, charging: np.ndarray,
-                   temp: np.ndarray, status: np.ndarray, ambient: np.ndarray,
-                   battery_j: np.ndarray, load_w: np.ndarray | float, dt: np.ndarray | float
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Vectorised :func:`mobile_lr.device.advance`: ``dt`` seconds at constant load, exactly.
-
-    The interval is split at the battery events (empty, CV knee, full) as in
-    ``device._battery_pieces``; each piece has constant heat, so the RC closed
-    form and the status rule are applied per piece. Returns the new level,
-    temperature, status and the energy consumed (J).
-    """
-    p = profile
-    n = len(level)
-    level = np.asarray(level, float).copy()
-    temp = np.asarray(temp, float).copy()
-    status = np.asarray(status).astype(int).copy()
-    load = np.broadcast_to(np.asarray(load_w, float), (n,))
-    rem = np.broadcast_to(np.asarray(dt, float), (n,)).copy()
-    e_full = np.asarray(battery_j, float)
-    eta, knee, k = p.charge_efficiency, p.cv_knee, p.cv_taper
-    a = np.where(charging, eta * p.charge_power_w, 0.0)
-    loss = np.where(charging, (1.0 - eta) * p.charge_power_w, 0.0)
-    consumed = np.zeros(n)
-    r, tau = p.thermal_resistance_k_per_w, p.tau_s
-    v1 = math.exp((1.0 - knee) / k)
-    for _ in range(8):
-        act = rem > 0.0
-        if not act.any():
-            break
-        b = np.where((level > 0.0) | (a > 0.0), load, 0.0)
-        net = a - b
-        off = act & (level <= 0.0) & (net <= 0.0)
-        drain = act & ~off & (~charging | (net < 0.0))
-        full = act & ~off & ~drain & (level >= 1.0)
-        rest = act & ~off & ~drain & ~full
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            l_star = np.where(net > 0.0, knee + k * np.log(a / np.where(net > 0.0, net, 1.0)),
-                              np.inf)
-            rise = rest & (level < l_star)
-            taper = rest & ~rise
-            # drain (on battery, or a charger that cannot carry the load)
-            t_empty = np.where(net < 0.0, level * e_full / -np.where(net < 0.0, net, -1.0),
-                               np.inf)
-            dur_d = np.minimum(rem, t_empty)
-            new_d = np.where(dur_d == t_empty, 0.0, np.maximum(0.0, level + net * dur_d / e_full))
-            # rise (charging below the taper)
-            target = np.minimum(l_star, 1.0)
-            t_to = np.where(net > 0.0, (target - level) * e_full / np.where(net > 0.0, net, 1.0),
-                            np.inf)
-            dur_r = np.minimum(rem, t_to)
-            new_r = np.where(net == 0.0, level,
-                             np.where(dur_r == t_to, target,
-                                      np.minimum(level + net * dur_r / e_full, target)))
-            # CV taper
-            v0 = np.exp((level - knee) / k)
-            lam = a / (k * e_full)
-            t_full = np.where(lam > 0.0, (v1 - v0) / np.where(lam > 0.0, lam, 1.0), np.inf)
-            dur_t = np.minimum(rem, t_full)
-            new_t = np.where(dur_t == t_full, 1.0,
-                             np.minimum(1.0, knee + k * np.log(v0 + lam * dur_t)))
-        dur = np.select([off, drain, full, rise, taper], [rem, dur_d, rem, dur_r, dur_t], 0.0)
-        new = np.select([off, drain, full, rise, taper], [0.0, new_d, 1.0, new_r, new_t], level)
-        heat = np.select([off, full], [0.0, b + (1.0 - eta) / eta * b], b + loss)
-        used = np.where(off, 0.0, b * dur)
-        steady = ambient + heat * r
-        t_new = steady + (temp - steady) * np.exp(-dur / tau)
-        temp = np.where(act, t_new, temp)
-        status = np.where(act, status_for_arrays(p, temp, status), status)
-        level = np.where(act, new, level)
-        consumed += np.where(act, used, 0.0)
-        rem = np.where(act, rem - dur, rem)
-    return np.clip(level, 0.0, 1.0), temp, status, consumed
-
-
-def cool_down_arrays(profile: DeviceProfile, temp: np.ndarray, charging: np.ndarray,
-                     ambient: np.ndarray, target_c: float) -> np.ndarray:
-    """Vectorised :func:`mobile_lr.device.cool_down_seconds` (inf where it never cools)."""
-    p = profile
-    heat = p.idle_power_w + np.where(charging, (1.0 - p.charge_efficiency) * p.charge_power_w,
-                                     0.0)
-    steady = ambient + heat * p.thermal_resistance_k_per_w
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = p.tau_s * np.log((temp - steady) / (target_c - steady))
-    return np.where(temp <= target_c, 0.0, np.where(steady >= target_c, np.inf, t))
-
-
-# --------------------------------------------------------------------------- planner
-
-
-@dataclass
-class FleetPlan:
-    """One plan per device (the fields of :class:`mobile_lr.budget.Plan`, as arrays)."""
-
-    steps: np.ndarray          # int64
-    factor: np.ndarray         # codes into FACTOR_NAMES
-    detail: np.ndarray         # codes into DETAIL_NAMES
-    energy_j: np.ndarray
-    seconds: np.ndarray
-    end_level: np.ndarray
-    end_temp: np.ndarray
-    end_status: np.ndarray
-
-    def factor_names(self) -> list[str]:
-        return [FACTOR_NAMES[int(f)] for f in self.factor]
-
-
-def _steps_below(x: np.ndarray) -> np.ndarray:
-    """Vectorised ``budget._steps_below``: whole steps certainly inside a bound (one spare)."""
-    with np.errstate(invalid="ignore"):
-        fin = np.isfinite(x)
-        inner = np.maximum(0.0, np.floor(np.where(fin, x, 0.0)) - 1.0)
-        return np.where(fin, inner, np.where(x > 0.0, _MAX, 0.0))
-
-
-def plan_fleet(profile: DeviceProfile, fs: FleetState, policy: Policy, cost: StepCost,
-               time_budget_s: np.ndarray | float, max_steps: np.ndarray | float | None = None
-               ) -> FleetPlan:
-    """:func:`mobile_lr.budget.plan` for every phone of ``fs`` at once.
-
-    Same algorithm: the preconditions (not charging, battery low, below the
-    floor, status above the policy, no time), then a loop in which every
-    still-planning phone either jumps over a run of identical steps in closed
-    form or takes one exact step and checks it against the floor, the thermal
-    limit and its time budget. ``time_budget_s`` and ``max_steps`` are per phone
-    (or scalars); the deadline of the policy cuts the time budget.
-    """
-    p = profile
-    n = len(fs)
-    cap = np.full(n, _MAX) if max_steps is None else \
-        np.maximum(0.0, np.floor(np.broadcast_to(np.asarray(max_steps, float), (n,))))
-    tb = np.broadcast_to(np.asarray(time_budget_s, float), (n,)).copy()
-    if policy.deadline_s is not None:
-        tb = np.minimum(tb, policy.deadline_s - fs.time_s)
-    theta = policy.thermal_limit_c(p)
-    floor = np.where(fs.charging, effective_floor(p, policy, True),
-                     effective_floor(p, policy, False))
-    level, temp, status = fs.level.copy(), fs.temp.copy(), fs.status.astype(int).copy()
-    steps = np.zeros(n)
-    elapsed = np.zeros(n)
-    energy = np.zeros(n)
-    factor = np.full(n, -1)
-    detail = np.zeros(n, int)
-
-    def pre(mask: np.ndarray, f: int, d: int) -> None:
-        m = mask & (factor < 0)
-        factor[m] = f
-        detail[m] = d
-
-    ch = fs.charging
-    if policy.charging_only or p.requires_charging:
-        pre(~ch, BATTERY, 1)
-    if p.battery_not_low:
-        pre(~ch & (level <= p.low_battery_level), BATTERY, 2)
-    pre(level < policy.battery_floor, BATTERY, 3)
-    pre(status > int(policy.max_thermal), THERMAL, 4)
-    pre(tb <= 0.0, TIME, 5)
-
-    p_idle = p.idle_power_w
-    p_full = max(cost.power_w, p_idle)
-    thr = np.asarray(p.throughput)
-    th_ext = np.array([-np.inf, *p.thresholds_c, np.inf])
-    eta, knee, k = p.charge_efficiency, p.cv_knee, p.cv_taper
-    r, tau = p.thermal_resistance_k_per_w, p.tau_s
-    v_full = math.exp((1.0 - knee) / k)
-    max_thermal = int(policy.max_thermal)
-
-    act = np.nonzero(factor < 0)[0]
-    while act.size:
-        lv, tp, st = level[act], temp[act], status[act]
-        chg, amb, e_full, fl = ch[act], fs.ambient[act], fs.battery_j[act], floor[act]
-        ns, el, cp, tbi = steps[act], elapsed[act], cap[act], tb[act]
-        capped = ns >= cp
-        m = thr[st]
-        d = cost.seconds / m
-        load = p_idle + (p_full - p_idle) * m
-        a = np.where(chg, eta * p.charge_power_w, 0.0)
-        net = a - load
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            # battery regime of each phone (budget._regime) and its bound
-            drain = ~chg | (net < 0.0)
-            full = ~drain & (lv >= 1.0)
-            l_star = np.where(net > 0.0, knee + k * np.log(a / np.where(net > 0.0, net, 1.0)),
-                              np.inf)
-            rise = ~drain & ~full & (lv < l_star)
-            taper = ~drain & ~full & ~rise
-            rise_bound = np.minimum(l_star, 1.0)
-            # jump length (budget._jump_length)
-            jl = np.full(len(act), _MAX)
-            per_d = (load - a) * d / e_full
-            jl = np.where(drain & (per_d > 0.0),
-                          np.minimum(jl, _steps_below((lv - fl) / per_d)), jl)
-            per_r = (a - load) * d / e_full
-            jl = np.where(rise & (per_r > 0.0),
-                          np.minimum(jl, _steps_below((rise_bound - lv) / per_r)), jl)
-            v0 = np.exp((lv - knee) / k)
-            per_t = a / (k * e_full) * d
-            jl = np.where(taper, np.minimum(jl, _steps_below((v_full - v0) / per_t)), jl)
-            heat = np.where(~chg, load, np.where(full, load + (1.0 - eta) / eta * load,
-                                                 load + (1.0 - eta) * p.charge_power_w))
-            steady = amb + heat * r
-            log_q = -d / tau
-            edge_up = np.minimum(theta, th_ext[np.minimum(st + 1, 7)])
-            up = (steady > tp) & (steady > edge_up)
-            jl = np.where(up, np.minimum(jl, _steps_below(
-                np.log((steady - edge_up) / (steady - tp)) / log_q)), jl)
-            edge_dn = th_ext[st] - p.hysteresis_c
-            dn = (steady < tp) & (st >= 1) & (steady < edge_dn)
-            jl = np.where(dn, np.minimum(jl, _steps_below(
-                np.log((edge_dn - steady) / (tp - steady)) / log_q)), jl)
-            moved = (status_for_arrays(p, tp, st) != st) | (tp >= theta)
-            jl = np.where(moved, 0.0, jl)
-            jump = np.minimum(np.minimum(jl, _steps_below((tbi - el) / d)), cp - ns)
-            # the jump itself (budget._jump), checked
-            lvl_j = np.where(full, 1.0, lv + jump * (a - load) * d / e_full)
-            v = v0 + jump * a / (k * e_full) * d
-            lvl_j = np.where(taper, knee + k * np.log(v), lvl_j)
-            ok = ~capped & (jump >= 2.0)
-            ok &= ~(drain & ((lvl_j < fl) | (lvl_j <= 0.0)))
-            ok &= ~(rise & (lvl_j >= rise_bound))
-            ok &= ~(taper & (v >= v_full))
-            tmp_j = steady + (tp - steady) * np.exp(-jump * d / tau)
-            ok &= tmp_j < theta
-        ok &= status_for_arrays(p, tmp_j, st) == st
-        # exact single steps for the rest (budget.plan's advance + _violation)
-        ex = ~capped & ~ok
-        lv_e, tp_e, st_e, used = advance_arrays(p, lv, chg, tp, st, amb, e_full, load,
-                                                np.where(ex, d, 0.0))
-        viol = np.full(len(act), -1)
-        viol = np.where(ex & ((lv_e < fl) | (lv_e <= 0.0)), BATTERY, viol)
-        viol = np.where(ex & (viol < 0) & ((tp_e >= theta) | (st_e > max_thermal)), THERMAL, viol)
-        viol = np.where(ex & (viol < 0) & (el + d > tbi), TIME, viol)
-        stepped = ex & (viol < 0)
-        # write back
-        level[act] = np.where(ok, np.minimum(1.0, lvl_j), np.where(stepped, lv_e, lv))
-        temp[act] = np.where(ok, tmp_j, np.where(stepped, tp_e, tp))
-        status[act] = np.where(stepped, st_e, st)
-        steps[act] = ns + np.where(ok, jump, 0.0) + stepped
-        elapsed[act] = el + np.where(ok, jump * d, 0.0) + np.where(stepped, d, 0.0)
-        energy[act] = energy[act] + np.where(ok, jump * load * d, 0.0) + np.where(stepped, used,
-                                                                                 0.0)
-        fin = np.where(capped, NONE, viol)
-        factor[act] = fin
-        act = act[fin < 0]
-    return FleetPlan(steps.astype(np.int64), factor, detail, energy, elapsed, level, temp,
-                     status)
+    def rest(self, profile: DeviceProfile, idx: np.ndarray, seconds: np.ndarray) -> None:
+        """The phones ``idx`` rest (or charge) for ``seconds`` each."""
+        level, temp, status, _, _ = physics.advance(ARRAY, profile.physics, self.phones(idx),
+                                                    profile.idle_power_w, seconds)
+        self.level[idx], self.temp[idx], self.status[idx] = level, temp, status
+        self.time_s[idx] = self.time_s[idx] + seconds
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -523,7 +276,7 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
     pauses = np.zeros(n, np.int64)
     windows = np.zeros(n, np.int64)
     stop = np.full(n, STOP_REASONS.index("no-window"))
-    limiting = dict.fromkeys(FACTOR_NAMES, 0)
+    limiting = dict.fromkeys(LIMITING_FACTORS, 0)
     plans = 0
     window_end = np.full(n, -np.inf)
     finished = np.zeros(n, bool)
@@ -542,28 +295,28 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
             for _ in range(max_pauses):
                 if act.size == 0:
                     break
-                sub = _take(fs, act)
-                budget = np.minimum(phase_end[act], window_end[act]) - sub.time_s
-                left = None if nominal_steps is None else nominal_steps - steps[act]
-                pl = plan_fleet(p, sub, policy, cost, budget, left)
+                now = fs.time_s[act]
+                budget = np.minimum(phase_end[act], window_end[act]) - now
+                cap = float(MAX_PLAN_STEPS) if nominal_steps is None \
+                    else np.maximum(0.0, nominal_steps - steps[act])
+                pl = plan_phones(ARRAY, p, fs.phones(act), now, policy, cost, budget, cap)
                 plans += act.size
-                for code, name in enumerate(FACTOR_NAMES):
+                for code, name in enumerate(LIMITING_FACTORS):
                     limiting[name] += int(np.count_nonzero(pl.factor == code))
                 ran = pl.steps > 0
                 used_window[act[ran]] = True
-                steps[act] += pl.steps
+                steps[act] += pl.steps.astype(np.int64)
                 train_s[act] += pl.seconds
                 energy[act] += pl.energy_j
-                fl = np.where(sub.charging, effective_floor(p, policy, True),
+                fl = np.where(fs.charging[act], effective_floor(p, policy, True),
                               effective_floor(p, policy, False))
-                violations[act] += ran & (pl.end_level < fl)
-                min_level[act] = np.where(ran, np.minimum(min_level[act], pl.end_level),
+                violations[act] += ran & (pl.level < fl)
+                min_level[act] = np.where(ran, np.minimum(min_level[act], pl.level),
                                           min_level[act])
-                max_status[act] = np.where(ran, np.maximum(max_status[act], pl.end_status),
+                max_status[act] = np.where(ran, np.maximum(max_status[act], pl.status),
                                            max_status[act])
-                fs.level[act], fs.temp[act], fs.status[act] = pl.end_level, pl.end_temp, \
-                    pl.end_status
-                fs.time_s[act] = sub.time_s + pl.seconds
+                fs.level[act], fs.temp[act], fs.status[act] = pl.level, pl.temp, pl.status
+                fs.time_s[act] = now + pl.seconds
                 # a plan cut at the end of the phase (charger pulled, ambient change) while
                 # the window goes on is no limit of the manager's: the next phase continues
                 limit = np.minimum(phase_end[act], window_end[act])
@@ -572,8 +325,9 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
                 real = ~((pl.factor == TIME) & (phase_end[act] < window_end[act]))
                 stop[act] = np.where(real, _stop_code(pl.factor, pl.detail), stop[act])
                 # thermal: rest until cooled below the limit (if the window allows), plan again
-                hint = cool_down_arrays(p, fs.temp[act], fs.charging[act], fs.ambient[act],
-                                        target)
+                hint = physics.cool_down(ARRAY, p.physics, fs.temp[act],
+                                         physics.rest_heat(ARRAY, p.physics, fs.charging[act]),
+                                         fs.ambient[act], target)
                 cools = (pl.factor == THERMAL) & (hint > 0.0)
                 wait_t = cools & (fs.time_s[act] + hint < limit)
                 # the manager stops a run whose budget is spent (the schedule has annealed):
@@ -593,27 +347,14 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
                 idx = act[wait]
                 if idx.size:
                     pauses[idx] += wait_t[wait]
-                    _idle(p, fs, idx, hint[wait])
+                    fs.rest(p, idx, hint[wait])
                 act = idx
             windows += used_window
         # the rest of the phase: idle (or charge) until it ends
-        _idle(p, fs, all_idx, np.maximum(0.0, phase_end - fs.time_s))
+        fs.rest(p, all_idx, np.maximum(0.0, phase_end - fs.time_s))
     return CellResult(p.name, day.name, steps, train_s, energy, fs.battery_j, day.level,
                       fs.level.copy(), min_level, violations, max_status, pauses, windows, stop,
                       day.nominal_steps, limiting, plans)
-
-
-def _take(fs: FleetState, idx: np.ndarray) -> FleetState:
-    return FleetState(fs.level[idx], fs.charging[idx], fs.temp[idx], fs.status[idx],
-                      fs.ambient[idx], fs.battery_j[idx], fs.time_s[idx])
-
-
-def _idle(p: DeviceProfile, fs: FleetState, idx: np.ndarray, seconds: np.ndarray) -> None:
-    lv, tp, st, _ = advance_arrays(p, fs.level[idx], fs.charging[idx], fs.temp[idx],
-                                   fs.status[idx], fs.ambient[idx], fs.battery_j[idx],
-                                   p.idle_power_w, seconds)
-    fs.level[idx], fs.temp[idx], fs.status[idx] = lv, tp, st
-    fs.time_s[idx] = fs.time_s[idx] + seconds
 
 
 # --------------------------------------------------------------------------- the fleet
@@ -645,7 +386,7 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
         pct = np.concatenate([100.0 * c.energy_j / c.battery_j for c in cs])
         secs = np.concatenate([c.train_seconds for c in cs])
         stop = np.concatenate([c.stop_reason for c in cs])
-        limiting = dict.fromkeys(FACTOR_NAMES, 0)
+        limiting = dict.fromkeys(LIMITING_FACTORS, 0)
         for c in cs:
             for key, val in c.limiting.items():
                 limiting[key] += val
@@ -728,7 +469,7 @@ def _concat(parts: Sequence[CellResult]) -> CellResult:
            for name in ("steps", "train_seconds", "energy_j", "battery_j", "start_level",
                         "end_level", "min_level", "floor_violations", "max_status",
                         "thermal_pauses", "windows_used", "stop_reason")}
-    limiting = dict.fromkeys(FACTOR_NAMES, 0)
+    limiting = dict.fromkeys(LIMITING_FACTORS, 0)
     for c in parts:
         for key, val in c.limiting.items():
             limiting[key] += val

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from mobile_lr.schedules._ops import _ArrayOps, _ScalarOps
+
 if TYPE_CHECKING:
     from mobile_lr.device import DeviceProfile
 
@@ -63,27 +65,23 @@ MAX_PIECES = 8
 
 
 # --------------------------------------------------------------------------- back-ends
+# The schedule formulas' two back-ends (mobile_lr.schedules._ops), with what the device
+# model adds: exp, lazy and multi-way choices, table look-ups and the planner's loop.
 
 T = TypeVar("T")
 F = TypeVar("F")
 
 
-class _Scalar:
+class _Scalar(_ScalarOps):
     """Python floats and ``math``: one phone, the results bit for bit what a port computes."""
 
     exp = staticmethod(math.exp)
-    log = staticmethod(math.log)
-    floor = staticmethod(math.floor)
     lookup = staticmethod(operator.getitem)
     not_ = staticmethod(operator.not_)
     any = staticmethod(bool)
     count_le = staticmethod(bisect_right)   # how many of the increasing edges are <= x
 
-    @staticmethod
-    def where(cond: bool, a: Any, b: Any) -> Any:
-        return a if cond else b
-
-    # builtin min/max of two floats, at a third of their cost
+    # builtin min/max of two floats (NaN-safe as they are), at a third of their cost
     @staticmethod
     def minimum(a: Any, b: Any) -> Any:
         return b if b < a else a
@@ -122,16 +120,11 @@ class _Scalar:
         return state
 
 
-class _Array:
+class _Array(_ArrayOps):
     """numpy arrays, one element per phone (float ``exp``/``log`` may differ from ``math``'s
     in the last bit, which can move a boundary by one step)."""
 
     exp = staticmethod(np.exp)
-    log = staticmethod(np.log)
-    minimum = staticmethod(np.minimum)
-    maximum = staticmethod(np.maximum)
-    floor = staticmethod(np.floor)
-    where = staticmethod(np.where)
     not_ = staticmethod(np.logical_not)
     any = staticmethod(np.any)
 

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mobile_lr import physics
 from mobile_lr.device import (
     BUILTIN_PROFILES,
     DeviceProfile,
@@ -28,7 +29,6 @@ from mobile_lr.device import (
     parse_thermal_status,
     temperature_from_headroom,
 )
-from mobile_lr import physics
 from mobile_lr.physics import ARRAY
 from mobile_lr.validation import ValidationError
 

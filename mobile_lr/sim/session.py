@@ -260,7 +260,7 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
             else:
                 assert isinstance(decision, Stop)
                 stop_reason = decision.reason
-                log("stop", decision.reason)
+                log("stop", f"{decision.reason}: {decision.detail}" if decision.detail else decision.reason)
                 break
         acc = runtime.evaluate(*eval_data).get("accuracy") if eval_data is not None else None
     finally:

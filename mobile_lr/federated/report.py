@@ -75,7 +75,28 @@ def format_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(report: dict[str, Any], path: Path) -> None:
+def _round_axis(ax: Any, last: int) -> None:
+    """Rounds are whole numbers: a tick per round (at most ~12 ticks), never a fraction."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlim(-0.5, last + 0.5)
+    if last <= 12:
+        ax.set_xticks(range(0, last + 1))
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("round")
+    ax.grid(alpha=0.25, lw=0.5)
+
+
+def _legend_above(ax: Any) -> None:
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=3, fontsize=8, frameon=False)
+
+
+def figure(report: dict[str, Any]) -> Any:
+    """Four panels on one round axis: global accuracy (%), energy per round (kJ, the part lost
+    to drop-outs on top), phones asked per round split into trained / declined / dropped, and
+    the lowest battery margin above a floor (percentage points). Values are written when the
+    rounds are few; legends sit above the panels, outside the data."""
     with optional_imports(__name__):
         import matplotlib
 
@@ -85,29 +106,67 @@ def _plot(report: dict[str, Any], path: Path) -> None:
 
     rows = report["rows"]
     rounds = [r["round"] for r in rows]
-    fig, ax = plt.subplots(2, 2, figsize=(10, 7))
-    acc = [r["accuracy"] for r in rows]
+    last = max(rounds, default=0)
+    few = len(rounds) <= 10
+    fig, ax = plt.subplots(2, 2, figsize=(11, 7.5))
+    acc_ax, e_ax, ph_ax, m_ax = ax.flat
     a0 = report["totals"]["initial_accuracy"]
-    ax[0, 0].plot([0, *rounds], [a0, *acc], marker="o")
-    ax[0, 0].set(title="global accuracy (held-out users)", xlabel="round", ylabel="accuracy")
-    ok = [(r["energy_j"] - r["energy_lost_j"]) / 1000 for r in rows]
+    xs = [0, *rounds] if a0 is not None else rounds
+    acc = [100.0 * a if a is not None else float("nan") for a in ([a0] if a0 is not None else [])
+           + [r["accuracy"] for r in rows]]
+    acc_ax.plot(xs, acc, marker="o", color="tab:blue")
+    if few:
+        for x, a in zip(xs, acc, strict=True):
+            acc_ax.annotate(f"{a:.1f}", (x, a), textcoords="offset points", xytext=(0, 6), ha="center",
+                            fontsize=8)
+    acc_ax.margins(y=0.25)
+    acc_ax.set(title="global accuracy, held-out users (round 0: before)", ylabel="accuracy (%)")
+    kept = [(r["energy_j"] - r["energy_lost_j"]) / 1000 for r in rows]
     lost = [r["energy_lost_j"] / 1000 for r in rows]
-    ax[0, 1].bar(rounds, ok, label="kept")
-    ax[0, 1].bar(rounds, lost, bottom=ok, label="lost (dropped)", color="tab:red")
-    ax[0, 1].set(title="energy per round", xlabel="round", ylabel="kJ")
-    ax[0, 1].legend()
+    e_ax.bar(rounds, kept, width=0.6, label="kept (phones that reported)", color="tab:blue")
+    e_ax.bar(rounds, lost, width=0.6, bottom=kept, label="lost (dropped phones)", color="tab:red")
+    if few:
+        for x, k, lo in zip(rounds, kept, lost, strict=True):
+            e_ax.annotate(f"{k + lo:.1f}", (x, k + lo), textcoords="offset points", xytext=(0, 3),
+                          ha="center", fontsize=8)
+    e_ax.set_ylim(0.0, 1.18 * max([k + lo for k, lo in zip(kept, lost, strict=True)] or [1.0]))
+    e_ax.set(title="energy per round", ylabel="energy (kJ)")
+    _legend_above(e_ax)
+    bottom = [0] * len(rows)
     for key, colour in (("trained", "tab:green"), ("declined", "tab:gray"), ("dropped", "tab:red")):
-        ax[1, 0].plot(rounds, [r[key] for r in rows], marker="o", label=key, color=colour)
-    ax[1, 0].set(title="phones per round", xlabel="round", ylabel="phones")
-    ax[1, 0].legend()
-    margin = [r["floor_margin_min"] for r in rows]
-    ax[1, 1].plot(rounds, [m if m is not None else float("nan") for m in margin], marker="o")
-    ax[1, 1].axhline(0.0, color="tab:red", lw=1)
-    ax[1, 1].set(title="lowest battery above its floor", xlabel="round", ylabel="level - floor")
+        vals = [r[key] for r in rows]
+        ph_ax.bar(rounds, vals, width=0.6, bottom=bottom, label=key, color=colour)
+        bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
+    if few:
+        for x, b in zip(rounds, bottom, strict=True):
+            ph_ax.annotate(f"{b}", (x, b), textcoords="offset points", xytext=(0, 3), ha="center",
+                           fontsize=8)
+    ph_ax.set_ylim(0.0, 1.18 * max(bottom or [1]))
+    ph_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ph_ax.set(title="phones asked per round", ylabel="phones")
+    _legend_above(ph_ax)
+    margin = [100.0 * r["floor_margin_min"] if r["floor_margin_min"] is not None else float("nan")
+              for r in rows]
+    m_ax.plot(rounds, margin, marker="o", color="tab:blue")
+    m_ax.axhline(0.0, color="tab:red", lw=1, label="a floor (below: a violation)")
+    m_ax.set_ylim(bottom=min(0.0, *[m for m in margin if m == m]) - 2.0 if margin else -2.0)
+    m_ax.margins(y=0.2)
+    m_ax.set(title="lowest battery above its floor", ylabel="level - floor (percentage points)")
+    _legend_above(m_ax)
     for a in ax.flat:
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(f"fleet-train: {report['strategy']}, {report['config']['clients']} phones")
+        _round_axis(a, last)
+    for a in ax.flat:
+        a.set_title(a.get_title(), pad=22)
+    fig.suptitle(f"fleet-train: {report['strategy']}, {report['config']['clients']} phones, "
+                 f"{len(rows)} round{'s' if len(rows) != 1 else ''}")
     fig.tight_layout()
+    return fig
+
+
+def _plot(report: dict[str, Any], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = figure(report)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

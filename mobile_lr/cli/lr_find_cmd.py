@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from mobile_lr.extras import optional_imports
 from mobile_lr.runtime import RUNTIMES
@@ -75,14 +78,17 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     rt = manager.range_test
     points = [(r["lr"], r["loss"]) for r in result.rows
               if r["kind"] == "step" and r["note"] == "range-test"]
+    warnings = sweep_warnings(rt, config.range_test.skip_start, points[-1][0] if points else None)
     out = {"base_lr": schedule["base_lr"], "suggested_lr": rt.get("chosen_lr"),
-           "how": rt.get("how"), "points": len(points),
-           "lrs": [p[0] for p in points], "losses": [p[1] for p in points]}
+           "how": rt.get("how"), "diverged": rt.get("how") == "diverged", "points": len(points),
+           "warnings": warnings, "lrs": [p[0] for p in points], "losses": [p[1] for p in points]}
     if args.plot:
-        _plot(points, rt.get("chosen_lr"), args.smoothing, args.plot)
+        _plot(points, rt.get("chosen_lr"), args.smoothing, args.plot, warnings)
     if args.json:
         print(json.dumps(out))
     else:
+        for w in warnings:
+            print(f"warning: {w}", file=sys.stderr)
         if out["suggested_lr"] is None:
             print("no suggestion: the loss never fell steadily (try a wider sweep)", file=sys.stderr)
         else:
@@ -93,25 +99,57 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(points: list[tuple[float, float]], chosen: float | None, beta: float, path: Path) -> None:
+def sweep_warnings(rt: dict[str, Any], skip_start: float, last_lr: float | None) -> list[str]:
+    """What makes a suggestion doubtful: steepest descent at the sweep's top end while the loss
+    never diverged (the best LR may lie beyond the sweep), or at the first point considered
+    (it may lie below). ``rt`` is the manager's finished ``range_test`` state; "at the edge"
+    is within the outer 5 % of the points (at least one)."""
+    n, i = rt.get("points") or 0, rt.get("chosen_index")
+    if i is None or n == 0:
+        return []
+    edge = max(1, n // 20)
+    out = []
+    if i >= n - 1 - edge and rt.get("how") != "diverged":
+        top = f" (up to LR {last_lr:.3g})" if last_lr is not None else ""
+        out.append(f"the loss never diverged in the sweep{top} and the suggestion sits at its top edge "
+                   f"(point {i + 1} of {n}): a better LR may lie above it; sweep further "
+                   "(a larger --end-factor)")
+    elif i <= max(1, math.floor(skip_start * n)) + edge - 1:
+        out.append(f"the suggestion sits at the low edge of the sweep (point {i + 1} of {n}, the first "
+                   "ones considered): a better LR may lie below it; start lower (a smaller "
+                   "--start-factor)")
+    return out
+
+
+def _plot(points: list[tuple[float, float]], chosen: float | None, beta: float, path: Path,
+          warnings: Sequence[str] = ()) -> None:
+    """Loss against LR (log axis), the manager's smoothed curve, the suggestion; the warnings,
+    if any, under the title."""
+    import textwrap
+
     with optional_imports(__name__):
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
     lrs = [p[0] for p in points]
     ax.plot(lrs, [p[1] for p in points], lw=0.8, alpha=0.4, label="batch loss")
     avg, smooth = 0.0, []
     for i, (_, loss) in enumerate(points):  # the manager's debiased EMA
         avg = beta * avg + (1.0 - beta) * loss
         smooth.append(avg / (1.0 - beta ** (i + 1)))
-    ax.plot(lrs, smooth, lw=1.6, label=f"smoothed (EMA {beta:g})")
+    ax.plot(lrs, smooth, lw=1.6, label=f"smoothed (debiased EMA {beta:g})")
     if chosen is not None:
-        ax.axvline(chosen, color="#d62728", ls="--", label=f"suggested {chosen:.3g}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="training loss", title="LR range test")
-    ax.legend()
+        ax.axvline(chosen, color="#d62728", ls="--", label=f"suggested LR {chosen:.3g}")
+    ax.set(xscale="log", xlabel="learning rate (log scale)", ylabel="training loss (cross-entropy)")
+    title = "LR range test (the manager's sweep)"
+    if warnings:
+        title += "".join("\n" + textwrap.fill("warning: " + w, 90, break_on_hyphens=False) for w in warnings)
+    ax.set_title(title, fontsize=9, loc="left", color="#b00000" if warnings else "black")
+    ax.grid(alpha=0.3, lw=0.5)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.mobile-lr-installed
 CORE_VENV := .venv-core
 WHEEL_DIR := build/wheel
 
-.PHONY: demo test lint pytest core-test kotlin-test kotlin-deps bench clean
+.PHONY: demo test lint pytest core-test kotlin-test kotlin-deps browser-deps bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-pytest: $(STAMP)
-	$(BIN)/python -m pytest tests mobile_lr
+# The report's browser test needs Chromium: installed when missing, and required (not skipped).
+pytest: $(STAMP) browser-deps
+	MOBILE_LR_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest tests mobile_lr
+
+browser-deps:
+	@bash tests/ensure-chromium.sh
 
 # The wheel of `pip install mobile-lr` in a fresh venv with numpy and pytest only: the `core`
 # tests run against the installed package (the console script keeps the source tree off sys.path).

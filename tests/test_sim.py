@@ -18,7 +18,7 @@ from mobile_lr.cli import main
 from mobile_lr.device import SimulatedDevice, ThermalStatus, load_profile
 from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime import open_runtime
-from mobile_lr.sim.policies import POLICIES, make_policy, parse_policy_list
+from mobile_lr.sim.policies import POLICIES, SF_LR_FACTOR, make_policy, parse_policy_list
 from mobile_lr.sim.scenario import builtin_scenarios, load_scenario, parse_scenario
 from mobile_lr.sim.session import run_session
 from mobile_lr.sim.simulate import bundle_schedule, simulate
@@ -146,7 +146,8 @@ def test_policy_list_and_policies_share_the_bundle_base_lr(mlp_sgd_bundle):
     assert parse_policy_list("manager, naive,manager") == ["manager", "naive"]
     base = bundle_schedule(mlp_sgd_bundle)["base_lr"]
     for name in POLICIES:
-        assert make_policy(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == base
+        factor = SF_LR_FACTOR if name == "sf-adamw" else 1.0
+        assert make_policy(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == factor * base
 
 
 def test_simulate_cli_json_and_run_directory(mlp_sgd_bundle, tmp_path, capsys):
@@ -194,6 +195,22 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert all(r["accuracy"] > r["accuracy_before"] for r in doc["runs"])
     assert (tmp_path / "demo" / "report.html").is_file()
     assert np.isfinite([r["energy_j"] for r in doc["runs"]]).all()
+    # The verdict is generated from the results: every cell, the peers, the spread over 3 orders.
+    from mobile_lr.cli.demo_cmd import DEMO_POLICIES, QUICK_SEEDS
+
+    assert {r["policy"] for r in doc["runs"]} == set(DEMO_POLICIES) >= {"sf-adamw", "constant"}
+    assert all(len(r["accuracy_seeds"]) == QUICK_SEEDS for r in doc["runs"])
+    head, rows = doc["table"]["head"], doc["table"]["rows"]
+    assert [r[1] for r in rows] == builtin_scenarios()
+    for row in rows:
+        cell = [r for r in doc["runs"] if r["scenario"] == row[1]]
+        best = max((r for r in cell if r["policy"] != "manager"), key=lambda r: r["accuracy"])
+        assert row[head.index("strongest peer")] == best["policy"]
+        assert " ± " in row[head.index("gain (points)")]
+        assert row[head.index("verdict")] in ("ahead", "tied", "behind")
+    assert doc["verdict"][0].startswith("In the ")
+    md = (tmp_path / "demo" / "verdict.md").read_text()
+    assert all(f"| {' | '.join(r)} |" in md for r in rows)
 
 
 def test_lr_find_sweeps_the_managers_range_and_plots(mlp_sgd_bundle, tmp_path, capsys):
@@ -223,12 +240,44 @@ def test_user_data_file_is_checked_by_name(tmp_path, mlp_sgd_bundle, capsys):
 def test_sf_adamw_peer_runs_schedulefree_and_is_refused_on_an_sgd_bundle(mlp_bundle, mlp_sgd_bundle,
                                                                         data, capsys):
     """The schedule-free AdamW peer trains with the runtime's schedule-free optimizer (its LR is
-    constant, its weights differ from plain AdamW's), and an SGD bundle on ORT is refused."""
+    constant at SF_LR_FACTOR x the base LR, its weights differ from AdamW's), and an SGD bundle on
+    ORT is refused."""
     runs = simulate(mlp_bundle, profile="mid-range", scenario="hot-day", data=data,
                     policies=("sf-adamw", "constant"))
     sf, const = (r.result for r in runs)
     lrs = {r["lr"] for r in sf.rows if r["kind"] == "step"}
-    assert lrs == {bundle_schedule(mlp_bundle)["base_lr"]}
+    assert lrs == {SF_LR_FACTOR * bundle_schedule(mlp_bundle)["base_lr"]}
     assert sf.steps == const.steps and sf.final_loss != const.final_loss
     assert main(["simulate", "--bundle", str(mlp_sgd_bundle), "--compare", "sf-adamw"]) == 2
     assert "sf-adamw on ORT needs a plain AdamW bundle" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def untrained_bundle(tmp_path_factory):
+    """digits-mlp at its initial weights (ORT only): its loss falls faster the higher the LR."""
+    from mobile_lr.export import export_bundle
+    from mobile_lr.recipes import load_recipe
+
+    out = tmp_path_factory.mktemp("bundles") / "mlp-untrained"
+    export_bundle(load_recipe("digits-mlp", seed=0), out, backends=("ort",))
+    return out
+
+
+def test_lr_find_warns_when_the_suggestion_sits_at_the_edge_of_an_undiverged_sweep(
+        untrained_bundle, tmp_path, capsys):
+    """A sweep that stops at 0.1 x the base LR never diverges on an untrained model and its
+    steepest descent is its last point: the suggestion may be too low, and lr-find says so."""
+    png = tmp_path / "lr.png"
+    assert main(["lr-find", "--bundle", str(untrained_bundle), "--end-factor", "0.1", "--json",
+                 "--plot", str(png)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["diverged"] is False and doc["suggested_lr"] == doc["lrs"][-1]
+    assert len(doc["warnings"]) == 1 and "never diverged" in doc["warnings"][0]
+    assert "--end-factor" in doc["warnings"][0] and png.stat().st_size > 0
+    assert main(["lr-find", "--bundle", str(untrained_bundle), "--end-factor", "0.1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("warning: the loss never diverged in the sweep (up to LR 0.001)")
+    # A sweep that diverges says nothing of the kind.
+    assert main(["lr-find", "--bundle", str(untrained_bundle), "--end-factor", "100000", "--json"]) == 0
+    wide = json.loads(capsys.readouterr().out)
+    assert wide["diverged"] is True and not any("never diverged" in w for w in wide["warnings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -74,10 +75,11 @@ def load_user_data(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from mobile_lr.budget import load_policy
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.policies import parse_policy_list
     from mobile_lr.sim.scenario import load_scenario
-    from mobile_lr.sim.simulate import calibrate, json_default, simulate
+    from mobile_lr.sim.simulate import bundle_schedule, calibrate, json_default, simulate
 
     policies = parse_policy_list(args.compare)
     profile = load_profile(args.profile)
@@ -109,8 +111,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         bar.close()
     notes = [f"Bundle `{Path(args.bundle).name}`, backend {args.backend}, profile {profile.name}, "
              f"scenario {scenario.name}: {scenario.description}"]
+    shown = scenario if args.policy is None else \
+        dataclasses.replace(scenario, policy=load_policy(args.policy))  # the report's limits
     report = write_report(runs, out, title=f"mobile-lr simulate: {profile.name} / {scenario.name}",
-                          notes=notes)
+                          notes=notes, scenarios={scenario.name: shown},
+                          base_lr=bundle_schedule(args.bundle)["base_lr"], resolution=100.0 / len(data[1][1]))
     summaries = [r.summary() for r in runs]
     if args.json:
         print(json.dumps({"profile": profile.name, "scenario": scenario.name, "backend": args.backend,

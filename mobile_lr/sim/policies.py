@@ -23,10 +23,12 @@ floor or above the thermal limit); they differ in what the learning rate does:
 * ``wsd`` — warm-up, stable, decay (1-sqrt cool-down over the last 20 %),
   re-planned: the decay starts when the plan says the end is near.
 * ``sf-adamw`` — schedule-free AdamW (Defazio et al. 2024, the ``schedulefree``
-  package's ``AdamWScheduleFree``; on ORT through the parameter buffers) at the
-  bundle's base LR, constant, no warm-up: it needs no budget, and it was the
-  strongest peer of bench/budget_quality at short cuts. ORT and PyTorch runtimes,
-  AdamW bundles only.
+  package's ``AdamWScheduleFree``; on ORT through the parameter buffers), constant
+  LR, no warm-up: it needs no budget, and it was the strongest peer of
+  bench/budget_quality at short cuts. Its LR is :data:`SF_LR_FACTOR` × the bundle's
+  base LR: the bundle's LR is tuned for AdamW, and schedule-free AdamW's best LR was
+  2-2.5 × that in the bench (at 1 × it trails by about 2 points). ORT and PyTorch
+  runtimes, AdamW bundles only.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from mobile_lr.manager import (
 )
 from mobile_lr.validation import ValidationError
 
-__all__ = ["POLICIES", "TrainingPolicy", "make_policy", "parse_policy_list"]
+__all__ = ["POLICIES", "SF_LR_FACTOR", "TrainingPolicy", "make_policy", "parse_policy_list"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,11 @@ def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingP
     return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
+#: The sf-adamw peer's LR over the bundle's (AdamW) base LR: the top of the 2-2.5 x ratio of
+#: schedule-free AdamW's best LR to AdamW's in bench/budget_quality (one LR per method).
+SF_LR_FACTOR = 2.5
+
+
 def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
               manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
     if backend not in ("ort", "torch"):
@@ -121,7 +128,9 @@ def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
         raise ValidationError("--compare", f"sf-adamw on ORT needs a plain AdamW bundle, not {optimizer!r}",
                               "a bundle exported with the adamw optimizer")
     spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
-    return TrainingPolicy("sf-adamw", "schedule-free AdamW at the base LR (needs no budget)", spec,
+    spec["base_lr"] *= SF_LR_FACTOR
+    return TrainingPolicy("sf-adamw", f"schedule-free AdamW, constant LR {SF_LR_FACTOR:g} × the base LR "
+                          "(its best-LR ratio to AdamW in bench/budget_quality; needs no budget)", spec,
                           {"nominal_steps": nominal}, {"optimizer": "schedulefree"})
 
 

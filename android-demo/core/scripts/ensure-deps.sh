@@ -15,26 +15,4 @@ for pkg in junit4 libandroid-json-java; do
         || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
-
-if ! command -v apt-get >/dev/null 2>&1; then
-    echo "kotlin-deps: missing ${missing[*]} and no apt-get here; install them by hand" >&2
-    exit 1
-fi
-sudo=()
-if [ "$(id -u)" != 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo=(sudo -n); else
-        echo "kotlin-deps: missing ${missing[*]}; run as root: apt-get install ${missing[*]}" >&2
-        exit 1
-    fi
-fi
-echo "kotlin-deps: installing ${missing[*]} (apt-get)" >&2
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-export DEBIAN_FRONTEND=noninteractive
-if ! { "${sudo[@]}" apt-get update -qq \
-       && "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
-       >"$log" 2>&1; then
-    cat "$log" >&2
-    echo "kotlin-deps: apt-get failed" >&2
-    exit 1
-fi
+exec bash "$(dirname "$0")/../../../.ci/apt-install.sh" kotlin-deps "${missing[@]}"

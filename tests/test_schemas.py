@@ -47,8 +47,8 @@ def test_schedule_schema_accepts_every_valid_spec_and_refuses_bad_fields():
     # rules (eta_min <= base_lr, increasing milestones, wsd budgets) are the parser's alone.
     assert {"format", "base_lr", "total_steps", "colour", "shape.type", "shape.T_max", "shape.tmax",
             "shape.cycle", "shape.anneal_strategy", "shape.mode", "warmup.steps",
-            "warmup.max_fraction"} <= set(refused)
-    assert len(refused) >= 30
+            "warmup.max_fraction", "budget.decay_fraction", "shape.gamma"} <= set(refused)
+    assert len(refused) >= 35
 
 
 def test_profile_policy_and_scenario_files_validate():
@@ -59,5 +59,9 @@ def test_profile_policy_and_scenario_files_validate():
     policy.validate(Policy(horizon="deadline", deadline_s=100.0, window_s=60.0).to_dict())
     for name in builtin_scenarios():
         scenario.validate(load_scenario(name).to_dict())
-    with pytest.raises(jsonschema.ValidationError):
-        scenario.validate({**load_scenario("hot-day").to_dict(), "colour": 1})
+    hot = load_scenario("hot-day").to_dict()
+    for bad in ({**hot, "colour": 1}, {**hot, "events": [{"at_s": 5, "type": "ambient"}]},
+                {**hot, "events": [{"at_s": 5, "type": "plug", "ambient_c": 30}]}):
+        with pytest.raises(jsonschema.ValidationError):
+            scenario.validate(bad)
+    scenario.validate({**hot, "events": [{"at_s": 5, "type": "ambient", "ambient_c": 30}]})

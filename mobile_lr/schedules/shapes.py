@@ -23,7 +23,6 @@ the Keras 3 schedule it names, and the test-suite checks it step for step.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from mobile_lr.validation.schema import (
     custom,
     declarations,
     integer,
+    is_required,
     number,
     numbers,
     within,
@@ -111,11 +111,11 @@ class ShapeArgs(Record):
 
     @classmethod
     def field_keys(cls) -> tuple[str, ...]:
-        return tuple(".".join(keys) for _f, _d, keys in _decls(cls))
+        return tuple(".".join(keys) for _f, _d, keys in declarations(cls))
 
     @classmethod
     def required_keys(cls) -> tuple[str, ...]:
-        return tuple(".".join(keys) for f, _d, keys in _decls(cls) if _is_required(f))
+        return tuple(".".join(keys) for f, _d, keys in declarations(cls) if is_required(f))
 
     def shape(self, base_lr: float, path: str = "shape") -> Shape:
         """The validated shape for ``base_lr``; errors name fields under ``path``."""
@@ -132,14 +132,6 @@ class ShapeArgs(Record):
 
     def _absolute(self, formula: Formula) -> Shape:
         return Shape(self.TYPE, formula, progress_based=False, args=self)
-
-
-def _decls(cls: type) -> Any:
-    return declarations(cls)
-
-
-def _is_required(f: Any) -> bool:
-    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def _lr_bound(value: float, base_lr: float, name: str) -> float:
@@ -279,6 +271,11 @@ class Exponential(ShapeArgs):
     decay_rate: float | None = number(None, lo=0.0, nullable=True, help="Keras: factor per decay_steps")
     decay_steps: int | None = integer(None, lo=1, nullable=True, help="Keras: steps per decay_rate")
     staircase: bool = boolean(False, help="Keras: decay in whole decay_steps")
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"oneOf": [
+        {"required": ["gamma"], "not": {"anyOf": [{"required": ["decay_rate"]},
+                                                   {"required": ["decay_steps"]}]}},
+        {"required": ["decay_rate", "decay_steps"], "not": {"required": ["gamma"]}}]}
 
     def check(self) -> None:
         if self.gamma is not None:

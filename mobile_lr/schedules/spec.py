@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -71,6 +71,9 @@ class Budget(Record):
     decay_fraction: float | None = number(None, lo=0.0, hi=1.0, lo_open=True,
                                           help="mode wsd only: share of the run spent cooling down "
                                                "(default 0.2)")
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {"if": {"required": ["decay_fraction"]}, "then": {
+        "required": ["mode"], "properties": {"mode": {"const": "wsd"}}}}
 
     def check(self) -> None:
         if self.mode != "wsd" and self.decay_fraction is not None:

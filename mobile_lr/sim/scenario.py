@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import DeviceProfile, DeviceState
@@ -66,6 +66,10 @@ class Event(Record):
     type: str = choice(EVENT_TYPES, help="plug or pull the charger, or change the ambient temperature")
     ambient_c: float | None = number(None, **_AMBIENT, help="new ambient temperature in °C "
                                      "(type 'ambient' only, and required there)")
+
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"type": {"const": "ambient"}}},
+        "then": {"required": ["ambient_c"]}, "else": {"not": {"required": ["ambient_c"]}}}
 
     def check(self) -> None:
         if self.type == "ambient" and self.ambient_c is None:

@@ -54,6 +54,7 @@ __all__ = [
     "custom",
     "declarations",
     "integer",
+    "is_required",
     "nested",
     "number",
     "numbers",
@@ -301,6 +302,11 @@ def declarations(cls: type) -> Iterator[tuple[dataclasses.Field[Any], Decl, tupl
             yield f, decl, tuple((decl.key or f.name).split("."))
 
 
+def is_required(f: dataclasses.Field[Any]) -> bool:
+    """Whether the field has no default (its JSON key must be there)."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 def _default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
@@ -323,6 +329,8 @@ class Record:
     FORMAT_REQUIRED: ClassVar[bool] = False
     FORMAT_PROBLEM: ClassVar[str] = "unknown format"
     PATH: ClassVar[str] = ""  # where the record sits in its file: names the constructor's errors
+    # What check() enforces, as far as JSON Schema can say it (if/then, oneOf): merged into the schema.
+    SCHEMA_RULES: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         self._validate(self.PATH)
@@ -375,7 +383,7 @@ class Record:
     @classmethod
     def object_schema(cls) -> dict[str, Any]:
         """The JSON Schema of one such object (no ``$schema`` header: it nests)."""
-        return _object_schema(_tree(cls), cls)
+        return {**_object_schema(_tree(cls), cls), **cls.SCHEMA_RULES}
 
     @classmethod
     def json_schema(cls, schema_id: str | None = None) -> dict[str, Any]:
@@ -406,7 +414,7 @@ def _tree(cls: type) -> _Tree:
 
 def _required(node: Any) -> bool:
     if isinstance(node, tuple):
-        return _default(node[0]) is REQUIRED
+        return is_required(node[0])
     return any(_required(child) for child in node.values())
 
 

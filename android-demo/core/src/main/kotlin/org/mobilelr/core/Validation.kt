@@ -1,7 +1,7 @@
 package org.mobilelr.core
 
 /**
- * Field-level validation, the Kotlin twin of `mobile_lr/validation.py`.
+ * Field-level validation, the Kotlin twin of `mobile_lr/validation/__init__.py`.
  *
  * A bad spec, profile, policy or bundle is refused with an error that names the
  * field as a dotted path (`shape.milestones[2]`), exactly as the Python side does:

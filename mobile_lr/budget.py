@@ -23,7 +23,6 @@ the thermal limit, for plans that look beyond the current OS window.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -59,6 +58,7 @@ from mobile_lr.validation import (
     get_number,
     get_object,
     join,
+    read_json,
 )
 
 __all__ = [
@@ -185,12 +185,7 @@ def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
     """A policy from a JSON file or a dict."""
     if isinstance(source, Mapping):
         return Policy.from_dict(source)
-    path = Path(source)
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValidationError("policy", f"{path.name} is not valid JSON: {err}") from None
-    return Policy.from_dict(obj)
+    return Policy.from_dict(read_json(source, "policy"))
 
 
 # --------------------------------------------------------------------------- cost and plan

@@ -64,6 +64,8 @@ from mobile_lr.validation import (
     get_number,
     get_object,
     join,
+    read_bytes,
+    read_json,
 )
 
 __all__ = [
@@ -369,16 +371,16 @@ def load_profile(source: str | Path | Mapping[str, Any] | DeviceProfile) -> Devi
         data = resources.files("mobile_lr").joinpath("data", "profiles", f"{source}.json")
         return _parse_profile(json.loads(data.read_text(encoding="utf-8")), "")
     path = Path(source)
-    if not path.is_file():
+    if not path.suffix and not path.exists():
         raise ValidationError("profile", f"unknown profile {text_name!r}",
                               ", ".join(BUILTIN_PROFILES) + ", or a .json/.toml file")
-    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".toml":
+        return _parse_profile(read_json(path, "profile"), "")
+    data = read_bytes(path, "profile")
     try:
-        obj = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValidationError("profile", f"{path.name} is not valid "
-                              f"{'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: {err}"
-                              ) from None
+        obj = tomllib.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
+        raise ValidationError("profile", f"{path.name} is not valid TOML: {err}"[:300]) from None
     return _parse_profile(obj, "")
 
 

@@ -45,8 +45,10 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+if TYPE_CHECKING:
+    from mobile_lr.bundle import Manifest
 from mobile_lr.budget import (
     AmbientEstimator,
     CostEstimator,
@@ -176,16 +178,16 @@ RECOMMENDED_CONFIG: dict[str, Any] = {
     "peak_lr": {"type": "budget_power", "power": 0.3, "max_factor": 2.5}}
 
 
-def recommended_averaging(runtime: str, manifest: Mapping[str, Any] | None = None) -> str:
+def recommended_averaging(runtime: str, manifest: Manifest | None = None) -> str:
     """The averaging flavour for ``runtime`` training the bundle of ``manifest`` (None: any bundle).
 
     :data:`RECOMMENDED_AVERAGING`, except that the ORT runtime builds schedule-free AdamW on
     the bundle's AdamW optimizer graph, so where ``"schedulefree"`` is chosen for ORT an SGD
     or LR-dropout bundle gets the EMA there.
 
-    >>> recommended_averaging("torch", {"optimizer": {"type": "sgd"}})
+    >>> recommended_averaging("torch")
     'schedulefree'
-    >>> recommended_averaging("ort", {"optimizer": {"type": "adamw"}})
+    >>> recommended_averaging("ort")
     'ema'
     """
     if runtime not in RECOMMENDED_AVERAGING:
@@ -193,9 +195,7 @@ def recommended_averaging(runtime: str, manifest: Mapping[str, Any] | None = Non
     averaging = RECOMMENDED_AVERAGING[runtime]
     if runtime != "ort" or averaging != "schedulefree" or manifest is None:
         return averaging
-    optimizer = (manifest.get("optimizer") or {}).get("type")
-    plain_adamw = optimizer == "adamw" and manifest.get("lr_dropout") is None
-    return averaging if plain_adamw else "ema"
+    return averaging if manifest.plain_adamw else "ema"
 
 
 def recommended_runtime_options(averaging: str) -> dict[str, Any]:

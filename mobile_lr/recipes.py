@@ -27,7 +27,7 @@ import importlib
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -37,8 +37,9 @@ with optional_imports(__name__):
     import torch
     from torch import nn
 
-from mobile_lr.validation import ValidationError, check_keys, get_object, join
-from mobile_lr.validation.schema import Record, boolean, choice, number, numbers
+# The optimizer block is part of the bundle manifest's schema (one typed Manifest in bundle.py).
+from mobile_lr.bundle import OPTIMIZERS, OptimizerSpec
+from mobile_lr.validation import ValidationError
 
 __all__ = [
     "BUILTIN_RECIPES",
@@ -56,58 +57,10 @@ __all__ = [
 ]
 
 LOSSES = ("cross_entropy", "mse")
-OPTIMIZERS = ("adamw", "sgd")
 BUILTIN_RECIPES = {
     "digits-mlp": "mobile_lr.recipes:digits_mlp",
     "digits-cnn": "mobile_lr.recipes:digits_cnn",
 }
-
-
-@dataclass(frozen=True)
-class OptimizerSpec(Record):
-    """Optimizer and hyper-parameters; the learning rate itself comes from the schedule.
-
-    ``adamw`` uses ``betas``, ``eps`` and ``weight_decay``; ``sgd`` uses
-    ``momentum``, ``dampening``, ``weight_decay`` and ``nesterov`` with
-    ``torch.optim.SGD``'s meaning. The default ``eps`` is torch's 1e-8, not
-    onnxblock's 1e-6: the exporter passes it to ONNX Runtime explicitly so both
-    run the same hyper-parameters.
-    """
-
-    type: str = choice(OPTIMIZERS, "adamw", help="torch.optim.AdamW or torch.optim.SGD")
-    betas: tuple[float, float] = numbers((0.9, 0.999), length=2, lo=0.0, hi=1.0, hi_open=True,
-                                         help="adamw: running-average coefficients")
-    eps: float = number(1e-8, lo=0.0, lo_open=True, help="adamw: denominator term")
-    weight_decay: float = number(0.0, lo=0.0, help="decoupled (adamw) or L2 (sgd) weight decay")
-    momentum: float = number(0.0, lo=0.0, hi=1.0, hi_open=True, help="sgd: momentum factor")
-    dampening: float = number(0.0, lo=0.0, hi=1.0, help="sgd: dampening for momentum")
-    nesterov: bool = boolean(False, help="sgd: Nesterov momentum (needs momentum > 0, dampening 0)")
-
-    PATH = "optimizer"
-    USES: ClassVar[dict[str, tuple[str, ...]]] = {
-        "adamw": ("type", "betas", "eps", "weight_decay"),
-        "sgd": ("type", "momentum", "dampening", "weight_decay", "nesterov")}
-
-    def check(self) -> None:
-        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
-            raise ValidationError("nesterov", "needs momentum > 0 and dampening 0",
-                                  "false, or momentum > 0 with dampening 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The manifest's ``optimizer`` block (only the fields this type uses)."""
-        full = super().to_dict()
-        return {k: full[k] for k in self.USES[self.type]}
-
-    @classmethod
-    def from_dict(cls, obj: Any, path: str | None = "optimizer") -> OptimizerSpec:
-        """Read a manifest's ``optimizer`` block: only the fields its ``type`` uses."""
-        path = path or ""
-        obj = get_object(obj, path)
-        kind = obj.get("type")
-        if kind not in cls.USES:
-            raise ValidationError(join(path, "type"), f"unknown value {kind!r}", ", ".join(OPTIMIZERS))
-        check_keys(obj, path, cls.USES[kind], required=("type",))
-        return super().from_dict(obj, path)
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,7 @@ def rewrite_manifest(bundle, edit):
 
 def test_the_exported_bundle_verifies_and_every_runtime_loads_it(bundle, parsers):
     manifest = verify_bundle(bundle)
-    assert set(manifest["files"]) == {p.name for p in bundle.iterdir()} - {MANIFEST}
+    assert set(manifest.files) == {p.name for p in bundle.iterdir()} - {MANIFEST}
     for kind in ("ort", "executorch", "torch"):
         open_runtime(kind, bundle)
     # the spies see real loads: the negative tests below are not vacuous

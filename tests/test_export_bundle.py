@@ -119,7 +119,7 @@ def test_output_directory_rules(tmp_path, mlp_recipe_factory):
 
 def test_ort_reports_unsupported_momentum_sgd_with_the_reason(tmp_path, mlp_recipe_factory):
     recipe = mlp_recipe_factory(OptimizerSpec("sgd", momentum=0.9))
-    manifest = export_bundle(recipe, tmp_path / "b", backends=("ort",))
+    manifest = export_bundle(recipe, tmp_path / "b", backends=("ort",)).to_dict()
     ort = manifest["backends"]["ort"]
     assert ort["status"] == "unsupported" and "momentum" in ort["reason"] and ort["files"] == []
     assert set(manifest["files"]) == {"inference_model.onnx", "schedule.json", "labels.json"}
@@ -142,7 +142,7 @@ class PooledNet(nn.Module):
 
 def test_executorch_unsupported_model_is_reported_with_the_missing_kernel(tmp_path):
     recipe = Recipe(name="pooled", model=PooledNet(), example_input=torch.zeros(4, 1, 8, 8))
-    manifest = export_bundle(recipe, tmp_path / "b")
+    manifest = export_bundle(recipe, tmp_path / "b").to_dict()
     et = manifest["backends"]["executorch"]
     assert et["status"] == "unsupported"
     assert "_adaptive_avg_pool2d_backward" in et["reason"]
@@ -179,7 +179,7 @@ def test_custom_loss_and_mse_targets(tmp_path):
     x, y = rng.random((16, 6), dtype=np.float32), rng.random((16, 2), dtype=np.float32)
     for loss in ("mse", half):
         out = tmp_path / (loss if isinstance(loss, str) else loss.name)
-        manifest = export_bundle(regressor(loss), out)
+        manifest = export_bundle(regressor(loss), out).to_dict()
         assert manifest["model"]["labels"] == {"name": "target", "dtype": "float32", "shape": [-1, 2]}
         runtimes = [open_runtime(kind, out) for kind in ("ort", "executorch")]
         runtimes.append(open_runtime("torch", regressor(loss)))

@@ -22,7 +22,7 @@ def test_worked_example_exports_and_trains_as_documented(tmp_path, monkeypatch):
     (tmp_path / "my_recipes.py").write_text(code)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "my_recipes", raising=False)
-    manifest = export_bundle(load_recipe("my_recipes:gestures"), tmp_path / "gestures")
+    manifest = export_bundle(load_recipe("my_recipes:gestures"), tmp_path / "gestures").to_dict()
     model = manifest["model"]
     shown = re.search(r"model gestures: (\d+) trainable \+ (\d+) frozen parameters, ([\d,]+) FLOPs", text)
     assert (model["params_trainable"], model["params_frozen"], model["flops_per_step"]) == (

@@ -11,9 +11,12 @@ survive the parameter swap to ``z`` before ORT's optimizer step.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
+from mobile_lr.bundle import LrDropoutInfo, load_bundle
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime import open_runtime
 from mobile_lr.runtime.checkpoint import CheckpointError
@@ -54,9 +57,8 @@ def _adamw_attrs(graph: bytes) -> dict:
 
 
 def test_derived_graph_changes_only_beta1(sf_bundle):
-    import json
 
-    manifest = json.loads((sf_bundle / "manifest.json").read_text())
+    manifest = load_bundle(sf_bundle).manifest
     original = (sf_bundle / "optimizer_model.onnx").read_bytes()
     graph, beta1, decay = schedulefree_graph(manifest, original)
     before, after = _adamw_attrs(original), _adamw_attrs(graph)
@@ -131,7 +133,6 @@ def test_checkpoint_of_other_mode_refused(sf_bundle, user_data, tmp_path):
 
 
 def test_wrong_bundles_and_options_refused(mlp_bundle, mlp_sgd_bundle, sf_bundle):
-    import json
 
     with pytest.raises(ValidationError, match="AdamW bundle"):
         open_runtime("ort", mlp_sgd_bundle, optimizer="schedulefree")
@@ -139,13 +140,14 @@ def test_wrong_bundles_and_options_refused(mlp_bundle, mlp_sgd_bundle, sf_bundle
         open_runtime("ort", sf_bundle, optimizer="schedulefree", ema=0.9)
     with pytest.raises(ValidationError, match="optimizer"):
         open_runtime("ort", sf_bundle, optimizer="sgd")
-    manifest = json.loads((mlp_bundle / "manifest.json").read_text())
+    manifest = load_bundle(mlp_bundle).manifest
     adamw = (mlp_bundle / "optimizer_model.onnx").read_bytes()
+    lrd = LrDropoutInfo("adamw-lrd", 0.5, 0, "official", "counter", ("ort",))
     with pytest.raises(ValidationError, match="LR dropout"):
-        schedulefree_graph({**manifest, "lr_dropout": {"format": "mobile-lr.lr-dropout/1"}}, adamw)
+        schedulefree_graph(dataclasses.replace(manifest, lr_dropout=lrd), adamw)
     with pytest.raises(ValidationError, match="one AdamWOptimizer node, found 0"):
         schedulefree_graph(manifest, (mlp_sgd_bundle / "optimizer_model.onnx").read_bytes())
-    other = {**manifest, "optimizer": {**manifest["optimizer"], "weight_decay": 0.5}}
+    other = dataclasses.replace(manifest, optimizer=dataclasses.replace(manifest.optimizer, weight_decay=0.5))
     with pytest.raises(ValidationError, match="differ from the manifest"):
         schedulefree_graph(other, adamw)  # the graph must train what the manifest says
 
@@ -185,19 +187,18 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
     """With schedule-free chosen for ORT (it is not the default: docs/DECISIONS.md), the simulator's
     'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on an SGD or
     LR-dropout bundle, which schedule-free cannot run on."""
-    import json
-
     from mobile_lr.manager import RECOMMENDED_AVERAGING, RECOMMENDED_EMA, recommended_averaging
     from mobile_lr.sim.policies import make_policy
     from mobile_lr.sim.simulate import bundle_schedule, simulate
 
-    adamw = json.loads((mlp_bundle / "manifest.json").read_text())
-    sgd = json.loads((mlp_sgd_bundle / "manifest.json").read_text())
+    adamw = load_bundle(mlp_bundle).manifest
+    sgd = load_bundle(mlp_sgd_bundle).manifest
     assert recommended_averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "ema"
     monkeypatch.setitem(RECOMMENDED_AVERAGING, "ort", "schedulefree")
     assert recommended_averaging("ort", adamw) == "schedulefree"
     assert recommended_averaging("ort", sgd) == "ema"
-    assert recommended_averaging("ort", {**adamw, "lr_dropout": {}}) == "ema"
+    lrd = LrDropoutInfo("adamw-lrd", 0.5, 0, "official", "counter", ("ort",))
+    assert recommended_averaging("ort", dataclasses.replace(adamw, lr_dropout=lrd)) == "ema"
     assert recommended_averaging("executorch", adamw) == "ema"
     pol = make_policy("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
     assert pol.runtime_options == {"optimizer": "schedulefree"}

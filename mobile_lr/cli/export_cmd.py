@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from mobile_lr.bundle import BundleError, load_bundle
+from mobile_lr.bundle import Manifest, load_bundle
+from mobile_lr.cli.output import print_json
 
 EXIT_UNSUPPORTED = 1
 LRD_CHOICES = ("recipe", "sgd-lrd", "adamw-lrd")
@@ -67,11 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     ve.set_defaults(func=cmd_verify)
 
 
-def _summary(manifest: dict[str, Any], identity: str) -> dict[str, Any]:
-    return {"ok": True, "bundle_sha256": identity, "files": len(manifest["files"]),
-            "recipe": manifest.get("model", {}).get("recipe"),
-            "backends": {k: v.get("status") for k, v in manifest.get("backends", {}).items()},
-            "lr_dropout": manifest.get("lr_dropout")}
+def _summary(manifest: Manifest, identity: str) -> dict[str, Any]:
+    return {"ok": True, "bundle_sha256": identity, "files": len(manifest.files),
+            "recipe": manifest.model.recipe,
+            "backends": {k: v.status for k, v in manifest.backends.items()},
+            "lr_dropout": None if manifest.lr_dropout is None else manifest.lr_dropout.to_dict()}
 
 
 def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -113,37 +113,32 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         manifest = export_lrd_bundle(recipe, args.out, **lrd, **options)
     identity = load_bundle(args.out).sha256
-    unsupported = {k: v["reason"] for k, v in manifest["backends"].items() if v["status"] != "ok"}
+    unsupported = {k: v.reason for k, v in manifest.backends.items() if v.status != "ok"}
     if args.json:
-        print(json.dumps({"bundle_sha256": identity, "manifest": manifest}, indent=2))
+        print_json({"bundle_sha256": identity, "manifest": manifest.to_dict()}, indent=2)
     else:
-        model = manifest["model"]
-        print(f"bundle {args.out}  ({len(manifest['files'])} files, identity {identity})")
+        model = manifest.raw["model"]
+        print(f"bundle {args.out}  ({len(manifest.files)} files, identity {identity})")
         print(f"  model {model['recipe']}: {model['params_trainable']} trainable + "
               f"{model['params_frozen']} frozen parameters, {model['flops_per_step']:,} FLOPs per "
               f"training step at batch {model['flops_batch']} (3 x forward)")
-        for name, info in manifest["backends"].items():
-            files = ", ".join(info.get("files", []))
-            print(f"  {name}: {info['status']}" + (f" ({files})" if info["status"] == "ok" else ""))
-        if "lr_dropout" in manifest:
-            lrd_block = manifest["lr_dropout"]
-            print(f"  LR dropout: {lrd_block['kind']}, keep {lrd_block['keep']}, seed {lrd_block['seed']} "
-                  f"({lrd_block['rule']} rule, {lrd_block['mask']} masks; optimizer {manifest['optimizer']})")
+        for name, info in manifest.backends.items():
+            files = ", ".join(info.files)
+            print(f"  {name}: {info.status}" + (f" ({files})" if info.status == "ok" else ""))
+        if manifest.lr_dropout is not None:
+            lrd = manifest.lr_dropout
+            print(f"  LR dropout: {lrd.kind}, keep {lrd.keep}, seed {lrd.seed} "
+                  f"({lrd.rule} rule, {lrd.mask} masks; optimizer {manifest.optimizer.to_dict()})")
     for name, reason in unsupported.items():
         print(f"mobile-lr export: {name} backend not exported: {reason}", file=sys.stderr)
     return EXIT_UNSUPPORTED if unsupported else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    try:
-        bundle = load_bundle(args.bundle, args.sha256)
-    except BundleError as err:
-        if args.json:
-            print(json.dumps({"ok": False, "file": err.file, "error": str(err)}))
-        raise
+    bundle = load_bundle(args.bundle, args.sha256)  # a BundleError: exit 2, {"ok": false, ...} under --json
     summary = _summary(bundle.manifest, bundle.sha256)
     if args.json:
-        print(json.dumps(summary))
+        print_json(summary)
     else:
         print(f"ok: {args.bundle} matches its manifest ({summary['files']} files, identity {bundle.sha256})")
         if summary["lr_dropout"]:

@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from mobile_lr.budget import load_policy
+from mobile_lr.cli.output import finite, out_dir, print_json
 from mobile_lr.device import BUILTIN_PROFILES
 from mobile_lr.extras import optional_imports
 from mobile_lr.sim.fleet import simulate_fleet
 from mobile_lr.sim.scenario import builtin_scenarios
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_int
 
 JSON_NAME = "fleet.json"
 
@@ -55,7 +56,13 @@ def _names(text: str, field: str) -> list[str]:
     return names
 
 
+MAX_DEVICES = 1_000_000
+MAX_DEVICE_DAYS = 10_000_000  # ~1 GB of arrays and minutes of work; bench/fleet.py measures the scale
+
+
 def cmd_fleet(args: argparse.Namespace) -> int:
+    check_int(args.devices, "--devices", lo=1, hi=MAX_DEVICES)
+    check_int(args.days, "--days", lo=1, hi=MAX_DEVICE_DAYS // args.devices)
     profiles = _names(args.profiles, "--profiles")
     scenarios = builtin_scenarios() if args.scenarios is None \
         else _names(args.scenarios, "--scenarios")
@@ -75,10 +82,10 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             bar.close()
     out["wall_seconds"] = time.perf_counter() - t0
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / JSON_NAME).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+        (out_dir(args.out) / JSON_NAME).write_text(json.dumps(finite(out), indent=2, allow_nan=False) + "\n",
+                                                   encoding="utf-8")
     if args.json:
-        print(json.dumps(out, indent=2))
+        print_json(out, indent=2)
         return 0
     _print_table(out)
     if args.out is not None:

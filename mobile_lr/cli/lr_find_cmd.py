@@ -11,15 +11,15 @@ see for the same data.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.cli.output import print_json
+from mobile_lr.cli.simulate_cmd import add_runtime_arguments
 from mobile_lr.extras import optional_imports
-from mobile_lr.runtime import RUNTIMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "print the suggested learning rate (steepest descent of the smoothed loss); "
                     "optionally plot loss against LR.")
     p.add_argument("--bundle", required=True, type=Path, help="bundle directory (mobile-lr export)")
-    p.add_argument("--backend", default="ort", choices=RUNTIMES, help="training runtime (default ort)")
+    add_runtime_arguments(p)
     p.add_argument("--data", type=Path, help="user data .npz (x_train, y_train, x_test, y_test)")
     p.add_argument("--steps", type=int, default=100, help="points of the sweep (default 100)")
     p.add_argument("--start-factor", type=float, default=1e-3,
@@ -44,7 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from mobile_lr.cli.simulate_cmd import load_user_data
+    from mobile_lr.bundle import load_bundle
+    from mobile_lr.cli.simulate_cmd import load_user_data, runtime_options
     from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
     from mobile_lr.manager import ManagerConfig, ScheduleManager
     from mobile_lr.runtime import open_runtime
@@ -59,8 +60,10 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                        "start_factor": args.start_factor, "end_factor": args.end_factor,
                        "smoothing": args.smoothing},
     })
+    classes = load_bundle(args.bundle).manifest.model.labels.classes
+    options = runtime_options(args)
     if args.data:
-        (xtr, ytr), _ = load_user_data(args.data)
+        (xtr, ytr), _ = load_user_data(args.data, classes)
     else:
         from mobile_lr.datasets import user_split
 
@@ -72,7 +75,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     profile = load_profile("flagship")
     device = SimulatedDevice(profile, DeviceState.initial(profile, 1.0, charging=True))
     manager = ScheduleManager(spec, profile, {"window_s": 86400.0}, config, state=device.state)
-    runtime = open_runtime(args.backend, args.bundle)
+    runtime = open_runtime(args.backend, args.bundle, **options)
     result = run_session(runtime, manager, device, (xtr, ytr),
                          stop_when=lambda m: m.range_test["status"] == "done")
     rt = manager.range_test
@@ -85,7 +88,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(points, rt.get("chosen_lr"), args.smoothing, args.plot, warnings)
     if args.json:
-        print(json.dumps(out))
+        print_json(out)
     else:
         for w in warnings:
             print(f"warning: {w}", file=sys.stderr)

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mobile_lr.cli.output import out_file, print_json
 from mobile_lr.extras import optional_imports
 from mobile_lr.schedules import Schedule, load_spec
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_int
 
 
 def _replan(text: str) -> tuple[int, int]:
@@ -25,13 +26,19 @@ def _replan(text: str) -> tuple[int, int]:
     return pair
 
 
+MAX_EVAL_STEPS = 10_000_000  # `schedule eval` prints one line (or JSON number) per step
+MAX_PLOT_STEPS = 1_000_000
+
+
 def _plan(sched: Schedule, total: int | None, replans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     if total is None:
         total = sched.total_steps
     if total is None:
         raise ValidationError("--total", "the spec has no total_steps", "--total T (T >= 1)")
-    if total < 1:
-        raise ValidationError("--total", f"{total} is out of range", "an integer >= 1")
+    check_int(total, "--total", lo=1)
+    for step, new_total in replans:
+        check_int(step, "--replan", lo=0)
+        check_int(new_total, "--replan", lo=0)
     return [(0, total), *sorted(replans)]
 
 
@@ -78,13 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     sched = load_spec(args.spec)
-    if args.steps < 0:
-        raise ValidationError("--steps", f"{args.steps} is out of range", "an integer >= 0")
+    check_int(args.steps, "--steps", lo=0, hi=MAX_EVAL_STEPS)
     plan = _plan(sched, args.total, args.replan)
     lrs = sched.lrs(np.arange(args.steps), plan)
     if args.json:
-        json.dump({"lr": [float(x) for x in lrs]}, sys.stdout)
-        sys.stdout.write("\n")
+        print_json({"lr": [float(x) for x in lrs]})  # an LR at a growth shape's limit is null
         return 0
     print(f"{'step':>6}  {'lr':>14}")
     events = {t: total for t, total in plan[1:]}
@@ -103,7 +108,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     sched = load_spec(args.spec)
     plan = _plan(sched, args.total, args.replan)
-    horizon = args.steps or int(max(total for _, total in plan) * 1.1) + 1
+    horizon = args.steps or min(int(max(total for _, total in plan) * 1.1) + 1, MAX_PLOT_STEPS)
+    check_int(horizon, "--steps", lo=1, hi=MAX_PLOT_STEPS)
+    out_file(args.out)
     steps = np.arange(horizon)
     fig, ax = plt.subplots(figsize=(8, 4.2), dpi=120)
     if len(plan) > 1:
@@ -121,7 +128,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out)
     plt.close(fig)
     print(f"wrote {args.out}")
@@ -132,8 +138,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     sched = load_spec(args.spec)
     info = {"valid": True, "shape": sched.to_dict()["shape"]["type"],
             "budget_mode": sched.budget_mode, "follows_plan": sched.follows_plan}
-    print(json.dumps(info) if args.json else
-          f"{args.spec}: valid ({info['shape']}, budget mode {info['budget_mode']})")
+    if args.json:
+        print_json(info)
+    else:
+        print(f"{args.spec}: valid ({info['shape']}, budget mode {info['budget_mode']})")
     return 0
 
 

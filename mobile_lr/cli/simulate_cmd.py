@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mobile_lr.bundle import load_bundle
+from mobile_lr.cli.output import out_dir, print_json
 from mobile_lr.device import BUILTIN_PROFILES, load_profile
 from mobile_lr.extras import optional_imports
 from mobile_lr.runtime import RUNTIMES
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_zip_members
 
 DEFAULT_POLICIES = "manager,naive,constant"
 
@@ -43,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", default=DEFAULT_POLICIES,
                    help=f"policies to run, comma-separated, from: {', '.join(POLICIES)} "
                         f"(default {DEFAULT_POLICIES})")
-    p.add_argument("--backend", default="ort", choices=RUNTIMES, help="training runtime (default ort)")
+    add_runtime_arguments(p)
     p.add_argument("--calibrate", action="store_true",
                    help="measure this machine's real step time for the bundle and scale it to the "
                         "profile's tier (instead of the scenario's workload)")
@@ -53,25 +56,66 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_simulate)
 
 
-def load_user_data(path: Path) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
-    """A user's data file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (no pickles)."""
-    if not path.exists():
-        raise FileNotFoundError(f"--data: {path} does not exist")
+MAX_DATA_BYTES = 1 << 30  # 1 GiB for a user's .npz, inflated
+_NPZ_MEMBER = re.compile(r"(x_train|y_train|x_test|y_test|[A-Za-z0-9_.-]{1,128})\.npy")
+Data = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--recipe``: the runtime, and the model code the PyTorch runtime may use."""
+    p.add_argument("--backend", default="ort", choices=RUNTIMES, help="training runtime (default ort)")
+    p.add_argument("--recipe", action="append", default=[], metavar="SPEC",
+                   help="with --backend torch: a recipe you trust (package.module:function) for a bundle "
+                        "exported from it; the bundle's manifest only names the recipe, it never supplies "
+                        "code (the built-in recipes are always allowed; repeatable)")
+
+
+def runtime_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The runtime keyword arguments ``--recipe`` asks for (the PyTorch runtime's allow-list)."""
+    if not args.recipe:
+        return {}
+    if args.backend != "torch":
+        raise ValidationError("--recipe", "only the PyTorch runtime builds a model from a recipe",
+                              "--backend torch")
+    from mobile_lr.recipes import load_recipe
+
+    recipes = [load_recipe(spec) for spec in args.recipe]
+    return {"recipes": {r.name: r for r in recipes}}
+
+
+def load_user_data(path: Path, classes: int | None = None) -> Data:
+    """A user's data file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (no pickles).
+
+    Refused with ``--data`` named: a file that is not an ``.npz`` of at most
+    :data:`MAX_DATA_BYTES` inflated, missing arrays, 0-d arrays, inputs and labels of different
+    counts, labels that are not integers or (with ``classes``) outside ``[0, classes)``.
+    """
     keys = ("x_train", "y_train", "x_test", "y_test")
+    check_zip_members(path, "--data", MAX_DATA_BYTES, _NPZ_MEMBER)
     try:
         with np.load(path, allow_pickle=False) as npz:
             xs = {k: np.asarray(npz[k]) for k in keys if k in npz}
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise ValidationError("--data", f"{path.name} is not a readable .npz: {err}") from None
     missing = [k for k in keys if k not in xs]
     if missing:
         raise ValidationError("--data", f"{path.name} lacks {', '.join(missing)}",
                               "an .npz with x_train, y_train, x_test, y_test")
+    out = []
     for split in ("train", "test"):
-        if len(xs[f"x_{split}"]) != len(xs[f"y_{split}"]) or len(xs[f"x_{split}"]) == 0:
+        x, y = xs[f"x_{split}"], xs[f"y_{split}"]
+        if x.ndim < 2 or y.ndim != 1:
+            raise ValidationError(f"--data.{split}", f"x_{split} has shape {x.shape}, y_{split} {y.shape}",
+                                  "x: (N, features...), y: (N,) class indices")
+        if len(x) != len(y) or len(x) == 0:
             raise ValidationError(f"--data.{split}", "inputs and labels differ in count or are empty")
-    return ((xs["x_train"].astype(np.float32), xs["y_train"].astype(np.int64)),
-            (xs["x_test"].astype(np.float32), xs["y_test"].astype(np.int64)))
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValidationError(f"--data.y_{split}", f"labels of type {y.dtype}", "integer class indices")
+        if classes is not None and (y.min() < 0 or y.max() >= classes):
+            raise ValidationError(f"--data.y_{split}", f"labels in [{y.min()}, {y.max()}] are outside the "
+                                                       f"model's [0, {classes})", f"0..{classes - 1}")
+        out.append((x.astype(np.float32), y.astype(np.int64)))
+    return out[0], out[1]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -84,17 +128,19 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     policies = parse_policy_list(args.compare)
     profile = load_profile(args.profile)
     scenario = load_scenario(args.scenario)
-    data = load_user_data(args.data) if args.data else None
+    classes = load_bundle(args.bundle).manifest.model.labels.classes  # refuses a bad bundle up front
+    data = load_user_data(args.data, classes) if args.data else None
+    options = runtime_options(args)
     if data is None:
         from mobile_lr.datasets import user_split
 
         train, test = user_split()
         data = ((train.x, train.y), (test.x, test.y))
-    out = args.out or Path("runs") / f"{profile.name}-{scenario.name}"
+    out = out_dir(args.out or Path("runs") / f"{profile.name}-{scenario.name}")  # before the work
     extra: dict[str, Any] = {}
     calib = None
     if args.calibrate:
-        calib = calibrate(args.bundle, profile, data[0], backend=args.backend)
+        calib = calibrate(args.bundle, profile, data[0], backend=args.backend, runtime_options=options)
         extra = {"phone_step_s": calib.phone_step_s, "ignore_workload": True}
     show = not args.json and sys.stderr.isatty()
     bar = None
@@ -106,7 +152,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     runs = simulate(args.bundle, profile=profile, scenario=scenario, policies=policies,
                     backend=args.backend, data=data, policy_override=args.policy, out_dir=out,
                     seed=args.seed, on_step=None if bar is None else (lambda _n: bar.update()),
-                    **extra)
+                    runtime_options=options, **extra)
     if bar is not None:
         bar.close()
     notes = [f"Bundle `{Path(args.bundle).name}`, backend {args.backend}, profile {profile.name}, "
@@ -118,10 +164,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                           base_lr=bundle_schedule(args.bundle)["base_lr"], resolution=100.0 / len(data[1][1]))
     summaries = [r.summary() for r in runs]
     if args.json:
-        print(json.dumps({"profile": profile.name, "scenario": scenario.name, "backend": args.backend,
-                          "calibration": None if calib is None else calib.to_dict(),
-                          "runs": summaries, "run_dir": str(out), "report": str(report)},
-                         default=json_default))
+        print_json({"profile": profile.name, "scenario": scenario.name, "backend": args.backend,
+                    "calibration": None if calib is None else calib.to_dict(),
+                    "runs": summaries, "run_dir": str(out), "report": str(report)}, default=json_default)
     else:
         if calib is not None:
             print(f"calibration: {calib.desktop_step_s * 1e3:.2f} ms/step here, "

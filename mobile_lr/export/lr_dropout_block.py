@@ -82,7 +82,7 @@ with optional_imports(__name__):
     from onnx import helper as oh
     from onnxruntime.training import onnxblock
 
-from mobile_lr.bundle import write_manifest
+from mobile_lr.bundle import LR_DROPOUT_FORMAT, write_manifest
 from mobile_lr.lr_dropout import (
     KINDS,
     MASK32,
@@ -94,7 +94,6 @@ from mobile_lr.lr_dropout import (
     mix32,
 )
 from mobile_lr.recipes import OptimizerSpec, Recipe
-from mobile_lr.runtime.base import LR_DROPOUT_FORMAT
 from mobile_lr.validation import ValidationError, check_int, check_number
 
 __all__ = [
@@ -423,7 +422,7 @@ def export_lrd_bundle(recipe: Recipe, out_dir: str | os.PathLike[str], kind: str
                                          "Training only", "ort")
     plain = dataclasses.replace(recipe, optimizer=OptimizerSpec(spec.type))
     manifest = export_bundle(plain, out_dir, backends=["ort"], **export_options)
-    if manifest["backends"]["ort"]["status"] != "ok":
+    if manifest.backends["ort"].status != "ok":
         return manifest
     out = Path(out_dir)
     shapes = {name: tuple(p.shape) for name, p in recipe.model.named_parameters()}
@@ -431,7 +430,7 @@ def export_lrd_bundle(recipe: Recipe, out_dir: str | os.PathLike[str], kind: str
     write_optimizer_model(tmp, kind, keep, seed, [(n, shapes[n]) for n in recipe.trainable], opset=OPSET,
                           **hparams)
     os.replace(tmp, out / "optimizer_model.onnx")
-    fields = {k: v for k, v in manifest.items() if k not in ("format", "files")}
+    fields = {k: v for k, v in manifest.to_dict().items() if k not in ("format", "files")}
     fields["optimizer"] = spec.to_dict()
     fields["lr_dropout"] = {"format": LR_DROPOUT_FORMAT, "kind": kind, "keep": keep, "seed": seed,
                             "rule": "official", "mask": "counter", "backends": ["ort"]}

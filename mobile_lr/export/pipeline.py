@@ -30,7 +30,7 @@ with optional_imports(__name__):
     from torch import nn
 
 import mobile_lr
-from mobile_lr.bundle import MANIFEST, write_manifest
+from mobile_lr.bundle import Manifest, check_replaceable, replace_bundle, write_manifest
 from mobile_lr.export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
 from mobile_lr.export.onnx_artifacts import (
     INFERENCE_MODEL,
@@ -39,7 +39,7 @@ from mobile_lr.export.onnx_artifacts import (
     write_ort_artifacts,
 )
 from mobile_lr.recipes import Recipe, load_recipe
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, read_json
 
 __all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "count_flops", "export_bundle", "versions"]
 
@@ -94,11 +94,7 @@ def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
 def _load_json_arg(value: Mapping[str, Any] | str | os.PathLike[str] | None, field: str) -> Any:
     if value is None or isinstance(value, Mapping):
         return value
-    path = Path(value)
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValidationError(field, f"{path.name} is not valid JSON: {err}") from None
+    return read_json(value, field)
 
 
 def _schedule(value: Any) -> dict[str, Any]:
@@ -160,37 +156,19 @@ def _stage_dir(out: Path) -> Path:
     return staging
 
 
-def _replace_dir(staging: Path, out: Path, force: bool) -> None:
-    if out.exists():
-        if not out.is_dir():
-            raise ValidationError("--out", f"{out.name} exists and is not a directory")
-        contents = list(out.iterdir())
-        if contents and not force:
-            raise ValidationError("--out", f"{out.name} is not empty",
-                                  "an empty or new directory, or --force")
-        if contents and not (out / MANIFEST).exists():
-            raise ValidationError("--out", f"{out.name} is not empty and not a bundle; "
-                                           "refusing to replace it")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-
-
 def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
                   backends: Sequence[str] = BACKENDS,
                   schedule: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                   policy: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
                   force: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
-                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                  log: Callable[[str], None] | None = None) -> Manifest:
     """Export ``recipe`` (a :class:`Recipe` or a recipe name) to a bundle in ``out_dir``.
 
     Returns the manifest. A backend that cannot represent the model gets
     ``{"status": "unsupported", "reason": ...}`` in ``manifest["backends"]``;
     the other backends are still written. ``out_dir`` must be new or empty
-    unless ``force`` (then it must be a bundle, which is replaced).
+    unless ``force`` (then it must be a bundle that verifies, which is replaced by one atomic
+    rename exchange: see :func:`mobile_lr.bundle.replace_bundle`).
     """
     say = log or (lambda _msg: None)
     if isinstance(recipe, str):
@@ -204,8 +182,7 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     schedule_spec = _schedule(schedule)
     policy_obj = _policy(policy)
     out = Path(out_dir)
-    if out.exists() and not force and out.is_dir() and any(out.iterdir()):
-        raise ValidationError("--out", f"{out.name} is not empty", "an empty or new directory, or --force")
+    check_replaceable(out, force)  # before the work: a file, a non-empty dir, or one that is not a bundle
     recipe.apply_trainable()
     staging = _stage_dir(out)
     try:
@@ -234,7 +211,7 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
             "optimizer": recipe.optimizer.to_dict(),
             "backends": status,
         })
-        _replace_dir(staging, out, force)
+        replace_bundle(staging, out, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

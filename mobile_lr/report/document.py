@@ -185,8 +185,11 @@ def gain_table(summaries: Sequence[Mapping[str, Any]], cells: Sequence[Cell],
     return Table(head, rows, right)
 
 
-def _context(scenario: Any, profile: str) -> dict[str, Any]:
-    """What the text and the figure need from a scenario and profile (limits, thresholds)."""
+def _context(scenario: Any, profile: Any) -> dict[str, Any]:
+    """What the text and the figure need from a scenario and profile (limits, thresholds).
+
+    ``profile`` is the run's own profile (a ``--profile FILE.json`` is no built-in name) or a
+    built-in name."""
     from mobile_lr.device import ThermalStatus, load_profile
 
     prof = load_profile(profile)
@@ -261,7 +264,8 @@ def write_report(runs: Sequence[Any], out_dir: str | Path, *, title: str = "mobi
     groups: dict[tuple[str, str], list[Any]] = {}
     for r in runs:
         groups.setdefault((r.profile, r.scenario), []).append(r)
-    contexts = {k: _context(_scenario(k[1], scenarios), k[0]) for k in groups}
+    contexts = {k: _context(_scenario(k[1], scenarios), getattr(g[0], "device", None) or k[0])
+                for k, g in groups.items()}
     nominal = {k[1]: c["nominal"] for k, c in contexts.items() if c["nominal"]}
     verdict = assess(summaries, nominal, resolution)
     sections: list[Block] = []

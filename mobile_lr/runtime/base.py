@@ -30,14 +30,19 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from mobile_lr.bundle import LR_DROPOUT_FORMAT, BackendInfo, LrDropoutInfo, Manifest
 from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
-from mobile_lr.validation import ValidationError, check_number
+from mobile_lr.validation import ValidationError, check_int, check_number
 
 __all__ = ["LR_DROPOUT_FORMAT", "WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info",
            "logits_metrics", "lr_dropout_info"]
 
 WEIGHTS = ("auto", "ema", "raw")
-LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
+# A checkpoint may hold at most this much more than the runtime's own state (a zip member that
+# inflates far beyond the model is refused before it is read).
+CHECKPOINT_GROWTH = 16
+CHECKPOINT_SLACK_BYTES = 16 << 20
+_LAZY_STATE = "opt/"  # optimizer state created at the first step (torch.optim's per-parameter moments)
 
 
 @runtime_checkable
@@ -87,13 +92,14 @@ class ModelIO:
     output_shape: tuple[int, ...]
     target_name: str
     target_dtype: str  # "int64" (class indices, accuracy reported) or "float32"
+    classes: int | None = None  # class indices must be in [0, classes) when known
 
     @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any]) -> ModelIO:
-        model = manifest["model"]
-        return cls(input_shape=tuple(model["input"]["shape"][1:]),
-                   output_shape=tuple(model["output"]["shape"][1:]),
-                   target_name=model["labels"]["name"], target_dtype=model["labels"]["dtype"])
+    def from_manifest(cls, manifest: Manifest) -> ModelIO:
+        model = manifest.model
+        return cls(input_shape=model.input.shape[1:], output_shape=model.output.shape[1:],
+                   target_name=model.labels.name, target_dtype=model.labels.dtype,
+                   classes=model.labels.classes)
 
     @property
     def classifies(self) -> bool:
@@ -113,6 +119,10 @@ class ModelIO:
             a = np.asarray(y)
             if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
                 raise ValidationError("y", f"expected {n} integer class indices, got {a.dtype} {a.shape}")
+            if self.classes is not None and n and (a.min() < 0 or a.max() >= self.classes):
+                bad = int(a.min()) if a.min() < 0 else int(a.max())
+                raise ValidationError("y", f"class index {bad} is outside [0, {self.classes})",
+                                      f"labels 0..{self.classes - 1}")
             return np.ascontiguousarray(a, dtype=np.int64)
         a = np.asarray(y, dtype=np.float32)
         if a.shape != (n, *self.output_shape):
@@ -125,33 +135,19 @@ class ModelIO:
         return np.zeros((n, *self.output_shape), dtype=np.float32)
 
 
-def backend_info(manifest: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """The manifest's ``backends.<name>`` block; refuses a backend the bundle lacks or could not export."""
-    info = manifest.get("backends", {}).get(name)
-    if not info:
-        raise ValidationError(f"backends.{name}", "the bundle was exported without this backend")
-    if info.get("status") != "ok":
-        raise ValidationError(f"backends.{name}", f"unsupported in this bundle: {info.get('reason')}")
-    return info
+def backend_info(manifest: Manifest, name: str) -> BackendInfo:
+    """The manifest's ``backends.<name>`` block (:meth:`Manifest.backend`)."""
+    return manifest.backend(name)
 
 
-def lr_dropout_info(manifest: Mapping[str, Any], runtime: str) -> dict[str, Any] | None:
-    """The manifest's ``lr_dropout`` block (``None`` without one), if ``runtime`` can train it.
+def lr_dropout_info(manifest: Manifest, runtime: str) -> LrDropoutInfo | None:
+    """The manifest's LR-dropout block if ``runtime`` can train it (:meth:`Manifest.lr_dropout_for`).
 
     LR dropout lives in the ORT optimizer graph (docs/LR_DROPOUT.md); a runtime
     not listed in the block's ``backends`` would train the bundle's optimizer
     *without* the mask, so it refuses the bundle instead.
     """
-    block = manifest.get("lr_dropout")
-    if block is None:
-        return None
-    found = block.get("format") if isinstance(block, Mapping) else block
-    if found != LR_DROPOUT_FORMAT:
-        raise ValidationError("lr_dropout.format", f"unknown format {found!r}", LR_DROPOUT_FORMAT)
-    if runtime not in (block.get("backends") or []):
-        raise ValidationError("lr_dropout", f"the bundle's LR dropout is built for {block.get('backends')}, "
-                                            f"not for the {runtime!r} runtime")
-    return dict(block)
+    return manifest.lr_dropout_for(runtime)
 
 
 def logits_metrics(loss_sum: float, logits: np.ndarray, y: np.ndarray, classifies: bool) -> dict[str, float]:
@@ -181,12 +177,16 @@ class Ema:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f"ema/{k}": v for k, v in self.values.items()}
 
-    def restore(self, arrays: Mapping[str, np.ndarray], updates: int, name: str) -> None:
+    def check(self, arrays: Mapping[str, np.ndarray], name: str) -> None:
+        """Refuse a checkpoint's EMA that is missing or of the wrong shape (before anything changes)."""
         for k in self.values:
             key = f"ema/{k}"
             if key not in arrays or arrays[key].shape != self.values[k].shape:
                 raise CheckpointError(name, f"EMA of {k!r} missing or of the wrong shape")
-            self.values[k] = np.array(arrays[key], dtype=np.float32, copy=True)
+
+    def restore(self, arrays: Mapping[str, np.ndarray], updates: int, name: str) -> None:
+        self.check(arrays, name)
+        self.values = {k: np.array(arrays[f"ema/{k}"], dtype=np.float32, copy=True) for k in self.values}
         self.updates = int(updates)
 
 
@@ -294,7 +294,9 @@ class RuntimeBase:
         if self._ema is not None:
             self._init_ema()
 
-    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+    def _snapshot(self, extra: Mapping[str, Any] | None = None
+                  ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Everything a checkpoint holds, in memory: ``(meta, arrays)``."""
         meta = {"runtime": self.kind, "bundle": self.identity, "step": self.step_count,
                 "ema_decay": self.ema_decay, "ema_updates": self._ema.updates if self._ema else 0,
                 "trainable": list(self.trainable_names), "engine": self._state_meta(),
@@ -302,11 +304,29 @@ class RuntimeBase:
         arrays = self._state_arrays()
         if self._ema is not None:
             arrays.update(self._ema.arrays())
-        write_checkpoint(path, meta, arrays)
+        return meta, arrays
+
+    def save(self, path: str | Path, extra: Mapping[str, Any] | None = None) -> None:
+        write_checkpoint(path, *self._snapshot(extra))
 
     def load(self, path: str | Path) -> dict[str, Any]:
+        """Restore a checkpoint, all or nothing: every check runs before anything changes, and a
+        failure while restoring puts the state back as it was (a rollback that fails must not leave
+        the weights half restored)."""
         name = Path(path).name
-        meta, arrays = read_checkpoint(path)
+        before = self._snapshot()
+        limit = CHECKPOINT_SLACK_BYTES + CHECKPOINT_GROWTH * sum(a.nbytes for a in before[1].values())
+        meta, arrays = read_checkpoint(path, max_bytes=limit)
+        self._check_checkpoint(meta, arrays, set(before[1]), name)
+        try:
+            self._apply(meta, arrays, name)
+        except BaseException:
+            self._apply(*before, name)
+            raise
+        return dict(meta.get("extra") or {})
+
+    def _check_checkpoint(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], known: set[str],
+                          name: str) -> None:
         if meta.get("runtime") != self.kind:
             raise CheckpointError(name, f"written by the {meta.get('runtime')!r} runtime, not {self.kind!r}")
         if meta.get("bundle") != self.identity:
@@ -315,8 +335,28 @@ class RuntimeBase:
         if meta.get("ema_decay") != self.ema_decay:
             raise CheckpointError(name, f"EMA decay {meta.get('ema_decay')} differs from this "
                                         f"runtime's {self.ema_decay}")
+        for key in ("step", "ema_updates"):
+            try:
+                check_int(meta.get(key, 0), key, lo=0)
+            except ValidationError as err:
+                raise CheckpointError(f"{name}: {key}", err.problem, err.allowed) from None
+        if not isinstance(meta.get("extra", {}), Mapping) or not isinstance(meta.get("engine", {}), Mapping):
+            raise CheckpointError(name, "extra or engine metadata is not an object")
+        choice = getattr(self, "optimizer_choice", None)  # ORT and PyTorch: recipe or schedule-free
+        found = (meta.get("engine") or {}).get("optimizer_choice", "recipe")
+        if choice is not None and found != choice:
+            raise CheckpointError(name, f"written with optimizer {found!r}, not {choice!r}")
+        unknown = sorted(k for k in arrays if k not in known and not k.startswith(_LAZY_STATE))
+        if unknown:
+            raise CheckpointError(name, f"unknown arrays {unknown[:5]}", "the arrays this runtime writes")
+        for key, a in arrays.items():
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                raise CheckpointError(name, f"array {key!r} holds NaN or infinite values")
+        if self._ema is not None:
+            self._ema.check(arrays, name)
+
+    def _apply(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
         self._restore(meta, arrays, name)
         if self._ema is not None:
             self._ema.restore(arrays, meta.get("ema_updates", 0), name)
         self.step_count = int(meta["step"])
-        return dict(meta.get("extra") or {})

@@ -28,6 +28,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import stat
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping
@@ -36,12 +38,15 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_zip_members, parse_json
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "atomic_write", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "MAX_CHECKPOINT_BYTES", "CheckpointError", "atomic_write", "read_checkpoint",
+           "write_checkpoint"]
 
 CHECKPOINT_FORMAT = "mobile-lr.checkpoint/1"
+MAX_CHECKPOINT_BYTES = 4 << 30  # without a runtime's own bound: 4 GiB
 _META = "__meta__"
+_MEMBER = re.compile(r"[A-Za-z0-9_./-]{1,512}\.npy")
 
 
 class CheckpointError(ValidationError):
@@ -61,9 +66,26 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: the process exists
+        return True
+    return True
+
+
 def _sweep_stale(path: Path) -> None:
-    """Remove temporary files a killed writer left behind (single writer per checkpoint path)."""
+    """Remove temporary files that killed writers left behind. A temporary file is named after its
+    writer's process id, so a live writer's file (another process saving the same checkpoint) is
+    left alone."""
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid_text = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid_text.isdigit() and _writer_alive(int(pid_text)):
+            continue
         with contextlib.suppress(OSError):
             stale.unlink()
 
@@ -73,7 +95,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -100,23 +122,39 @@ def write_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any],
     atomic_write(path, lambda f: f.write(data))
 
 
-def read_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Read a checkpoint: ``(meta, arrays)``. Raises :class:`CheckpointError` if it is not one."""
+def read_checkpoint(path: str | os.PathLike[str],
+                    max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Read a checkpoint: ``(meta, arrays)``. Raises :class:`CheckpointError` if it is not one.
+
+    ``max_bytes`` bounds the file and the arrays it inflates to (a runtime passes a bound
+    derived from its own state's size)."""
     path = Path(path)
     name = path.name
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
+        st = os.stat(path)
     except FileNotFoundError:
         raise CheckpointError(name, "no such checkpoint") from None
+    except OSError as err:
+        raise CheckpointError(name, f"cannot read ({err.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(name, "not a regular file")
+    if st.st_size > max_bytes:
+        raise CheckpointError(name, f"{st.st_size:,} bytes, over the bound of {max_bytes:,} bytes")
+    try:
+        check_zip_members(path, name, max_bytes, _MEMBER)
+    except ValidationError as err:
+        raise CheckpointError(name, f"not a readable checkpoint ({err.problem})", err.allowed) from None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise CheckpointError(name, f"not a readable checkpoint ({err})") from None
     if _META not in arrays:
         raise CheckpointError(name, "not a mobile-lr checkpoint (no metadata)")
     try:
-        meta = json.loads(arrays.pop(_META).tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(name, f"metadata is not valid JSON ({err})") from None
+        meta = parse_json(arrays.pop(_META).tobytes(), f"{name}: metadata")
+    except ValidationError as err:
+        raise CheckpointError(err.field, err.problem, err.allowed) from None
     if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{name}: format", f"unknown format {meta.get('format')!r}"
                               if isinstance(meta, dict) else "metadata is not an object", CHECKPOINT_FORMAT)

@@ -52,9 +52,10 @@ class ExecuTorchRuntime(RuntimeBase):
         from executorch.extension.training import _load_for_executorch_for_training_from_buffer
 
         bundle = load_bundle(bundle_dir, expected_sha256)
-        info = backend_info(bundle.manifest, "executorch")
+        backend = backend_info(bundle.manifest, "executorch")
+        info = backend.options
         super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
-                         tuple(bundle.manifest["model"]["trainable"]), ema)
+                         bundle.manifest.model.trainable, ema)
         self.bundle = bundle
         self._torch = torch
         self._method = info["method"]
@@ -62,7 +63,7 @@ class ExecuTorchRuntime(RuntimeBase):
         self._dynamic = bool(info["dynamic_batch"])
         self._max_batch = int(info["max_batch"])
         # The loaded program may point into this buffer: keep it alive as long as the program.
-        self._program_bytes = bundle.read_verified(info["files"][0])
+        self._program_bytes = bundle.read_verified(backend.files[0])
         self._program = _load_for_executorch_for_training_from_buffer(self._program_bytes)
         # named_parameters() exists only after a first forward_backward; it has no effect on weights.
         n0 = 1 if self._dynamic else self._max_batch
@@ -70,7 +71,7 @@ class ExecuTorchRuntime(RuntimeBase):
                                                       torch.from_numpy(self.io.dummy_target(n0))))
         named = self._program.named_parameters()
         self._params = {name: named[self._prefix + name] for name in self.trainable_names}
-        self._spec = optimizer or OptimizerSpec.from_dict(bundle.manifest["optimizer"])
+        self._spec = optimizer or bundle.manifest.optimizer
         self._optimizer = make_optimizer(self._spec, list(self._params.values()))
         self._init_ema()
 

@@ -5,9 +5,13 @@ One step is what the Android app does: ``Optimizer.set_learning_rate(lr)``
 step: loss and gradients), ``Optimizer.step()``, ``Module.lazy_reset_grad()``.
 
 The bundle is verified (:func:`mobile_lr.bundle.load_bundle`) before any of its
-files reaches ORT. ORT takes file paths, so a file swapped between the check
-and ORT's read is a window this process cannot close; the ExecuTorch runtime,
-which loads from bytes, has none.
+files reaches ORT, and ORT parses exactly the bytes that were verified: its
+Python API (1.19.2: ``Module``, ``Optimizer``, ``CheckpointState.load_checkpoint``)
+takes only paths, so the runtime reads each file once (``Bundle.read_verified``:
+size, SHA-256 and the external-data check again after the read), keeps the bytes,
+and writes them into a private temporary directory for every build of the
+sessions (the first, and every :meth:`load`, i.e. every rollback). A file swapped
+in the bundle after the check is never opened.
 
 EMA (iterate averaging) works on the flat vector of trainable parameters:
 ``Module.get_contiguous_parameters(trainable_only=True)`` reads it and
@@ -60,11 +64,12 @@ from mobile_lr.validation import ValidationError
 
 require(__name__, "onnxruntime")
 
-__all__ = ["EVAL_CHUNK", "OPTIMIZER_CHOICES", "OrtRuntime"]
+__all__ = ["EVAL_CHUNK", "OPTIMIZER_CHOICES", "ORT_FILES", "OrtRuntime"]
 
 EVAL_CHUNK = 4096  # samples per eval call: bounds the activation memory of an evaluation
 _FLAT = "flat"
 OPTIMIZER_CHOICES = ("recipe", "schedulefree")
+ORT_FILES = ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx", "checkpoint")
 
 
 class OrtRuntime(RuntimeBase):
@@ -87,17 +92,20 @@ class OrtRuntime(RuntimeBase):
         backend_info(bundle.manifest, "ort")
         self.lr_dropout = lr_dropout_info(bundle.manifest, "ort")
         self.optimizer_choice = optimizer
+        # The bytes ORT will parse, read once and re-checked against the manifest (ORT takes paths:
+        # they are written to a private directory at every build, never opened in the bundle).
+        self._verified = {name: bundle.read_verified(name) for name in ORT_FILES}
         self._sf_graph: bytes | None = None
         if optimizer == "schedulefree":
             self._sf_graph, sf_beta1, sf_decay = schedulefree_graph(
-                bundle.manifest, bundle.read_verified("optimizer_model.onnx"))
+                bundle.manifest, self._verified["optimizer_model.onnx"])
+            self._verified["optimizer_model.onnx"] = self._sf_graph
         super().__init__(bundle.sha256, ModelIO.from_manifest(bundle.manifest),
-                         tuple(bundle.manifest["model"]["trainable"]), ema)
+                         bundle.manifest.model.trainable, ema)
         self.bundle = bundle
         self._threads = threads
-        from onnxruntime.training.api import CheckpointState
-
-        self._state = CheckpointState.load_checkpoint(str(bundle.path / "checkpoint"))
+        self._private: tempfile.TemporaryDirectory[str] | None = None
+        self._state = self._load_state(self._verified["checkpoint"], "checkpoint")
         self._build()
         self._init_ema()
         self._sf: ScheduleFreeState | None = None
@@ -106,7 +114,23 @@ class OrtRuntime(RuntimeBase):
 
     # ---------------------------------------------------------------- engine
 
+    @staticmethod
+    def _load_state(data: bytes, name: str) -> Any:
+        """An ORT ``CheckpointState`` from checkpoint bytes (through a private file: ORT takes paths)."""
+        from onnxruntime.training.api import CheckpointState
+
+        with tempfile.TemporaryDirectory(prefix="mobile-lr-ort-") as tmp:
+            ckpt = Path(tmp) / "checkpoint"
+            ckpt.write_bytes(data)
+            try:
+                return CheckpointState.load_checkpoint(str(ckpt))
+            except Exception as err:  # native code raises RuntimeError-like errors
+                raise CheckpointError(name, f"ORT cannot read the checkpoint ({err})") from None
+
     def _build(self) -> None:
+        """(Re)build the ORT sessions from the verified bytes, written into a new private directory
+        (mode 0700, this process's own) that lives as long as the sessions: ORT reads the eval
+        model again when exporting for inference. Nothing is opened in the bundle directory."""
         import onnxruntime as ort
         from onnxruntime.training.api import Module, Optimizer
 
@@ -114,17 +138,18 @@ class OrtRuntime(RuntimeBase):
         so.intra_op_num_threads = self._threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3  # ORT warns about the optimizer graph's output shape on every load
-        path = self.bundle.path
-        self._module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
-                              session_options=so)
-        if self._sf_graph is None:
-            self._optimizer = Optimizer(str(path / "optimizer_model.onnx"), self._module)
-        else:
-            with tempfile.TemporaryDirectory(prefix="mobile-lr-sf-") as tmp:
-                graph = Path(tmp) / "optimizer_model.onnx"
-                graph.write_bytes(self._sf_graph)
-                self._optimizer = Optimizer(str(graph), self._module)  # read here, not later
-        self._module.train()
+        private = tempfile.TemporaryDirectory(prefix="mobile-lr-ort-")
+        path = Path(private.name)
+        for name in ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx"):
+            (path / name).write_bytes(self._verified[name])
+        module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
+                        session_options=so)
+        optimizer = Optimizer(str(path / "optimizer_model.onnx"), module)
+        module.train()
+        self._module, self._optimizer = module, optimizer
+        old, self._private = self._private, private
+        if old is not None:
+            old.cleanup()
 
     def _flat(self) -> np.ndarray:
         return self._module.get_contiguous_parameters(trainable_only=True).numpy()
@@ -161,7 +186,6 @@ class OrtRuntime(RuntimeBase):
         return meta
 
     def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
-        from onnxruntime.training.api import CheckpointState
 
         if "ort_checkpoint" not in arrays:
             raise CheckpointError(name, "no ORT checkpoint inside")
@@ -169,13 +193,7 @@ class OrtRuntime(RuntimeBase):
         if engine.get("optimizer_choice", "recipe") != self.optimizer_choice:
             raise CheckpointError(name, f"written with optimizer {engine.get('optimizer_choice')!r}, "
                                         f"not {self.optimizer_choice!r}")
-        with tempfile.TemporaryDirectory() as tmp:
-            ckpt = Path(tmp) / "checkpoint"
-            ckpt.write_bytes(arrays["ort_checkpoint"].tobytes())
-            try:
-                state = CheckpointState.load_checkpoint(str(ckpt))
-            except Exception as err:  # native code raises RuntimeError-like errors
-                raise CheckpointError(name, f"ORT cannot read the checkpoint inside ({err})") from None
+        state = self._load_state(arrays["ort_checkpoint"].tobytes(), name)
         if self._sf is not None:  # checks everything before it changes anything
             self._sf.restore(engine.get("schedulefree"), arrays, name)
         self._state = state

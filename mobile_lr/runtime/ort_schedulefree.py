@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_lr.bundle import Manifest
 from mobile_lr.extras import optional_imports
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.validation import ValidationError, check_number
@@ -54,7 +55,7 @@ __all__ = ["ScheduleFreeState", "schedulefree_graph"]
 _ALLOWED = "a bundle exported with AdamW (the recipe's default)"
 
 
-def schedulefree_graph(manifest: Mapping[str, Any], optimizer_graph: bytes) -> tuple[bytes, float, float]:
+def schedulefree_graph(manifest: Manifest, optimizer_graph: bytes) -> tuple[bytes, float, float]:
     """``(graph, beta1, weight_decay)``: the optimizer graph for schedule-free AdamW's ``z`` step.
 
     ``optimizer_graph`` is the bundle's verified ``optimizer_model.onnx``. It must hold
@@ -64,11 +65,11 @@ def schedulefree_graph(manifest: Mapping[str, Any], optimizer_graph: bytes) -> t
     with optional_imports(__name__):
         import onnx
 
-    opt = manifest.get("optimizer") or {}
-    if opt.get("type") != "adamw":
+    opt = manifest.optimizer
+    if opt.type != "adamw":
         raise ValidationError("optimizer", f"schedule-free AdamW needs an AdamW bundle, not "
-                                           f"{opt.get('type')!r}", _ALLOWED)
-    if manifest.get("lr_dropout") is not None:
+                                           f"{opt.type!r}", _ALLOWED)
+    if manifest.lr_dropout is not None:
         raise ValidationError("optimizer", "schedule-free AdamW is not combined with LR dropout", _ALLOWED)
     proto = onnx.load_from_string(optimizer_graph)
     nodes = [n for n in proto.graph.node if n.op_type == "AdamWOptimizer"]
@@ -77,11 +78,11 @@ def schedulefree_graph(manifest: Mapping[str, Any], optimizer_graph: bytes) -> t
                               _ALLOWED)
     node = nodes[0]
     attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
-    beta1, beta2 = (float(b) for b in opt.get("betas", (0.9, 0.999)))
-    decay = float(opt.get("weight_decay", 0.0))
+    beta1, beta2 = (float(b) for b in opt.betas)
+    decay = float(opt.weight_decay)
     graph = (float(attrs.get("beta", 0.999)), float(attrs.get("epsilon", 1e-8)),
              float(attrs.get("weight_decay", 0.0)))
-    want = (beta2, float(opt.get("eps", 1e-8)), decay)
+    want = (beta2, float(opt.eps), decay)
     if not np.allclose(graph, want, rtol=1e-6, atol=0.0):  # the graph stores float32 attributes
         raise ValidationError("optimizer_model.onnx", f"AdamW (beta2, eps, weight decay) {graph} differ "
                                                       f"from the manifest's {want}", _ALLOWED)

@@ -2,9 +2,11 @@
 
 Built from a :class:`~mobile_lr.recipes.Recipe` (its model is copied, the
 recipe stays untouched) or from a bundle directory. From a bundle, the model
-code comes from the recipe entry point recorded in the manifest and the weights
-from the verified ``inference_model.onnx`` (an ONNX protobuf, parsed from the
-verified bytes; never a pickle).
+code comes from the *caller*: the manifest's ``model.recipe`` name selects a
+recipe from an allow-list (the built-in recipes plus the caller's ``recipes=``;
+the CLI's ``--recipe``); a bundle never names code to import (its ``model.entry``
+is information only). The weights come from the verified ``inference_model.onnx``
+(an ONNX protobuf, parsed from the verified bytes; never a pickle).
 
 Optimizers: the recipe's (``torch.optim.AdamW`` or ``SGD``), or
 ``optimizer="schedulefree"`` for ``schedulefree.AdamWScheduleFree`` (its
@@ -26,7 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -37,15 +39,15 @@ with optional_imports(__name__):
     import torch
 
 from mobile_lr.bundle import load_bundle
-from mobile_lr.recipes import OptimizerSpec, Recipe, load_recipe
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics, lr_dropout_info
+from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe, load_recipe
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
 from mobile_lr.validation import ValidationError
 
 require(__name__, "onnx")
 
-__all__ = ["EVAL_CHUNK", "TorchRuntime", "recipe_identity"]
+__all__ = ["EVAL_CHUNK", "RecipeSource", "TorchRuntime", "recipe_identity"]
 
 EVAL_CHUNK = 4096
 
@@ -62,28 +64,57 @@ def recipe_identity(recipe: Recipe) -> str:
 def _model_io(recipe: Recipe) -> ModelIO:
     with torch.no_grad():
         out = recipe.model(recipe.example_input[:1])
-    return ModelIO(recipe.input_shape, tuple(out.shape[1:]), recipe.target_name, recipe.target_dtype)
+    classes = (len(recipe.labels) or int(out.shape[-1])) if recipe.classifies else None
+    return ModelIO(recipe.input_shape, tuple(out.shape[1:]), recipe.target_name, recipe.target_dtype,
+                   classes)
 
 
-def _recipe_from_bundle(bundle_dir: str | os.PathLike[str],
-                        expected_sha256: str | None) -> tuple[Recipe, str]:
+RecipeSource = Recipe | Callable[[], Recipe] | str
+"""What the caller may allow for a bundle's model: a recipe, a factory, or a recipe spec
+(a built-in name or ``package.module:function`` given by the *caller*, never by the bundle)."""
+
+
+def _allowed_recipe(name: str, recipes: Mapping[str, RecipeSource] | None) -> Recipe:
+    """The recipe the manifest's ``model.recipe`` *name* selects from the caller's allow-list.
+
+    The allow-list is the built-in recipes plus ``recipes`` (keyed by the name the bundle's
+    manifest records, i.e. ``Recipe.name``). A bundle never names code: its ``model.entry``
+    is information only and is never imported.
+    """
+    allowed: dict[str, RecipeSource] = {n: n for n in BUILTIN_RECIPES}
+    allowed.update(recipes or {})
+    source = allowed.get(name)
+    if source is None:
+        raise ValidationError("model.recipe", f"{name!r} is not an allowed recipe: a bundle never names "
+                                              "code to import",
+                              ", ".join(sorted(allowed)) + ", or pass recipes={name: recipe} "
+                              "(CLI: --recipe package.module:function)")
+    if isinstance(source, Recipe):
+        return copy.deepcopy(source)
+    recipe = load_recipe(source) if isinstance(source, str) else source()
+    if not isinstance(recipe, Recipe):
+        raise ValidationError("recipes", f"the factory for {name!r} returned {type(recipe).__name__}")
+    return recipe
+
+
+def _recipe_from_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None,
+                        recipes: Mapping[str, RecipeSource] | None) -> tuple[Recipe, str]:
     import onnx
     from onnx import numpy_helper
 
     bundle = load_bundle(bundle_dir, expected_sha256)
-    lr_dropout_info(bundle.manifest, "torch")  # an LR-dropout bundle is refused, never trained maskless
-    model = bundle.manifest["model"]
-    recipe = load_recipe(model["entry"])
+    manifest = bundle.manifest
+    manifest.lr_dropout_for("torch")  # an LR-dropout bundle is refused, never trained maskless
+    recipe = _allowed_recipe(manifest.model.recipe, recipes)
     proto = onnx.load_from_string(bundle.read_verified("inference_model.onnx"))
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     wanted = recipe.model.state_dict()
     missing = [k for k in wanted if k not in weights]
     if missing:
-        raise ValidationError("inference_model.onnx", f"weights {missing} not found",
-                              "a bundle exported by mobile-lr export")
+        raise ValidationError("inference_model.onnx", f"weights {missing} not found"[:300],
+                              "a bundle exported by mobile-lr export from this recipe")
     recipe.load_state_dict({k: weights[k] for k in wanted})
-    recipe = dataclasses.replace(recipe, trainable=tuple(model["trainable"]),
-                                 optimizer=OptimizerSpec.from_dict(bundle.manifest["optimizer"]))
+    recipe = dataclasses.replace(recipe, trainable=manifest.model.trainable, optimizer=manifest.optimizer)
     recipe.apply_trainable()
     return recipe, bundle.sha256
 
@@ -99,13 +130,14 @@ class TorchRuntime(RuntimeBase):
 
     def __init__(self, source: Recipe | str | os.PathLike[str], *, ema: float | None = None,
                  optimizer: str | OptimizerSpec = "recipe", threads: int | None = 1,
-                 expected_sha256: str | None = None) -> None:
+                 expected_sha256: str | None = None,
+                 recipes: Mapping[str, RecipeSource] | None = None) -> None:
         if isinstance(source, Recipe):
             recipe = copy.deepcopy(source)
             recipe.apply_trainable()
             identity = recipe_identity(recipe)
         else:
-            recipe, identity = _recipe_from_bundle(source, expected_sha256)
+            recipe, identity = _recipe_from_bundle(source, expected_sha256, recipes)
         if isinstance(optimizer, OptimizerSpec):
             recipe = dataclasses.replace(recipe, optimizer=optimizer)
             optimizer = "recipe"

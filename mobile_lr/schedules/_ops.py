@@ -21,6 +21,15 @@ class _ScalarOps:
     name = "scalar"
 
     @staticmethod
+    def pow(x: float, y: float) -> float:
+        """``x ** y``; an overflow is ``inf`` (as numpy and the Kotlin core's ``Math.pow`` give),
+        not Python's ``OverflowError``: a growth shape at a large step reaches the limit."""
+        try:
+            return x ** y
+        except OverflowError:
+            return math.inf
+
+    @staticmethod
     def cos(x: float) -> float:
         return math.cos(x)
 
@@ -59,6 +68,11 @@ class _ScalarOps:
 
 class _ArrayOps:
     name = "array"
+
+    @staticmethod
+    def pow(x: Any, y: Any) -> Any:
+        with np.errstate(over="ignore"):
+            return np.power(x, y)
     cos = staticmethod(np.cos)
     sqrt = staticmethod(np.sqrt)
     log = staticmethod(np.log)

@@ -23,10 +23,13 @@ the Keras 3 schedule it names, and the test-suite checks it step for step.
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
+
+import numpy as np
 
 from mobile_lr.validation import ValidationError, check_int, check_keys, check_number, get_object, join
 from mobile_lr.validation.schema import (
@@ -194,7 +197,7 @@ class Step(ShapeArgs):
         size, gamma = self.step_size, self.gamma
 
         def f(ops: Ops, u: Any, _n: Any) -> Any:
-            return base_lr * gamma ** ops.floor(u / size)
+            return base_lr * ops.pow(gamma, ops.floor(u / size))
 
         return self._absolute(f)
 
@@ -244,12 +247,30 @@ class MultiStep(ShapeArgs):
         fractions = _are_fractions(values)
 
         def f(ops: Ops, u: Any, n: Any) -> Any:
-            count = 0.0
-            for m in values:
-                count = count + ops.where(u >= (m * n if fractions else m), 1.0, 0.0)
-            return base_lr * gamma ** count
+            return base_lr * ops.pow(gamma, _milestones_reached(ops, values, u, n if fractions else None))
 
         return Shape("multistep", f, progress_based=fractions, args=self)
+
+
+def _milestones_reached(ops: Ops, values: Sequence[float], u: Any, n: Any) -> Any:
+    """How many milestones ``m`` have ``u >= m`` (``u >= m * n`` for fractions), by binary search:
+    O(log M) per step instead of one comparison per milestone (10^5 steps x 10^5 milestones took
+    11 s); the comparisons are the same, so the counts are identical."""
+    if ops is SCALAR:
+        return float(bisect.bisect_right(values, u, key=None if n is None else (lambda m: m * n)))
+    u = np.asarray(u, dtype=np.float64)
+    scale = 1.0 if n is None else np.asarray(n, dtype=np.float64)
+    ms = np.asarray(values, dtype=np.float64)
+    shape = np.broadcast(u, scale).shape
+    lo = np.zeros(shape, dtype=np.int64)  # invariant: milestones [0, lo) reached, [hi, M) not
+    hi = np.full(shape, len(ms), dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        open_ = lo < hi
+        reached = open_ & (u >= ms[np.minimum(mid, len(ms) - 1)] * scale)
+        lo = np.where(reached, mid + 1, lo)
+        hi = np.where(open_ & ~reached, mid, hi)
+    return lo.astype(np.float64)
 
 
 _EXP_ALLOWED = "gamma (PyTorch) or decay_rate + decay_steps [+ staircase] (Keras)"
@@ -287,12 +308,12 @@ class Exponential(ShapeArgs):
     def build(self, base_lr: float) -> Shape:
         if self.gamma is not None:
             g = self.gamma
-            return self._absolute(lambda ops, u, n: base_lr * g ** u)
+            return self._absolute(lambda ops, u, n: base_lr * ops.pow(g, u))
         rate, dsteps, stair = self.decay_rate, self.decay_steps, self.staircase
 
         def f(ops: Ops, u: Any, _n: Any) -> Any:
             p = u / dsteps
-            return base_lr * rate ** (ops.floor(p) if stair else p)
+            return base_lr * ops.pow(rate, ops.floor(p) if stair else p)
 
         return self._absolute(f)
 
@@ -547,8 +568,8 @@ class Cyclic(ShapeArgs):
             if mode == "triangular":
                 return lo + height * 1.0
             if mode == "triangular2":
-                return lo + height * (1 / (2.0 ** (cycle - 1.0)))
-            return lo + height * g ** u
+                return lo + height * (1 / ops.pow(2.0, cycle - 1.0))
+            return lo + height * ops.pow(g, u)
 
         return self._absolute(f)
 

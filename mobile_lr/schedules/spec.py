@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mobile_lr.validation import ValidationError, check_keys, get_int, get_object, join
+from mobile_lr.validation import ValidationError, check_keys, get_int, get_object, join, read_json
 from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
 
 from . import plan as _plan
@@ -254,13 +254,7 @@ def _scale_lrs(obj: Any, k: float) -> Any:
 
 def load_spec(path: str | os.PathLike[str]) -> Schedule:
     """Read and validate a schedule spec file (JSON)."""
-    with open(path, encoding="utf-8") as fh:
-        try:
-            obj = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise ValidationError("<file>", f"not valid JSON ({err.msg} at line {err.lineno})",
-                                  "a JSON object") from None
-    return parse_spec(obj)
+    return parse_spec(read_json(path, "<file>"))
 
 
 def parse_spec(obj: Any) -> Schedule:

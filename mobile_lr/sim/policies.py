@@ -38,6 +38,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from mobile_lr.bundle import Manifest
 from mobile_lr.manager import (
     RECOMMENDED_CONFIG,
     recommended_averaging,
@@ -63,7 +64,7 @@ def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
-             manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
+             manifest: Manifest | None = None) -> TrainingPolicy:
     averaging = recommended_averaging(backend, manifest)
     spec = recommended_schedule(float(schedule["base_lr"]), averaging)
     return TrainingPolicy("manager", f"battery-aware: recommended set-up ({averaging})", spec,
@@ -118,14 +119,13 @@ SF_LR_FACTOR = 2.5
 
 
 def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
-              manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
+              manifest: Manifest | None = None) -> TrainingPolicy:
     if backend not in ("ort", "torch"):
         raise ValidationError("--compare", f"sf-adamw needs the ort or torch runtime, not {backend!r}",
                               "--backend ort or torch")
-    optimizer = ((manifest or {}).get("optimizer") or {}).get("type")
-    plain_adamw = optimizer == "adamw" and (manifest or {}).get("lr_dropout") is None
-    if backend == "ort" and manifest is not None and not plain_adamw:
-        raise ValidationError("--compare", f"sf-adamw on ORT needs a plain AdamW bundle, not {optimizer!r}",
+    if backend == "ort" and manifest is not None and not manifest.plain_adamw:
+        raise ValidationError("--compare", f"sf-adamw on ORT needs a plain AdamW bundle, not "
+                                           f"{manifest.optimizer.type!r}",
                               "a bundle exported with the adamw optimizer")
     spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
     spec["base_lr"] *= SF_LR_FACTOR
@@ -136,7 +136,7 @@ def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
 
 # Each factory takes (bundle schedule, nominal steps, backend, manifest); only the manager's
 # set-up depends on the runtime, the others ignore the last two.
-POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Mapping[str, Any] | None], TrainingPolicy]] = {
+POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Manifest | None], TrainingPolicy]] = {
     "manager": _manager,
     "replan": _replan,
     "naive": _naive,
@@ -148,7 +148,7 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Mapping[str, Any] | N
 
 
 def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int,
-                backend: str = "ort", manifest: Mapping[str, Any] | None = None) -> TrainingPolicy:
+                backend: str = "ort", manifest: Manifest | None = None) -> TrainingPolicy:
     """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared),
     trained by the ``backend`` runtime (the manager's averaging depends on it and on the
     bundle's ``manifest``: its optimizer)."""

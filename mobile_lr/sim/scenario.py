@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import DeviceProfile, DeviceState
-from mobile_lr.validation import ValidationError, check_number, join
+from mobile_lr.validation import ValidationError, check_number, join, read_json
 from mobile_lr.validation.schema import (
     Record,
     boolean,
@@ -181,8 +181,4 @@ def load_scenario(source: str | Path | Mapping[str, Any] | Scenario) -> Scenario
     if not path.suffix and not path.exists():
         raise ValidationError("scenario", f"unknown scenario {text!r}",
                               ", ".join(builtin_scenarios()) + ", or a JSON file")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValidationError("scenario", f"{path.name} is not valid JSON: {err}") from None
-    return parse_scenario(obj)
+    return parse_scenario(read_json(path, "scenario"))

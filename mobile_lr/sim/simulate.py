@@ -19,7 +19,7 @@ import csv
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ class PolicyRun:
     policy: str
     result: SessionResult
     run_dir: str | None = None
+    device: DeviceProfile | None = None  # the profile itself (a file's profile is not a built-in name)
 
     def summary(self) -> dict[str, Any]:
         return {"profile": self.profile, "scenario": self.scenario, "policy": self.policy,
@@ -83,9 +84,10 @@ def _matmul_gflops(n: int = 256, seconds: float = 0.3) -> float:
 
 
 def calibrate(bundle_dir: str | Path, profile: DeviceProfile, data: tuple[np.ndarray, np.ndarray], *,
-              backend: str = "ort", steps: int = 30, batch_size: int = 32) -> Calibration:
+              backend: str = "ort", steps: int = 30, batch_size: int = 32,
+              runtime_options: Mapping[str, Any] | None = None) -> Calibration:
     """Measure the bundle's real step here and scale it to the phone tier of ``profile``."""
-    runtime = open_runtime(backend, bundle_dir)
+    runtime = open_runtime(backend, bundle_dir, **(runtime_options or {}))
     x, y = data
     idx = np.arange(min(batch_size, len(x)))
     for _ in range(5):
@@ -116,13 +118,15 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
              data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
              policy_override: Any = None, out_dir: str | Path | None = None, seed: int = 0,
              phone_step_s: float | None = None, ignore_workload: bool = False,
-             on_step: Callable[[str], None] | None = None) -> list[PolicyRun]:
+             on_step: Callable[[str], None] | None = None,
+             runtime_options: Mapping[str, Any] | None = None) -> list[PolicyRun]:
     """Run each policy on ``bundle_dir`` for (``profile``, ``scenario``); see the module doc.
 
     ``data`` is ``((x_train, y_train), (x_test, y_test))`` (default: the seeded
     demo user). ``policy_override`` replaces the scenario's user policy.
     ``phone_step_s`` replaces the profile's reference step (calibration); with
-    ``ignore_workload`` the scenario's step factor is not applied.
+    ``ignore_workload`` the scenario's step factor is not applied. ``runtime_options`` go to every
+    runtime (e.g. the PyTorch runtime's ``recipes`` allow-list).
     """
     from mobile_lr.budget import Policy, load_policy
     from mobile_lr.datasets import user_split
@@ -144,7 +148,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     runs = []
     for name in policies:
         pol = make_policy(name, schedule, scen.nominal_steps, backend, manifest)
-        runtime = open_runtime(backend, bundle_dir, **pol.runtime_options)
+        runtime = open_runtime(backend, bundle_dir, **{**(runtime_options or {}), **pol.runtime_options})
         state = scen.initial_state(prof)
         device = SimulatedDevice(prof, state, ambient_c=scen.ambient_c,
                                  background_w=scen.background_w)
@@ -159,7 +163,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
                              windows=scen.windows(prof), events=scen.events, end_s=scen.end_s,
                              checkpoint_dir=ckpt_dir,
                              on_step=None if on_step is None else (lambda _d, _l, n=name: on_step(n)))
-        run = PolicyRun(prof.name, scen.name, name, result, None if run_dir is None else str(run_dir))
+        run = PolicyRun(prof.name, scen.name, name, result, None if run_dir is None else str(run_dir), prof)
         if run_dir is not None:
             write_steps_csv(run_dir / "steps.csv", result.rows)
             runtime.save(run_dir / "final.ckpt", {"manager": manager.state_dict()})

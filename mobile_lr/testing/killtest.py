@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr.bundle import verify_bundle
+from mobile_lr.bundle import Manifest, verify_bundle
 from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint
 
 __all__ = ["KillReport", "batch_at", "lr_at", "run_kill_trials", "worker"]
@@ -73,16 +73,16 @@ def lr_at(step: int) -> float:
     return 0.01 * (0.55 + 0.45 * np.cos(step / 7.0))
 
 
-def batch_at(manifest: dict[str, Any], step: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def batch_at(manifest: Manifest, step: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The batch of ``step``: a pure function of (seed, step) and the bundle's shapes."""
-    model = manifest["model"]
+    model = manifest.model
     rng = np.random.default_rng([seed, step])
-    x = rng.random((BATCH, *model["input"]["shape"][1:]), dtype=np.float32)
-    labels = model["labels"]
-    if labels["dtype"] == "int64":
-        y = rng.integers(0, labels["classes"], BATCH).astype(np.int64)
+    x = rng.random((BATCH, *model.input.shape[1:]), dtype=np.float32)
+    labels = model.labels
+    if labels.dtype == "int64":
+        y = rng.integers(0, labels.classes, BATCH).astype(np.int64)
     else:
-        y = rng.random((BATCH, *labels["shape"][1:]), dtype=np.float32)
+        y = rng.random((BATCH, *labels.shape[1:]), dtype=np.float32)
     return x, y
 
 

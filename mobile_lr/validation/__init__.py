@@ -6,23 +6,72 @@ with an error that names the field (as a dotted path such as
 ``shape.milestones[2]``) and says what is allowed, never with a traceback from
 deep inside the math. This module is a leaf: it imports nothing of ours, so the
 pure schedule math may use it without pulling in anything else.
+
+Files. Every file mobile-lr reads on a user's behalf (schedule specs, device profiles,
+policies, scenarios, bundle manifests) goes through :func:`read_bytes` and
+:func:`parse_json`, so each of them refuses the same things with one clear
+:class:`~mobile_lr.validation.ValidationError` instead of a traceback or a hang:
+
+* a path that is not a regular file: a FIFO (opening it for reading would block
+  until a writer comes), a device, a directory; it is opened non-blocking and
+  checked with ``fstat`` on the open descriptor, so nothing can swap it between
+  check and read;
+* a file larger than the bound of its kind (the bound is in the message), read
+  at most ``limit + 1`` bytes so a pseudo-file that claims size 0 (``/proc``)
+  cannot grow without bound either;
+* every ``OSError`` while opening or reading (permission denied, a symlink loop,
+  a path through a file, a name too long, an I/O error of a process-memory
+  pseudo-file), reported with its reason;
+* JSON that Python's own reader refuses, plus: duplicate keys (a second value
+  would silently win), nesting deeper than :data:`MAX_DEPTH`, integers outside
+  the signed 64-bit range (the Kotlin core reads integers as ``Long``), and text
+  that is not UTF-8.
+
+``NaN``/``Infinity`` literals stay readable (Python's ``json`` reads them, and
+the golden vectors carry refused specs that contain them); every numeric field
+refuses non-finite values itself.
+
+>>> parse_json('{"a": [1, 2.5, "x"]}', "spec")
+{'a': [1, 2.5, 'x']}
+>>> parse_json('{"a": 1, "a": 2}', "spec")
+Traceback (most recent call last):
+...
+mobile_lr.validation.ValidationError: spec: duplicate key 'a' in a JSON object; allowed: each key once
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import math
+import os
+import re
+import stat
+import zipfile
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "INT_LIMIT",
+    "MAX_DEPTH",
+    "MAX_JSON_BYTES",
     "ValidationError",
     "check_keys",
+    "check_zip_members",
+    "describe_os_error",
     "get_bool",
     "get_choice",
     "get_int",
     "get_number",
     "get_object",
+    "parse_json",
+    "read_bytes",
+    "read_json",
 ]
+
+
+INT_LIMIT = 2**63 - 1  # the largest integer any field accepts (the Kotlin core reads integers as Long)
 
 
 class ValidationError(ValueError):
@@ -94,7 +143,10 @@ def check_number(value: Any, field: str, *, lo: float | None = None, hi: float |
     allowed = _interval(lo, hi, lo_open, hi_open)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(field, f"expected a number, got {value!r}", allowed)
-    x = float(value)
+    try:
+        x = float(value)
+    except OverflowError:  # an integer beyond the float range (e.g. 401 digits)
+        raise ValidationError(field, f"{_short_repr(value)} is out of range", allowed) from None
     if not math.isfinite(x):
         raise ValidationError(field, f"{value!r} is not finite", allowed)
     if lo is not None and (x < lo or (lo_open and x == lo)):
@@ -114,7 +166,16 @@ def get_int(obj: Mapping[str, Any], key: str, path: str, *, default: Any = ...,
     return check_int(obj[key], field, lo=lo, hi=hi)
 
 
+def _short_repr(value: Any) -> str:
+    """``repr`` of a value for a message; an integer of many digits is described, not printed."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > INT_LIMIT:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
 def check_int(value: Any, field: str, *, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer within [lo, hi]; integral floats are accepted. Every integer is also within the
+    signed 64-bit range (the Kotlin core's ``Long``), so no step count overflows later."""
     allowed = (f"an integer >= {lo}" if hi is None else f"an integer in [{lo}, {hi}]") \
         if lo is not None else "an integer"
     if isinstance(value, bool):
@@ -123,6 +184,9 @@ def check_int(value: Any, field: str, *, lo: int | None = None, hi: int | None =
         value = int(value)
     if not isinstance(value, int):
         raise ValidationError(field, f"expected an integer, got {value!r}", allowed)
+    if abs(value) > INT_LIMIT:
+        raise ValidationError(field, f"{_short_repr(value)} is out of range",
+                              f"{allowed} (64-bit: |n| <= 2**63 - 1)")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise ValidationError(field, f"{value!r} is out of range", allowed)
     return value
@@ -150,3 +214,158 @@ def get_choice(obj: Mapping[str, Any], key: str, path: str, choices: Iterable[st
     if obj[key] not in choices:
         raise ValidationError(field, f"unknown value {obj[key]!r}", ", ".join(choices))
     return obj[key]
+
+
+# --------------------------------------------------------------------------- files
+
+MAX_JSON_BYTES = 16 << 20  # 16 MiB: the largest spec, profile, scenario or manifest is a few kB
+MAX_DEPTH = 64  # JSON nesting; the deepest file mobile-lr writes is 6 levels
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n:,} bytes"
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an ``OSError``: its reason, and the path when it has one."""
+    reason = err.strerror or (errno.errorcode.get(err.errno or 0) if err.errno else None) or str(err) \
+        or type(err).__name__
+    where = err.filename if err.filename is not None else None
+    return f"{reason}: {where}" if where is not None else reason
+
+
+def _shown(path: str) -> str:
+    name = Path(path).name or path
+    return name if len(name) <= 80 else f"{name[:60]}...({len(name)} characters)"
+
+
+def read_bytes(path: str | os.PathLike[str], field: str, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or a :class:`ValidationError`."""
+    name = os.fspath(path)
+    shown = _shown(name)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise ValidationError(field, f"cannot open {shown} ({err.strerror or err})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValidationError(field, f"{shown} is not a regular file (a directory, FIFO, socket or "
+                                         "device)", "a regular file")
+        bound = f"at most {_size_text(limit)}"
+        if st.st_size > limit:
+            raise ValidationError(field, f"{shown} is {st.st_size:,} bytes, over the bound of "
+                                         f"{_size_text(limit)}", bound)
+        chunks, total = [], 0
+        while total <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise ValidationError(field, f"{shown} grew over the bound of {_size_text(limit)} while "
+                                         "being read", bound)
+        return b"".join(chunks)
+    except OSError as err:
+        raise ValidationError(field, f"cannot read {shown} ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
+
+
+def _pairs(field: str):
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValidationError(field, f"duplicate key {key[:80]!r} in a JSON object", "each key once")
+            out[key] = value
+        return out
+    return hook
+
+
+def _parse_int(field: str):
+    def parse(text: str) -> int:
+        digits = len(text.lstrip("-"))
+        if digits > 19 or not -INT_LIMIT - 1 <= int(text) <= INT_LIMIT:
+            raise ValidationError(field, f"integer of {digits} digits is outside the 64-bit range",
+                                  "integers in [-2**63, 2**63 - 1]")
+        return int(text)
+    return parse
+
+
+def _depth_ok(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict | list):
+            if d > limit:
+                return False
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return True
+
+
+def parse_json(data: bytes | str, field: str) -> Any:
+    """Strict JSON (see the module docstring); ``field`` names the input in the error."""
+    if isinstance(data, bytes):
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ValidationError(field, f"not UTF-8 text (byte {err.start})", "UTF-8 JSON") from None
+    try:
+        value = json.loads(data, object_pairs_hook=_pairs(field), parse_int=_parse_int(field))
+    except ValidationError:
+        raise
+    except RecursionError:
+        raise ValidationError(field, f"JSON nested deeper than {MAX_DEPTH} levels",
+                              f"at most {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as err:
+        raise ValidationError(field, f"not valid JSON ({err.msg} at line {err.lineno} column {err.colno})",
+                              "a JSON document") from None
+    except ValueError as err:  # e.g. a number literal Python cannot convert
+        raise ValidationError(field, f"not valid JSON ({err})", "a JSON document") from None
+    if not _depth_ok(value, MAX_DEPTH):
+        raise ValidationError(field, f"JSON nested deeper than {MAX_DEPTH} levels",
+                              f"at most {MAX_DEPTH} levels")
+    return value
+
+
+def read_json(path: str | os.PathLike[str], field: str, limit: int = MAX_JSON_BYTES) -> Any:
+    """:func:`read_bytes` then :func:`parse_json`."""
+    return parse_json(read_bytes(path, field, limit), field)
+
+
+def check_zip_members(path: str | os.PathLike[str], field: str, max_bytes: int,
+                      member: re.Pattern[str], kind: str = ".npz") -> list[str]:
+    """Names of a zip archive's members (e.g. an ``.npz``), refused before anything is inflated when
+    a member name does not fullmatch ``member``, appears twice, or the members inflate to more than
+    ``max_bytes`` together (a small archive can inflate to gigabytes)."""
+    name = _shown(os.fspath(path))
+    read_bytes_bound = f"at most {_size_text(max_bytes)}"
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValidationError(field, f"{name} is not a regular file", "a regular file")
+        if st.st_size > max_bytes:
+            raise ValidationError(field, f"{name} is {st.st_size:,} bytes, over the bound of "
+                                         f"{_size_text(max_bytes)}", read_bytes_bound)
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except OSError as err:
+        raise ValidationError(field, f"cannot read {name} ({err.strerror or err})") from None
+    except (zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise ValidationError(field, f"{name} is not a readable {kind} ({err})") from None
+    names = [i.filename for i in infos]
+    if len(set(names)) != len(names):
+        raise ValidationError(field, f"{name}: an archive member appears twice")
+    for n in names:
+        if not member.fullmatch(n):
+            raise ValidationError(field, f"{name}: unknown archive member {n[:80]!r}")
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        raise ValidationError(field, f"{name} inflates to {total:,} bytes, over the bound of "
+                                     f"{_size_text(max_bytes)}", read_bytes_bound)
+    return names

@@ -1,0 +1,509 @@
+"""Attacks and careless input: a bundle is data, never code; no input ends in a traceback.
+
+Each test reproduces one way in which a tampered bundle or a careless user broke mobile-lr
+(docs/SECURITY.md lists them with the defence) and checks the defence. "Re-hashed" means the
+manifest's file list was recomputed after an edit, which integrity alone cannot catch (only a
+pinned identity can); the defences below hold without one.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import sys
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from mobile_lr.bundle import MANIFEST, BundleError, load_bundle, verify_bundle
+from mobile_lr.cli import main
+from mobile_lr.onnx_wire import external_data_refs
+from mobile_lr.runtime import CheckpointError, open_runtime
+from mobile_lr.validation import ValidationError
+
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+
+def rehash(bundle, edit=None):
+    """Apply ``edit(manifest)`` and recompute every listed file's size and SHA-256."""
+    m = json.loads((bundle / MANIFEST).read_text())
+    if edit is not None:
+        edit(m)
+    for name in m.get("files", {}):
+        if (bundle / name).is_file():
+            data = (bundle / name).read_bytes()
+            m["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+    (bundle / MANIFEST).write_text(json.dumps(m))
+
+
+@pytest.fixture
+def bundle(tmp_path, mlp_sgd_bundle):
+    out = tmp_path / "bundle"
+    shutil.copytree(mlp_sgd_bundle, out)
+    return out
+
+
+def one_line_exit_2(capsys, argv):
+    """Run the CLI: exit status 2 and one error line on stderr (after any progress lines), no traceback."""
+    rc = main(argv)
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert rc == 2, err
+    assert "Traceback" not in err and [ln for ln in lines if ": error: " in ln] == lines[-1:], err
+    return lines[-1]
+
+
+# ----------------------------------------------------------------------------- 1. code
+
+
+def test_the_manifest_never_names_code(bundle, tmp_path, monkeypatch, user_data):
+    marker = tmp_path / "imported"
+    (tmp_path / "evil_mod.py").write_text(f"open({str(marker)!r}, 'w').close()\ndef x(): pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for entry in ("os:abort", "evil_mod:x"):
+        rehash(bundle, lambda m, e=entry: m["model"].update(entry=e))
+        assert verify_bundle(bundle).model.entry == entry  # information only
+        rt = open_runtime("torch", bundle)  # the built-in recipe of the name, never the entry
+        train, _ = user_data
+        assert np.isfinite(rt.step(train.x[:32], train.y[:32], 0.01))
+    rehash(bundle, lambda m: m["model"].update(recipe="evil_mod:x"))
+    with pytest.raises(ValidationError) as err:
+        open_runtime("torch", bundle)
+    assert err.value.field == "model.recipe" and "never names code" in str(err.value)
+    assert not marker.exists() and "evil_mod" not in sys.modules
+
+
+def test_a_recipe_the_caller_allows_is_used(bundle, mlp_recipe_factory):
+    from mobile_lr.recipes import load_recipe
+
+    rehash(bundle, lambda m: m["model"].update(recipe="my-mlp"))
+    with pytest.raises(ValidationError, match="not an allowed recipe"):
+        open_runtime("torch", bundle)
+    rt = open_runtime("torch", bundle, recipes={"my-mlp": lambda: load_recipe("digits-mlp")})
+    assert rt.trainable_names == ("fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias")
+
+
+# ----------------------------------------------------------------------------- 2. external data
+
+
+def external_tensor(name, location, *, n=2):
+    t = TensorProto(name=name, data_type=TensorProto.UINT8, dims=[n])
+    t.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", location), ("offset", "0"), ("length", str(n))):
+        entry = t.external_data.add()
+        entry.key, entry.value = key, value
+    return t
+
+
+def add_initializer(path, tensor):
+    model = onnx.load(str(path))
+    model.graph.initializer.append(tensor)
+    model.graph.node.append(helper.make_node("Identity", [tensor.name], [tensor.name + "_out"]))
+    model.graph.output.append(helper.make_tensor_value_info(tensor.name + "_out", TensorProto.UINT8, [2]))
+    path.write_bytes(model.SerializeToString())
+
+
+@pytest.mark.parametrize("location", ["/etc/hostname", "../../../../etc/hostname", "checkpoint"])
+def test_onnx_external_data_is_refused_before_any_runtime(bundle, location, monkeypatch, capsys):
+    add_initializer(bundle / "eval_model.onnx", external_tensor("stolen", location))
+    rehash(bundle)
+    opened = []
+    from onnxruntime.training import api
+
+    monkeypatch.setattr(api, "Module", lambda *a, **k: opened.append(a))
+    with pytest.raises(BundleError, match=r"eval_model\.onnx: tensor\(s\) stolen refer to external data"):
+        load_bundle(bundle)
+    for kind in ("ort", "torch"):
+        with pytest.raises(BundleError):
+            open_runtime(kind, bundle)
+    assert opened == []
+    assert "external data" in one_line_exit_2(capsys, ["verify", str(bundle)])
+
+
+def test_the_external_data_walk_finds_every_place_a_tensor_can_sit(tmp_path):
+    """Initializers, sparse initializers, Constant attributes, sub-graphs of If, functions;
+    and a model saved by onnx itself with external data."""
+    ext = external_tensor("t", "x.bin")
+    cases = {
+        "initializer": helper.make_graph([], "g", [], [], initializer=[ext]),
+        "sparse": helper.make_graph([], "g", [], [], sparse_initializer=[
+            helper.make_sparse_tensor(ext, helper.make_tensor("i", TensorProto.INT64, [1], [0]), [2])]),
+        "attribute": helper.make_graph([helper.make_node("Constant", [], ["c"], value=ext)], "g", [], []),
+        "subgraph": helper.make_graph([helper.make_node(
+            "If", ["cond"], ["o"],
+            then_branch=helper.make_graph([helper.make_node("Constant", [], ["c"], value=ext)], "t", [], []),
+            else_branch=helper.make_graph([], "e", [], []))], "g", [], []),
+    }
+    for what, graph in cases.items():
+        assert external_data_refs(helper.make_model(graph).SerializeToString()) == ["t"], what
+    func = onnx.FunctionProto(name="f", domain="d", node=[helper.make_node("Constant", [], ["c"], value=ext)])
+    model = helper.make_model(helper.make_graph([], "g", [], []), functions=[func])
+    assert external_data_refs(model.SerializeToString()) == ["t"]
+    # onnx's own external-data writer
+    big = onnx.numpy_helper.from_array(np.zeros(4096, np.float32), "w")
+    model = helper.make_model(helper.make_graph([], "g", [], [], initializer=[big]))
+    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, location="m.data",
+                    size_threshold=0)
+    assert external_data_refs((tmp_path / "m.onnx").read_bytes()) == ["w"]
+    inline = helper.make_model(helper.make_graph([], "g", [], [], initializer=[big]))
+    assert external_data_refs(inline.SerializeToString()) == []
+
+
+def test_malformed_onnx_wire_data_is_refused(bundle):
+    data = bytearray((bundle / "training_model.onnx").read_bytes())
+    data[:2] = b"\x3a\xff"  # a length-delimited field 7 that runs past the end
+    (bundle / "training_model.onnx").write_bytes(bytes(data))
+    rehash(bundle)
+    with pytest.raises(BundleError, match=r"training_model\.onnx: not a well-formed ONNX protobuf"):
+        load_bundle(bundle)
+
+
+# ----------------------------------------------------------------------------- 3. verified bytes
+
+
+def test_ort_parses_only_the_verified_bytes_at_every_open(bundle, tmp_path, mlp_bundle, monkeypatch,
+                                                          user_data):
+    """A swap after the check (re-hashed or not) changes nothing: ORT never opens the bundle's
+    files, at construction or at load() (every rollback)."""
+    from onnxruntime.training import api
+
+    seen: list[str] = []
+    for cls, method in ((api.Module, "__init__"), (api.Optimizer, "__init__")):
+        real = getattr(cls, method)
+
+        def spy(self, *args, _real=real, **kwargs):
+            seen.extend(str(a) for a in args if isinstance(a, str))
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, method, spy)
+    real_load = api.CheckpointState.load_checkpoint.__func__
+    monkeypatch.setattr(api.CheckpointState, "load_checkpoint",
+                        classmethod(lambda cls, p: (seen.append(str(p)), real_load(cls, p))[1]))
+    train, _ = user_data
+    x, y = train.x[:32], train.y[:32]
+    reference = open_runtime("ort", bundle)
+    rt = open_runtime("ort", bundle)
+    rt.save(tmp_path / "c0")
+    for name in ("training_model.onnx", "optimizer_model.onnx", "checkpoint"):  # another bundle's files
+        shutil.copy(mlp_bundle / name, bundle / name)
+    rehash(bundle)
+    rt.load(tmp_path / "c0")
+    assert [rt.step(x, y, 0.05) for _ in range(3)] == [reference.step(x, y, 0.05) for _ in range(3)]
+    assert seen and not any(str(bundle) in p for p in seen), seen
+
+
+# ----------------------------------------------------------------------------- 4. --force
+
+
+def test_force_replaces_only_a_bundle_and_atomically(tmp_path, capsys, monkeypatch):
+    other = tmp_path / "thesis"
+    other.mkdir()
+    (other / MANIFEST).write_text("{}")
+    (other / "thesis.tex").write_text("precious")
+    export = ["export", "digits-mlp", "--backend", "ort", "--out"]
+    err = one_line_exit_2(capsys, [*export, str(other), "--force"])
+    assert "not a bundle that verifies" in err and (other / "thesis.tex").read_text() == "precious"
+    (tmp_path / "afile").write_text("x")
+    assert "not a directory" in one_line_exit_2(capsys, [*export, str(tmp_path / "afile")])
+    out = tmp_path / "b"
+    assert main(["export", "digits-mlp", "--out", str(out), "--backend", "ort"]) == 0
+    first = load_bundle(out).sha256
+    inode = os.stat(out).st_ino
+    renames = []
+    real_replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: (renames.append((a, b)), real_replace(a, b))[1])
+    assert main(["export", "digits-mlp", "--out", str(out), "--backend", "ort", "--force"]) == 0
+    assert load_bundle(out).sha256 != first  # new versions/labels time... or identical content
+    assert os.stat(out).st_ino != inode  # the staging directory took its place
+    assert not any(str(b) == str(out) for _, b in renames)  # one exchange, not remove-then-rename
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# ----------------------------------------------------------------------------- 5. tracebacks
+
+
+@pytest.fixture
+def files(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    loop = tmp_path / "loop.json"
+    os.symlink(loop, loop)
+    through = tmp_path / "afile"
+    through.write_text("{}")
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    return {"deep": deep, "loop": loop, "through": through / "x.json", "proc": "/proc/self/mem",
+            "long": tmp_path / ("a" * 300 + ".json"), "fifo": fifo, "dir": tmp_path}
+
+
+@pytest.mark.parametrize("what", ["deep", "loop", "through", "long", "proc", "fifo", "dir"])
+def test_every_input_file_kind_is_refused_in_one_line(files, what, capsys, mlp_sgd_bundle, tmp_path):
+    path = str(files[what])
+    for argv in (["schedule", "validate", path], ["plan", "--profile", path, "--level", "0.5",
+                                                   "--step-seconds", "1"],
+                 ["fleet", "--devices", "10", "--policy", path],
+                 ["fleet", "--devices", "10", "--scenarios", path],
+                 ["simulate", "--bundle", str(mlp_sgd_bundle), "--data", path, "--out", str(tmp_path / "r")],
+                 ["verify", path]):
+        one_line_exit_2(capsys, argv)
+        assert main([*argv, "--json"]) == 2
+        out = json.loads(capsys.readouterr().out)
+        assert out["ok"] is False and out["error"]
+
+
+def test_numbers_beyond_any_range(tmp_path, capsys):
+    spec = tmp_path / "s.json"
+    spec.write_text('{"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "cosine"}, '
+                    '"total_steps": 1' + "0" * 400 + "}")
+    assert "64-bit" in one_line_exit_2(capsys, ["schedule", "eval", str(spec), "--steps", "3"])
+    from mobile_lr.schedules import parse_spec
+
+    with pytest.raises(ValidationError, match="total_steps: an integer of 401 digits is out of range"):
+        parse_spec({"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "cosine"},
+                    "total_steps": 10**400})
+    with pytest.raises(ValidationError, match="out of range"):
+        parse_spec({"format": "mobile-lr.schedule/1", "base_lr": 10**400, "shape": {"type": "cosine"}})
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda m: m.update(model="x"), "manifest.json: model"),
+    (lambda m: m.update(backends={"ort": "ok"}), "manifest.json: backends.ort"),
+    (lambda m: m["model"].pop("input"), "manifest.json: model.input"),
+    (lambda m: m["model"]["labels"].update(classes="10"), "manifest.json: model.labels.classes"),
+    (lambda m: m["optimizer"].update(nesterov="yes"), "manifest.json: optimizer.nesterov"),
+    (lambda m: m.update(surprise={}), "manifest.json: surprise"),
+    (lambda m: m["backends"]["ort"]["files"].append("ghost.onnx"), "manifest.json: backends.ort.files"),
+])
+def test_manifest_fields_of_the_wrong_type_or_missing(bundle, edit, field, capsys):
+    rehash(bundle, edit)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert err.value.field == field
+    for kind in ("ort", "torch"):
+        with pytest.raises(BundleError):
+            open_runtime(kind, bundle)
+    one_line_exit_2(capsys, ["verify", str(bundle)])
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_old_files(tmp_path, capsys, monkeypatch, mlp_sgd_bundle,
+                                                         user_data):
+    def full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    rt = open_runtime("ort", mlp_sgd_bundle)
+    rt.save(tmp_path / "c")
+    before = (tmp_path / "c").read_bytes()
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        rt.save(tmp_path / "c")
+    assert (tmp_path / "c").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["c"]
+    assert "No space left" in one_line_exit_2(capsys, ["export", "digits-mlp", "--out", str(tmp_path / "b"),
+                                                       "--backend", "ort"])
+    assert not (tmp_path / "b").exists()
+    monkeypatch.undo()
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "fleet.json").symlink_to("/dev/full")  # a real device that is always full
+    fleet = ["fleet", "--devices", "10", "--out", str(tmp_path / "f")]
+    assert "No space left" in one_line_exit_2(capsys, fleet)
+
+
+def test_outputs_that_are_files_and_bad_data(tmp_path, capsys, mlp_sgd_bundle):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    spec = tmp_path / "s.json"
+    spec.write_text('{"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "cosine"}, '
+                    '"total_steps": 10}')
+    for argv in (["fleet", "--devices", "10", "--out", str(afile)],
+                 ["simulate", "--bundle", str(mlp_sgd_bundle), "--out", str(afile)],
+                 ["schedule", "plot", str(spec), "--out", str(tmp_path)],
+                 ["schedule", "plot", str(spec), "--out", str(afile / "x.png")]):
+        assert "--out" in one_line_exit_2(capsys, argv)
+    for arrays in ({"x_train": np.float32(1), "y_train": np.int64(1)},
+                   {"y_train": np.zeros(4, np.float64)},
+                   {"y_train": np.full(4, 10)},
+                   {"y_test": np.full(4, -1)}):
+        data = {"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(4, np.int64),
+                "x_test": np.zeros((4, 64), np.float32), "y_test": np.zeros(4, np.int64), **arrays}
+        np.savez(tmp_path / "d.npz", **data)
+        for command in ("simulate", "lr-find"):
+            assert "--data" in one_line_exit_2(capsys, [command, "--bundle", str(mlp_sgd_bundle), "--data",
+                                                        str(tmp_path / "d.npz")])
+
+
+def test_sizes_are_capped_and_the_cap_is_said(tmp_path, capsys):
+    spec = tmp_path / "s.json"
+    spec.write_text('{"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "cosine"}, '
+                    '"total_steps": 10}')
+    assert "10000000" in one_line_exit_2(capsys, ["schedule", "eval", str(spec), "--steps", "1000000000"])
+    assert "1000000" in one_line_exit_2(capsys, ["fleet", "--devices", "1000000000"])
+    assert "--days" in one_line_exit_2(capsys, ["fleet", "--devices", "10", "--days", "10000000"])
+    big = tmp_path / "big.json"
+    big.write_bytes(b" " * (16 << 20) + b"{}")
+    assert "16 MiB" in one_line_exit_2(capsys, ["schedule", "validate", str(big)])
+    assert main(["schedule", "eval", str(spec), "--steps", "x", "--json"]) == 2
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"ok": False, "error": "argument --steps: invalid int value: 'x'", "field": "--steps"}
+
+
+# ----------------------------------------------------------------------------- 6. growth shapes
+
+
+@pytest.mark.parametrize("shape, limit", [
+    ({"type": "step", "step_size": 1, "gamma": 2.0}, float("inf")),
+    ({"type": "exponential", "gamma": 1.5}, float("inf")),
+    ({"type": "exponential", "decay_rate": 3.0, "decay_steps": 1}, float("inf")),
+    ({"type": "cyclic", "max_lr": 1.0, "step_size_up": 1, "mode": "triangular2"}, 0.1),
+])
+def test_growth_shapes_reach_their_limit_instead_of_overflowing(shape, limit):
+    """The Kotlin core's Math.pow gives these limits (inf; 1/inf = 0 for triangular2's amplitude)."""
+    from mobile_lr.schedules import parse_spec
+
+    s = parse_spec({"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": shape})
+    plan = [(0, 10_000)]
+    assert s.lr(5000, plan) == limit
+    assert s.lrs(np.array([4000, 5000]), plan).tolist() == [limit, limit]
+
+
+def test_the_manager_stops_on_a_growth_schedule_instead_of_crashing():
+    from mobile_lr.budget import Policy
+    from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
+    from mobile_lr.manager import Run, ScheduleManager, Stop
+
+    p = load_profile("flagship")
+    dev = SimulatedDevice(p, DeviceState.initial(p, 1.0, charging=True))
+    spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "exponential", "gamma": 2.0}}
+    mgr = ScheduleManager(spec, p, Policy(window_s=1e9), {"nominal_steps": 5000}, dev.state)
+    for _ in range(3000):
+        d = mgr.next()
+        if isinstance(d, Stop):
+            break
+        assert isinstance(d, Run)
+        r = dev.train_step()
+        mgr.observe(loss=1.0, step_seconds=r.seconds, energy_j=r.energy_j)
+        mgr.update_device(dev.state)
+    assert isinstance(d, Stop) and d.reason == "diverged" and mgr.step > 1000
+
+
+def test_multistep_counts_milestones_as_before_but_by_bisection():
+    from mobile_lr.schedules._ops import ARRAY, SCALAR
+    from mobile_lr.schedules.shapes import _milestones_reached
+
+    rng = np.random.default_rng(0)
+    for frac in (False, True):
+        values = np.sort(rng.choice(np.arange(1, 999), 40, replace=False)).astype(float)
+        values = values / 1000 if frac else values
+        u, n = rng.integers(0, 1200, 300).astype(float), rng.integers(1, 1200, 300).astype(float)
+        naive = ((u[:, None] >= values[None, :] * (n[:, None] if frac else 1.0)).sum(axis=1)).astype(float)
+        got = _milestones_reached(ARRAY, values.tolist(), u, n if frac else None)
+        assert got.tolist() == naive.tolist()
+        scalar = [_milestones_reached(SCALAR, values.tolist(), a, b if frac else None)
+                  for a, b in zip(u, n, strict=True)]
+        assert scalar == naive.tolist()
+
+
+# ----------------------------------------------------------------------------- 7. smaller
+
+
+def test_bundle_names_duplicates_and_hard_links(bundle, tmp_path):
+    (bundle / "labels.json").rename(bundle / "labels.json\n")
+    rehash(bundle, lambda m: m["files"].update({"labels.json\n": m["files"].pop("labels.json")}))
+    with pytest.raises(BundleError, match="not an allowed bundle file name"):
+        load_bundle(bundle)
+    (bundle / "labels.json\n").rename(bundle / "labels.json")
+    text = json.dumps(json.loads((bundle / MANIFEST).read_text()))
+    text = text.replace('"labels.json\\n"', '"labels.json"')
+    entry = text[text.index('"labels.json"'):text.index("}", text.index('"labels.json"')) + 1]
+    (bundle / MANIFEST).write_text(text.replace('"files": {', '"files": {' + entry + ", ", 1))
+    with pytest.raises(BundleError, match=r"duplicate key 'labels\.json'"):
+        load_bundle(bundle)
+    rehash(bundle)
+    outside = tmp_path / "outside.json"
+    outside.write_bytes((bundle / "labels.json").read_bytes())
+    (bundle / "labels.json").unlink()
+    os.link(outside, bundle / "labels.json")
+    with pytest.raises(BundleError, match=r"labels\.json: has 2 hard links"):
+        load_bundle(bundle)
+
+
+def test_a_failed_load_leaves_the_runtime_as_it_was(tmp_path, mlp_sgd_bundle, user_data):
+    from mobile_lr.runtime.checkpoint import read_checkpoint, write_checkpoint
+
+    train, _ = user_data
+    for kind in ("ort", "torch"):
+        rt = open_runtime(kind, mlp_sgd_bundle, ema=0.9)
+        rt.step(train.x[:32], train.y[:32], 0.1)
+        rt.save(tmp_path / "good")
+        rt.step(train.x[32:64], train.y[32:64], 0.1)
+        before, step = rt.parameters(), rt.step_count
+        meta, arrays = read_checkpoint(tmp_path / "good")
+        key = next(k for k in arrays if k.startswith("ema/"))
+        for change in ({"arrays": {key: np.zeros(3, np.float32)}}, {"meta": {"step": -5}},
+                       {"arrays": {key: np.full_like(arrays[key], np.nan)}},
+                       {"arrays": {"evil": np.zeros(1)}}):
+            write_checkpoint(tmp_path / "bad", {**meta, **change.get("meta", {})},
+                             {**arrays, **change.get("arrays", {})})
+            with pytest.raises(CheckpointError):
+                rt.load(tmp_path / "bad")
+            after = rt.parameters()
+            assert rt.step_count == step and all(np.array_equal(before[k], after[k]) for k in before), change
+        rt.load(tmp_path / "good")
+        assert rt.step_count == 1
+
+
+def test_a_checkpoint_that_inflates_far_beyond_the_model_is_refused(tmp_path, mlp_sgd_bundle):
+    rt = open_runtime("ort", mlp_sgd_bundle)
+    rt.save(tmp_path / "c")
+    with zipfile.ZipFile(tmp_path / "c", "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.npy", b"\0" * (64 << 20))  # 64 MiB of zeros, ~64 kB on disk
+    assert os.path.getsize(tmp_path / "c") < 1 << 20
+    with pytest.raises(CheckpointError, match="over the bound"):
+        rt.load(tmp_path / "c")
+    rt.save(tmp_path / "d")
+    with zipfile.ZipFile(tmp_path / "d", "a") as zf:
+        zf.writestr("notes.txt", b"hello")
+    with pytest.raises(CheckpointError, match=r"unknown archive member 'notes\.txt'"):
+        rt.load(tmp_path / "d")
+
+
+def test_two_writers_keep_each_others_temporary_files(tmp_path):
+    import subprocess
+
+    from mobile_lr.runtime.checkpoint import atomic_write
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        live = tmp_path / f".c.{alive.pid}.abc.tmp"
+        live.write_text("being written")
+        dead = tmp_path / ".c.999999999.abc.tmp"
+        dead.write_text("left by a killed writer")
+        atomic_write(tmp_path / "c", lambda f: f.write(b"new"))
+        assert live.exists() and not dead.exists() and (tmp_path / "c").read_bytes() == b"new"
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_verify_json_is_json_and_a_profile_file_reaches_the_report(bundle, tmp_path, capsys):
+    rehash(bundle, lambda m: m.update(lr_dropout={"format": "mobile-lr.lr-dropout/1", "kind": "sgd-lrd",
+                                                  "keep": float("nan"), "seed": 0, "backends": ["ort"]}))
+    assert main(["verify", str(bundle), "--json"]) == 2
+    out = capsys.readouterr().out
+    assert "NaN" not in out and json.loads(out)["field"] == "manifest.json: lr_dropout.keep"
+    from mobile_lr.device import load_profile
+
+    profile = load_profile("mid-range").to_dict()
+    profile["name"] = "my-phone"
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    shutil.rmtree(bundle)
+    argv = ["simulate", "--bundle", str(tmp_path / "b2"), "--profile", str(tmp_path / "p.json"),
+            "--compare", "constant", "--scenario", "commute-low-battery", "--out", str(tmp_path / "run")]
+    assert main(["export", "digits-mlp", "--out", str(tmp_path / "b2"), "--backend", "ort"]) == 0
+    capsys.readouterr()
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "run" / "report.md").exists()

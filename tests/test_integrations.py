@@ -241,3 +241,49 @@ def test_lightning_trainer_resumes_the_manager_from_its_checkpoint(tmp_path):
     assert rec1.lrs == want[:5]
     assert rec1.lrs + rec2.lrs == want
     assert callback.manager.step == NOMINAL and callback.driver.stop_reason == "done"
+
+
+# ---------------------------------------------------------------------- Keras 3 (torch backend)
+
+
+def test_keras_spec_schedule_trains_as_the_real_keras_schedule_and_round_trips():
+    """A Keras model fit with SpecSchedule ends at the weights the same fit reaches with Keras's own
+    ExponentialDecay (so the optimizer used the spec's LR at every step); the config round trip
+    keeps a re-plan."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}")
+    import numpy as np
+
+    from mobile_lr.integrations.keras import SpecSchedule
+
+    spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.5,
+            "shape": {"type": "exponential", "decay_rate": 0.6, "decay_steps": 4, "staircase": False}}
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(160, 6)).astype("float32"), rng.integers(0, 3, 160)
+
+    def fit(learning_rate):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.Dense(3)])
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=learning_rate),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)  # 20 steps
+        return [w.copy() for w in model.get_weights()]
+
+    ours = fit(SpecSchedule(spec, total_steps=20))
+    theirs = fit(keras.optimizers.schedules.ExponentialDecay(0.5, decay_steps=4, decay_rate=0.6))
+    const = fit(0.5)
+    for a, b in zip(ours, theirs, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert not all(np.allclose(a, c) for a, c in zip(ours, const, strict=True))  # the schedule mattered
+
+    schedule = SpecSchedule({**spec, "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}}, 10)
+    schedule.replan(6, step=5)
+    again = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert isinstance(again, SpecSchedule) and again.plan == [(0, 10), (5, 6)]
+    assert [again(t) for t in range(8)] == [schedule(t) for t in range(8)]
+    assert schedule(6) == 0.0

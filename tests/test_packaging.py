@@ -62,6 +62,7 @@ def test_core_modules_import_without_any_extra():
     ("mobile_lr.datasets", "scipy", "demo"),
     ("mobile_lr.integrations.transformers", "transformers", "transformers"),
     ("mobile_lr.integrations.lightning", "pytorch_lightning", "lightning"),
+    ("mobile_lr.integrations.keras", "keras", "keras"),
 ])
 def test_a_module_that_needs_an_extra_names_it(module, needs, extra):
     code = (f"from mobile_lr.extras import MissingExtraError\ntry:\n    import {module}\n"

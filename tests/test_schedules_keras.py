@@ -1,13 +1,16 @@
-"""Keras-named shapes against the closed forms of Keras 3's schedules.
+"""Keras-named shapes against Keras 3's schedules: the real ones, and their closed forms.
 
-Keras is not installed here (it would pull TensorFlow or JAX); each formula
-below is transcribed from ``keras/src/optimizers/schedules/learning_rate_schedule.py``
-(Keras 3) and written independently of ``mobile_lr.schedules.shapes``.
+The real ``keras.optimizers.schedules`` (Keras 3 on the torch backend, float64: no TensorFlow
+or JAX) are compared at the bottom of this file, step for step to 1e-12. The closed forms
+above them are transcribed from ``keras/src/optimizers/schedules/learning_rate_schedule.py``
+and written independently of ``mobile_lr.schedules.shapes``; they also run in the core
+install, where Keras is not.
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -135,3 +138,60 @@ def test_rex_and_wsd_reference_profiles():
     n_hold = 100 - int(0.2 * 100)
     ref = [1.0 if t < n_hold else 1 - math.sqrt((t - n_hold) / 20) for t in range(101)]
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-15)
+
+
+# ---------------------------------------------------------------------- the real Keras 3 schedules
+
+
+@pytest.fixture(scope="module")
+def keras_schedules():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "torch":
+        pytest.skip(f"Keras runs on {keras.backend.backend()}, not torch")
+    floatx = keras.config.floatx()
+    keras.config.set_floatx("float64")  # Keras computes a schedule in floatx: float64 for 1e-12
+
+    def run(schedule, n):
+        return np.array([float(keras.ops.convert_to_numpy(schedule(step))) for step in range(n)])
+
+    yield keras.optimizers.schedules, run
+    keras.config.set_floatx(floatx)
+
+
+CASES = [  # (our shape, base_lr, Keras schedule class name, its arguments)
+    ({"type": "exponential", "decay_rate": 0.7, "decay_steps": 9, "staircase": False}, 0.3,
+     "ExponentialDecay", {"initial_learning_rate": 0.3, "decay_steps": 9, "decay_rate": 0.7}),
+    ({"type": "exponential", "decay_rate": 0.5, "decay_steps": 7, "staircase": True}, 0.1,
+     "ExponentialDecay",
+     {"initial_learning_rate": 0.1, "decay_steps": 7, "decay_rate": 0.5, "staircase": True}),
+    ({"type": "inverse_time", "decay_rate": 2.5, "decay_steps": 6, "staircase": False}, 0.2,
+     "InverseTimeDecay", {"initial_learning_rate": 0.2, "decay_steps": 6, "decay_rate": 2.5}),
+    ({"type": "inverse_time", "decay_rate": 0.5, "decay_steps": 4, "staircase": True}, 0.2,
+     "InverseTimeDecay",
+     {"initial_learning_rate": 0.2, "decay_steps": 4, "decay_rate": 0.5, "staircase": True}),
+    ({"type": "polynomial", "total_iters": 40, "power": 2.0, "end_learning_rate": 0.01, "cycle": False},
+     0.1, "PolynomialDecay",
+     {"initial_learning_rate": 0.1, "decay_steps": 40, "end_learning_rate": 0.01, "power": 2.0}),
+    ({"type": "polynomial", "total_iters": 15, "power": 0.5, "end_learning_rate": 0.0, "cycle": True},
+     0.1, "PolynomialDecay",
+     {"initial_learning_rate": 0.1, "decay_steps": 15, "end_learning_rate": 0.0, "power": 0.5,
+      "cycle": True}),
+    ({"type": "piecewise_constant", "boundaries": [10, 30, 31], "values": [0.5, 0.2, 0.1, 0.05]},
+     0.5, "PiecewiseConstantDecay", {"boundaries": [10, 30, 31], "values": [0.5, 0.2, 0.1, 0.05]}),
+    ({"type": "cosine_restarts", "T_0": 8, "T_mult": 2, "eta_min": 0.01, "m_mul": 0.8}, 0.1,
+     "CosineDecayRestarts",
+     {"initial_learning_rate": 0.1, "first_decay_steps": 8, "t_mul": 2.0, "m_mul": 0.8, "alpha": 0.1}),
+    ({"type": "cosine_restarts", "T_0": 5, "T_mult": 1, "eta_min": 0.0, "m_mul": 1.0}, 0.1,
+     "CosineDecayRestarts",
+     {"initial_learning_rate": 0.1, "first_decay_steps": 5, "t_mul": 1.0, "m_mul": 1.0, "alpha": 0.0}),
+]
+
+
+@pytest.mark.parametrize(("shape", "base_lr", "name", "kwargs"), CASES,
+                         ids=[f"{c[2]}-{i}" for i, c in enumerate(CASES)])
+def test_the_real_keras_schedule_step_for_step(keras_schedules, shape, base_lr, name, kwargs):
+    schedules, run = keras_schedules
+    n = 150
+    want = run(getattr(schedules, name)(**kwargs), n)
+    np.testing.assert_allclose(lrs(shape, base_lr, n), want, rtol=1e-12, atol=1e-15)

@@ -3,10 +3,13 @@
 - :mod:`mobile_lr.integrations.transformers`: a Hugging Face ``TrainerCallback``
   (``pip install 'mobile-lr[transformers]'``);
 - :mod:`mobile_lr.integrations.lightning`: a PyTorch Lightning ``Callback``
-  (``pip install 'mobile-lr[lightning]'``).
+  (``pip install 'mobile-lr[lightning]'``);
+- :mod:`mobile_lr.integrations.keras`: a schedule spec as a Keras 3 ``LearningRateSchedule``
+  (``pip install 'mobile-lr[keras]'``; the schedule only, no manager).
 
-Each sets the learning rate the manager decides before every optimizer step, stops training
-on the manager's ``Stop``, waits out a ``Pause`` the way the app would, and saves the
-manager's state with the trainer's checkpoints. Nothing is imported here: each integration
-imports its own framework.
+The two callbacks set the learning rate the manager decides before every optimizer step,
+stop training on the manager's ``Stop``, wait out a ``Pause`` the way the app would, and
+save the manager's state with the trainer's checkpoints (the shared part is
+:mod:`mobile_lr.integrations.driver`). Nothing is imported here: each integration imports
+its own framework.
 """

@@ -2,7 +2,6 @@
 
 ::
 
-    os.environ["KERAS_BACKEND"] = "torch"          # before keras is imported
     schedule = SpecSchedule("spec.json", total_steps=1000)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule), loss=...)
     ...
@@ -10,6 +9,8 @@
 
 Keras calls the schedule with the optimizer's ``iterations`` before every update; the LR is
 the spec's at that step, the same numbers as :class:`mobile_lr.adapters.SpecLR` gives PyTorch.
+Importing this module before Keras makes torch Keras's backend unless ``KERAS_BACKEND`` says
+otherwise (the ``[keras]`` extra brings torch, not TensorFlow or JAX).
 The step is read as a number, so the schedule runs on Keras's eager backends (torch, numpy;
 TensorFlow and JAX outside ``tf.function`` / ``jit``), which is what a phone-side or desktop
 fine-tuning loop uses. ``get_config`` holds the spec and the plan history, so a saved model
@@ -18,10 +19,13 @@ reloads with the schedule where it was (``keras.saving`` knows the class).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mobile_lr.adapters.planned import PlannedSchedule, ScheduleLike, SchedulePlanView
 from mobile_lr.extras import optional_imports
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # read once, when keras is first imported
 
 with optional_imports(__name__):
     import keras

@@ -287,3 +287,37 @@ def test_keras_spec_schedule_trains_as_the_real_keras_schedule_and_round_trips()
     assert isinstance(again, SpecSchedule) and again.plan == [(0, 10), (5, 6)]
     assert [again(t) for t in range(8)] == [schedule(t) for t in range(8)]
     assert schedule(6) == 0.0
+
+
+def test_a_run_the_manager_refuses_from_the_start_changes_no_weight(tmp_path):
+    """At 21 % with a 20 % floor no step is affordable: the Hugging Face Trainer still runs its
+    first step (it checks the stop flag only after one), at LR 0; Lightning runs none."""
+    pytest.importorskip("transformers")
+    import torch
+
+    from mobile_lr.integrations.lightning import ManagerCallback as LightningCallback
+    from mobile_lr.integrations.transformers import ManagerCallback
+
+    def refusing():
+        driver = world("low")
+        driver.phone.device.state = replace(driver.phone.device.state, level=0.21)
+        driver.manager.update_device(driver.phone.device.state)
+        return driver
+
+    driver = refusing()
+    callback = ManagerCallback(driver.manager, driver.phone)
+    trainer = hf_setup(tmp_path / "hf", "low", 50, [callback])
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train()
+    assert callback.driver.stop_reason == "paused:battery" and callback.manager.step == 0
+    assert trainer.state.global_step == 1 == callback.driver.idle_steps
+    assert all(torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    again = refusing()  # resuming that checkpoint counts the LR-0 step, and still refuses
+    resumed = ManagerCallback(again.manager, again.phone)
+    hf_setup(tmp_path / "hf", "low", 50, [resumed]).train(resume_from_checkpoint=True)
+    assert resumed.driver.stop_reason == "paused:battery" and resumed.manager.step == 0
+
+    driver = refusing()
+    lcb = LightningCallback(driver.manager, driver.phone)
+    assert lightning_fit(tmp_path / "pl", [lcb]).global_step == 0
+    assert lcb.driver.stop_reason == "paused:battery"

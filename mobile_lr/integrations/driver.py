@@ -91,6 +91,7 @@ class ManagerDriver:
         self.stop_reason: str | None = None
         self.pauses = 0
         self.rested_s = 0.0
+        self.idle_steps = 0                 # trainer steps run after the run ended (at LR 0)
         self._started: float | None = None
         self._ratios: list[float] | None = None
 
@@ -135,13 +136,19 @@ class ManagerDriver:
         self.lr, self.stop_reason = None, reason
         return None
 
+    @property
+    def trainer_steps(self) -> int:
+        """Optimizer steps the trainer has run: the manager's, and the LR-0 ones after an end."""
+        return self.manager.step + self.idle_steps
+
     def step_started(self) -> None:
         self._started = time.perf_counter()
 
     def step_done(self) -> None:
         """The step decided last has run: report its time and energy to the manager."""
         if self.lr is None:
-            return  # a step the trainer ran after the run ended (at LR 0): not the manager's
+            self.idle_steps += 1  # a step the trainer ran after the run ended (at LR 0): not the manager's
+            return
         wall = 0.0 if self._started is None else time.perf_counter() - self._started
         seconds, energy = self.phone.step_done(wall)
         self.manager.observe(loss=None, step_seconds=seconds, energy_j=energy)
@@ -151,7 +158,7 @@ class ManagerDriver:
         """Plain JSON: the manager's state, the phone's when it has one, the driver's counters."""
         out: dict[str, Any] = {"format": DRIVER_FORMAT, "manager": self.manager.state_dict(),
                                "stop_reason": self.stop_reason, "pauses": self.pauses,
-                               "rested_s": self.rested_s}
+                               "rested_s": self.rested_s, "idle_steps": self.idle_steps}
         if hasattr(self.phone, "state_dict"):
             out["phone"] = self.phone.state_dict()
         return out
@@ -164,4 +171,5 @@ class ManagerDriver:
             self.phone.load_state_dict(state["phone"])
         self.stop_reason = None  # a resumed run asks the manager again
         self.pauses, self.rested_s = int(state["pauses"]), float(state["rested_s"])
+        self.idle_steps = int(state.get("idle_steps", 0))
         self.lr = None

@@ -54,8 +54,8 @@ class ManagerCallback(pl.Callback):
             trainer.should_stop = True
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-        if self.manager.step != trainer.global_step:
-            raise ValueError(f"the manager is at step {self.manager.step}, the Trainer at "
+        if self.driver.trainer_steps != trainer.global_step:
+            raise ValueError(f"the manager has counted {self.driver.trainer_steps} steps, the Trainer "
                              f"{trainer.global_step}: "
                              "resume from a checkpoint this callback's state was saved in")
         self._decide(trainer)

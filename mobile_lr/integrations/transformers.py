@@ -53,7 +53,10 @@ class ManagerCallback(TrainerCallback):
         return self.driver.manager
 
     def _decide(self, control: Any) -> None:
-        if self.driver.decide() is None:
+        """The next step's LR; once the run has ended, stop and save (the flags are per step)."""
+        if self.driver.stop_reason is None:
+            self.driver.decide()
+        if self.driver.stop_reason is not None:
             control.should_training_stop = True
             control.should_save = True
 
@@ -63,9 +66,9 @@ class ManagerCallback(TrainerCallback):
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as fh:
                     self.driver.load_state_dict(json.load(fh))
-            if self.manager.step != state.global_step:
-                raise ValueError(f"{path}: the manager is at step {self.manager.step}, the Trainer at "
-                                 f"{state.global_step}: resume from a checkpoint this callback saved")
+            if self.driver.trainer_steps != state.global_step:
+                raise ValueError(f"{path}: the manager has counted {self.driver.trainer_steps} steps, the "
+                                 f"Trainer {state.global_step}: resume from a checkpoint this callback saved")
         self._decide(control)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -77,8 +80,7 @@ class ManagerCallback(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self.driver.step_done()
-        if not control.should_training_stop:
-            self._decide(control)
+        self._decide(control)
 
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")

@@ -70,6 +70,7 @@ __all__ = [
     "Planned",
     "Policy",
     "StepCost",
+    "broken_limit",
     "effective_floor",
     "load_policy",
     "plan",
@@ -300,8 +301,7 @@ def plan_phones(ops: Ops, profile: DeviceProfile, phone: Phone, now_s: Any, poli
                time_budget_s <= 0.0]
     factor = ops.select(blocked, [BATTERY, BATTERY, BATTERY, THERMAL, TIME], -1)
     detail = ops.select(blocked, [1, 2, 3, 4, 5], 0)
-    floor = ops.where(phone.charging, effective_floor(p, policy, True),
-                      effective_floor(p, policy, False))
+    floor = effective_floor(p, policy, phone.charging, ops=ops)
     limits = _Limits(policy.thermal_limit_c(p), int(policy.max_thermal), cost.seconds,
                      max(cost.power_w, p.idle_power_w))
     c = p.physics
@@ -330,9 +330,8 @@ def _search_step(ops: Ops, c: Physics, k: _Limits, s: _Progress, f: _Fixed) -> _
 
     def step() -> _Progress:
         level, temp, status, used, _ = physics.advance(ops, c, ph, load, ops.where(ok, 0.0, d))
-        factor = ops.select([(level < f.floor) | (level <= 0.0),
-                             (temp >= k.theta) | (status > k.max_thermal),
-                             s.elapsed + d > f.budget], [BATTERY, THERMAL, TIME], -1)
+        factor = broken_limit(ops, level, temp, status, f.floor, k.theta, k.max_thermal,
+                              s.elapsed + d > f.budget)
         return ops.switch(factor >= 0, (
             lambda: _Progress(level, temp, status, s.steps + 1.0, s.elapsed + d,
                               s.energy + used, factor),
@@ -342,6 +341,16 @@ def _search_step(ops: Ops, c: Physics, k: _Limits, s: _Progress, f: _Fixed) -> _
         step,
         lambda: _Progress(level_j, temp_j, s.status, s.steps + n, s.elapsed + n * d,
                           s.energy + n * load * d, s.factor)))
+
+
+def broken_limit(ops: Ops, level: Any, temp: Any, status: Any, floor: Any, theta: float,
+                 max_thermal: int, late: Any) -> Any:
+    """The limit the end of a step breaks (a code into :data:`LIMITING_FACTORS`; -1: none),
+    checked in the order battery, thermal, time: below the floor (or empty), at or above the
+    temperature ``theta`` or above the allowed status, ``late``."""
+    return ops.select([(level < floor) | (level <= 0.0),
+                       (temp >= theta) | (status > max_thermal), late],
+                      [BATTERY, THERMAL, TIME], -1)
 
 
 def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepCost, *,
@@ -368,36 +377,33 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
                 r.temp, ThermalStatus(r.status), DETAILS[r.detail])
 
 
-def effective_floor(profile: DeviceProfile, policy: Policy, charging: bool) -> float:
+def effective_floor(profile: DeviceProfile, policy: Policy, charging: Any, *,
+                    ops: Ops = SCALAR) -> Any:
     """The policy's floor, raised above the OS low-battery level for a job that requires
-    "battery not low" and runs unplugged (the OS stops it at ``level <= low``, §1.3)."""
-    if profile.battery_not_low and not charging:
-        return max(policy.battery_floor, math.nextafter(profile.low_battery_level, math.inf))
-    return policy.battery_floor
+    "battery not low" and runs unplugged (the OS stops it at ``level <= low``, docs/DEVICES.md
+    §1.3). ``charging`` is a bool, or an array with ``ops`` = ARRAY."""
+    raised = max(policy.battery_floor, math.nextafter(profile.low_battery_level, math.inf))
+    return ops.where(ops.not_(charging) & profile.battery_not_low, raised, policy.battery_floor)
 
 
-def sustained_rate(profile: DeviceProfile, policy: Policy, cost: StepCost, *, charging: bool,
-                   ambient_c: float | None = None) -> float:
-    """Steps per second a phone can keep up for hours under the thermal limit.
+def sustained_rate(profile: DeviceProfile, policy: Policy, cost: StepCost, *, charging: Any,
+                   ambient_c: Any = None, ops: Ops = SCALAR) -> Any:
+    """Steps per second a phone can keep up for hours under the thermal limit (``charging``
+    and ``ambient_c`` are floats, or arrays with ``ops`` = ARRAY).
 
     The average heat it may dissipate is ``(T_limit - T_amb)/R`` minus the
     charger's loss; training at full speed for a fraction ``duty`` of the time
     (cooling pauses in between) puts out ``P_idle + duty·(P_full - P_idle)``.
     """
     amb = profile.ambient_c if ambient_c is None else ambient_c
-    theta = policy.thermal_limit_c(profile)
     p_idle = profile.idle_power_w
     p_full = max(cost.power_w, p_idle)
-    if not math.isfinite(theta):
-        return 1.0 / cost.seconds
-    allowed = (theta - amb) / profile.thermal_resistance_k_per_w
-    if charging:
-        allowed -= (1.0 - profile.charge_efficiency) * profile.charge_power_w
-    if allowed >= p_full:
-        return 1.0 / cost.seconds
-    if allowed <= p_idle:
-        return 0.0
-    return (allowed - p_idle) / (p_full - p_idle) / cost.seconds
+    # an infinite limit (no thermal status is too hot) allows any heat
+    allowed = (policy.thermal_limit_c(profile) - amb) / profile.thermal_resistance_k_per_w \
+        - ops.where(charging, profile.physics.loss_w, 0.0)
+    kind = ops.select([allowed >= p_full, allowed <= p_idle], [0, 1], 2)
+    return ops.switch(kind, (lambda: 1.0 / cost.seconds, lambda: 0.0,
+                             lambda: (allowed - p_idle) / (p_full - p_idle) / cost.seconds))
 
 
 # --------------------------------------------------------------------------- estimator

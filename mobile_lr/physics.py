@@ -193,6 +193,8 @@ def _pick(kind: np.ndarray, choices: Sequence[Any]) -> Any:
     first = choices[0]
     if all(choice is first for choice in choices[1:]) or kind.size == 0:
         return first
+    if kind.ndim == 0:  # one kind for every phone
+        return choices[int(kind)]
     lo, hi = int(kind.min()), int(kind.max())
     out = np.broadcast_to(np.asarray(choices[lo]), kind.shape)
     for k in range(lo + 1, hi + 1):

@@ -19,19 +19,26 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mobile_lr import physics
-from mobile_lr.budget import LIMITING_FACTORS, Policy, StepCost, effective_floor, plan, plan_phones
+from mobile_lr import physics, rules
+from mobile_lr.budget import (
+    DETAILS,
+    LIMITING_FACTORS,
+    Policy,
+    StepCost,
+    effective_floor,
+    plan,
+    plan_phones,
+)
 from mobile_lr.cli import main
 from mobile_lr.device import (
     DeviceState,
     SimulatedDevice,
     ThermalStatus,
     advance,
-    cool_down_seconds,
     load_profile,
 )
 from mobile_lr.manager import Pause, Run, ScheduleManager, Stop
-from mobile_lr.physics import ARRAY
+from mobile_lr.physics import ARRAY, SCALAR
 from mobile_lr.sim.fleet import (
     STOP_REASONS,
     FleetState,
@@ -124,15 +131,15 @@ def _phone(scen, profile, day, i):
 
 
 def _scalar_day(scen, profile, day, i, resume_gap_c=1.0):
-    """One phone's day with the scalar planner (on the workload profile) and the steps run one
-    by one on a SimulatedDevice: the reference for simulate_cell. Returns (steps, lowest margin
-    above the floor at the end of a step)."""
+    """One phone's day with the scalar planner (on the workload profile) and the manager's
+    rules on floats, the steps run one by one on a SimulatedDevice: the reference for
+    simulate_cell, which runs the same planner and rules on arrays. Returns (steps, lowest
+    margin above the floor at the end of a step)."""
     policy, p = day.policy, day.profile
     cost = StepCost.from_profile(p)
     _, dev = _phone(scen, profile, day, i)
     total, margin, finished = 0, math.inf, False
     window_end = -math.inf
-    target = policy.thermal_limit_c(p) - resume_gap_c
     for ph in day.phases:
         dev.set_charging(bool(ph.charging[i]))
         dev.set_ambient(float(ph.ambient_c[i]))
@@ -147,19 +154,22 @@ def _scalar_day(scen, profile, day, i, resume_gap_c=1.0):
                 dev.train_step()
                 margin = min(margin, dev.state.level - floor)
             total += pl.steps
+            factor = LIMITING_FACTORS.index(pl.limiting_factor)
             if pl.limiting_factor == "time" and end < window_end:
                 break                             # the phase ends, the window goes on
-            hint = cool_down_seconds(p, dev.state, target)
-            cools = pl.limiting_factor == "thermal" and hint > 0.0
-            # horizon "session": a limit after steps ends the run, unless it is a thermal one
-            # the phone can cool from before its window (or the deadline) ends
-            session_end = window_end if policy.deadline_s is None \
-                else min(window_end, policy.deadline_s)
-            if policy.horizon == "session" and total > 0 and not (
-                    cools and dev.state.time_s + hint < session_end):
+            st = dev.state
+            phone = physics.Phone(st.level, st.charging, st.temperature_c,
+                                  int(st.thermal_status), st.ambient_c, p.battery_j)
+            reason = rules.limit_reason(SCALAR, factor, DETAILS.index(pl.detail))
+            later = rules.later_steps(SCALAR, p, policy, cost, resume_gap_c, factor=factor,
+                                      phone=phone, now_s=st.time_s, seconds=0.0,
+                                      window_end_s=window_end)
+            if pl.limiting_factor == "none" or rules.next_move(
+                    SCALAR, 0, later, total > 0, True) != rules.PAUSE:
                 finished = True
                 break
-            if cools and dev.state.time_s + hint < limit:
+            hint = rules.resume_hint(SCALAR, p, policy, resume_gap_c, reason, phone)
+            if hint > 0.0 and st.time_s + hint < limit:
                 dev.idle(hint)
                 continue
             break

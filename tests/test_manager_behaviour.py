@@ -93,14 +93,14 @@ def test_range_test_picks_the_steepest_descent_and_stops_on_divergence():
         mgr.observe(loss=loss, step_seconds=r.seconds, energy_j=r.energy_j)
     assert d == Rollback(0, 1.0, 0, "range-test")  # restore the weights from before the sweep
     rt = mgr.range_test
-    assert rt["how"] == "diverged" and rt["points"] < 100
+    assert rt.how == "diverged" and rt.points < 100
     # exponential sweep from base·1e-3
     assert lrs[0] == pytest.approx(1e-4) and lrs[1] / lrs[0] == pytest.approx(lrs[2] / lrs[1])
     # the smoothed loss lags the raw one by a few points: the pick is within ×3 of 1e-2
-    assert 1e-2 / 3 < rt["chosen_lr"] < 1e-2 * 3
+    assert 1e-2 / 3 < rt.chosen_lr < 1e-2 * 3
     d = step(mgr, dev)
     assert isinstance(d, Run) and d.phase == "train" and d.step == 0
-    assert d.lr == pytest.approx(rt["chosen_lr"], rel=1e-12)  # base_lr is now the pick
+    assert d.lr == pytest.approx(rt.chosen_lr, rel=1e-12)  # base_lr is now the pick
 
 
 def test_pick_steepest():

@@ -15,11 +15,14 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mobile_lr.cli.output import print_json
 from mobile_lr.cli.simulate_cmd import add_runtime_arguments
 from mobile_lr.extras import optional_imports
+
+if TYPE_CHECKING:
+    from mobile_lr.manager.range_test import RangeTest
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -77,16 +80,16 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     manager = ScheduleManager(spec, profile, {"window_s": 86400.0}, config, state=device.state)
     runtime = open_runtime(args.backend, args.bundle, **options)
     result = run_session(runtime, manager, device, (xtr, ytr),
-                         stop_when=lambda m: m.range_test["status"] == "done")
+                         stop_when=lambda m: m.range_test.status == "done")
     rt = manager.range_test
     points = [(r["lr"], r["loss"]) for r in result.rows
               if r["kind"] == "step" and r["note"] == "range-test"]
     warnings = sweep_warnings(rt, config.range_test.skip_start, points[-1][0] if points else None)
-    out = {"base_lr": schedule["base_lr"], "suggested_lr": rt.get("chosen_lr"),
-           "how": rt.get("how"), "diverged": rt.get("how") == "diverged", "points": len(points),
+    out = {"base_lr": schedule["base_lr"], "suggested_lr": rt.chosen_lr,
+           "how": rt.how or None, "diverged": rt.how == "diverged", "points": len(points),
            "warnings": warnings, "lrs": [p[0] for p in points], "losses": [p[1] for p in points]}
     if args.plot:
-        _plot(points, rt.get("chosen_lr"), args.smoothing, args.plot, warnings)
+        _plot(points, rt.chosen_lr, args.smoothing, args.plot, warnings)
     if args.json:
         print_json(out)
     else:
@@ -102,17 +105,17 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_warnings(rt: dict[str, Any], skip_start: float, last_lr: float | None) -> list[str]:
+def sweep_warnings(rt: RangeTest, skip_start: float, last_lr: float | None) -> list[str]:
     """What makes a suggestion doubtful: steepest descent at the sweep's top end while the loss
     never diverged (the best LR may lie beyond the sweep), or at the first point considered
-    (it may lie below). ``rt`` is the manager's finished ``range_test`` state; "at the edge"
+    (it may lie below). ``rt`` is the manager's finished ``range_test``; "at the edge"
     is within the outer 5 % of the points (at least one)."""
-    n, i = rt.get("points") or 0, rt.get("chosen_index")
+    n, i = rt.points, rt.chosen_index
     if i is None or n == 0:
         return []
     edge = max(1, n // 20)
     out = []
-    if i >= n - 1 - edge and rt.get("how") != "diverged":
+    if i >= n - 1 - edge and rt.how != "diverged":
         top = f" (up to LR {last_lr:.3g})" if last_lr is not None else ""
         out.append(f"the loss never diverged in the sweep{top} and the suggestion sits at its top edge "
                    f"(point {i + 1} of {n}): a better LR may lie above it; sweep further "

@@ -27,9 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mobile_lr.budget import Policy, effective_floor
+from mobile_lr.budget import Policy, broken_limit, effective_floor
 from mobile_lr.device import SimulatedDevice, ThermalStatus
 from mobile_lr.manager import ScheduleManager
+from mobile_lr.physics import SCALAR
+from mobile_lr.rules import REASONS, Reason, limit_reason
 from mobile_lr.runtime.base import TrainingRuntime
 from mobile_lr.sim.scenario import Event, Window
 from mobile_lr.sim.session import apply_due_events, batch_indices, run_session
@@ -89,11 +91,11 @@ def train_planned(runtime: TrainingRuntime, manager: ScheduleManager, device: Si
     res = run_session(runtime, manager, device, data, batch_size=batch_size, seed=seed,
                       windows=[Window(now, max(deadline_s - now, 0.0))], events=events, end_s=deadline_s,
                       stop_when=stop)
-    killed = res.stop_reason == "caller"
+    killed = res.stop_reason == Reason.CALLER
     return LocalResult(steps=res.steps, sim_seconds=res.sim_seconds, energy_j=res.energy_j,
                        battery_start=res.battery_start, battery_end=res.battery_end,
                        battery_min=res.battery_min, max_thermal=int(ThermalStatus[res.max_thermal]),
-                       stop_reason="killed" if killed else res.stop_reason,
+                       stop_reason=Reason.KILLED.value if killed else res.stop_reason,
                        final_loss=math.nan if res.final_loss is None else res.final_loss, killed=killed)
 
 
@@ -109,10 +111,9 @@ def train_fixed(runtime: TrainingRuntime, device: SimulatedDevice, data: tuple[n
     pending = sorted(events, key=lambda e: e.at_s)
     track = _Tracker(device)
     order = batch_indices(len(y), batch_size, seed, drop_last=False)
-    profile = device.profile
     for _ in range(steps):
         if kill_at_step is not None and track.result.steps >= kill_at_step:
-            track.result.killed, track.result.stop_reason = True, "killed"
+            track.result.killed, track.result.stop_reason = True, Reason.KILLED.value
             return track.result
         idx = next(order)
         track.result.final_loss = runtime.step(x[idx], y[idx], lr)
@@ -120,18 +121,23 @@ def train_fixed(runtime: TrainingRuntime, device: SimulatedDevice, data: tuple[n
         track.result.steps += 1
         apply_due_events(device, pending)
         track.seen()
-        s = device.state
-        crossed = None
-        if s.level < effective_floor(profile, policy, s.charging):
-            crossed = "battery"
-        elif s.thermal_status > policy.max_thermal:
-            crossed = "thermal"
-        elif deadline_s is not None and s.time_s > deadline_s:
-            crossed = "window"
-        elif policy.charging_only and not s.charging:
-            crossed = "unplugged"
+        crossed = _watchdog(device, policy, deadline_s)
         if crossed is not None:
             track.result.killed, track.result.stop_reason = True, crossed
             return track.result
-    track.result.stop_reason = "done"
+    track.result.stop_reason = Reason.DONE.value
     return track.result
+
+
+def _watchdog(device: SimulatedDevice, policy: Policy, deadline_s: float | None) -> str | None:
+    """What the OS (and the user's floor) stops a job for after a step: the limit the
+    planner would have kept the step inside (the floor, the allowed status; the OS does not
+    know the planner's thermal margin), the deadline, or the charger pulled."""
+    s, p = device.state, device.profile
+    late = deadline_s is not None and s.time_s > deadline_s
+    factor = broken_limit(SCALAR, s.level, s.temperature_c, int(s.thermal_status),
+                          effective_floor(p, policy, s.charging), math.inf,
+                          int(policy.max_thermal), late)
+    if factor >= 0:
+        return REASONS[limit_reason(SCALAR, factor, 0)].value
+    return Reason.UNPLUGGED.value if policy.charging_only and not s.charging else None

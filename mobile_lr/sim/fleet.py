@@ -9,17 +9,17 @@ a seeded generator, and its battery's state of health is drawn from its class's
 range. The scenario's windows and events cut the day into *phases*. In every phase
 with an open OS window the fleet does what the schedule manager does on one
 phone: plan the affordable steps from the device state (the planner itself,
-:func:`mobile_lr.budget.plan_phones`, on arrays), run them, and then do what the
-manager decides: a thermal limit means rest until the phone has cooled
-``resume_gap_c`` below the limit (``Pause("thermal", resume_hint)``) and plan
-again, if that cool-down ends before the window does; with the policy's horizon
-``"session"`` any other limit reached after steps ends the phone's run
-(``Stop("budget")``: its schedule has annealed); with ``"deadline"`` the next
-window goes on with the run. A phone that has not run yet
-waits as the manager's ``Pause`` says (cool down; charge back above the floor).
-The nominal step count, when capped, ends the run (``Stop("done")``). Between
-windows the phone rests or charges (:func:`mobile_lr.physics.advance` on arrays, the
-exact battery/RC model of :func:`mobile_lr.device.advance`).
+:func:`mobile_lr.budget.plan_phones`, on arrays), run them, and then follow the
+manager's own rules (:mod:`mobile_lr.rules`, on arrays): the plan's limit names the
+pause (:func:`~mobile_lr.rules.limit_reason`); if steps are still expected later
+(:func:`~mobile_lr.rules.later_steps`: after a thermal pause in the same window with
+horizon ``"session"``, until the deadline with ``"deadline"``) or none ran yet, the phone
+rests as long as the pause's hint says (cool down ``resume_gap_c`` below the limit,
+charge back above the floor) if that ends inside the window, and plans again;
+otherwise its run has spent its budget and ends (``Stop("budget")``). The nominal step
+count, when capped, ends the run (``Stop("done")``). Between windows the phone rests or
+charges (:func:`mobile_lr.physics.advance` on arrays, the exact battery/RC model of
+:func:`mobile_lr.device.advance`).
 
 Why it is fast: the planner jumps over runs of identical steps in closed form
 and takes single exact steps only at events (a thermal status change, the CV
@@ -52,13 +52,13 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr import physics
+from mobile_lr import physics, rules
 from mobile_lr.budget import (
     LIMITING_FACTORS,
     MAX_PLAN_STEPS,
     NONE,
-    THERMAL,
     TIME,
+    Planned,
     Policy,
     StepCost,
     effective_floor,
@@ -66,6 +66,7 @@ from mobile_lr.budget import (
 )
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, load_profile
 from mobile_lr.physics import ARRAY, Phone
+from mobile_lr.rules import REASONS, Reason
 from mobile_lr.sim.scenario import Scenario, builtin_scenarios, load_scenario
 from mobile_lr.validation import ValidationError
 
@@ -81,9 +82,11 @@ __all__ = [
     "workload_profile",
 ]
 
-# Why a device-day's training ended (the manager's Pause/Stop reasons).
-STOP_REASONS = ("done", "window", "battery", "thermal", "not-charging", "battery-low",
-                "no-window")
+# Why a device-day's training ended: the limit of its last plan (the reason the manager
+# pauses or stops for), or no OS window. Their codes are rules.REASONS indices.
+STOP_REASONS = tuple(r.value for r in (Reason.DONE, Reason.WINDOW, Reason.BATTERY,
+                                        Reason.THERMAL, Reason.NOT_CHARGING, Reason.BATTERY_LOW,
+                                        Reason.NO_WINDOW))
 _SOH_RANGE = {"low-end": (0.80, 0.95), "mid-range": (0.85, 1.0), "flagship": (0.90, 1.0)}
 
 
@@ -238,17 +241,10 @@ class CellResult:
     max_status: np.ndarray          # highest thermal status at the end of a training run
     thermal_pauses: np.ndarray
     windows_used: np.ndarray
-    stop_reason: np.ndarray         # codes into STOP_REASONS
+    stop_reason: np.ndarray         # codes into rules.REASONS (one of STOP_REASONS)
     nominal_steps: int = 0
     limiting: dict[str, int] = field(default_factory=dict)   # plan ends by factor (all plans)
     plans: int = 0
-
-
-def _stop_code(factor: np.ndarray, detail: np.ndarray) -> np.ndarray:
-    """The manager's pause/stop reason for a plan's end (manager._pause_reason)."""
-    code = np.select([detail == 1, detail == 2, factor == TIME, factor == NONE,
-                      factor == THERMAL], [4, 5, 1, 0, 3], 2)
-    return code
 
 
 def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | None = None,
@@ -260,101 +256,115 @@ def simulate_cell(day: ScenarioDay, battery_j: np.ndarray, *, policy: Policy | N
     the scenario's nominal steps (the manager's ``Stop("done")``), otherwise the steps are
     the affordable ones.
     """
-    p = day.profile
-    n = len(day.level)
-    policy = day.policy if policy is None else policy
-    cost = StepCost.from_profile(p)
-    nominal_steps = day.nominal_steps if cap_nominal else None
-    first = day.phases[0]
-    fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j, day.temp)
-    steps = np.zeros(n, np.int64)
-    train_s = np.zeros(n)
-    energy = np.zeros(n)
-    min_level = np.full(n, np.inf)
-    violations = np.zeros(n, np.int64)
-    max_status = fs.status.copy()
-    pauses = np.zeros(n, np.int64)
-    windows = np.zeros(n, np.int64)
-    stop = np.full(n, STOP_REASONS.index("no-window"))
-    limiting = dict.fromkeys(LIMITING_FACTORS, 0)
-    plans = 0
-    window_end = np.full(n, -np.inf)
-    finished = np.zeros(n, bool)
-    session = policy.horizon == "session"
-    target = policy.thermal_limit_c(p) - resume_gap_c
-    all_idx = np.arange(n)
+    run = _CellRun(day, battery_j, day.policy if policy is None else policy, cap_nominal,
+                   resume_gap_c)
     for ph in day.phases:
+        run.live(ph, max_pauses)
+    return run.result()
+
+
+class _CellRun:
+    """The phones of one cell through their day: per-phone outcome arrays, and the manager's
+    part (plan, run the affordable steps, follow :mod:`mobile_lr.rules`) in every window."""
+
+    def __init__(self, day: ScenarioDay, battery_j: np.ndarray, policy: Policy,
+                 cap_nominal: bool, resume_gap_c: float) -> None:
+        self.day, self.policy, self.resume_gap_c = day, policy, resume_gap_c
+        self.p = p = day.profile
+        self.cost = StepCost.from_profile(p)
+        self.nominal_steps = day.nominal_steps if cap_nominal else None
+        n = len(day.level)
+        first = day.phases[0]
+        self.fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j,
+                                     day.temp)
+        self.steps = np.zeros(n, np.int64)
+        self.train_s, self.energy = np.zeros(n), np.zeros(n)
+        self.min_level = np.full(n, np.inf)
+        self.violations = np.zeros(n, np.int64)
+        self.max_status = self.fs.status.copy()
+        self.pauses, self.windows = np.zeros(n, np.int64), np.zeros(n, np.int64)
+        self.stop = np.full(n, REASONS.index(Reason.NO_WINDOW))
+        self.limiting = dict.fromkeys(LIMITING_FACTORS, 0)
+        self.plans = 0
+        self.window_end = np.full(n, -np.inf)
+        self.finished = np.zeros(n, bool)
+
+    def live(self, ph: Phase, max_pauses: int) -> None:
+        """One phase: train (plan, run, pause as the rules say) if a window is open, then rest
+        (or charge) until the phase ends."""
+        fs = self.fs
         fs.charging = np.asarray(ph.charging, bool).copy()
         fs.ambient = np.asarray(ph.ambient_c, float).copy()
         phase_end = fs.time_s + ph.duration_s
         if ph.window_end_s is not None:
-            window_end = ph.window_end_s.copy()
+            self.window_end = ph.window_end_s.copy()
         if ph.train:
-            act = all_idx[~finished]
-            used_window = np.zeros(n, bool)
+            act = np.nonzero(~self.finished)[0]
+            used_window = np.zeros(len(fs), bool)
             for _ in range(max_pauses):
                 if act.size == 0:
                     break
-                now = fs.time_s[act]
-                budget = np.minimum(phase_end[act], window_end[act]) - now
-                cap = float(MAX_PLAN_STEPS) if nominal_steps is None \
-                    else np.maximum(0.0, nominal_steps - steps[act])
-                pl = plan_phones(ARRAY, p, fs.phones(act), now, policy, cost, budget, cap)
-                plans += act.size
-                for code, name in enumerate(LIMITING_FACTORS):
-                    limiting[name] += int(np.count_nonzero(pl.factor == code))
-                ran = pl.steps > 0
-                used_window[act[ran]] = True
-                steps[act] += pl.steps.astype(np.int64)
-                train_s[act] += pl.seconds
-                energy[act] += pl.energy_j
-                fl = np.where(fs.charging[act], effective_floor(p, policy, True),
-                              effective_floor(p, policy, False))
-                violations[act] += ran & (pl.level < fl)
-                min_level[act] = np.where(ran, np.minimum(min_level[act], pl.level),
-                                          min_level[act])
-                max_status[act] = np.where(ran, np.maximum(max_status[act], pl.status),
-                                           max_status[act])
-                fs.level[act], fs.temp[act], fs.status[act] = pl.level, pl.temp, pl.status
-                fs.time_s[act] = now + pl.seconds
-                # a plan cut at the end of the phase (charger pulled, ambient change) while
-                # the window goes on is no limit of the manager's: the next phase continues
-                limit = np.minimum(phase_end[act], window_end[act])
-                session_end = window_end if policy.deadline_s is None \
-                    else np.minimum(window_end, policy.deadline_s)
-                real = ~((pl.factor == TIME) & (phase_end[act] < window_end[act]))
-                stop[act] = np.where(real, _stop_code(pl.factor, pl.detail), stop[act])
-                # thermal: rest until cooled below the limit (if the window allows), plan again
-                hint = physics.cool_down(ARRAY, p.physics, fs.temp[act],
-                                         physics.rest_heat(ARRAY, p.physics, fs.charging[act]),
-                                         fs.ambient[act], target)
-                cools = (pl.factor == THERMAL) & (hint > 0.0)
-                wait_t = cools & (fs.time_s[act] + hint < limit)
-                # the manager stops a run whose budget is spent (the schedule has annealed):
-                # the nominal steps are done, or (horizon "session") a limit came after steps,
-                # unless it is a thermal one the phone can cool from before its window ends
-                # (a phase that ends first, e.g. the charger pulled, goes on in the next one)
-                goes_on = cools & (fs.time_s[act] + hint < session_end[act])
-                end = real & ((pl.factor == NONE) | (session & (steps[act] > 0) & ~goes_on))
-                finished[act[end]] = True
-                # below the floor on the charger: wait until it is back above the floor
-                rate = (p.charge_efficiency * p.charge_power_w - p.idle_power_w) / fs.battery_j[act]
-                hint_b = np.where(rate > 0.0, (policy.battery_floor - fs.level[act]) / rate, np.inf)
-                wait_b = (pl.detail == 3) & fs.charging[act] & (hint_b > 0.0) & \
-                    (fs.time_s[act] + hint_b < limit)
-                wait = (wait_t | wait_b) & ~end
-                hint = np.where(wait_t, hint, hint_b)
-                idx = act[wait]
-                if idx.size:
-                    pauses[idx] += wait_t[wait]
-                    fs.rest(p, idx, hint[wait])
-                act = idx
-            windows += used_window
-        # the rest of the phase: idle (or charge) until it ends
-        fs.rest(p, all_idx, np.maximum(0.0, phase_end - fs.time_s))
-    return CellResult(p.name, day.name, steps, train_s, energy, fs.battery_j, day.level,
-                      fs.level.copy(), min_level, violations, max_status, pauses, windows, stop,
-                      day.nominal_steps, limiting, plans)
+                act = self._plan_and_run(act, phase_end, used_window)
+            self.windows += used_window
+        fs.rest(self.p, np.arange(len(fs)), np.maximum(0.0, phase_end - fs.time_s))
+
+    def _plan_and_run(self, act: np.ndarray, phase_end: np.ndarray, used_window: np.ndarray
+                      ) -> np.ndarray:
+        """Plan for the phones ``act``, run the affordable steps, then apply the manager's
+        rules: stop, or rest as a pause says when its hint ends before the phase; returns the
+        phones that rested (they plan again)."""
+        p, fs, policy = self.p, self.fs, self.policy
+        now = fs.time_s[act]
+        limit = np.minimum(phase_end[act], self.window_end[act])
+        cap = float(MAX_PLAN_STEPS) if self.nominal_steps is None \
+            else np.maximum(0.0, self.nominal_steps - self.steps[act])
+        pl = plan_phones(ARRAY, p, fs.phones(act), now, policy, self.cost, limit - now, cap)
+        self._account(act, pl, used_window)
+        fs.level[act], fs.temp[act], fs.status[act] = pl.level, pl.temp, pl.status
+        fs.time_s[act] = now = now + pl.seconds
+        # the manager's rules, at the end of the plan's steps (nothing more is affordable)
+        phones = fs.phones(act)
+        reason = rules.limit_reason(ARRAY, pl.factor, pl.detail)
+        later = rules.later_steps(ARRAY, p, policy, self.cost, self.resume_gap_c,
+                                  factor=pl.factor, phone=phones, now_s=now, seconds=0.0,
+                                  window_end_s=self.window_end[act])
+        move = rules.next_move(ARRAY, 0, later, self.steps[act] > 0, True)
+        hint = rules.resume_hint(ARRAY, p, policy, self.resume_gap_c, reason, phones)
+        # a plan cut at the end of the phase (charger pulled, ambient change) while the window
+        # goes on is no limit of the manager's: the next phase continues
+        real = ~((pl.factor == TIME) & (phase_end[act] < self.window_end[act]))
+        self.stop[act] = np.where(real, reason, self.stop[act])
+        end = real & ((pl.factor == NONE) | (move != rules.PAUSE))
+        self.finished[act[end]] = True
+        wait = ~end & (hint > 0.0) & (now + hint < limit)
+        idx = act[wait]
+        if idx.size:
+            self.pauses[idx] += reason[wait] == REASONS.index(Reason.THERMAL)
+            fs.rest(p, idx, hint[wait])
+        return idx
+
+    def _account(self, act: np.ndarray, pl: Planned, used_window: np.ndarray) -> None:
+        self.plans += act.size
+        for code, name in enumerate(LIMITING_FACTORS):
+            self.limiting[name] += int(np.count_nonzero(pl.factor == code))
+        ran = pl.steps > 0
+        used_window[act[ran]] = True
+        self.steps[act] += pl.steps.astype(np.int64)
+        self.train_s[act] += pl.seconds
+        self.energy[act] += pl.energy_j
+        floor = effective_floor(self.p, self.policy, self.fs.charging[act], ops=ARRAY)
+        self.violations[act] += ran & (pl.level < floor)
+        self.min_level[act] = np.where(ran, np.minimum(self.min_level[act], pl.level),
+                                       self.min_level[act])
+        self.max_status[act] = np.where(ran, np.maximum(self.max_status[act], pl.status),
+                                        self.max_status[act])
+
+    def result(self) -> CellResult:
+        return CellResult(self.p.name, self.day.name, self.steps, self.train_s, self.energy,
+                          self.fs.battery_j, self.day.level, self.fs.level.copy(),
+                          self.min_level, self.violations, self.max_status, self.pauses,
+                          self.windows, self.stop, self.day.nominal_steps, self.limiting,
+                          self.plans)
 
 
 # --------------------------------------------------------------------------- the fleet
@@ -403,7 +413,8 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
                 [c.max_status for c in cs]) == k)) for k, name in enumerate(
                 ("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN"))},
             "stop_reasons": {name: int(np.count_nonzero(stop == k))
-                             for k, name in enumerate(STOP_REASONS)},
+                             for name in STOP_REASONS
+                             for k in [REASONS.index(Reason(name))]},
             "limiting_factors": limiting,
             "plans": int(sum(c.plans for c in cs)),
             "floor_violations": int(sum(int(c.floor_violations.sum()) for c in cs)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 
 from mobile_lr.device import SimulatedDevice, ThermalStatus
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.rules import Reason, paused
 from mobile_lr.runtime import TrainingRuntime
 from mobile_lr.sim.scenario import Event, Window
 
@@ -134,143 +136,182 @@ def run_session(runtime: TrainingRuntime, manager: ScheduleManager, device: Simu
     x, y = data
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"data: {len(x)} inputs and {len(y)} labels; need the same, non-zero count")
-    start = device.state
-    t0 = start.time_s
+    t0 = device.state.time_s
     if windows is None:
         length = manager.policy.window_s if manager.policy.window_s is not None else \
-            device.profile.window_for(start.charging)
+            device.profile.window_for(device.state.charging)
         windows = [Window(t0, length)]
     windows = sorted(windows, key=lambda w: w.start_s)
     if end_s is None:
         end_s = windows[-1].end_s if windows else t0 + (max_sim_s or 3600.0)
     if max_sim_s is not None:
         end_s = min(end_s, t0 + max_sim_s)
-    pending_events = sorted(events, key=lambda e: e.at_s)
-    batches = batch_indices(len(x), batch_size, seed)
-    rows: list[dict[str, Any]] = []
-    floor = manager.policy.battery_floor
     acc_before = runtime.evaluate(*eval_data).get("accuracy") if eval_data is not None else None
-    battery_min = start.level
-    max_status = int(start.thermal_status)
-    energy = 0.0
-    consumed0 = device.ledger.consumed_j
-    losses: list[float] = []
-    rollbacks = 0
-    stop_reason = "scenario-end"
+    with _checkpoints(checkpoint_dir) as ckpt_dir:
+        session = _Session(runtime, manager, device, data, ckpt_dir, end_s=end_s,
+                           events=events, batches=batch_indices(len(x), batch_size, seed),
+                           checkpoint_every=checkpoint_every, on_step=on_step)
+        stop_reason = session.live(windows, stop_when)
+        acc = runtime.evaluate(*eval_data).get("accuracy") if eval_data is not None else None
+    return session.result(stop_reason, acc_before, acc)
 
-    def log(kind: str, note: str = "", **values: Any) -> None:
-        st = device.state
-        rows.append({"kind": kind, "step": manager.step, "time_s": st.time_s - t0, "lr": None,
-                     "loss": None, "level": st.level, "temperature_c": st.temperature_c,
-                     "thermal_status": st.thermal_status.name, "charging": st.charging,
-                     "planned_total": manager.planned_total, "seconds": None, "energy_j": None,
-                     "note": note, **values})
 
-    def apply_events() -> None:
-        for ev in apply_due_events(device, pending_events):
-            log("event", ev.type if ev.ambient_c is None else f"ambient {ev.ambient_c:g} C")
+@contextmanager
+def _checkpoints(checkpoint_dir: str | Path | None) -> Iterator[Path]:
+    """The session's checkpoint directory (a temporary one, removed after, by default)."""
+    if checkpoint_dir is not None:
+        path = Path(checkpoint_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="mobile-lr-session-") as tmp:
+        yield Path(tmp)
 
-    def rest(until: float, note: str) -> None:
-        nonlocal battery_min, max_status
-        dt = max(until - device.state.time_s, 0.0)
-        if dt > 0.0:
-            log("pause", note)
-            device.idle(dt)
-            battery_min = min(battery_min, device.state.level)
-            max_status = max(max_status, int(device.state.thermal_status))
-            log("resume", note)
 
-    tmp = None
-    if checkpoint_dir is None:
-        tmp = tempfile.TemporaryDirectory(prefix="mobile-lr-session-")
-        checkpoint_dir = tmp.name
-    ckpt_dir = Path(checkpoint_dir)
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    initial_ckpt, last_ckpt = ckpt_dir / "initial.ckpt", ckpt_dir / "last.ckpt"
-    runtime.save(initial_ckpt, {"manager": manager.state_dict()})
-    try:
+class _Session:
+    """One session: the phone lives its day, the manager decides, the runtime trains; every
+    step, pause, event and stop goes into ``rows``."""
+
+    def __init__(self, runtime: TrainingRuntime, manager: ScheduleManager,
+                 device: SimulatedDevice, data: tuple[np.ndarray, np.ndarray], ckpt_dir: Path, *,
+                 end_s: float, events: Sequence[Event], batches: Iterator[np.ndarray],
+                 checkpoint_every: int, on_step: Callable[[Run, float], None] | None) -> None:
+        self.runtime, self.manager, self.device, self.data = runtime, manager, device, data
+        self.end_s, self.batches, self.on_step = end_s, batches, on_step
+        self.checkpoint_every = checkpoint_every
+        self.pending_events = sorted(events, key=lambda e: e.at_s)
+        self.start = device.state
+        self.consumed0 = device.ledger.consumed_j
+        self.rows: list[dict[str, Any]] = []
+        self.battery_min = self.start.level
+        self.max_status = int(self.start.thermal_status)
+        self.energy = 0.0
+        self.losses: list[float] = []
+        self.rollbacks = 0
+        self.initial_ckpt, self.last_ckpt = ckpt_dir / "initial.ckpt", ckpt_dir / "last.ckpt"
+        runtime.save(self.initial_ckpt, {"manager": manager.state_dict()})
+
+    def live(self, windows: Sequence[Window], stop_when: Callable[[ScheduleManager], bool] | None
+             ) -> str:
+        """Decide and act until the session ends; returns why (a :class:`Reason` value, or
+        ``"paused:<reason>"`` when a pause would outlast the day)."""
+        self.windows = iter(windows)
+        self.window = next(self.windows, None)
+        if self.window is None:
+            return Reason.NO_WINDOW
         # Before the first window opens, the phone just lives its day.
-        win_iter = iter(windows)
-        window = next(win_iter, None)
-        if window is None:
-            stop_reason = "no-window"
-        else:
-            rest(window.start_s, "waiting for the OS window")
-            apply_events()
-            manager.begin_window(window.start_s, window.length_s)
-        while window is not None:
-            if stop_when is not None and stop_when(manager):
-                stop_reason = "caller"
-                break
-            apply_events()
-            manager.update_device(device.state)
-            decision = manager.next()
+        self.rest(self.window.start_s, "waiting for the OS window")
+        self.apply_events()
+        self.manager.begin_window(self.window.start_s, self.window.length_s)
+        while True:
+            if stop_when is not None and stop_when(self.manager):
+                return Reason.CALLER
+            self.apply_events()
+            self.manager.update_device(self.device.state)
+            decision = self.manager.next()
             if isinstance(decision, Run):
-                xb = next(batches)
-                loss = float(runtime.step(x[xb], y[xb], decision.lr))
-                res = device.train_step()
-                manager.observe(loss=loss, step_seconds=res.seconds, energy_j=res.energy_j)
-                energy += res.energy_j
-                battery_min = min(battery_min, device.state.level)
-                max_status = max(max_status, int(device.state.thermal_status))
-                if math.isfinite(loss) and decision.phase == "train":
-                    losses.append(loss)
-                log("step", decision.phase, lr=decision.lr, loss=loss, seconds=res.seconds,
-                    energy_j=res.energy_j, step=decision.step)
-                if on_step is not None:
-                    on_step(decision, loss)
-                if (decision.phase == "train" and manager.pending_rollback is None
-                        and manager.step % checkpoint_every == 0 and manager.step > 0):
-                    runtime.save(last_ckpt, {"manager": manager.state_dict()})
-                    manager.mark_checkpoint()
-                if device.state.time_s >= end_s:
-                    stop_reason = "scenario-end"
-                    break
+                ended = self.run(decision)
             elif isinstance(decision, Rollback):
-                rollbacks += 1
-                runtime.load(initial_ckpt if decision.to_step == 0 or not last_ckpt.exists()
-                             else last_ckpt)
-                log("rollback", decision.reason)
+                ended = self.roll_back(decision)
             elif isinstance(decision, Pause):
-                now = device.state.time_s
-                nxt_event = pending_events[0].at_s if pending_events else math.inf
-                if decision.reason == "window" or now >= window.end_s:
-                    window = next(win_iter, None)
-                    if window is None:
-                        stop_reason = "windows-over"
-                        log("stop", "no more OS windows")
-                        break
-                    wake = min(window.start_s, end_s)
-                    rest(wake, decision.reason)
-                    if wake >= end_s:
-                        stop_reason = "scenario-end"
-                        break
-                    manager.begin_window(window.start_s, window.length_s)
-                    continue
-                hint = now + max(decision.resume_hint, MIN_REST_S) \
-                    if decision.resume_hint is not None else math.inf
-                wake = min(hint, nxt_event, window.end_s, end_s)
-                if not math.isfinite(wake) or wake <= now:
-                    stop_reason = f"paused:{decision.reason}"
-                    break
-                rest(wake, decision.reason)
-                if device.state.time_s >= end_s:
-                    stop_reason = "scenario-end"
-                    break
+                ended = self.pause(decision)
             else:
                 assert isinstance(decision, Stop)
-                stop_reason = decision.reason
-                log("stop", f"{decision.reason}: {decision.detail}" if decision.detail else decision.reason)
-                break
-        acc = runtime.evaluate(*eval_data).get("accuracy") if eval_data is not None else None
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
-    tail = losses[-10:]
-    return SessionResult(
-        steps=manager.step, sim_seconds=device.state.time_s - t0, energy_j=energy,
-        energy_total_j=device.ledger.consumed_j - consumed0, battery_j=device.profile.battery_j,
-        battery_start=start.level, battery_end=device.state.level, battery_min=battery_min,
-        battery_floor=floor, max_thermal=ThermalStatus(max_status).name, stop_reason=stop_reason,
-        final_loss=float(np.mean(tail)) if tail else None, accuracy_before=acc_before, accuracy=acc,
-        rollbacks=rollbacks, rows=rows, plan_history=list(manager.plan_history))
+                self.log("stop", f"{decision.reason}: {decision.detail}" if decision.detail
+                         else decision.reason)
+                ended = decision.reason
+            if ended is not None:
+                return ended
+
+    def run(self, decision: Run) -> str | None:
+        """One training step on the runtime and the simulated phone."""
+        x, y = self.data
+        xb = next(self.batches)
+        loss = float(self.runtime.step(x[xb], y[xb], decision.lr))
+        res = self.device.train_step()
+        m = self.manager
+        m.observe(loss=loss, step_seconds=res.seconds, energy_j=res.energy_j)
+        self.energy += res.energy_j
+        self.seen()
+        if math.isfinite(loss) and decision.phase == "train":
+            self.losses.append(loss)
+        self.log("step", decision.phase, lr=decision.lr, loss=loss, seconds=res.seconds,
+                 energy_j=res.energy_j, step=decision.step)
+        if self.on_step is not None:
+            self.on_step(decision, loss)
+        if (decision.phase == "train" and m.pending_rollback is None
+                and m.step % self.checkpoint_every == 0 and m.step > 0):
+            self.runtime.save(self.last_ckpt, {"manager": m.state_dict()})
+            m.mark_checkpoint()
+        return Reason.SCENARIO_END if self.device.state.time_s >= self.end_s else None
+
+    def roll_back(self, decision: Rollback) -> None:
+        self.rollbacks += 1
+        self.runtime.load(self.initial_ckpt if decision.to_step == 0 or not self.last_ckpt.exists()
+                          else self.last_ckpt)
+        self.log("rollback", decision.reason)
+
+    def pause(self, decision: Pause) -> str | None:
+        """Rest until the hint, the next event or the window's end; after the window, wait for
+        the next one."""
+        now = self.device.state.time_s
+        assert self.window is not None
+        if decision.reason == Reason.WINDOW or now >= self.window.end_s:
+            self.window = next(self.windows, None)
+            if self.window is None:
+                self.log("stop", "no more OS windows")
+                return Reason.WINDOWS_OVER
+            wake = min(self.window.start_s, self.end_s)
+            self.rest(wake, decision.reason)
+            if wake >= self.end_s:
+                return Reason.SCENARIO_END
+            self.manager.begin_window(self.window.start_s, self.window.length_s)
+            return None
+        hint = now + max(decision.resume_hint, MIN_REST_S) \
+            if decision.resume_hint is not None else math.inf
+        next_event = self.pending_events[0].at_s if self.pending_events else math.inf
+        wake = min(hint, next_event, self.window.end_s, self.end_s)
+        if not math.isfinite(wake) or wake <= now:
+            return paused(decision.reason)
+        self.rest(wake, decision.reason)
+        return Reason.SCENARIO_END if self.device.state.time_s >= self.end_s else None
+
+    def rest(self, until: float, note: str) -> None:
+        dt = max(until - self.device.state.time_s, 0.0)
+        if dt > 0.0:
+            self.log("pause", note)
+            self.device.idle(dt)
+            self.seen()
+            self.log("resume", note)
+
+    def apply_events(self) -> None:
+        for ev in apply_due_events(self.device, self.pending_events):
+            self.log("event", ev.type if ev.ambient_c is None else f"ambient {ev.ambient_c:g} C")
+
+    def seen(self) -> None:
+        st = self.device.state
+        self.battery_min = min(self.battery_min, st.level)
+        self.max_status = max(self.max_status, int(st.thermal_status))
+
+    def log(self, kind: str, note: str = "", **values: Any) -> None:
+        st, m = self.device.state, self.manager
+        self.rows.append({"kind": kind, "step": m.step, "time_s": st.time_s - self.start.time_s,
+                          "lr": None, "loss": None, "level": st.level,
+                          "temperature_c": st.temperature_c,
+                          "thermal_status": st.thermal_status.name, "charging": st.charging,
+                          "planned_total": m.planned_total, "seconds": None, "energy_j": None,
+                          "note": str(note), **values})
+
+    def result(self, stop_reason: str, acc_before: float | None, acc: float | None
+               ) -> SessionResult:
+        st, tail = self.device.state, self.losses[-10:]
+        return SessionResult(
+            steps=self.manager.step, sim_seconds=st.time_s - self.start.time_s,
+            energy_j=self.energy, energy_total_j=self.device.ledger.consumed_j - self.consumed0,
+            battery_j=self.device.profile.battery_j, battery_start=self.start.level,
+            battery_end=st.level, battery_min=self.battery_min,
+            battery_floor=self.manager.policy.battery_floor,
+            max_thermal=ThermalStatus(self.max_status).name, stop_reason=str(stop_reason),
+            final_loss=float(np.mean(tail)) if tail else None, accuracy_before=acc_before,
+            accuracy=acc, rollbacks=self.rollbacks, rows=self.rows,
+            plan_history=list(self.manager.plan_history))

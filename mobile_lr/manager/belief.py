@@ -1,0 +1,101 @@
+"""What the manager believes about the phone: its state, the ambient, the cost of a step and
+the OS window, from what the caller reports and the steps run since."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mobile_lr.budget import AmbientEstimator, CostEstimator, Policy, StepCost
+from mobile_lr.device import DeviceProfile, DeviceState, advance
+from mobile_lr.validation import ValidationError
+
+from .config import ManagerConfig
+
+__all__ = ["DeviceBelief"]
+
+
+class DeviceBelief:
+    """The believed device state: the last report, advanced by the steps run since (dead
+    reckoning), with an ambient estimated where the phone cannot measure it; the learnt cost
+    of a step; the end of the OS window in force."""
+
+    KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device")
+
+    def __init__(self, profile: DeviceProfile, config: ManagerConfig,
+                 state: DeviceState | None = None) -> None:
+        self.profile = profile
+        self.estimator = CostEstimator(
+            StepCost.from_profile(profile), idle_power_w=profile.idle_power_w,
+            window=config.estimator_window, min_observations=config.min_observations,
+            prior_factor=config.prior_factor, margin=config.margin,
+            unobserved_power_factor=config.unobserved_power_factor)
+        self.device = state if state is not None else DeviceState.initial(profile, 1.0)
+        self.ambient = AmbientEstimator(profile)
+        self.reported: DeviceState | None = None     # the last state the caller reported
+        self.since: list[tuple[float, float]] = []   # (load W, s) of the steps since then
+        self.window_end_s: float | None = None
+
+    def update(self, state: DeviceState) -> None:
+        """The device state the caller just read."""
+        if not isinstance(state, DeviceState):
+            raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
+        if state.ambient_c is None and self.reported is not None:
+            self.ambient.observe(self.reported, state, self.since)
+        self.reported, self.since = state, []
+        self.device = state
+
+    def view(self) -> DeviceState:
+        """The state the planner uses: the ambient, when unknown, is the estimated one."""
+        d = self.device
+        if d.ambient_c is not None:
+            return d
+        return DeviceState(d.level, d.charging, d.temperature_c, d.thermal_status, d.time_s,
+                           self.ambient.value)
+
+    def begin_window(self, policy: Policy, now_s: float | None, length_s: float | None) -> None:
+        now = self.device.time_s if now_s is None else float(now_s)
+        if length_s is None:
+            length_s = policy.window_s if policy.window_s is not None \
+                else self.profile.window_for(self.device.charging)
+        self.window_end_s = now + float(length_s)
+
+    def step_end(self, cost: StepCost, view: DeviceState | None = None) -> DeviceState:
+        """The predicted end of the next step at ``cost``, throttled by the status now."""
+        p = self.profile
+        m = p.throughput[self.device.thermal_status]
+        end, _ = advance(p, view or self.view(), p.load_power(m, max(cost.power_w, p.idle_power_w)),
+                         cost.seconds / m)
+        return end
+
+    def stepped(self, seconds: float, energy_j: float | None, throttle: float) -> None:
+        """A step ran: learn its cost, and advance the believed state by it until the caller
+        reports again."""
+        self.estimator.observe(seconds, energy_j, throttle)
+        if not (math.isfinite(seconds) and seconds > 0.0):
+            return
+        if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
+            load = energy_j / seconds
+        else:
+            cost = self.estimator.estimate()
+            load = self.profile.load_power(throttle, max(cost.power_w, self.profile.idle_power_w))
+        self.since.append((load, seconds))
+        end, _ = advance(self.profile, self.view(), load, seconds)
+        self.device = DeviceState(end.level, end.charging, end.temperature_c, end.thermal_status,
+                                  end.time_s, self.device.ambient_c)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"window_end_s": self.window_end_s, "estimator": self.estimator.state_dict(),
+                "ambient": self.ambient.state_dict(),
+                "reported": None if self.reported is None else self.reported.to_dict(),
+                "since": [list(x) for x in self.since], "device": self.device.to_dict()}
+
+    def load_state_dict(self, obj: Mapping[str, Any]) -> None:
+        self.window_end_s = obj.get("window_end_s")
+        self.estimator.load_state_dict(obj["estimator"])
+        self.ambient.load_state_dict(obj["ambient"])
+        rep = obj.get("reported")
+        self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
+        self.since = [(float(a), float(b)) for a, b in obj.get("since", [])]
+        self.device = DeviceState.from_dict(obj["device"], "device")

@@ -1,0 +1,66 @@
+"""What the manager tells the training loop: :class:`Run`, :class:`Pause`, :class:`Stop` or
+:class:`Rollback` (reasons are :class:`mobile_lr.rules.Reason` values)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+__all__ = ["Decision", "Pause", "PendingRun", "Rollback", "Run", "Stop"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Run training step ``step`` at ``lr``; ``phase`` is ``"train"`` or ``"range-test"``."""
+
+    step: int
+    lr: float
+    phase: str = "train"
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Rest: ``resume_hint`` seconds after which ``reason`` may have cleared (None if it
+    depends on the user)."""
+
+    reason: str
+    resume_hint: float | None = None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The run is over (``reason``; ``detail``: what limited its budget)."""
+
+    reason: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """Restore the checkpoint of ``to_step`` (0: the initial weights) and scale the LR."""
+
+    to_step: int
+    lr_scale: float
+    failures: int
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+Decision = Run | Pause | Stop | Rollback
+
+
+class PendingRun(NamedTuple):
+    """The Run issued and not observed yet, with the thermal status it started at."""
+
+    phase: str
+    step: int
+    lr: float
+    status: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()

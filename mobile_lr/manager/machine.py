@@ -1,0 +1,250 @@
+"""The decision machine: :class:`ScheduleManager` (see the package doc)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from mobile_lr import rules
+from mobile_lr.budget import Plan, Policy
+from mobile_lr.device import DeviceProfile, DeviceState, load_profile
+from mobile_lr.physics import SCALAR
+from mobile_lr.rules import Reason
+from mobile_lr.schedules import Schedule, parse_spec
+from mobile_lr.validation import ValidationError, check_keys, get_int, get_object
+
+from .belief import DeviceBelief
+from .config import ManagerConfig
+from .decisions import Decision, PendingRun, Rollback, Run, Stop
+from .history import PlanHistory
+from .peak import PeakLr
+from .planning import SessionPlans, budget_stop
+from .range_test import RangeTest
+from .recovery import Recovery
+
+__all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
+
+STATE_FORMAT = "mobile-lr.manager-state/1"
+
+
+class ScheduleManager:
+    """Schedule + planner + policy, driven one decision at a time. See the package doc.
+
+    Its parts own their state: ``belief`` (the device), ``history`` (the plan history),
+    ``range_test``, ``recovery`` (non-finite losses) and ``peak`` (the peak-LR factor); the
+    rules after a plan are :mod:`mobile_lr.rules`.
+    """
+
+    def __init__(self, schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,
+                 policy: Policy | Mapping[str, Any] | None = None,
+                 config: ManagerConfig | Mapping[str, Any] | None = None,
+                 state: DeviceState | None = None):
+        self.schedule, self.profile, self.policy, self.config = _inputs(schedule, profile,
+                                                                        policy, config)
+        c = self.config
+        nominal = c.nominal_steps or self.schedule.total_steps
+        if nominal is None:
+            raise ValidationError("config.nominal_steps", "the run's length is unknown",
+                                  "nominal_steps in the config or total_steps in the schedule")
+        self.nominal_steps: int = int(nominal)
+        self.belief = DeviceBelief(self.profile, c, state)
+        self.history = PlanHistory(c.replan_tolerance)
+        self.range_test = RangeTest(c.range_test)
+        self.recovery = Recovery(c.nan_lr_factor, c.max_failures)
+        self.peak = PeakLr(c.peak_lr)
+        self.step = 0                         # training steps done (the schedule's t)
+        self.pending: PendingRun | None = None  # the Run issued, until observed
+        self.stopped: Stop | None = None
+        self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
+        self.spent = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
+        self.plans = SessionPlans(self.profile, self.policy, c, self.belief)
+
+    # ------------------------------------------------------------------ caller inputs
+    def update_device(self, state: DeviceState) -> None:
+        """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
+        self.belief.update(state)
+
+    def begin_window(self, now_s: float | None = None, length_s: float | None = None) -> None:
+        """A new OS window (a Worker started): the session's time budget restarts."""
+        self.belief.begin_window(self.policy, now_s, length_s)
+
+    def mark_checkpoint(self) -> None:
+        """The caller saved the model as it is after ``step`` training steps (call it between
+        ``observe`` and the next step); a rollback returns there."""
+        if self.recovery.pending is None and self.range_test.status != "running":
+            self.recovery.last_good_step = self.step
+
+    def observe(self, loss: float | None = None, step_seconds: float | None = None,
+                energy_j: float | None = None) -> None:
+        """Report the outcome of the Run just issued."""
+        if self.pending is None:
+            raise ValueError("observe() without a Run to observe")
+        run, self.pending = self.pending, None
+        if step_seconds is not None:
+            self.belief.stepped(step_seconds, energy_j, self.profile.throughput[run.status])
+            self.spent["seconds"] += float(step_seconds)
+        if energy_j is not None and math.isfinite(energy_j):
+            self.spent["energy_j"] += float(energy_j)
+        self.spent["steps"] += 1
+        if run.phase == "range-test":
+            if self.range_test.observe(math.nan if loss is None else loss,
+                                       self.schedule.base_lr):
+                self.recovery.restart()
+        elif loss is None or math.isfinite(loss):
+            self.step += 1
+        else:
+            self.stopped = self.recovery.failed()
+
+    def observe_eval(self, metric: float) -> None:
+        """An evaluation metric for a ``plateau`` schedule (ignored by other shapes)."""
+        if self.plateau_state is not None and math.isfinite(metric):
+            self.plateau_state = self.schedule.plateau_observe(self.plateau_state, metric)
+
+    # ------------------------------------------------------------------ decisions
+    @property
+    def lr_scale(self) -> float:
+        """Factor on the schedule's LRs: range test × peak-LR policy × NaN cuts."""
+        return self.range_test.scale * (self.peak.factor or 1.0) * self.recovery.nan_scale
+
+    # what callers read of the parts
+    planned_total = property(lambda self: self.history.total, doc="the total in force")
+    plan_history = property(lambda self: self.history.entries, doc="(step, total) entries")
+    window_end_s = property(lambda self: self.belief.window_end_s, doc="end of the OS window")
+    device = property(lambda self: self.belief.device, doc="the believed device state")
+    estimator = property(lambda self: self.belief.estimator, doc="the step-cost estimator")
+    peak_factor = property(lambda self: self.peak.factor, doc="the peak-LR factor (once set)")
+    pending_rollback = property(lambda self: self.recovery.pending, doc="the rollback owed")
+    last_plan = property(lambda self: self.plans.last, doc="the last gate plan")
+    predicted_end = property(lambda self: self.plans.predicted_end,
+                             doc="the predicted end of the step the last gate plan allowed")
+
+    def lr_at(self, t: int) -> float:
+        """The LR the current plan history gives step ``t`` (no side effects)."""
+        hist = self.history.entries or [(0, self.nominal_steps)]
+        return self.schedule.lr(t, hist, self.plateau_state) * self.lr_scale
+
+    def next(self) -> Decision:
+        """The next decision; see the package doc."""
+        self.plans.predicted_end = None
+        if self.stopped is not None:
+            return self.stopped
+        if self.recovery.pending is not None:
+            return self._roll_back()
+        if self.step >= self.nominal_steps:
+            return self._stop(Stop(Reason.DONE))
+        deadline = self.policy.deadline_s
+        if deadline is not None and self.belief.device.time_s >= deadline:
+            return self._stop(Stop(Reason.DEADLINE))
+        if self.belief.window_end_s is None:
+            self.begin_window()
+        session = self.plans.gate(self.nominal_steps - self.step)
+        budget = self.plans.expected(session, self.nominal_steps - self.step)
+        if self.range_test.active:
+            decision = self._range_next(session, budget)
+            if decision is not None:
+                return decision
+        self.history.record(self.step, self.step + min(budget, self.nominal_steps - self.step))
+        move = rules.next_move(SCALAR, session.steps, budget, self.history.last_run_total
+                               is not None, self.history.last_run_total == self.step)
+        if move == rules.PAUSE:
+            return self.plans.pause(session)
+        if move != rules.RUN:
+            return self._stop(budget_stop(move, session))
+        self.peak.settle(self.planned_total or 1, self.nominal_steps)
+        lr = self.lr_at(self.step)
+        if not (math.isfinite(lr) and lr >= 0.0):  # a valid spec never yields this
+            return self._stop(Stop(Reason.DIVERGED, f"schedule gave LR {lr!r}"))
+        self.history.last_run_total = self.planned_total
+        self.pending = PendingRun("train", self.step, lr, int(self.belief.device.thermal_status))
+        return Run(self.step, lr)
+
+    def _stop(self, stop: Stop) -> Stop:
+        self.stopped = stop
+        return stop
+
+    def _roll_back(self) -> Rollback:
+        rb = self.recovery.take()
+        self.step = rb.to_step
+        self.history.rolled_back(rb.to_step)
+        return rb
+
+    def _range_next(self, session: Plan, budget: int) -> Decision | None:
+        """The LR range test's decision while it runs (None: it is over, train)."""
+        move = self.range_test.next(session.steps, budget, self.nominal_steps,
+                                    self.schedule.base_lr)
+        if move is True:
+            return self.plans.pause(session)
+        if move is False:
+            if self.range_test.status != "done":
+                return None               # skipped: the budget is too short for a sweep
+            self.recovery.restart()       # ended by the budget: back to the initial weights
+            return self._roll_back()
+        i, lr = move
+        self.pending = PendingRun("range-test", i, lr, int(self.belief.device.thermal_status))
+        return Run(i, lr, "range-test")
+
+    # ------------------------------------------------------------------ state
+    def _parts(self) -> tuple[Any, ...]:
+        return self.history, self.recovery, self.range_test, self.peak, self.belief
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume exactly, as plain JSON (with the inputs)."""
+        own = {"step": self.step, "pending": None if self.pending is None
+               else self.pending.to_dict(),
+               "stopped": None if self.stopped is None else self.stopped.to_dict(),
+               "plateau_state": self.plateau_state, "spent": self.spent}
+        state = {"format": STATE_FORMAT, "schedule": self.schedule.to_dict(),
+                 "profile": self.profile.to_dict(), "policy": self.policy.to_dict(),
+                 "config": self.config.to_dict(), **own}
+        for part in self._parts():
+            state.update(part.state_dict())
+        return json.loads(json.dumps(state))
+
+    def load_state_dict(self, obj: Mapping[str, Any]) -> None:
+        """Restore the mutable state saved by :meth:`state_dict` (same inputs assumed)."""
+        obj = get_object(obj, "")
+        if obj.get("format") != STATE_FORMAT:
+            raise ValidationError("format", f"unknown manager state {obj.get('format')!r}",
+                                  STATE_FORMAT)
+        self.step = get_int(obj, "step", "", lo=0)
+        pending = obj.get("pending")
+        self.pending = None if pending is None else PendingRun(**pending)
+        stopped = obj.get("stopped")
+        self.stopped = None if stopped is None else Stop(**stopped)
+        self.plateau_state = obj.get("plateau_state")
+        self.spent = dict(obj["spent"])
+        for part in self._parts():
+            part.load_state_dict(obj)
+
+    @classmethod
+    def from_state_dict(cls, obj: Mapping[str, Any]) -> ScheduleManager:
+        """A manager rebuilt entirely from :meth:`state_dict` (schedule, profile, policy too)."""
+        obj = get_object(obj, "")
+        check_keys(obj, "", STATE_KEYS)
+        mgr = cls(parse_spec(obj["schedule"]), DeviceProfile.from_dict(obj["profile"], "profile"),
+                  Policy.from_dict(obj["policy"], "policy"),
+                  ManagerConfig.from_dict(obj["config"], "config"))
+        mgr.load_state_dict(obj)
+        return mgr
+
+
+#: The keys of a manager's state: its inputs, its own, its parts'.
+STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",
+              "plateau_state", "spent", *PlanHistory.KEYS, *Recovery.KEYS, *RangeTest.KEYS,
+              *PeakLr.KEYS, *DeviceBelief.KEYS)
+
+
+def _inputs(schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,
+            policy: Policy | Mapping[str, Any] | None,
+            config: ManagerConfig | Mapping[str, Any] | None
+            ) -> tuple[Schedule, DeviceProfile, Policy, ManagerConfig]:
+    """The manager's inputs, parsed from JSON (or a profile's name) where they are not
+    objects yet."""
+    return (schedule if isinstance(schedule, Schedule) else parse_spec(schedule),
+            profile if isinstance(profile, DeviceProfile) else load_profile(profile),
+            policy if isinstance(policy, Policy) else (
+                Policy() if policy is None else Policy.from_dict(policy)),
+            config if isinstance(config, ManagerConfig) else (
+                ManagerConfig() if config is None else ManagerConfig.from_dict(config)))

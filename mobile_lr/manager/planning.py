@@ -1,0 +1,87 @@
+"""The manager's plans of a session, from what it believes about the phone: the gate plan
+before every step, the steps the run can still expect, and the pause when none is affordable
+(the rules after a plan are :mod:`mobile_lr.rules`)."""
+
+from __future__ import annotations
+
+import math
+
+from mobile_lr import rules
+from mobile_lr.budget import DETAILS, LIMITING_FACTORS, Plan, Policy, StepCost, plan
+from mobile_lr.device import DeviceProfile, DeviceState
+from mobile_lr.physics import SCALAR, Phone
+from mobile_lr.rules import REASONS, Reason
+
+from .belief import DeviceBelief
+from .config import ManagerConfig
+from .decisions import Pause, Stop
+
+__all__ = ["SessionPlans", "budget_stop"]
+
+
+class SessionPlans:
+    """Plans from the believed state. ``last`` is the last gate plan, ``predicted_end`` the
+    predicted end of the step it allowed (None when it allowed none)."""
+
+    def __init__(self, profile: DeviceProfile, policy: Policy, config: ManagerConfig,
+                 belief: DeviceBelief) -> None:
+        self.profile, self.policy, self.config, self.belief = profile, policy, config, belief
+        self.last: Plan | None = None
+        self.predicted_end: DeviceState | None = None
+
+    def gate(self, max_steps: int) -> Plan:
+        """The plan at the pessimistic cost: a step runs only if it affords one, so no step
+        starts whose predicted end is below the floor or above the allowed status."""
+        cost = self.belief.estimator.pessimistic()
+        view = self.belief.view()
+        self.last = self._plan(max_steps, cost, view)
+        self.predicted_end = self.belief.step_end(cost, view) if self.last.steps >= 1 else None
+        return self.last
+
+    def expected(self, session: Plan, max_steps: int) -> int:
+        """Steps the run can still expect: this session's plus those after it (deadline, or
+        after a thermal pause in the same window)."""
+        budget = session.steps + self._later_steps(session)
+        if session.steps > 0 and not self.belief.estimator.warm:
+            # Calibration: the gate used the pessimistic prior (it must hold for any true
+            # cost within the prior factor), but sizing the schedule on it would spend the
+            # first steps' LR decay far too fast. Size it on the profile's own numbers until
+            # `min_observations` steps have been measured.
+            sizing = self._plan(max_steps, self.belief.estimator.estimate(), self.belief.view())
+            budget = max(sizing.steps + self._later_steps(sizing), 1)
+        return budget
+
+    def pause(self, session: Plan) -> Pause:
+        """Nothing is affordable now: rest, with a hint of how long."""
+        code = rules.limit_reason(SCALAR, LIMITING_FACTORS.index(session.limiting_factor),
+                                  DETAILS.index(session.detail))
+        view = self.belief.view()
+        phone = Phone(view.level, view.charging, view.temperature_c, int(view.thermal_status),
+                      view.ambient_c, self.profile.battery_j)
+        hint = rules.resume_hint(SCALAR, self.profile, self.policy, self.config.resume_gap_c,
+                                 code, phone)
+        return Pause(REASONS[code], hint if math.isfinite(hint) else None)
+
+    def _plan(self, max_steps: int, cost: StepCost, view: DeviceState) -> Plan:
+        end = self.belief.window_end_s
+        return plan(self.profile, view, self.policy, cost, max_steps=max_steps,
+                    time_budget_s=None if end is None else end - self.belief.device.time_s)
+
+    def _later_steps(self, session: Plan) -> int:
+        view, end = self.belief.view(), self.belief.window_end_s
+        phone = Phone(session.end_level, self.belief.device.charging, session.end_temperature_c,
+                      int(session.end_status), view.ambient_c, self.profile.battery_j)
+        return int(rules.later_steps(
+            SCALAR, self.profile, self.policy, self.belief.estimator.pessimistic(),
+            self.config.resume_gap_c, factor=LIMITING_FACTORS.index(session.limiting_factor),
+            phone=phone, now_s=self.belief.device.time_s, seconds=session.seconds,
+            window_end_s=-math.inf if end is None else end))
+
+
+def budget_stop(move: int, session: Plan) -> Stop:
+    """The run's budget is spent (``move`` is :data:`~mobile_lr.rules.STOP_BUDGET`: the last
+    Run was the last step of its plan) or it vanished within a step (``STOP_CUT``); the
+    detail says what limited it."""
+    if move == rules.STOP_BUDGET:
+        return Stop(Reason.BUDGET, session.limiting_factor)
+    return Stop(Reason.BUDGET_CUT, session.detail or session.limiting_factor)

@@ -111,7 +111,10 @@ def test_strongest_peer_and_headline_name_every_cell_not_won():
     lines = headline([won, lost], {"cut": 100, "long": 40})   # "long": 50 steps of 40, not cut
     assert lines[0].startswith("In the 1 cell where the budget cut the run")
     assert "ahead in 1" in lines[0] and "+1.0 points (± 0.0 s.e. over 3 paired runs)" in lines[0]
-    assert lines[-1] == "Behind: x / long (-2.0 ± 0.0 against constant)."
+    assert lines[0].startswith("In the 1 cell where the budget cut the run (fewer steps than the "
+                               "nominal), to 50 % of it, the manager")
+    assert "Behind: x / long (-2.0 ± 0.0 against constant)." in lines
+    assert lines[-1] == "Strongest peer: naive in 0 cells, constant in 2 cells."
 
 
 def test_report_says_per_scenario_what_limited_what_the_manager_did_and_bought(report_dir, demo_like):
@@ -262,3 +265,24 @@ def test_report_html_renders_in_chromium_with_every_image_and_the_tables(report_
     (broken / "accuracy.png").unlink()
     bad = _render(broken, tmp_path)
     assert [i["src"] for i in bad["imgs"] if not i["ok"]] == ["accuracy.png"]
+
+
+def test_docs_quote_the_demo_verdict_in_the_form_the_demo_writes_it():
+    """docs/SIMULATION.md pastes runs/demo/verdict.md between two markers: the table has the
+    columns and the cells the demo generates (a change of the demo's peers shows up here)."""
+    from pathlib import Path
+
+    from mobile_lr.cli.demo_cmd import DEMO_POLICIES
+    from mobile_lr.device import BUILTIN_PROFILES
+    from mobile_lr.report.document import gain_table
+    from mobile_lr.sim.scenario import builtin_scenarios
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "SIMULATION.md").read_text()
+    block = doc.split("<!-- demo-verdict:start")[1].split("<!-- demo-verdict:end -->")[0]
+    lines = [ln for ln in block.splitlines() if ln.startswith(("- ", "| "))]
+    assert lines[0].startswith("- In the ") and "strongest peer" in lines[0]
+    table = [ln.strip("| ").split(" | ") for ln in lines if ln.startswith("| ")]
+    head = gain_table([{"policy": p} for p in DEMO_POLICIES], [], {}).head
+    assert table[0] == head
+    cells = [(p, s) for p in BUILTIN_PROFILES for s in builtin_scenarios()]
+    assert [tuple(r[:2]) for r in table[1:]] == cells

@@ -152,7 +152,7 @@ def run_figure(timelines: Sequence[Timeline], *, title: str, floor: float,
     spans = []
     for tl in sorted(timelines, key=lambda t: t.policy == "manager"):  # the manager on top
         lw = 1.9 if tl.policy == "manager" else 1.2
-        gaps = tl.step_gaps()
+        gaps = tl.step_gaps(min_s=0.02 * end)  # short pauses are shaded, the line goes on
         x = tl.time_s / unit
         ax_lr.plot(*_broken(x, tl.lr, gaps), color=_color(tl.policy), lw=lw, label=tl.policy)
         smooth = _smooth(tl.loss)
@@ -285,7 +285,8 @@ def gain_figure(cells: Sequence[Cell]) -> Figure:
     ax.set_xlabel("manager minus peer, held-out accuracy (percentage points; > 0: the manager is ahead)")
     ax.grid(axis="x", alpha=0.3, lw=0.5)
     handles = [Line2D([], [], color=_color(p), marker="o", lw=2, alpha=0.8, label=p) for p in peers]
-    handles.append(Line2D([], [], color="gray", marker="D", mec="black", lw=0, label="strongest peer"))
+    handles.append(Line2D([], [], color="white", marker="D", mec="black", mfc="white", lw=0,
+                          label="strongest peer"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
               title="peer", title_fontsize=8)
     ax.set_title("What the manager bought: paired gain over each peer\n(dot: mean over batch orders, "

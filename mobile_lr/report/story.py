@@ -71,12 +71,12 @@ class Timeline:
         """The pauses the manager decided (thermal, battery), not the OS's closed windows."""
         return [p for p in self.pauses if not p.os_window]
 
-    def step_gaps(self) -> np.ndarray:
-        """Indices ``i`` after which a rest separates step ``i`` from step ``i + 1`` (a line
-        drawn through the steps should break there)."""
+    def step_gaps(self, min_s: float = 0.0) -> np.ndarray:
+        """Indices ``i`` after which a rest of at least ``min_s`` separates step ``i`` from step
+        ``i + 1`` (a line drawn through the steps should break there)."""
         if len(self.time_s) < 2:
             return np.zeros(0, dtype=int)
-        starts = [p.end_s for p in self.pauses]
+        starts = [p.end_s for p in self.pauses if p.end_s - p.start_s >= min_s]
         idx = np.searchsorted(self.time_s, starts, side="right") - 1
         return np.unique(idx[(idx >= 0) & (idx < len(self.time_s) - 1)])
 

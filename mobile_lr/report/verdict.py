@@ -235,6 +235,10 @@ def headline(cells: Sequence[Cell], nominal: Mapping[str, int]) -> list[str]:
                  and (c.manager["steps"] < nominal.get(c.scenario, math.inf)) == cut]
         if not group:
             continue
+        if cut:
+            shares = [100.0 * c.manager["steps"] / nominal[c.scenario] for c in group]
+            name += f", to {min(shares):.0f}-{max(shares):.0f} % of it" if len(group) > 1 \
+                else f", to {shares[0]:.0f} % of it"
         best = [c.strongest for c in group if c.strongest is not None]
         counts = {v: sum(1 for g in best if g.verdict == v) for v in ("ahead", "tied", "behind", "one order")}
         said = ", ".join(f"{k} in {v}" for k, v in counts.items() if v)
@@ -257,4 +261,9 @@ def headline(cells: Sequence[Cell], nominal: Mapping[str, int]) -> list[str]:
                 out.append(f"{say}: " + "; ".join(
                     f"{c.profile} / {c.scenario} ({c.strongest.spread()} against {c.strongest.peer})"
                     for c in named) + ".")
+    peers = [c.strongest.peer for c in cells if c.strongest is not None]
+    if len(peers) > 1:
+        names = dict.fromkeys(g.peer for c in cells for g in c.gains)
+        out.append("Strongest peer: " + ", ".join(f"{p} in {_plural(peers.count(p), 'cell')}"
+                                                  for p in names) + ".")
     return out

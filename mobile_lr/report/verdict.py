@@ -228,14 +228,18 @@ def paragraph(cell: Cell, tl: Timeline | None, *, nominal: int | None = None,
 def headline(cells: Sequence[Cell], nominal: Mapping[str, int]) -> list[str]:
     """The verdict lines: where the budget cut the run and where it did not, the verdicts counted,
     the gain over the strongest peer pooled over every paired run, the cells it does not win named."""
+    def kind(c: Cell) -> str:
+        if c.scenario not in nominal:
+            return "unknown"
+        return "cut" if c.manager["steps"] < nominal[c.scenario] else "whole"
+
     out = []
-    for cut, name in ((True, "where the budget cut the run (fewer steps than the nominal)"),
-                      (False, "where it did not")):
-        group = [c for c in cells if c.strongest is not None
-                 and (c.manager["steps"] < nominal.get(c.scenario, math.inf)) == cut]
+    for cut, name in (("cut", "where the budget cut the run (fewer steps than the nominal)"),
+                      ("whole", "where it did not"), ("unknown", "of a scenario whose nominal is unknown")):
+        group = [c for c in cells if c.strongest is not None and kind(c) == cut]
         if not group:
             continue
-        if cut:
+        if cut == "cut":
             shares = [100.0 * c.manager["steps"] / nominal[c.scenario] for c in group]
             name += f", to {min(shares):.0f}-{max(shares):.0f} % of it" if len(group) > 1 \
                 else f", to {shares[0]:.0f} % of it"

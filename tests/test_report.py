@@ -286,3 +286,35 @@ def test_docs_quote_the_demo_verdict_in_the_form_the_demo_writes_it():
     assert table[0] == head
     cells = [(p, s) for p in BUILTIN_PROFILES for s in builtin_scenarios()]
     assert [tuple(r[:2]) for r in table[1:]] == cells
+
+
+def test_fleet_out_writes_a_figure_with_percent_scales(tmp_path):
+    from mobile_lr.cli import main
+    from mobile_lr.report.figures import fleet_figure
+
+    assert main(["fleet", "--profiles", "low-end,flagship", "--scenarios", "hot-day,commute-low-battery",
+                 "--devices", "80", "--seed", "1", "--out", str(tmp_path)]) == 0
+    assert _png_size(tmp_path / "fleet.png")[0] > 500
+    out = json.loads((tmp_path / "fleet.json").read_text())
+    fig = fleet_figure(out)
+    steps, reasons = fig.axes
+    assert "% of the scenario's nominal" in steps.get_xlabel() and "% of the phones" in reasons.get_xlabel()
+    ends = {}
+    for bar in reasons.patches:     # the stop reasons of each cell stack to 100 %
+        y = round(bar.get_y(), 3)
+        ends[y] = max(ends.get(y, 0.0), bar.get_x() + bar.get_width())
+    assert len(ends) == len(out["cells"]) and all(v == pytest.approx(100.0) for v in ends.values())
+
+
+def test_fleet_out_without_matplotlib_writes_the_json_and_names_the_extra(tmp_path):
+    """The core install (numpy only) runs `fleet`: the figure is skipped with one line."""
+    import sys
+
+    args = ["fleet", "--devices", "12", "--scenarios", "hot-day", "--out", str(tmp_path)]
+    code = ("import sys\nsys.modules['matplotlib'] = None\nfrom mobile_lr.cli import main\n"
+            f"sys.exit(main({args!r}))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "fleet.json").is_file() and not (tmp_path / "fleet.png").exists()
+    assert "fleet.png not written: mobile_lr.report needs matplotlib: pip install 'mobile-lr[demo]'" \
+        in proc.stderr

@@ -18,6 +18,7 @@ from mobile_lr.sim.scenario import builtin_scenarios
 from mobile_lr.validation import ValidationError, check_int
 
 JSON_NAME = "fleet.json"
+FIGURE_NAME = "fleet.png"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,7 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop a phone once it has run the scenario's nominal steps (the "
                         "manager's 'done'); default: count every affordable step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--out", type=Path, help=f"directory to write {JSON_NAME} into")
+    p.add_argument("--out", type=Path, help=f"directory to write {JSON_NAME} and {FIGURE_NAME} into")
     p.set_defaults(func=cmd_fleet)
 
 
@@ -82,15 +83,31 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             bar.close()
     out["wall_seconds"] = time.perf_counter() - t0
     if args.out is not None:
-        (out_dir(args.out) / JSON_NAME).write_text(json.dumps(finite(out), indent=2, allow_nan=False) + "\n",
-                                                   encoding="utf-8")
+        directory = out_dir(args.out)
+        (directory / JSON_NAME).write_text(json.dumps(finite(out), indent=2, allow_nan=False) + "\n",
+                                           encoding="utf-8")
+        _figure(out, directory / FIGURE_NAME)
     if args.json:
         print_json(out, indent=2)
         return 0
     _print_table(out)
     if args.out is not None:
-        print(f"wrote {args.out / JSON_NAME}")
+        print(f"wrote {args.out / JSON_NAME}" + (f" and {args.out / FIGURE_NAME}"
+                                                  if (args.out / FIGURE_NAME).exists() else ""))
     return 0
+
+
+def _figure(out: dict[str, Any], path: Path) -> None:
+    """``fleet.png`` when the figures' extra (matplotlib) is installed; the core install (numpy
+    only) writes the JSON and says why the figure is missing."""
+    from mobile_lr.extras import MissingExtraError
+
+    try:
+        from mobile_lr.report import figures
+    except MissingExtraError as err:
+        print(f"{path.name} not written: {err}", file=sys.stderr)
+        return
+    figures.save(figures.fleet_figure(out), path)
 
 
 def _print_table(out: dict[str, Any]) -> None:

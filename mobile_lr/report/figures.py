@@ -32,7 +32,7 @@ from matplotlib.patches import Patch
 from mobile_lr.report.story import Timeline
 from mobile_lr.report.verdict import LIMITS, Cell, accuracies
 
-__all__ = ["COLORS", "accuracy_figure", "gain_figure", "run_figure", "save"]
+__all__ = ["COLORS", "accuracy_figure", "fleet_figure", "gain_figure", "run_figure", "save"]
 
 # Policy colours; red is the stop's, purple the re-plans', black the events'.
 COLORS = {"manager": "#1f77b4", "naive": "#ff7f0e", "constant": "#7f7f7f", "linear": "#bcbd22",
@@ -291,5 +291,50 @@ def gain_figure(cells: Sequence[Cell]) -> Figure:
               title="peer", title_fontsize=8)
     ax.set_title("What the manager bought: paired gain over each peer\n(dot: mean over batch orders, "
                  "bar: their range; written: the strongest peer's mean ± s.d. and verdict)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+_STOP_COLORS = {"done": "#2ca02c", "window": "#7f7f7f", "battery": "#1f77b4", "thermal": "#d62728",
+                "not-charging": "#9467bd", "battery-low": "#17becf", "no-window": "#bcbd22"}
+
+
+def fleet_figure(out: Mapping[str, Any]) -> Figure:
+    """``mobile-lr fleet``'s result: per (profile, scenario) the steps a phone could run as a
+    share of the nominal (p50 dot, p25-p75 thick, p5-p95 thin) and why the phones' training
+    ended (shares of the phones, stacked to 100 %)."""
+    cells = list(out["cells"])
+    labels = [f"{c['profile']} / {c['scenario']}" for c in cells]
+    y = np.arange(len(cells))
+    fig, (ax_s, ax_r) = plt.subplots(1, 2, sharey=True, figsize=(12, 0.42 * len(cells) + 2.2),
+                                     gridspec_kw={"width_ratios": [1.2, 1.0]})
+    for i, c in enumerate(cells):
+        q = {k: 100.0 * v / c["nominal_steps"] for k, v in c["steps"].items()}
+        ax_s.hlines(i, q["p5"], q["p95"], color="#1f77b4", lw=1.2)
+        ax_s.hlines(i, q["p25"], q["p75"], color="#1f77b4", lw=5, alpha=0.5)
+        ax_s.plot(q["p50"], i, "o", color="#1f77b4", ms=6, mec="white")
+        ax_s.text(max(q["p95"], q["p50"]), i, f"  {c['steps']['p50']:.0f} of {c['nominal_steps']}",
+                  va="center", fontsize=7)
+    ax_s.axvline(100.0, color="black", lw=0.9, ls="--")
+    ax_s.text(100.0, -0.8, "nominal", ha="center", va="bottom", fontsize=7)
+    ax_s.set_xlim(0.0, max(130.0, ax_s.get_xlim()[1] * 1.1))
+    ax_s.set_xlabel("steps a phone could run (% of the scenario's nominal)")
+    ax_s.set_title("dot: median phone; bars: p25-p75 and p5-p95 of the phones", fontsize=8)
+    ax_s.set_yticks(y, labels, fontsize=8)
+    ax_s.set_ylim(len(cells) - 0.5, -1.2)
+    reasons = [r for r in _STOP_COLORS if any(c["stop_reasons"].get(r) for c in cells)]
+    left = np.zeros(len(cells))
+    for r in reasons:
+        share = np.array([100.0 * c["stop_reasons"].get(r, 0) / max(c["device_days"], 1) for c in cells])
+        ax_r.barh(y, share, left=left, color=_STOP_COLORS[r], label=r, height=0.6)
+        left += share
+    ax_r.set_xlim(0.0, 100.0)
+    ax_r.set_xlabel("why the day's training ended (% of the phones)")
+    ax_r.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=4, fontsize=8, frameon=False)
+    for ax in (ax_s, ax_r):
+        ax.grid(axis="x", alpha=0.3, lw=0.5)
+    cfg = out["config"]
+    fig.suptitle(f"mobile-lr fleet: {cfg['devices'] * cfg['days']} device-days ({cfg['devices']} phones × "
+                 f"{cfg['days']} day(s), seed {cfg['seed']})", fontsize=10)
     fig.tight_layout()
     return fig

@@ -507,3 +507,29 @@ def test_verify_json_is_json_and_a_profile_file_reaches_the_report(bundle, tmp_p
     capsys.readouterr()
     assert main(argv) == 0, capsys.readouterr().err
     assert (tmp_path / "run" / "report.md").exists()
+
+
+def test_a_phone_too_hot_for_an_unmeasured_step_stops_instead_of_pausing_forever():
+    """Resting at 43.8 °C (ambient 43.2, idle heat 0.6 K), the pessimistic first step (3x the
+    profile's time and power) would cross the 44 °C limit, and the phone cannot cool to the resume
+    temperature: no step is safe, and without one the estimate never improves. The manager used
+    to pause (no resume hint) forever; it stops, naming why."""
+    import dataclasses
+
+    from mobile_lr.budget import Policy
+    from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
+    from mobile_lr.manager import Pause, ScheduleManager, Stop
+
+    p = load_profile("mid-range").to_dict()
+    p["name"], p["thermal"]["ambient_c"], p["compute"]["step_seconds"] = "hot", 43.2, 1.0
+    profile = load_profile(p)
+    dev = SimulatedDevice(profile, dataclasses.replace(DeviceState.initial(profile, 0.9), temperature_c=43.8))
+    spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.01, "shape": {"type": "cosine"}}
+    mgr = ScheduleManager(spec, profile, Policy(window_s=1e6), {"nominal_steps": 50}, dev.state)
+    for _ in range(100):
+        d = mgr.next()
+        if not isinstance(d, Pause):
+            break
+        dev.idle(d.resume_hint or 60.0)
+        mgr.update_device(dev.state)
+    assert d == Stop("budget", "thermal: too hot at rest for an unmeasured step")

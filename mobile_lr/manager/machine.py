@@ -20,7 +20,7 @@ from .config import ManagerConfig
 from .decisions import Decision, PendingRun, Rollback, Run, Stop
 from .history import PlanHistory
 from .peak import PeakLr
-from .planning import SessionPlans, budget_stop
+from .planning import TOO_HOT, SessionPlans, budget_stop
 from .range_test import RangeTest
 from .recovery import Recovery
 
@@ -140,6 +140,11 @@ class ScheduleManager:
         if self.belief.window_end_s is None:
             self.begin_window()
         session = self.plans.gate(self.nominal_steps - self.step)
+        if session.steps == 0 and self.plans.prior_blocks(session):
+            # No step is safe under the unmeasured cost and the phone cannot cool any further at
+            # rest; without a step the estimate never improves: waiting would stall forever.
+            spent = self.history.last_run_total in (None, self.step)
+            return self._stop(Stop(Reason.BUDGET if spent else Reason.BUDGET_CUT, TOO_HOT))
         budget = self.plans.expected(session, self.nominal_steps - self.step)
         if self.range_test.active:
             decision = self._range_next(session, budget)

@@ -16,7 +16,9 @@ from .belief import DeviceBelief
 from .config import ManagerConfig
 from .decisions import Pause, Stop
 
-__all__ = ["SessionPlans", "budget_stop"]
+__all__ = ["TOO_HOT", "SessionPlans", "budget_stop"]
+
+TOO_HOT = "thermal: too hot at rest for an unmeasured step"  # the detail of that stop
 
 
 class SessionPlans:
@@ -50,6 +52,12 @@ class SessionPlans:
             sizing = self._plan(max_steps, self.belief.estimator.estimate(), self.belief.view())
             budget = max(sizing.steps + self._later_steps(sizing), 1)
         return budget
+
+    def prior_blocks(self, session: Plan) -> bool:
+        """Only the uncalibrated prior keeps the run from its steps, for good: the estimator is
+        cold, the plan stops at the thermal limit, and the resume temperature is out of reach at
+        rest (no resume hint)."""
+        return not self.belief.estimator.warm and self.pause(session) == Pause(Reason.THERMAL, None)
 
     def pause(self, session: Plan) -> Pause:
         """Nothing is affordable now: rest, with a hint of how long."""

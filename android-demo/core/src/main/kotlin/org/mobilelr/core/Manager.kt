@@ -320,6 +320,12 @@ class ScheduleManager(
         if (deadline != null && now >= deadline) return stop(Decision.Stop("deadline"))
         if (windowEndS == null) beginWindow()
         val session = plan(nominalSteps - step)
+        if (session.steps == 0L && priorBlocks(session)) {
+            // manager._prior_blocks: no step is safe under the unmeasured cost and the phone cannot
+            // cool further at rest; waiting would stall at zero steps forever.
+            val spent = lastRunTotal == null || lastRunTotal == step
+            return stop(Decision.Stop(if (spent) "budget" else "budget-cut", "thermal: too hot at rest for an unmeasured step"))
+        }
         val budget = runBudget(session)
         if (rangeTest["status"] == "pending" || rangeTest["status"] == "running") {
             val decision = rangeNext(session, budget)
@@ -351,6 +357,9 @@ class ScheduleManager(
         }
         return budget
     }
+
+    private fun priorBlocks(session: Plan): Boolean =
+        !estimator.warm && pauseReason(session) == "thermal" && resumeHint("thermal") == null
 
     private fun plan(maxSteps: Long, cost0: StepCost? = null): Plan {
         val w = windowEndS

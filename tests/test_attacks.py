@@ -533,3 +533,44 @@ def test_a_phone_too_hot_for_an_unmeasured_step_stops_instead_of_pausing_forever
         dev.idle(d.resume_hint or 60.0)
         mgr.update_device(dev.state)
     assert d == Stop("budget", "thermal: too hot at rest for an unmeasured step")
+
+
+def test_a_file_the_user_cannot_read_is_one_line(tmp_path, capsys, monkeypatch):
+    """Root reads any file, so the refusal of the operating system is simulated at os.open."""
+    spec = tmp_path / "secret.json"
+    spec.write_text("{}")
+    real_open = os.open
+
+    def guarded(path, *args, **kwargs):
+        if os.fspath(path) == str(spec):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+    assert "Permission denied" in one_line_exit_2(capsys, ["schedule", "validate", str(spec)])
+
+
+JSON_REFUSALS = [
+    ["schedule", "eval", "missing.json", "--steps", "3"],
+    ["schedule", "validate", "missing.json"],
+    ["plan", "--profile", "no-such-phone", "--level", "0.5", "--step-seconds", "1"],
+    ["plan", "--profile", "mid-range", "--level", "2", "--step-seconds", "1"],
+    ["export", "no.such.module:recipe", "--out", "OUT"],
+    ["verify", "missing-bundle"],
+    ["simulate", "--bundle", "missing-bundle"],
+    ["demo", "--profiles", "no-such-phone"],
+    ["lr-find", "--bundle", "missing-bundle"],
+    ["fleet", "--devices", "0"],
+    ["fleet-train", "--clients", "0", "--rounds", "1", "--fraction", "1"],
+    ["schedule", "eval", "x.json", "--steps", "many"],  # an argument error
+]
+
+
+@pytest.mark.parametrize("argv", JSON_REFUSALS, ids=[" ".join(a[:2]) for a in JSON_REFUSALS])
+def test_every_json_command_prints_a_refusal_object(argv, tmp_path, capsys):
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert main([*argv, "--json"]) == 2
+    captured = capsys.readouterr()
+    refusal = json.loads(captured.out)
+    assert refusal["ok"] is False and refusal["error"] and "field" in refusal
+    assert refusal["error"] in captured.err  # the same words as the stderr line

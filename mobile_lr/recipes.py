@@ -5,7 +5,11 @@ A recipe is a Python entry point ``package.module:function`` that returns a
 inputs (their batch size is the one FLOPs are counted at), the loss, which
 parameters train on the phone (the rest stay frozen), the optimizer and its
 hyper-parameters, and the class names. The built-in names ``digits-mlp`` and
-``digits-cnn`` resolve to :func:`digits_mlp` and :func:`digits_cnn`.
+``digits-cnn`` resolve to :func:`digits_mlp` and :func:`digits_cnn`; the model
+zoo's (``mobilenetv2``, ``ds-cnn``, ``text-transformer``, ``gru-sensor``,
+``lstm-sensor``) to :mod:`mobile_lr.zoo`, whose recipes take options (a width,
+a fine-tuning ``mode``, ...) that :func:`load_recipe` passes on and records in
+``Recipe.options``, so that a runtime can build the same model again.
 
 Pre-trained weights: a recipe function builds a freshly initialised model;
 :func:`load_recipe` takes an optional ``state_dict`` to start from instead, and
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -60,6 +65,11 @@ LOSSES = ("cross_entropy", "mse")
 BUILTIN_RECIPES = {
     "digits-mlp": "mobile_lr.recipes:digits_mlp",
     "digits-cnn": "mobile_lr.recipes:digits_cnn",
+    "mobilenetv2": "mobile_lr.zoo.catalog:mobilenetv2",
+    "ds-cnn": "mobile_lr.zoo.catalog:ds_cnn",
+    "text-transformer": "mobile_lr.zoo.catalog:text_transformer",
+    "gru-sensor": "mobile_lr.zoo.catalog:gru_sensor",
+    "lstm-sensor": "mobile_lr.zoo.catalog:lstm_sensor",
 }
 
 
@@ -96,6 +106,16 @@ class Recipe:
     train on the phone; empty means all. Every other parameter is frozen.
     ``example_input`` is a float32 batch ``(B, *input_shape)``; ``B`` is the
     batch the FLOPs of a training step are counted at.
+
+    ``mode`` names the fine-tuning mode that chose ``trainable`` (the zoo's
+    ``head``, ``last-k``, ``bias+head``, ``lora``; empty: the recipe's own
+    split). ``options`` are the keyword options the recipe function was called
+    with (JSON values): ``load_recipe(entry, **options)`` builds the same
+    architecture again. ``adapters`` are parameters that exist only for
+    fine-tuning (LoRA's): pre-training leaves them at their initial values and
+    a ``state_dict`` need not contain them. ``user_data(seed, n_train)`` returns
+    one simulated user's (train, test) :class:`~mobile_lr.datasets.Split` pair,
+    the data a phone fine-tunes on, where the recipe has such data.
     """
 
     name: str
@@ -107,6 +127,10 @@ class Recipe:
     labels: tuple[str, ...] = ()
     entry: str = ""
     pretrain_data: Callable[[], tuple[np.ndarray, np.ndarray]] | None = None
+    mode: str = ""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    adapters: tuple[str, ...] = ()
+    user_data: Callable[[int, int], tuple[Any, Any]] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
@@ -121,10 +145,13 @@ class Recipe:
         if not self.trainable:
             self.trainable = tuple(names)
         self.trainable = tuple(self.trainable)
-        for n in self.trainable:
-            if n not in names:
-                raise ValidationError("recipe.trainable", f"{n!r} is not a parameter of the model",
-                                      ", ".join(names))
+        self.adapters = tuple(self.adapters)
+        for key, group in (("trainable", self.trainable), ("adapters", self.adapters)):
+            for n in group:
+                if n not in names:
+                    raise ValidationError(f"recipe.{key}", f"{n!r} is not a parameter of the model",
+                                          ", ".join(names))
+        self.options = dict(self.options)
         if isinstance(self.optimizer, Mapping):
             self.optimizer = OptimizerSpec.from_dict(self.optimizer)
         self.labels = tuple(self.labels)
@@ -189,8 +216,11 @@ class Recipe:
         return a.reshape(len(a), *self.input_shape)
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        """Start from these weights (numpy arrays or tensors); every parameter must be given."""
+        """Start from these weights (numpy arrays or tensors); every parameter but the adapters is needed."""
         sd = {k: torch.tensor(np.asarray(v)) for k, v in state_dict.items()}  # copies
+        for name, value in self.model.state_dict().items():
+            if name in self.adapters and name not in sd:
+                sd[name] = value
         try:
             self.model.load_state_dict(sd, strict=True)
         except RuntimeError as err:
@@ -218,17 +248,34 @@ def _resolve(spec: str) -> Callable[..., Recipe]:
     return func
 
 
+def _check_options(spec: str, func: Callable[..., Recipe], options: Mapping[str, Any]) -> None:
+    """Unknown keyword options get one line naming the ones the recipe takes."""
+    params = inspect.signature(func).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    allowed = [n for n, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for key in options:
+        if key not in allowed:
+            raise ValidationError(f"recipe option {key}", f"recipe {spec!r} takes no option {key!r}",
+                                  ", ".join(allowed) or "no options")
+
+
 def load_recipe(spec: str, state_dict: Mapping[str, Any] | None = None, **options: Any) -> Recipe:
     """Build the recipe named ``spec`` (built-in name or ``package.module:function``).
 
-    ``options`` are passed to the recipe function; ``state_dict`` replaces the
-    freshly initialised weights.
+    ``options`` are passed to the recipe function (and recorded in
+    ``Recipe.options`` unless the recipe records them itself); ``state_dict``
+    replaces the freshly initialised weights.
     """
-    recipe = _resolve(spec)(**options)
+    func = _resolve(spec)
+    _check_options(spec, func, options)
+    recipe = func(**options)
     if not isinstance(recipe, Recipe):
         raise ValidationError("recipe", f"{spec!r} returned {type(recipe).__name__}, not a Recipe")
     if not recipe.entry:
         recipe = dataclasses.replace(recipe, entry=BUILTIN_RECIPES.get(spec, spec))
+    if options and not recipe.options:
+        recipe.options = dict(options)
     if state_dict is not None:
         recipe.load_state_dict(state_dict)
     recipe.apply_trainable()
@@ -277,6 +324,12 @@ def _digits_data() -> tuple[np.ndarray, np.ndarray]:
     return train.x, train.y
 
 
+def _digits_user(seed: int, n_train: int) -> tuple[Any, Any]:
+    from mobile_lr.datasets import user_split
+
+    return user_split(seed, n_train)
+
+
 def _seeded(make: Callable[[], nn.Module], seed: int) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -290,7 +343,7 @@ def digits_mlp(seed: int = 0, batch_size: int = 32) -> Recipe:
     return Recipe(name="digits-mlp", model=_seeded(DigitsMLP, seed),
                   example_input=torch.zeros(batch_size, 64), loss="cross_entropy",
                   optimizer=OptimizerSpec("adamw", weight_decay=0.01), labels=CLASS_NAMES,
-                  entry=BUILTIN_RECIPES["digits-mlp"], pretrain_data=_digits_data)
+                  entry=BUILTIN_RECIPES["digits-mlp"], pretrain_data=_digits_data, user_data=_digits_user)
 
 
 def digits_cnn(seed: int = 0, batch_size: int = 32) -> Recipe:
@@ -301,8 +354,8 @@ def digits_cnn(seed: int = 0, batch_size: int = 32) -> Recipe:
                   example_input=torch.zeros(batch_size, 1, 8, 8), loss="cross_entropy",
                   trainable=("head.weight", "head.bias"),
                   optimizer=OptimizerSpec("adamw", weight_decay=0.01), labels=CLASS_NAMES,
-                  entry=BUILTIN_RECIPES["digits-cnn"],
-                  pretrain_data=_digits_data)
+                  entry=BUILTIN_RECIPES["digits-cnn"], mode="head",
+                  pretrain_data=_digits_data, user_data=_digits_user)
 
 
 # ---------------------------------------------------------------------- pre-training
@@ -314,6 +367,7 @@ def pretrain(recipe: Recipe, x: np.ndarray | None = None, y: np.ndarray | None =
 
     This is the server side of personalisation: the whole model learns the
     general population; only later does the phone train the ``trainable`` part.
+    Fine-tuning adapters (``recipe.adapters``) keep their initial values.
     ``x``/``y`` default to the recipe's ``pretrain_data``. Returns the final
     epoch's mean loss and the training accuracy. Runs on one thread: for models
     this small, torch's thread pool costs more than it gains (6x slower on two
@@ -330,9 +384,9 @@ def pretrain(recipe: Recipe, x: np.ndarray | None = None, y: np.ndarray | None =
         yt = yt.float()
     model = recipe.model
     gen = torch.Generator().manual_seed(seed)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    for n, p in model.named_parameters():
+        p.requires_grad_(n not in recipe.adapters)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     mean_loss = math.nan
     threads = torch.get_num_threads()

@@ -22,6 +22,17 @@ def _backends(text: str) -> list[str]:
     return parts
 
 
+def _option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` with a JSON value (``width=0.5``, ``se=true``); a bare word is a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser(
         "export", help="export a model recipe to a training bundle",
@@ -31,7 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the schedule, the policy, labels and a manifest with SHA-256 of every file. "
                     "Exit status 1 if a requested backend cannot represent the model (the reason "
                     "is printed and recorded in the manifest).")
-    ex.add_argument("recipe", help="built-in recipe name or package.module:function")
+    ex.add_argument("recipe", help="built-in recipe name (digits-mlp, digits-cnn, the zoo's mobilenetv2, "
+                                   "ds-cnn, text-transformer, gru-sensor, lstm-sensor) or "
+                                   "package.module:function")
+    ex.add_argument("--mode", help="fine-tuning mode of a zoo recipe: head, last-k, bias+head or lora "
+                                   "(docs/ZOO.md says which engines train which)")
+    ex.add_argument("--option", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                    help="an option of the recipe function, repeatable, the value as JSON: e.g. "
+                         "width=0.5, k=3 (last-k blocks), rank=8 (LoRA), batch_size=16")
     ex.add_argument("--out", type=Path, required=True, help="bundle directory to create")
     ex.add_argument("--backend", type=_backends, default=None, metavar="LIST",
                     help="comma-separated backends (default: ort,executorch; ort with an LR-dropout "
@@ -96,7 +114,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe, pretrain
 
-    recipe = load_recipe(args.recipe)
+    options = dict(args.option)
+    if args.mode is not None:
+        options["mode"] = args.mode
+    recipe = load_recipe(args.recipe, **options)
     if args.pretrain_epochs < 0:
         raise ValueError(f"--pretrain-epochs: {args.pretrain_epochs} is out of range; allowed: N >= 0")
     if args.pretrain_epochs:
@@ -119,7 +140,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         model = manifest.raw["model"]
         print(f"bundle {args.out}  ({len(manifest.files)} files, identity {identity})")
-        print(f"  model {model['recipe']}: {model['params_trainable']} trainable + "
+        mode = f" (mode {recipe.mode})" if recipe.mode else ""
+        print(f"  model {model['recipe']}{mode}: {model['params_trainable']} trainable + "
               f"{model['params_frozen']} frozen parameters, {model['flops_per_step']:,} FLOPs per "
               f"training step at batch {model['flops_batch']} (3 x forward)")
         for name, info in manifest.backends.items():

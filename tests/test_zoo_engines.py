@@ -125,8 +125,8 @@ def test_zoo_cell_exports_matches_eager_trains_and_resumes(bundles, tmp_path, na
     bundle = bundles(name, mode)
     from mobile_lr.bundle import load_bundle
 
-    status = load_bundle(bundle).manifest["backends"][engine]
-    assert status["status"] == "ok", status.get("reason")
+    info = load_bundle(bundle).manifest.backends[engine]
+    assert info.status == "ok", info.reason
     if (name, mode, engine) in CRASHES:
         child = [sys.executable, __file__, name, mode, engine, str(bundle), str(tmp_path / "ckpt.npz")]
         done = subprocess.run(child, capture_output=True, text=True, timeout=600)

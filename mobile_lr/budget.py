@@ -24,7 +24,8 @@ the thermal limit, for plans that look beyond the current OS window.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -65,6 +66,7 @@ __all__ = [
     "DETAILS",
     "LIMITING_FACTORS",
     "AmbientEstimator",
+    "CostBand",
     "CostEstimator",
     "Plan",
     "Planned",
@@ -409,10 +411,25 @@ def sustained_rate(profile: DeviceProfile, policy: Policy, cost: StepCost, *, ch
 # --------------------------------------------------------------------------- estimator
 
 
-def _median(xs: list[float]) -> float:
+def _median(xs: Sequence[float]) -> float:
     s = sorted(xs)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+class CostBand(NamedTuple):
+    """What :meth:`CostEstimator.band` guarantees: while every observation's full-speed
+    seconds stay at most ``max_seconds`` and its full-speed power at most ``max_power_w``,
+    and at most ``energies_left`` more of them carry an energy, the pessimistic cost's seconds
+    stay at most ``cap_seconds`` and its power at most ``cap_power_w``, and the full-speed
+    power a step is dead-reckoned at (observed, or estimated) at most ``max_load_power_w``."""
+
+    cap_seconds: float
+    cap_power_w: float
+    max_seconds: float
+    max_power_w: float
+    max_load_power_w: float
+    energies_left: float
 
 
 class CostEstimator:
@@ -444,21 +461,25 @@ class CostEstimator:
         self.prior_factor = prior_factor
         self.margin = margin
         self.unobserved_power_factor = unobserved_power_factor
-        self.seconds: list[float] = []
-        self.powers: list[float] = []
+        self.seconds: deque[float] = deque(maxlen=window)   # the last observations
+        self.powers: deque[float] = deque(maxlen=window)
         self.count = 0
 
     def observe(self, seconds: float, energy_j: float | None = None, throttle: float = 1.0
-                ) -> None:
-        """Record one step; non-finite or non-positive values are ignored."""
+                ) -> tuple[float, float | None] | None:
+        """Record one step; non-finite or non-positive values are ignored. Returns what was
+        recorded: (full-speed seconds, full-speed power or None), None if nothing."""
         if not (math.isfinite(seconds) and seconds > 0.0 and 0.0 < throttle <= 1.0):
-            return
+            return None
         self.count += 1
-        self.seconds = [*self.seconds, seconds * throttle][-self.window:]
+        full_s = seconds * throttle
+        self.seconds.append(full_s)   # a deque of the last ``window``
         if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
             power = energy_j / seconds
-            full = self.idle_power_w + (power - self.idle_power_w) / throttle
-            self.powers = [*self.powers, max(full, 1e-9)][-self.window:]
+            full = max(self.idle_power_w + (power - self.idle_power_w) / throttle, 1e-9)
+            self.powers.append(full)
+            return full_s, full
+        return full_s, None
 
     @property
     def warm(self) -> bool:
@@ -479,7 +500,7 @@ class CostEstimator:
         med = _median(self.powers)
         return med, self._factor(self.powers, med)
 
-    def _factor(self, xs: list[float], med: float) -> float:
+    def _factor(self, xs: Sequence[float], med: float) -> float:
         lo = 1.0 + self.margin
         return min(self.prior_factor, max(lo, lo * max(xs) / med))
 
@@ -493,6 +514,28 @@ class CostEstimator:
         p, kp = self._power()
         return StepCost(s * ks, s * ks * p * kp)
 
+    def band(self, widen: float) -> CostBand | None:
+        """How far observations may go before :meth:`pessimistic` can exceed a cap (None
+        while the estimate still uses the prior for the step time).
+
+        The pessimistic seconds are ``min(prior_factor·median, (1 + margin)·max)`` of the
+        window, so at most ``(1 + margin)·max``; the same for the power once
+        ``min_observations`` energies are in, and the prior power times
+        ``unobserved_power_factor`` before. Observations at most ``widen`` times the window's
+        maximum (the power prior, before) keep the pessimistic cost below the cap; the
+        ``min_observations``-th energy ends the band (the power then leaves its prior)."""
+        if not self.warm:
+            return None
+        lo = (1.0 + self.margin) * (1.0 + 1e-12)   # covers the rounding of med·factor
+        max_s = max(self.seconds) * widen
+        if len(self.powers) >= self.min_observations:
+            max_p, left = max(self.powers) * widen, math.inf
+            cap_p = lo * max_p
+        else:
+            max_p = self.prior.power_w * self.unobserved_power_factor * (1.0 + 1e-12)
+            cap_p, left = max_p, self.min_observations - len(self.powers) - 1
+        return CostBand(lo * max_s, cap_p, max_s, max_p, max(max_p, self.prior.power_w), left)
+
     def state_dict(self) -> dict[str, Any]:
         return {"seconds": list(self.seconds), "powers": list(self.powers), "count": self.count}
 
@@ -505,8 +548,8 @@ class CostEstimator:
                 raise ValidationError(join(path, key), "expected a list of numbers")
             for i, v in enumerate(vals):
                 check_number(v, join(join(path, key), i), lo=0.0, lo_open=True)
-        self.seconds = [float(v) for v in obj["seconds"]][-self.window:]
-        self.powers = [float(v) for v in obj["powers"]][-self.window:]
+        self.seconds = deque((float(v) for v in obj["seconds"]), maxlen=self.window)
+        self.powers = deque((float(v) for v in obj["powers"]), maxlen=self.window)
         self.count = get_int(obj, "count", path, default=len(self.seconds), lo=0)
 
 

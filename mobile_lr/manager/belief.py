@@ -3,7 +3,6 @@ the OS window, from what the caller reports and the steps run since."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,11 +30,24 @@ class DeviceBelief:
             window=config.estimator_window, min_observations=config.min_observations,
             prior_factor=config.prior_factor, margin=config.margin,
             unobserved_power_factor=config.unobserved_power_factor)
-        self.device = state if state is not None else DeviceState.initial(profile, 1.0)
+        self._device = state if state is not None else DeviceState.initial(profile, 1.0)
+        self._folded = 0   # steps of ``since`` already in ``_device``
         self.ambient = AmbientEstimator(profile)
         self.reported: DeviceState | None = None     # the last state the caller reported
         self.since: list[tuple[float, float]] = []   # (load W, s) of the steps since then
         self.window_end_s: float | None = None
+
+    @property
+    def device(self) -> DeviceState:
+        """The believed state: the last report advanced by every step since (folded in when
+        asked for: the O(1) path of the manager bounds it instead)."""
+        while self._folded < len(self.since):
+            load, seconds = self.since[self._folded]
+            end, _ = advance(self.profile, self._view(self._device), load, seconds)
+            self._device = DeviceState(end.level, end.charging, end.temperature_c,
+                                       end.thermal_status, end.time_s, self._device.ambient_c)
+            self._folded += 1
+        return self._device
 
     def update(self, state: DeviceState) -> None:
         """The device state the caller just read."""
@@ -44,11 +56,13 @@ class DeviceBelief:
         if state.ambient_c is None and self.reported is not None:
             self.ambient.observe(self.reported, state, self.since)
         self.reported, self.since = state, []
-        self.device = state
+        self._device, self._folded = state, 0
 
     def view(self) -> DeviceState:
         """The state the planner uses: the ambient, when unknown, is the estimated one."""
-        d = self.device
+        return self._view(self.device)
+
+    def _view(self, d: DeviceState) -> DeviceState:
         if d.ambient_c is not None:
             return d
         return DeviceState(d.level, d.charging, d.temperature_c, d.thermal_status, d.time_s,
@@ -69,21 +83,21 @@ class DeviceBelief:
                          cost.seconds / m)
         return end
 
-    def stepped(self, seconds: float, energy_j: float | None, throttle: float) -> None:
+    def stepped(self, seconds: float, energy_j: float | None, throttle: float
+                ) -> tuple[float, float | None] | None:
         """A step ran: learn its cost, and advance the believed state by it until the caller
-        reports again."""
-        self.estimator.observe(seconds, energy_j, throttle)
-        if not (math.isfinite(seconds) and seconds > 0.0):
-            return
-        if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
-            load = energy_j / seconds
+        reports again. Returns what the estimator recorded (None: nothing, the step had no
+        valid time, and the believed state does not move)."""
+        observed = self.estimator.observe(seconds, energy_j, throttle)
+        if observed is None:
+            return None
+        if observed[1] is not None:
+            load = energy_j / seconds   # type: ignore[operator]  (observed: it is valid)
         else:
             cost = self.estimator.estimate()
             load = self.profile.load_power(throttle, max(cost.power_w, self.profile.idle_power_w))
         self.since.append((load, seconds))
-        end, _ = advance(self.profile, self.view(), load, seconds)
-        self.device = DeviceState(end.level, end.charging, end.temperature_c, end.thermal_status,
-                                  end.time_s, self.device.ambient_c)
+        return observed
 
     def state_dict(self) -> dict[str, Any]:
         return {"window_end_s": self.window_end_s, "estimator": self.estimator.state_dict(),
@@ -98,4 +112,5 @@ class DeviceBelief:
         rep = obj.get("reported")
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
         self.since = [(float(a), float(b)) for a, b in obj.get("since", [])]
-        self.device = DeviceState.from_dict(obj["device"], "device")
+        self._device = DeviceState.from_dict(obj["device"], "device")
+        self._folded = len(self.since)

@@ -23,8 +23,9 @@ All functions here are pure and work on Python floats or numpy arrays.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mobile_lr.validation import ValidationError
@@ -33,7 +34,7 @@ from ._ops import Ops
 
 PlanHistory = Sequence[tuple[int, int]]
 
-__all__ = ["PlanHistory", "Segment", "check_plan", "segments", "shift", "warp"]
+__all__ = ["PlanHistory", "Segment", "Warp", "check_plan", "segments", "shift", "warp"]
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,12 @@ class Segment:
     start: int  # first step (in the shape's local time) this piece applies to
     u0: float  # virtual step at ``start``
     end: int  # planned total of this piece (>= 1)
+    slope: float = field(init=False, repr=False, compare=False)  # derived once
 
-    @property
-    def slope(self) -> float:
+    def __post_init__(self) -> None:
         remaining = self.end - self.start
-        return (self.end - self.u0) / remaining if remaining > 0 else 0.0
+        object.__setattr__(self, "slope",
+                           (self.end - self.u0) / remaining if remaining > 0 else 0.0)
 
     def u_at(self, s: float) -> float:
         if self.end - self.start <= 0:
@@ -107,25 +109,37 @@ def segments(plan: PlanHistory) -> list[Segment]:
 
 def warp(ops: Ops, s: Any, segs: Sequence[Segment]) -> tuple[Any, Any]:
     """Virtual step ``u`` and current total ``E`` at local step(s) ``s``."""
-    if ops.name == "scalar":
-        seg = segs[0]
-        for cand in segs[1:]:
-            if s >= cand.start:
-                seg = cand
+    return Warp(segs)(ops, s)
+
+
+class Warp:
+    """:func:`warp` for one progress map, its look-up table built once (a manager asks the
+    same map for the LR of every step until the next re-plan)."""
+
+    def __init__(self, segs: Sequence[Segment]) -> None:
+        self.segs = tuple(segs)
+        self.starts = [seg.start for seg in self.segs]
+
+    def __call__(self, ops: Ops, s: Any) -> tuple[Any, Any]:
+        segs = self.segs
+        if ops.name == "scalar":
+            # the last piece that starts at or before s (the first one before any): u_at
+            seg = segs[bisect_right(self.starts, s, 1) - 1]
+            end = float(seg.end)
+            if seg.end - seg.start <= 0:
+                return end, end
+            return min(seg.u0 + (s - seg.start) * seg.slope, end), end
+        u = None
+        e = None
+        for seg in segs:
+            if seg.end - seg.start <= 0:
+                u_seg = ops.zeros_like(s) + float(seg.end)
             else:
-                break
-        return seg.u_at(s), float(seg.end)
-    u = None
-    e = None
-    for seg in segs:
-        if seg.end - seg.start <= 0:
-            u_seg = ops.zeros_like(s) + float(seg.end)
-        else:
-            u_seg = ops.minimum(seg.u0 + (s - seg.start) * seg.slope, float(seg.end))
-        if u is None:
-            u, e = u_seg, ops.zeros_like(s) + float(seg.end)
-        else:
-            mask = s >= seg.start
-            u = ops.where(mask, u_seg, u)
-            e = ops.where(mask, float(seg.end), e)
-    return u, e
+                u_seg = ops.minimum(seg.u0 + (s - seg.start) * seg.slope, float(seg.end))
+            if u is None:
+                u, e = u_seg, ops.zeros_like(s) + float(seg.end)
+            else:
+                mask = s >= seg.start
+                u = ops.where(mask, u_seg, u)
+                e = ops.where(mask, float(seg.end), e)
+        return u, e

@@ -69,10 +69,17 @@ class Shape:
 
     def evaluate(self, ops: Ops, s: Any, local_plan: _plan.PlanHistory) -> Any:
         """LR at local step(s) ``s`` given the plan history in local time."""
+        return self.prepare(local_plan)(ops, s)
+
+    def prepare(self, local_plan: _plan.PlanHistory) -> Callable[[Ops, Any], Any]:
+        """:meth:`evaluate` for one plan history: ``f(ops, s)``, what depends on the plan
+        done once."""
+        formula = self.formula
         if self.progress_based:
-            u, total = _plan.warp(ops, s, _plan.segments(local_plan))
-            return self.formula(ops, u, total)
-        return self.formula(ops, s, self.length)
+            warp = _plan.Warp(_plan.segments(local_plan))
+            return lambda ops, s: formula(ops, *warp(ops, s))
+        length = self.length
+        return lambda ops, s: formula(ops, s, length)
 
     @property
     def follows_plan(self) -> bool:
@@ -708,15 +715,22 @@ class Sequence_(Shape):
         last, steps = self.parts[-1]
         return steps is None and last.follows_plan
 
-    def evaluate(self, ops: Ops, s: Any, local_plan: _plan.PlanHistory) -> Any:
-        out = None
+    def prepare(self, local_plan: _plan.PlanHistory) -> Callable[[Ops, Any], Any]:
+        parts = []
         boundary = 0
         for shape, steps in self.parts:
             sub_plan = [(0, steps)] if steps is not None else _plan.shift(local_plan, boundary)
-            val = shape.evaluate(ops, ops.maximum(s - boundary, 0.0), sub_plan)
-            out = val if out is None else ops.where(s >= boundary, val, out)
+            parts.append((shape.prepare(sub_plan), boundary))
             boundary += steps or 0
-        return out
+
+        def f(ops: Ops, s: Any) -> Any:
+            out = None
+            for part, start in parts:
+                val = part(ops, ops.maximum(s - start, 0.0))
+                out = val if out is None else ops.where(s >= start, val, out)
+            return out
+
+        return f
 
 
 def union_schema(kinds: Sequence[str]) -> dict[str, Any]:

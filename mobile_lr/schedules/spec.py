@@ -13,7 +13,7 @@ import copy
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -153,6 +153,17 @@ class Schedule:
         """The LR at step ``t``: what PyTorch's ``get_last_lr()`` gives after ``t`` steps."""
         return float(self._eval(SCALAR, float(t), self.plan_or_default(plan), plateau))
 
+    def lr_function(self, plan: _plan.PlanHistory | None = None,
+                    plateau: Mapping[str, Any] | None = None) -> Callable[[int], float]:
+        """``f(t) == lr(t, plan, plateau)`` bit for bit, with what depends on the plan done
+        once: what a loop calls every step between two re-plans."""
+        at = self._prepare(self.plan_or_default(plan), plateau)
+        plain = getattr(at, "plain", None)
+        if plain is None:
+            return lambda t: float(at(SCALAR, float(t)))
+        # no warm-up, a plain shape: for t >= 0 the shape's own step is t (max(t - 0, 0) = t)
+        return lambda t: float(plain(SCALAR, float(t)) if t >= 0 else at(SCALAR, float(t)))
+
     def lrs(self, ts: Sequence[int] | np.ndarray, plan: _plan.PlanHistory | None = None,
             plateau: Mapping[str, Any] | None = None) -> np.ndarray:
         """Vectorised :meth:`lr` over many steps (equal to the scalar path up to the last bit)."""
@@ -190,26 +201,52 @@ class Schedule:
     # ---------------------------------------------------------------- internals
     def _eval(self, ops: Ops, t: Any, plan: list[tuple[int, int]],
               plateau: Mapping[str, Any] | None) -> Any:
+        return self._prepare(plan, plateau)(ops, t)
+
+    def _prepare(self, plan: list[tuple[int, int]], plateau: Mapping[str, Any] | None
+                 ) -> Callable[[Ops, Any], Any]:
+        """``f(ops, t)``, the LR at step(s) ``t`` under this plan history (checked): what
+        depends on the plan (warm-up length, progress map, the WSD cool-down's start) is
+        done once."""
         if self.budget_mode == "fixed":
             plan = plan[:1]
         w = self.warmup.length(plan[0][1]) if self.warmup else 0
         shape_plan = _plan.shift(plan, w)
-        s = ops.maximum(t - w, 0.0)
         if self.plateau_rule is not None:
             value = float(plateau["lr"]) if plateau is not None else self.base_lr
-            y = value + 0.0 * t
+
+            def body(ops: Ops, s: Any, t: Any) -> Any:
+                return value + 0.0 * t
+
             start = value
         elif self.budget_mode == "wsd":
-            y = self._wsd_mode(ops, s, shape_plan)
+            body = self._wsd_mode(shape_plan)
             start = self.shape.evaluate(SCALAR, 0.0, shape_plan)
         else:
-            y = self.shape.evaluate(ops, s, shape_plan)
-            start = self.shape.evaluate(SCALAR, 0.0, shape_plan) if self.warmup else 0.0
-        if w > 0:
-            y = ops.where(t < w, start * self.warmup.factor(ops, t, w), y)
-        return y
+            shape = self.shape.prepare(shape_plan)
 
-    def _wsd_mode(self, ops: Ops, s: Any, plan: list[tuple[int, int]]) -> Any:
+            def body(ops: Ops, s: Any, t: Any) -> Any:
+                return shape(ops, s)
+
+            start = shape(SCALAR, 0.0) if self.warmup else 0.0
+        warmup = self.warmup
+        if w == 0:  # no warm-up (or none under this plan): s = max(t, 0)
+            def at0(ops: Ops, t: Any) -> Any:
+                return body(ops, ops.maximum(t - w, 0.0), t)
+
+            if self.plateau_rule is None and self.budget_mode != "wsd":
+                at0.plain = shape  # type: ignore[attr-defined]  (the shape at s = t >= 0)
+            return at0
+
+        def at(ops: Ops, t: Any) -> Any:
+            y = body(ops, ops.maximum(t - w, 0.0), t)
+            if w > 0:
+                y = ops.where(t < w, start * warmup.factor(ops, t, w), y)
+            return y
+
+        return at
+
+    def _wsd_mode(self, plan: list[tuple[int, int]]) -> Callable[[Ops, Any, Any], Any]:
         """Hold the peak; start the cool-down when the remaining budget reaches the fraction.
 
         The cool-down starts at the first step ``c`` where ``c >= E - D(E)`` for
@@ -227,11 +264,12 @@ class Schedule:
                 c = cand
                 break
         # The peak: a progress-based shape's value at u = 0 does not depend on the total.
-        hold = self.shape.evaluate(ops, 0.0 * s, [(0, max(plan[-1][1], 1))])
+        hold = self.shape.prepare([(0, max(plan[-1][1], 1))])
         if c is None:  # unreachable: the last plan always yields a start
-            return hold
-        cool = self.shape.evaluate(ops, ops.maximum(s - c, 0.0), _plan.shift(plan, c))
-        return ops.where(s >= c, cool, hold)
+            return lambda ops, s, t: hold(ops, 0.0 * s)
+        cool = self.shape.prepare(_plan.shift(plan, c))
+        return lambda ops, s, t: ops.where(s >= c, cool(ops, ops.maximum(s - c, 0.0)),
+                                           hold(ops, 0.0 * s))
 
 
 def _scale_lrs(obj: Any, k: float) -> Any:

@@ -68,8 +68,8 @@ __all__ = [
     "AmbientEstimator",
     "CostBand",
     "CostEstimator",
-    "Plan",
-    "Planned",
+    "Forecast",
+    "PhoneForecast",
     "Policy",
     "StepCost",
     "broken_limit",
@@ -81,10 +81,10 @@ __all__ = [
 ]
 
 POLICY_FORMAT = "mobile-lr.policy/1"
-#: What ends a plan; :class:`Planned` carries the index (BATTERY .. NONE).
+#: What ends a plan; :class:`PhoneForecast` carries the index (BATTERY .. NONE).
 LIMITING_FACTORS = ("battery", "thermal", "time", "none")
 BATTERY, THERMAL, TIME, NONE = range(4)
-#: Why a plan affords nothing before stepping; :class:`Planned` carries the index.
+#: Why a plan affords nothing before stepping; :class:`PhoneForecast` carries the index.
 DETAILS = ("", "not charging", "battery low", "below the floor", "thermal status above the policy",
            "no time left")
 HORIZONS = ("session", "deadline")
@@ -215,8 +215,10 @@ class StepCost:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Steps affordable now, what stops them, and the predicted cost and end state."""
+class Forecast:
+    """The planner's forecast: the steps affordable now, what stops them, and the predicted
+    cost and end state. (The manager turns forecasts into the planned totals of the
+    schedule's plan history: "plan" names only those.)"""
 
     steps: int
     limiting_factor: str
@@ -234,7 +236,7 @@ class Plan:
                 "end_status": self.end_status.name, "detail": self.detail}
 
 
-class Planned(NamedTuple):
+class PhoneForecast(NamedTuple):
     """What :func:`plan_phones` finds, per phone (floats, or arrays with one element per phone):
     the affordable steps, the limit that stops them (a code into :data:`LIMITING_FACTORS`),
     why nothing is affordable before stepping (a code into :data:`DETAILS`), and the
@@ -281,7 +283,7 @@ class _Limits(NamedTuple):
 
 
 def plan_phones(ops: Ops, profile: DeviceProfile, phone: Phone, now_s: Any, policy: Policy,
-                cost: StepCost, time_budget_s: Any, cap: Any) -> Planned:
+                cost: StepCost, time_budget_s: Any, cap: Any) -> PhoneForecast:
     """The planner, for one phone (``ops`` = :data:`~mobile_lr.physics.SCALAR`) or many
     (:data:`~mobile_lr.physics.ARRAY`): :func:`plan` is its front-end for a
     :class:`DeviceState`, the budget simulation of many phones calls it on arrays.
@@ -312,7 +314,7 @@ def plan_phones(ops: Ops, profile: DeviceProfile, phone: Phone, now_s: Any, poli
                     _Fixed(phone.charging, phone.ambient, phone.battery_j, floor, time_budget_s,
                            cap),
                     lambda s, f: (s.factor >= 0) | (s.steps >= f.cap))
-    return Planned(end.steps, ops.where(end.factor < 0, NONE, end.factor), detail, end.energy,
+    return PhoneForecast(end.steps, ops.where(end.factor < 0, NONE, end.factor), detail, end.energy,
                    end.elapsed, end.level, end.temp, end.status)
 
 
@@ -356,7 +358,7 @@ def broken_limit(ops: Ops, level: Any, temp: Any, status: Any, floor: Any, theta
 
 
 def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepCost, *,
-         max_steps: int | None = None, time_budget_s: float | None = None) -> Plan:
+         max_steps: int | None = None, time_budget_s: float | None = None) -> Forecast:
     """Steps affordable from ``state`` under ``policy`` at per-step ``cost``.
 
     ``time_budget_s`` is the time left in the current session (default: the
@@ -375,7 +377,7 @@ def plan(profile: DeviceProfile, state: DeviceState, policy: Policy, cost: StepC
                   amb, profile.battery_j)
     r = plan_phones(SCALAR, profile, phone, state.time_s, policy, cost, time_budget_s,
                     float(cap))
-    return Plan(int(r.steps), LIMITING_FACTORS[r.factor], r.energy_j, r.seconds, r.level,
+    return Forecast(int(r.steps), LIMITING_FACTORS[r.factor], r.energy_j, r.seconds, r.level,
                 r.temp, ThermalStatus(r.status), DETAILS[r.detail])
 
 

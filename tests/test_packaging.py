@@ -31,7 +31,7 @@ CORE_MODULES = (
     "mobile_lr.schemas", "mobile_lr.runtime",
     "mobile_lr.runtime.base", "mobile_lr.runtime.checkpoint",
     "mobile_lr.adapters", "mobile_lr.adapters.ort_lr",
-    "mobile_lr.sim.scenario", "mobile_lr.sim.policies", "mobile_lr.sim.session", "mobile_lr.sim.fleet",
+    "mobile_lr.sim.scenario", "mobile_lr.sim.setups", "mobile_lr.sim.session", "mobile_lr.sim.budgets",
     "mobile_lr.integrations", "mobile_lr.integrations.driver", "mobile_lr.cli",
 )
 

@@ -292,10 +292,10 @@ def test_fleet_out_writes_a_figure_with_percent_scales(tmp_path):
     from mobile_lr.cli import main
     from mobile_lr.report.figures import fleet_figure
 
-    assert main(["fleet", "--profiles", "low-end,flagship", "--scenarios", "hot-day,commute-low-battery",
+    assert main(["budgets", "--profiles", "low-end,flagship", "--scenarios", "hot-day,commute-low-battery",
                  "--devices", "80", "--seed", "1", "--out", str(tmp_path)]) == 0
-    assert _png_size(tmp_path / "fleet.png")[0] > 500
-    out = json.loads((tmp_path / "fleet.json").read_text())
+    assert _png_size(tmp_path / "budgets.png")[0] > 500
+    out = json.loads((tmp_path / "budgets.json").read_text())
     fig = fleet_figure(out)
     steps, reasons = fig.axes
     assert "% of the scenario's nominal" in steps.get_xlabel() and "% of the phones" in reasons.get_xlabel()
@@ -310,11 +310,11 @@ def test_fleet_out_without_matplotlib_writes_the_json_and_names_the_extra(tmp_pa
     """The core install (numpy only) runs `fleet`: the figure is skipped with one line."""
     import sys
 
-    args = ["fleet", "--devices", "12", "--scenarios", "hot-day", "--out", str(tmp_path)]
+    args = ["budgets", "--devices", "12", "--scenarios", "hot-day", "--out", str(tmp_path)]
     code = ("import sys\nsys.modules['matplotlib'] = None\nfrom mobile_lr.cli import main\n"
             f"sys.exit(main({args!r}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "fleet.json").is_file() and not (tmp_path / "fleet.png").exists()
-    assert "fleet.png not written: mobile_lr.report needs matplotlib: pip install 'mobile-lr[demo]'" \
+    assert (tmp_path / "budgets.json").is_file() and not (tmp_path / "budgets.png").exists()
+    assert "budgets.png not written: mobile_lr.report needs matplotlib: pip install 'mobile-lr[demo]'" \
         in proc.stderr

@@ -188,7 +188,7 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
     'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on an SGD or
     LR-dropout bundle, which schedule-free cannot run on."""
     from mobile_lr.manager import RECOMMENDED_AVERAGING, RECOMMENDED_EMA, recommended_averaging
-    from mobile_lr.sim.policies import make_policy
+    from mobile_lr.sim.setups import make_setup
     from mobile_lr.sim.simulate import bundle_schedule, simulate
 
     adamw = load_bundle(mlp_bundle).manifest
@@ -200,9 +200,9 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
     lrd = LrDropoutInfo("adamw-lrd", 0.5, 0, "official", "counter", ("ort",))
     assert recommended_averaging("ort", dataclasses.replace(adamw, lr_dropout=lrd)) == "ema"
     assert recommended_averaging("executorch", adamw) == "ema"
-    pol = make_policy("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
+    pol = make_setup("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
     assert pol.runtime_options == {"optimizer": "schedulefree"}
-    assert make_policy("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
+    assert make_setup("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
         "ema": RECOMMENDED_EMA}
     train, test = user_data
     (run,) = simulate(mlp_bundle, profile="mid-range", scenario="commute-low-battery", policies=["manager"],

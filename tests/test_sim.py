@@ -18,9 +18,9 @@ from mobile_lr.cli import main
 from mobile_lr.device import SimulatedDevice, ThermalStatus, load_profile
 from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime import open_runtime
-from mobile_lr.sim.policies import POLICIES, SF_LR_FACTOR, make_policy, parse_policy_list
 from mobile_lr.sim.scenario import builtin_scenarios, load_scenario, parse_scenario
 from mobile_lr.sim.session import run_session
+from mobile_lr.sim.setups import SETUPS, SF_LR_FACTOR, make_setup, parse_setup_list
 from mobile_lr.sim.simulate import bundle_schedule, simulate
 
 SCENARIO = {
@@ -45,7 +45,7 @@ def _session(bundle, profile_name="mid-range", *, level=0.8, step_factor=100.0, 
 
     state = DeviceState.initial(prof, level, ambient_c=ambient)
     device = SimulatedDevice(prof, state, ambient_c=ambient, background_w=background_w)
-    pol = make_policy("manager", bundle_schedule(bundle), nominal)
+    pol = make_setup("manager", bundle_schedule(bundle), nominal)
     manager = ScheduleManager(pol.spec, prof, policy or {}, pol.config, state=device.state)
     runtime = open_runtime("ort", bundle)
     result = run_session(runtime, manager, device, data[0], eval_data=data[1], **kw)
@@ -143,11 +143,11 @@ def test_bad_scenario_file_exits_2_with_the_field(tmp_path, mlp_sgd_bundle, caps
 
 
 def test_policy_list_and_policies_share_the_bundle_base_lr(mlp_sgd_bundle):
-    assert parse_policy_list("manager, naive,manager") == ["manager", "naive"]
+    assert parse_setup_list("manager, naive,manager") == ["manager", "naive"]
     base = bundle_schedule(mlp_sgd_bundle)["base_lr"]
-    for name in POLICIES:
+    for name in SETUPS:
         factor = SF_LR_FACTOR if name == "sf-adamw" else 1.0
-        assert make_policy(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == factor * base
+        assert make_setup(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == factor * base
 
 
 def test_simulate_cli_json_and_run_directory(mlp_sgd_bundle, tmp_path, capsys):

@@ -38,7 +38,7 @@ COMMAND_MODULES = [
     "mobile_lr.cli.simulate_cmd",
     "mobile_lr.cli.demo_cmd",
     "mobile_lr.cli.lr_find_cmd",
-    "mobile_lr.cli.fleet_cmd",
+    "mobile_lr.cli.budgets_cmd",
     "mobile_lr.cli.fleet_train_cmd",
 ]
 

@@ -120,8 +120,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe, pretrain
     from mobile_lr.report import assess, format_table, write_report
-    from mobile_lr.sim.policies import make_policy
     from mobile_lr.sim.scenario import builtin_scenarios, load_scenario
+    from mobile_lr.sim.setups import make_setup
     from mobile_lr.sim.simulate import bundle_schedule, json_default
     from mobile_lr.validation import check_int
 
@@ -152,7 +152,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                                  quiet=args.json or not sys.stderr.isatty())
     say("4/4 writing the report")
     schedule = bundle_schedule(bundle)
-    descriptions = {p: make_policy(p, schedule, 300).description for p in DEMO_POLICIES}
+    descriptions = {p: make_setup(p, schedule, 300).description for p in DEMO_POLICIES}
     notes = _notes(args.recipe, pre, len(train), len(test), schedule["base_lr"], descriptions,
                    args.seed, n_seeds)
     resolution = 100.0 / len(test)

@@ -23,8 +23,8 @@ DEFAULT_POLICIES = "manager,naive,constant"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mobile_lr.sim.policies import POLICIES
     from mobile_lr.sim.scenario import builtin_scenarios
+    from mobile_lr.sim.setups import SETUPS
 
     p = sub.add_parser(
         "simulate", help="fine-tune a bundle on a simulated phone (battery, heat, OS windows)",
@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="user data .npz with x_train, y_train, x_test, y_test (default: the demo user)")
     p.add_argument("--policy", type=Path, help="user policy JSON (replaces the scenario's)")
     p.add_argument("--compare", default=DEFAULT_POLICIES,
-                   help=f"policies to run, comma-separated, from: {', '.join(POLICIES)} "
+                   help=f"policies to run, comma-separated, from: {', '.join(SETUPS)} "
                         f"(default {DEFAULT_POLICIES})")
     add_runtime_arguments(p)
     p.add_argument("--calibrate", action="store_true",
@@ -121,11 +121,11 @@ def load_user_data(path: Path, classes: int | None = None) -> Data:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from mobile_lr.budget import load_policy
     from mobile_lr.report import format_table, write_report
-    from mobile_lr.sim.policies import parse_policy_list
     from mobile_lr.sim.scenario import load_scenario
+    from mobile_lr.sim.setups import parse_setup_list
     from mobile_lr.sim.simulate import bundle_schedule, calibrate, json_default, simulate
 
-    policies = parse_policy_list(args.compare)
+    policies = parse_setup_list(args.compare)
     profile = load_profile(args.profile)
     scenario = load_scenario(args.scenario)
     classes = load_bundle(args.bundle).manifest.model.labels.classes  # refuses a bad bundle up front

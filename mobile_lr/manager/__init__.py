@@ -25,9 +25,10 @@ ends because its budget ran out is the last step of the plan in force.
 The decision logic uses integers and the planner's floats only; the Kotlin port
 reproduces it from golden vectors. The manager is a small state machine
 (:mod:`.machine`) over parts that own their state: the device belief (:mod:`.belief`),
-the plan history (:mod:`.history`), the LR range test (:mod:`.range_test`), the recovery
-from non-finite losses (:mod:`.recovery`) and the peak-LR factor (:mod:`.peak`); its rules
-after a plan are the pure functions of :mod:`mobile_lr.rules`; its configuration is
+the plan history (:mod:`.history`), the session's forecasts (:mod:`.planning`), the
+LR range test (:mod:`.range_test`), the recovery from non-finite losses
+(:mod:`.recovery`) and the peak-LR factor (:mod:`.peak`); its rules
+after a forecast are the pure functions of :mod:`mobile_lr.rules`; its configuration is
 declared once (:mod:`.config`); :mod:`.recommended` is the measured best set-up.
 Decisions (reasons: :class:`mobile_lr.rules.Reason`):
 

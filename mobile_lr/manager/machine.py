@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mobile_lr import rules
-from mobile_lr.budget import Plan, Policy
+from mobile_lr.budget import Forecast, Policy
 from mobile_lr.device import DeviceProfile, DeviceState, load_profile
 from mobile_lr.physics import SCALAR
 from mobile_lr.rules import Reason
@@ -20,7 +20,7 @@ from .config import ManagerConfig
 from .decisions import Decision, PendingRun, Rollback, Run, Stop
 from .history import PlanHistory
 from .peak import PeakLr
-from .planning import TOO_HOT, SessionPlans, budget_stop
+from .planning import TOO_HOT, SessionForecasts, budget_stop
 from .range_test import RangeTest
 from .recovery import Recovery
 
@@ -59,7 +59,7 @@ class ScheduleManager:
         self.stopped: Stop | None = None
         self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
         self.spent = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
-        self.plans = SessionPlans(self.profile, self.policy, c, self.belief)
+        self.forecasts = SessionForecasts(self.profile, self.policy, c, self.belief)
 
     # ------------------------------------------------------------------ caller inputs
     def update_device(self, state: DeviceState) -> None:
@@ -116,9 +116,9 @@ class ScheduleManager:
     estimator = property(lambda self: self.belief.estimator, doc="the step-cost estimator")
     peak_factor = property(lambda self: self.peak.factor, doc="the peak-LR factor (once set)")
     pending_rollback = property(lambda self: self.recovery.pending, doc="the rollback owed")
-    last_plan = property(lambda self: self.plans.last, doc="the last gate plan")
-    predicted_end = property(lambda self: self.plans.predicted_end,
-                             doc="the predicted end of the step the last gate plan allowed")
+    last_forecast = property(lambda self: self.forecasts.last, doc="the last gate forecast")
+    predicted_end = property(lambda self: self.forecasts.predicted_end,
+                             doc="the predicted end of the step the last gate forecast allowed")
 
     def lr_at(self, t: int) -> float:
         """The LR the current plan history gives step ``t`` (no side effects)."""
@@ -127,7 +127,7 @@ class ScheduleManager:
 
     def next(self) -> Decision:
         """The next decision; see the package doc."""
-        self.plans.predicted_end = None
+        self.forecasts.predicted_end = None
         if self.stopped is not None:
             return self.stopped
         if self.recovery.pending is not None:
@@ -139,13 +139,13 @@ class ScheduleManager:
             return self._stop(Stop(Reason.DEADLINE))
         if self.belief.window_end_s is None:
             self.begin_window()
-        session = self.plans.gate(self.nominal_steps - self.step)
-        if session.steps == 0 and self.plans.prior_blocks(session):
+        session = self.forecasts.gate(self.nominal_steps - self.step)
+        if session.steps == 0 and self.forecasts.prior_blocks(session):
             # No step is safe under the unmeasured cost and the phone cannot cool any further at
             # rest; without a step the estimate never improves: waiting would stall forever.
             spent = self.history.last_run_total in (None, self.step)
             return self._stop(Stop(Reason.BUDGET if spent else Reason.BUDGET_CUT, TOO_HOT))
-        budget = self.plans.expected(session, self.nominal_steps - self.step)
+        budget = self.forecasts.expected(session, self.nominal_steps - self.step)
         if self.range_test.active:
             decision = self._range_next(session, budget)
             if decision is not None:
@@ -154,7 +154,7 @@ class ScheduleManager:
         move = rules.next_move(SCALAR, session.steps, budget, self.history.last_run_total
                                is not None, self.history.last_run_total == self.step)
         if move == rules.PAUSE:
-            return self.plans.pause(session)
+            return self.forecasts.pause(session)
         if move != rules.RUN:
             return self._stop(budget_stop(move, session))
         self.peak.settle(self.planned_total or 1, self.nominal_steps)
@@ -175,12 +175,12 @@ class ScheduleManager:
         self.history.rolled_back(rb.to_step)
         return rb
 
-    def _range_next(self, session: Plan, budget: int) -> Decision | None:
+    def _range_next(self, session: Forecast, budget: int) -> Decision | None:
         """The LR range test's decision while it runs (None: it is over, train)."""
         move = self.range_test.next(session.steps, budget, self.nominal_steps,
                                     self.schedule.base_lr)
         if move is True:
-            return self.plans.pause(session)
+            return self.forecasts.pause(session)
         if move is False:
             if self.range_test.status != "done":
                 return None               # skipped: the budget is too short for a sweep

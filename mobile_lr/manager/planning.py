@@ -1,13 +1,13 @@
-"""The manager's plans of a session, from what it believes about the phone: the gate plan
-before every step, the steps the run can still expect, and the pause when none is affordable
-(the rules after a plan are :mod:`mobile_lr.rules`)."""
+"""The manager's forecasts of a session, from what it believes about the phone: the gate
+forecast before every step, the steps the run can still expect, and the pause when none is
+affordable (the rules after a forecast are :mod:`mobile_lr.rules`)."""
 
 from __future__ import annotations
 
 import math
 
 from mobile_lr import rules
-from mobile_lr.budget import DETAILS, LIMITING_FACTORS, Plan, Policy, StepCost, plan
+from mobile_lr.budget import DETAILS, LIMITING_FACTORS, Forecast, Policy, StepCost, plan
 from mobile_lr.device import DeviceProfile, DeviceState
 from mobile_lr.physics import SCALAR, Phone
 from mobile_lr.rules import REASONS, Reason
@@ -16,31 +16,31 @@ from .belief import DeviceBelief
 from .config import ManagerConfig
 from .decisions import Pause, Stop
 
-__all__ = ["TOO_HOT", "SessionPlans", "budget_stop"]
+__all__ = ["TOO_HOT", "SessionForecasts", "budget_stop"]
 
 TOO_HOT = "thermal: too hot at rest for an unmeasured step"  # the detail of that stop
 
 
-class SessionPlans:
-    """Plans from the believed state. ``last`` is the last gate plan, ``predicted_end`` the
-    predicted end of the step it allowed (None when it allowed none)."""
+class SessionForecasts:
+    """Forecasts from the believed state. ``last`` is the last gate forecast,
+    ``predicted_end`` the predicted end of the step it allowed (None when it allowed none)."""
 
     def __init__(self, profile: DeviceProfile, policy: Policy, config: ManagerConfig,
                  belief: DeviceBelief) -> None:
         self.profile, self.policy, self.config, self.belief = profile, policy, config, belief
-        self.last: Plan | None = None
+        self.last: Forecast | None = None
         self.predicted_end: DeviceState | None = None
 
-    def gate(self, max_steps: int) -> Plan:
-        """The plan at the pessimistic cost: a step runs only if it affords one, so no step
+    def gate(self, max_steps: int) -> Forecast:
+        """The forecast at the pessimistic cost: a step runs only if it affords one, so no step
         starts whose predicted end is below the floor or above the allowed status."""
         cost = self.belief.estimator.pessimistic()
         view = self.belief.view()
-        self.last = self._plan(max_steps, cost, view)
+        self.last = self._forecast(max_steps, cost, view)
         self.predicted_end = self.belief.step_end(cost, view) if self.last.steps >= 1 else None
         return self.last
 
-    def expected(self, session: Plan, max_steps: int) -> int:
+    def expected(self, session: Forecast, max_steps: int) -> int:
         """Steps the run can still expect: this session's plus those after it (deadline, or
         after a thermal pause in the same window)."""
         budget = session.steps + self._later_steps(session)
@@ -49,17 +49,17 @@ class SessionPlans:
             # cost within the prior factor), but sizing the schedule on it would spend the
             # first steps' LR decay far too fast. Size it on the profile's own numbers until
             # `min_observations` steps have been measured.
-            sizing = self._plan(max_steps, self.belief.estimator.estimate(), self.belief.view())
+            sizing = self._forecast(max_steps, self.belief.estimator.estimate(), self.belief.view())
             budget = max(sizing.steps + self._later_steps(sizing), 1)
         return budget
 
-    def prior_blocks(self, session: Plan) -> bool:
+    def prior_blocks(self, session: Forecast) -> bool:
         """Only the uncalibrated prior keeps the run from its steps, for good: the estimator is
         cold, the plan stops at the thermal limit, and the resume temperature is out of reach at
         rest (no resume hint)."""
         return not self.belief.estimator.warm and self.pause(session) == Pause(Reason.THERMAL, None)
 
-    def pause(self, session: Plan) -> Pause:
+    def pause(self, session: Forecast) -> Pause:
         """Nothing is affordable now: rest, with a hint of how long."""
         code = rules.limit_reason(SCALAR, LIMITING_FACTORS.index(session.limiting_factor),
                                   DETAILS.index(session.detail))
@@ -70,12 +70,12 @@ class SessionPlans:
                                  code, phone)
         return Pause(REASONS[code], hint if math.isfinite(hint) else None)
 
-    def _plan(self, max_steps: int, cost: StepCost, view: DeviceState) -> Plan:
+    def _forecast(self, max_steps: int, cost: StepCost, view: DeviceState) -> Forecast:
         end = self.belief.window_end_s
         return plan(self.profile, view, self.policy, cost, max_steps=max_steps,
                     time_budget_s=None if end is None else end - self.belief.device.time_s)
 
-    def _later_steps(self, session: Plan) -> int:
+    def _later_steps(self, session: Forecast) -> int:
         view, end = self.belief.view(), self.belief.window_end_s
         phone = Phone(session.end_level, self.belief.device.charging, session.end_temperature_c,
                       int(session.end_status), view.ambient_c, self.profile.battery_j)
@@ -86,7 +86,7 @@ class SessionPlans:
             window_end_s=-math.inf if end is None else end))
 
 
-def budget_stop(move: int, session: Plan) -> Stop:
+def budget_stop(move: int, session: Forecast) -> Stop:
     """The run's budget is spent (``move`` is :data:`~mobile_lr.rules.STOP_BUDGET`: the last
     Run was the last step of its plan) or it vanished within a step (``STOP_CUT``); the
     detail says what limited it."""

@@ -30,9 +30,9 @@ from mobile_lr.bundle import load_bundle
 from mobile_lr.device import DeviceProfile, SimulatedDevice, load_profile
 from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime import open_runtime
-from mobile_lr.sim.policies import make_policy
 from mobile_lr.sim.scenario import Scenario, load_scenario
 from mobile_lr.sim.session import LOG_COLUMNS, SessionResult, run_session
+from mobile_lr.sim.setups import make_setup
 
 __all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "json_default",
            "simulate", "write_steps_csv"]
@@ -147,12 +147,12 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     prof = dataclasses.replace(prof, step_seconds=step_s)
     runs = []
     for name in policies:
-        pol = make_policy(name, schedule, scen.nominal_steps, backend, manifest)
-        runtime = open_runtime(backend, bundle_dir, **{**(runtime_options or {}), **pol.runtime_options})
+        setup = make_setup(name, schedule, scen.nominal_steps, backend, manifest)
+        runtime = open_runtime(backend, bundle_dir, **{**(runtime_options or {}), **setup.runtime_options})
         state = scen.initial_state(prof)
         device = SimulatedDevice(prof, state, ambient_c=scen.ambient_c,
                                  background_w=scen.background_w)
-        manager = ScheduleManager(pol.spec, prof, user_policy, pol.config, state=device.state)
+        manager = ScheduleManager(setup.spec, prof, user_policy, setup.config, state=device.state)
         run_dir = None
         ckpt_dir = None
         if out_dir is not None:
@@ -169,7 +169,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
             runtime.save(run_dir / "final.ckpt", {"manager": manager.state_dict()})
             (run_dir / "summary.json").write_text(json.dumps(
                 {**run.summary(), "plan_history": result.plan_history,
-                 "spec": pol.spec, "policy": user_policy.to_dict(), "step_seconds": step_s},
+                 "spec": setup.spec, "user_policy": user_policy.to_dict(), "step_seconds": step_s},
                 indent=2, default=json_default) + "\n", encoding="utf-8")
         runs.append(run)
     return runs

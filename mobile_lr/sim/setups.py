@@ -1,6 +1,10 @@
-"""The training policies a simulation compares, each a schedule spec + manager config + runtime options.
+"""The training set-ups a simulation compares, each a schedule spec + manager config + runtime options.
 
-Every policy runs through the same :class:`mobile_lr.manager.ScheduleManager`, so
+(A set-up is how the LR is driven; a :class:`mobile_lr.budget.Policy` is what the user
+allows: the word "policy" means only the latter in the code. The run summaries keep their
+JSON key ``"policy"`` for the set-up's name, a documented output format.)
+
+Every set-up runs through the same :class:`mobile_lr.manager.ScheduleManager`, so
 every one of them is *safe* (no step starts that would end below the battery
 floor or above the thermal limit); they differ in what the learning rate does:
 
@@ -47,11 +51,11 @@ from mobile_lr.manager import (
 )
 from mobile_lr.validation import ValidationError
 
-__all__ = ["POLICIES", "SF_LR_FACTOR", "TrainingPolicy", "make_policy", "parse_policy_list"]
+__all__ = ["SETUPS", "SF_LR_FACTOR", "TrainingSetup", "make_setup", "parse_setup_list"]
 
 
 @dataclass(frozen=True)
-class TrainingPolicy:
+class TrainingSetup:
     name: str
     description: str
     spec: dict[str, Any]
@@ -64,36 +68,36 @@ def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
-             manifest: Manifest | None = None) -> TrainingPolicy:
+             manifest: Manifest | None = None) -> TrainingSetup:
     averaging = recommended_averaging(backend, manifest)
     spec = recommended_schedule(float(schedule["base_lr"]), averaging)
-    return TrainingPolicy("manager", f"battery-aware: recommended set-up ({averaging})", spec,
+    return TrainingSetup("manager", f"battery-aware: recommended set-up ({averaging})", spec,
                           {**RECOMMENDED_CONFIG, "nominal_steps": nominal},
                           recommended_runtime_options(averaging))
 
 
-def _replan(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
+def _replan(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:
     spec = copy.deepcopy(dict(schedule))
     spec.pop("total_steps", None)
     spec["budget"] = {**spec.get("budget", {}), "mode": "replan"}
-    return TrainingPolicy("replan", "the bundle's schedule, re-planned", spec,
+    return TrainingSetup("replan", "the bundle's schedule, re-planned", spec,
                           {"nominal_steps": nominal})
 
 
-def _naive(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
+def _naive(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:
     # An absolute T_max (PyTorch's CosineAnnealingLR): the curve is planned once for the
     # nominal steps whatever the manager's plans say.
     spec = {**_base(schedule), "shape": {"type": "cosine", "T_max": nominal}, "budget": {"mode": "fixed"}}
-    return TrainingPolicy("naive", "cosine planned for the nominal steps", spec,
+    return TrainingSetup("naive", "cosine planned for the nominal steps", spec,
                           {"nominal_steps": nominal})
 
 
-def _constant(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
+def _constant(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:
     spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
-    return TrainingPolicy("constant", "constant LR", spec, {"nominal_steps": nominal})
+    return TrainingSetup("constant", "constant LR", spec, {"nominal_steps": nominal})
 
 
-def _linear(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
+def _linear(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:
     # ORT's LinearLRScheduler(warmup, total): lr * t / warmup, then linear to 0 at total;
     # absolute lengths, so it is planned once for the nominal steps.
     warm = max(1, nominal // 10)
@@ -103,14 +107,14 @@ def _linear(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> Traini
         {"shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0,
                    "total_iters": max(1, nominal - warm)}}]},
             "budget": {"mode": "fixed"}}
-    return TrainingPolicy("linear", "ORT LinearLRScheduler (warm-up, linear to 0) for the nominal steps",
+    return TrainingSetup("linear", "ORT LinearLRScheduler (warm-up, linear to 0) for the nominal steps",
                           spec, {"nominal_steps": nominal})
 
 
-def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingPolicy:
+def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:
     spec = {**_base(schedule), "shape": {"type": "wsd", "decay_fraction": 0.2, "decay_shape": "1-sqrt"},
             "budget": {"mode": "replan"}}
-    return TrainingPolicy("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
+    return TrainingSetup("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
 #: The sf-adamw peer's LR over the bundle's (AdamW) base LR: the top of the 2-2.5 x ratio of
@@ -119,7 +123,7 @@ SF_LR_FACTOR = 2.5
 
 
 def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
-              manifest: Manifest | None = None) -> TrainingPolicy:
+              manifest: Manifest | None = None) -> TrainingSetup:
     if backend not in ("ort", "torch"):
         raise ValidationError("--compare", f"sf-adamw needs the ort or torch runtime, not {backend!r}",
                               "--backend ort or torch")
@@ -129,14 +133,14 @@ def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
                               "a bundle exported with the adamw optimizer")
     spec = {**_base(schedule), "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}
     spec["base_lr"] *= SF_LR_FACTOR
-    return TrainingPolicy("sf-adamw", f"schedule-free AdamW, constant LR {SF_LR_FACTOR:g} × the base LR "
+    return TrainingSetup("sf-adamw", f"schedule-free AdamW, constant LR {SF_LR_FACTOR:g} × the base LR "
                           "(its best-LR ratio to AdamW in bench/budget_quality; needs no budget)", spec,
                           {"nominal_steps": nominal}, {"optimizer": "schedulefree"})
 
 
 # Each factory takes (bundle schedule, nominal steps, backend, manifest); only the manager's
 # set-up depends on the runtime, the others ignore the last two.
-POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Manifest | None], TrainingPolicy]] = {
+SETUPS: dict[str, Callable[[Mapping[str, Any], int, str, Manifest | None], TrainingSetup]] = {
     "manager": _manager,
     "replan": _replan,
     "naive": _naive,
@@ -147,22 +151,22 @@ POLICIES: dict[str, Callable[[Mapping[str, Any], int, str, Manifest | None], Tra
 }
 
 
-def make_policy(name: str, schedule: Mapping[str, Any], nominal_steps: int,
-                backend: str = "ort", manifest: Manifest | None = None) -> TrainingPolicy:
-    """The policy ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared),
+def make_setup(name: str, schedule: Mapping[str, Any], nominal_steps: int,
+                backend: str = "ort", manifest: Manifest | None = None) -> TrainingSetup:
+    """The set-up ``name`` for a bundle whose schedule is ``schedule`` (its base LR is shared),
     trained by the ``backend`` runtime (the manager's averaging depends on it and on the
     bundle's ``manifest``: its optimizer)."""
-    if name not in POLICIES:
-        raise ValidationError("--compare", f"unknown policy {name!r}", ", ".join(POLICIES))
-    return POLICIES[name](schedule, nominal_steps, backend, manifest)
+    if name not in SETUPS:
+        raise ValidationError("--compare", f"unknown set-up {name!r}", ", ".join(SETUPS))
+    return SETUPS[name](schedule, nominal_steps, backend, manifest)
 
 
-def parse_policy_list(text: str) -> list[str]:
+def parse_setup_list(text: str) -> list[str]:
     """``"manager,naive"`` -> ``["manager", "naive"]``; unknown names are refused."""
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
-        raise ValidationError("--compare", "empty policy list", ", ".join(POLICIES))
+        raise ValidationError("--compare", "empty list of set-ups", ", ".join(SETUPS))
     for n in names:
-        if n not in POLICIES:
-            raise ValidationError("--compare", f"unknown policy {n!r}", ", ".join(POLICIES))
+        if n not in SETUPS:
+            raise ValidationError("--compare", f"unknown set-up {n!r}", ", ".join(SETUPS))
     return list(dict.fromkeys(names))

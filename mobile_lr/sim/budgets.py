@@ -1,4 +1,4 @@
-"""Fleet mode: the step budgets of many phones over a device-day, vectorised with numpy.
+"""Budgets of many phones: the step budgets of N phones over a device-day, as numpy arrays.
 
 No training happens here. A device-day is one of the named scenarios that
 ``mobile-lr simulate`` runs (``mobile_lr/data/scenarios``: OS windows, charger
@@ -7,7 +7,7 @@ draw, the user's policy), lived by many phones at once: each phone's start level
 ambient temperature and event times are spread around the scenario's values with
 a seeded generator, and its battery's state of health is drawn from its class's
 range. The scenario's windows and events cut the day into *phases*. In every phase
-with an open OS window the fleet does what the schedule manager does on one
+with an open OS window the simulation does what the schedule manager does on one
 phone: plan the affordable steps from the device state (the planner itself,
 :func:`mobile_lr.budget.plan_phones`, on arrays), run them, and then follow the
 manager's own rules (:mod:`mobile_lr.rules`, on arrays): the plan's limit names the
@@ -28,13 +28,13 @@ length; every operation runs over all still-active devices at once. The cost
 per device-day is a constant (the number of plan iterations, thermal pauses and
 phases does not depend on N), so the total grows linearly with N once the
 arrays are long enough to amortise numpy's per-call overhead
-(``bench/fleet.py`` measures it).
+(``bench/budgets.py`` measures it).
 
 Agreement with one phone: the planner and the device model are the same code as
 :func:`mobile_lr.budget.plan` and :func:`mobile_lr.device.advance`, run on numpy
 arrays instead of floats, so they agree up to the last bits of ``exp``/``log``
 (numpy's and libm's can differ by an ulp, which can move a boundary by one step);
-``tests/test_fleet.py`` checks it on random states, and checks a whole device-day
+``tests/test_budgets.py`` checks it on random states, and checks a whole device-day
 against the scalar planner driving a :class:`mobile_lr.device.SimulatedDevice`.
 
 The executed steps are the plan's steps at the profile's cost: a manager that
@@ -58,7 +58,7 @@ from mobile_lr.budget import (
     MAX_PLAN_STEPS,
     NONE,
     TIME,
-    Planned,
+    PhoneForecast,
     Policy,
     StepCost,
     effective_floor,
@@ -72,12 +72,12 @@ from mobile_lr.validation import ValidationError
 
 __all__ = [
     "STOP_REASONS",
-    "FleetState",
     "Phase",
+    "Phones",
     "ScenarioDay",
     "make_day",
+    "simulate_budgets",
     "simulate_cell",
-    "simulate_fleet",
     "summarise",
     "workload_profile",
 ]
@@ -94,7 +94,7 @@ _SOH_RANGE = {"low-end": (0.80, 0.95), "mid-range": (0.85, 1.0), "flagship": (0.
 
 
 @dataclass
-class FleetState:
+class Phones:
     """The state of N phones of one profile as arrays (the fields of ``DeviceState``)."""
 
     level: np.ndarray
@@ -108,7 +108,7 @@ class FleetState:
     @classmethod
     def initial(cls, profile: DeviceProfile, level: np.ndarray, charging: np.ndarray,
                 ambient: np.ndarray, battery_j: np.ndarray | None = None,
-                temp: np.ndarray | None = None) -> FleetState:
+                temp: np.ndarray | None = None) -> Phones:
         n = len(level)
         amb = np.broadcast_to(np.asarray(ambient, float), (n,)).copy()
         t = amb.copy() if temp is None else np.asarray(temp, float).copy()
@@ -162,7 +162,7 @@ class ScenarioDay:
     nominal_steps: int
 
 
-# Per-phone spread around a scenario's nominal values (seeded): the fleet is many phones
+# Per-phone spread around a scenario's nominal values (seeded): the simulation is many phones
 # living the same kind of day, not one phone many times.
 LEVEL_SPREAD = 0.10          # start level ± this (clipped to [0.01, 1])
 AMBIENT_SPREAD_C = 3.0       # ambient (and a given start temperature) ± this
@@ -226,7 +226,7 @@ def make_day(scenario: str | Scenario, profile: DeviceProfile, rng: np.random.Ge
 
 @dataclass
 class CellResult:
-    """Per-device outcome of one (profile, scenario) cell of the fleet."""
+    """Per-device outcome of one (profile, scenario) cell of the simulation."""
 
     profile: str
     scenario: str
@@ -275,7 +275,7 @@ class _CellRun:
         self.nominal_steps = day.nominal_steps if cap_nominal else None
         n = len(day.level)
         first = day.phases[0]
-        self.fs = FleetState.initial(p, day.level, first.charging, first.ambient_c, battery_j,
+        self.fs = Phones.initial(p, day.level, first.charging, first.ambient_c, battery_j,
                                      day.temp)
         self.steps = np.zeros(n, np.int64)
         self.train_s, self.energy = np.zeros(n), np.zeros(n)
@@ -343,7 +343,7 @@ class _CellRun:
             fs.rest(p, idx, hint[wait])
         return idx
 
-    def _account(self, act: np.ndarray, pl: Planned, used_window: np.ndarray) -> None:
+    def _account(self, act: np.ndarray, pl: PhoneForecast, used_window: np.ndarray) -> None:
         self.plans += act.size
         for code, name in enumerate(LIMITING_FACTORS):
             self.limiting[name] += int(np.count_nonzero(pl.factor == code))
@@ -367,7 +367,7 @@ class _CellRun:
                           self.plans)
 
 
-# --------------------------------------------------------------------------- the fleet
+# --------------------------------------------------------------------------- many cells
 
 
 PERCENTILES = (5, 25, 50, 75, 95)
@@ -429,7 +429,7 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
     return out
 
 
-def simulate_fleet(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str | Scenario],
+def simulate_budgets(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str | Scenario],
                    devices: int, seed: int, *, days: int = 1, policy: Policy | None = None,
                    cap_nominal: bool = False,
                    progress: Callable[[int], None] | None = None) -> dict[str, Any]:

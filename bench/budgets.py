@@ -1,8 +1,8 @@
-"""Scale: fleet simulation time for 1k, 10k and 100k device-days, and how it grows.
+"""Scale: the budget simulation's time for 1k, 10k and 100k device-days, and how it grows.
 
-Run: ``python -m bench.fleet`` (``--quick``: 1k and 10k only). Every size runs the whole
-fleet (3 profiles x the 4 named scenarios, phones spread evenly over the 12 cells, one
-day each, seed 0) through :func:`mobile_lr.sim.fleet.simulate_fleet`; the time is the best of
+Run: ``python -m bench.budgets`` (``--quick``: 1k and 10k only). Every size runs the whole
+simulation (3 profiles x the 4 named scenarios, phones spread evenly over the 12 cells, one
+day each, seed 0) through :func:`mobile_lr.sim.budgets.simulate_budgets`; the time is the best of
 ``--repeat`` runs. The growth exponent ``b`` in ``time ∝ N^b`` is fitted between
 consecutive sizes (1 means linear).
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.machine import print_table, write_result
 from mobile_lr.device import BUILTIN_PROFILES
-from mobile_lr.sim.fleet import simulate_fleet
+from mobile_lr.sim.budgets import simulate_budgets
 from mobile_lr.sim.scenario import builtin_scenarios
 
 SIZES = (1_000, 10_000, 100_000)
@@ -29,7 +29,7 @@ def run(sizes: tuple[int, ...] = SIZES, repeat: int = 3) -> dict[str, Any]:
         times = []
         for _ in range(repeat if n <= 10_000 else 1):
             t0 = time.perf_counter()
-            out = simulate_fleet(list(BUILTIN_PROFILES), builtin_scenarios(), n, seed=0)
+            out = simulate_budgets(list(BUILTIN_PROFILES), builtin_scenarios(), n, seed=0)
             times.append(time.perf_counter() - t0)
         tot = out["total"]
         rows.append({"device_days": n, "seconds": min(times), "runs": len(times),
@@ -39,21 +39,21 @@ def run(sizes: tuple[int, ...] = SIZES, repeat: int = 3) -> dict[str, Any]:
         row["growth_exponent"] = math.log(row["seconds"] / prev["seconds"]) / \
             math.log(row["device_days"] / prev["device_days"])
     return {"rows": rows, "profiles": list(BUILTIN_PROFILES), "scenarios": builtin_scenarios(),
-            "seed": 0, "command": "python -m bench.fleet"}
+            "seed": 0, "command": "python -m bench.budgets"}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    ap = argparse.ArgumentParser(prog="python -m bench.fleet", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m bench.budgets", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="1k and 10k device-days only")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
     result = run(SIZES[:2] if args.quick else SIZES, args.repeat)
-    print("fleet simulation (3 profiles x 4 scenarios, one day per phone)")
+    print("budget simulation (3 profiles x 4 scenarios, one day per phone)")
     print_table(result["rows"], [("device_days", "device-days", ","), ("seconds", "seconds", ".3f"),
                                  ("us_per_device_day", "µs/device-day", ".1f"),
                                  ("growth_exponent", "growth b (t∝N^b)", ".2f"),
                                  ("plans", "plans", ","), ("floor_violations", "floor viol.", "d")])
-    path = write_result("fleet", result)
+    path = write_result("budgets", result)
     print(f"wrote bench/results/{path.name}")
     return result
 

@@ -1,4 +1,5 @@
-"""``mobile-lr fleet``: step budgets of many simulated phones over a day (no training)."""
+"""``mobile-lr budgets`` (alias ``fleet``): step budgets of many simulated phones over a day
+(no training)."""
 
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ from mobile_lr.budget import load_policy
 from mobile_lr.cli.output import finite, out_dir, print_json
 from mobile_lr.device import BUILTIN_PROFILES
 from mobile_lr.extras import optional_imports
-from mobile_lr.sim.fleet import simulate_fleet
+from mobile_lr.sim.budgets import simulate_budgets
 from mobile_lr.sim.scenario import builtin_scenarios
 from mobile_lr.validation import ValidationError, check_int
 
-JSON_NAME = "fleet.json"
-FIGURE_NAME = "fleet.png"
+JSON_NAME = "budgets.json"
+FIGURE_NAME = "budgets.png"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "fleet", help="simulate many phones' step budgets over a day (vectorised, no training)",
+        "budgets", aliases=["fleet"],
+        help="simulate many phones' step budgets over a day (vectorised, no training)",
         description="Simulate N phones living the named scenarios (the same files as "
                     "`mobile-lr simulate`, with each phone's start level, ambient and event "
                     "times spread around the scenario's): in every OS window, the steps the "
@@ -37,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scenarios", default=None,
                    help="comma-separated built-in scenarios or scenario JSON files "
                         f"(default all: {','.join(builtin_scenarios())})")
-    p.add_argument("--devices", type=int, default=1000, help="phones in the fleet (default 1000)")
+    p.add_argument("--devices", type=int, default=1000, help="phones simulated (default 1000)")
     p.add_argument("--days", type=int, default=1, help="days per phone (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--policy", type=Path,
@@ -47,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "manager's 'done'); default: count every affordable step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", type=Path, help=f"directory to write {JSON_NAME} and {FIGURE_NAME} into")
-    p.set_defaults(func=cmd_fleet)
+    p.set_defaults(func=cmd_budgets)
 
 
 def _names(text: str, field: str) -> list[str]:
@@ -58,10 +60,10 @@ def _names(text: str, field: str) -> list[str]:
 
 
 MAX_DEVICES = 1_000_000
-MAX_DEVICE_DAYS = 10_000_000  # ~1 GB of arrays and minutes of work; bench/fleet.py measures the scale
+MAX_DEVICE_DAYS = 10_000_000  # ~1 GB of arrays and minutes of work; bench/budgets.py measures the scale
 
 
-def cmd_fleet(args: argparse.Namespace) -> int:
+def cmd_budgets(args: argparse.Namespace) -> int:
     check_int(args.devices, "--devices", lo=1, hi=MAX_DEVICES)
     check_int(args.days, "--days", lo=1, hi=MAX_DEVICE_DAYS // args.devices)
     profiles = _names(args.profiles, "--profiles")
@@ -75,7 +77,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
         bar = tqdm(total=args.devices * args.days, unit="device-day", file=sys.stderr)
     t0 = time.perf_counter()
     try:
-        out = simulate_fleet(profiles, scenarios, args.devices, args.seed, days=args.days,
+        out = simulate_budgets(profiles, scenarios, args.devices, args.seed, days=args.days,
                              policy=policy, cap_nominal=args.cap_nominal,
                              progress=None if bar is None else bar.update)
     finally:
@@ -98,7 +100,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _figure(out: dict[str, Any], path: Path) -> None:
-    """``fleet.png`` when the figures' extra (matplotlib) is installed; the core install (numpy
+    """``budgets.png`` when the figures' extra (matplotlib) is installed; the core install (numpy
     only) writes the JSON and says why the figure is missing."""
     from mobile_lr.extras import MissingExtraError
 

@@ -1,4 +1,4 @@
-"""Fleet mode (mobile_lr.sim.fleet): the vectorised planner and device model agree with the
+"""Budgets of many phones (mobile_lr.sim.budgets): the vectorised planner and device model agree with the
 scalar ones, a whole device-day agrees with the scalar planner driving a SimulatedDevice and
 with a real ScheduleManager, no device ends a step below its floor, and the CLI.
 
@@ -39,12 +39,12 @@ from mobile_lr.device import (
 )
 from mobile_lr.manager import Pause, Run, ScheduleManager, Stop
 from mobile_lr.physics import ARRAY, SCALAR
-from mobile_lr.sim.fleet import (
-    STOP_REASONS,
-    FleetState,
+from mobile_lr.rules import REASONS, Reason
+from mobile_lr.sim.budgets import (
+    Phones,
     make_day,
+    simulate_budgets,
     simulate_cell,
-    simulate_fleet,
 )
 from mobile_lr.sim.scenario import builtin_scenarios, load_scenario
 
@@ -61,7 +61,7 @@ def _random_states(p, rng, n):
     amb = rng.uniform(10.0, 38.0, n)
     temp = amb + rng.uniform(0.0, 14.0, n)
     soh = rng.uniform(0.8, 1.0, n)
-    fs = FleetState.initial(p, level, charging, amb, p.battery_wh * 3600.0 * soh, temp)
+    fs = Phones.initial(p, level, charging, amb, p.battery_wh * 3600.0 * soh, temp)
     return fs, soh
 
 
@@ -198,19 +198,19 @@ def test_device_day_matches_scalar_planner_on_a_simulated_device(scenario):
                                                    ("flagship", "hot-day"),
                                                    ("mid-range", "commute-low-battery"),
                                                    ("mid-range", "unplugged-midway")])
-def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
+def test_the_simulation_agrees_with_a_real_schedule_manager(profile, scenario):
     """A real ScheduleManager drives the SimulatedDevice through the same sampled day. It
     re-plans before every step with a pessimistic cost (x1.1 time, x1.21 energy once
     calibrated, x3 before) and learns the background draw from the observed energy, so it
     stops a little short of each limit: at most one step per plan (+2 for its calibration)
-    below the fleet's count, and above it only by a step that runs across a charger event,
-    which the fleet cuts at the event, or one per thermal pause: stopping a step before each
+    below the simulation's count, and above it only by a step that runs across a charger
+    event, which the simulation cuts at the event, or one per thermal pause: stopping a step before each
     limit, the manager cools for less and can fit a step more by the window's end (seen: 1173
     vs 1191 over 41 plans overnight; 146 vs 145 with 7 pauses on the hot day)."""
     scen = load_scenario(scenario)
     p = load_profile(profile)
     day = make_day(scen, p, np.random.default_rng(2), 1)
-    fleet = simulate_cell(day, np.full(1, p.battery_j))
+    cell = simulate_cell(day, np.full(1, p.battery_j))
     base, dev = _phone(scen, p, day, 0)
     spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.1,
             "shape": {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}}
@@ -238,21 +238,21 @@ def test_fleet_agrees_with_a_real_schedule_manager(profile, scenario):
                 break
         if end > dev.state.time_s:
             dev.idle(end - dev.state.time_s)
-    steps = int(fleet.steps[0])
-    plans = fleet.plans
+    steps = int(cell.steps[0])
+    plans = cell.plans
     assert steps > 0
-    assert steps - plans - 2 <= runs <= steps + len(scen.events) + int(fleet.thermal_pauses[0]), \
+    assert steps - plans - 2 <= runs <= steps + len(scen.events) + int(cell.thermal_pauses[0]), \
         (runs, steps, plans)
     if day.policy.horizon == "session":
-        assert stops >= 1 and fleet.stop_reason[0] != STOP_REASONS.index("no-window")
+        assert stops >= 1 and cell.stop_reason[0] != REASONS.index(Reason.NO_WINDOW)
 
 
-def test_no_device_ends_a_step_below_its_floor_in_a_large_fleet():
-    out = simulate_fleet(list(PROFILES), builtin_scenarios(), 2400, seed=4)
+def test_no_device_ends_a_step_below_its_floor_among_many():
+    out = simulate_budgets(list(PROFILES), builtin_scenarios(), 2400, seed=4)
     tot = out["total"]
     assert tot["device_days"] == 2400
     assert tot["floor_violations"] == 0
-    # the fleet reaches each limit somewhere, so the invariant is not vacuous
+    # the phones reach each limit somewhere, so the invariant is not vacuous
     assert tot["stop_reasons"]["battery"] > 0 and tot["stop_reasons"]["thermal"] > 0
     cells = {(c["profile"], c["scenario"]): c for c in out["cells"]}
     assert len(cells) == 12
@@ -269,27 +269,27 @@ def test_no_device_ends_a_step_below_its_floor_in_a_large_fleet():
     assert cells[("flagship", "hot-day")]["stop_reasons"]["thermal"] > 0
 
 
-def test_fleet_is_seeded_and_the_nominal_cap_ends_the_run():
-    a = simulate_fleet(["flagship"], ["overnight-charging"], 60, seed=9, cap_nominal=True)
-    b = simulate_fleet(["flagship"], ["overnight-charging"], 60, seed=9, cap_nominal=True)
+def test_budgets_are_seeded_and_the_nominal_cap_ends_the_run():
+    a = simulate_budgets(["flagship"], ["overnight-charging"], 60, seed=9, cap_nominal=True)
+    b = simulate_budgets(["flagship"], ["overnight-charging"], 60, seed=9, cap_nominal=True)
     assert a == b
-    free = simulate_fleet(["flagship"], ["overnight-charging"], 60, seed=9)
+    free = simulate_budgets(["flagship"], ["overnight-charging"], 60, seed=9)
     nominal = load_scenario("overnight-charging").nominal_steps
     assert free["total"]["steps"]["max"] > nominal        # some phones could do more ...
     assert a["total"]["steps"]["max"] == nominal          # ... and stop at the nominal steps
     assert a["total"]["stop_reasons"]["done"] == a["total"]["reached_nominal"] > 0
 
 
-def test_fleet_cli_json_and_errors(tmp_path, capsys):
-    rc = main(["fleet", "--profiles", "low-end,flagship", "--scenarios", "hot-day",
+def test_budgets_cli_json_and_errors(tmp_path, capsys):
+    rc = main(["budgets", "--profiles", "low-end,flagship", "--scenarios", "hot-day",
                "--devices", "40", "--seed", "1", "--json", "--out", str(tmp_path)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"total", "cells", "config", "wall_seconds"}
     assert out["total"]["device_days"] == 40
     assert {"p5", "p50", "p95", "mean"} <= set(out["total"]["steps"])
-    assert json.loads((tmp_path / "fleet.json").read_text())["config"]["seed"] == 1
-    assert main(["fleet", "--scenarios", "beach"]) == 2
+    assert json.loads((tmp_path / "budgets.json").read_text())["config"]["seed"] == 1
+    assert main(["fleet", "--scenarios", "beach"]) == 2        # the old name is an alias
     assert "unknown scenario 'beach'" in capsys.readouterr().err
-    assert main(["fleet", "--devices", "0"]) == 2
-    assert main(["fleet", "--profiles", "tablet"]) == 2
+    assert main(["budgets", "--devices", "0"]) == 2
+    assert main(["budgets", "--profiles", "tablet"]) == 2

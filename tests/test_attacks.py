@@ -308,7 +308,7 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_files(tmp_path, capsys, monke
     assert not (tmp_path / "b").exists()
     monkeypatch.undo()
     (tmp_path / "f").mkdir()
-    (tmp_path / "f" / "fleet.json").symlink_to("/dev/full")  # a real device that is always full
+    (tmp_path / "f" / "budgets.json").symlink_to("/dev/full")  # a real device that is always full
     fleet = ["fleet", "--devices", "10", "--out", str(tmp_path / "f")]
     assert "No space left" in one_line_exit_2(capsys, fleet)
 

@@ -20,7 +20,7 @@ from .config import ManagerConfig
 from .decisions import Decision, PendingRun, Rollback, Run, Stop
 from .history import PlanHistory
 from .peak import PeakLr
-from .planning import TOO_HOT, SessionForecasts, budget_stop
+from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
 from .recovery import Recovery
 
@@ -30,12 +30,9 @@ STATE_FORMAT = "mobile-lr.manager-state/1"
 
 
 class ScheduleManager:
-    """Schedule + planner + policy, driven one decision at a time. See the package doc.
-
-    Its parts own their state: ``belief`` (the device), ``history`` (the plan history),
-    ``range_test``, ``recovery`` (non-finite losses) and ``peak`` (the peak-LR factor); the
-    rules after a plan are :mod:`mobile_lr.rules`.
-    """
+    """Schedule + planner + policy, driven one decision at a time (see the package doc), over
+    parts that own their state: ``belief``, ``forecasts``, ``history``, ``range_test``,
+    ``recovery``, ``peak``; the rules after a forecast are :mod:`mobile_lr.rules`."""
 
     def __init__(self, schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,
                  policy: Policy | Mapping[str, Any] | None = None,
@@ -140,11 +137,9 @@ class ScheduleManager:
         if self.belief.window_end_s is None:
             self.begin_window()
         session = self.forecasts.gate(self.nominal_steps - self.step)
-        if session.steps == 0 and self.forecasts.prior_blocks(session):
-            # No step is safe under the unmeasured cost and the phone cannot cool any further at
-            # rest; without a step the estimate never improves: waiting would stall forever.
-            spent = self.history.last_run_total in (None, self.step)
-            return self._stop(Stop(Reason.BUDGET if spent else Reason.BUDGET_CUT, TOO_HOT))
+        stalled = self.forecasts.stalled(session, self.history.last_run_total in (None, self.step))
+        if stalled is not None:
+            return self._stop(stalled)
         budget = self.forecasts.expected(session, self.nominal_steps - self.step)
         if self.range_test.active:
             decision = self._range_next(session, budget)

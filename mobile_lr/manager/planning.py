@@ -53,9 +53,17 @@ class SessionForecasts:
             budget = max(sizing.steps + self._later_steps(sizing), 1)
         return budget
 
+    def stalled(self, session: Forecast, spent: bool) -> Stop | None:
+        """The stop when no step is safe under the unmeasured cost and the phone cannot cool
+        any further at rest: without a step the estimate never improves, so waiting would
+        stall forever (``spent``: the last Run was the last step of its plan)."""
+        if session.steps == 0 and self.prior_blocks(session):
+            return Stop(Reason.BUDGET if spent else Reason.BUDGET_CUT, TOO_HOT)
+        return None
+
     def prior_blocks(self, session: Forecast) -> bool:
         """Only the uncalibrated prior keeps the run from its steps, for good: the estimator is
-        cold, the plan stops at the thermal limit, and the resume temperature is out of reach at
+        cold, the forecast stops at the thermal limit, and the resume temperature is out of reach at
         rest (no resume hint)."""
         return not self.belief.estimator.warm and self.pause(session) == Pause(Reason.THERMAL, None)
 

@@ -83,4 +83,103 @@ def build() -> dict[str, Any]:
         else:  # pragma: no cover - INVALID_EXAMPLES is tested to be refused
             raise AssertionError(f"invalid example accepted: {spec}")
     return {"format": FORMAT, "schedules": cases, "invalid_specs": invalid,
-            "planner": planner_cases(), "manager": manager_cases()}
+            "planner": planner_cases(), "manager": manager_cases(), "json_texts": json_text_cases(),
+            "onnx_wire": onnx_wire_cases()}
+
+
+# JSON texts the Kotlin core's reader must accept or refuse as mobile_lr.validation.parse_json does:
+# org.json (Android's reader) accepted comments, single quotes, unquoted strings and 010 as 8.
+JSON_TEXTS = [
+    '{"a": 1, "b": [true, false, null], "c": {"d": "e"}}', '[1, 2.5, -0.0, 1e3, 1E-3, -12]',
+    ' \t\n\r{"a" : [ ] }\n', '"\\u00e9\\n\\t\\/\\\\\\""', '"\\ud83d\\ude00"', "0", "-0", "12.5e+2",
+    "9223372036854775807", "-9223372036854775808", "1e999", "NaN", "Infinity", "-Infinity",
+    "[" * 64 + "]" * 64, '{"a": 1.0, "b": 1}', '"caf\u00e9"',
+    # refused
+    '{"a": 1,}', "[1,]", "{a: 1}", "{'a': 1}", "// c\n{}", "/* c */ {}", '{"a": 010}', "01", "+1", ".5",
+    "1.", "1e", "0x10", '{"a": 1} x', "", " ", '{"a": 1, "a": 2}', "[" * 65 + "]" * 65,
+    "9223372036854775808", "-9223372036854775809", '"\t"', '"\\x41"', "nul", "True", "undefined",
+    "[1 2]", '{"a" 1}', '"abc', "\ufeff{}", "infinity", "-NaN", "nan", "[1]]", "{}{}", "'a'", '{"a":}',
+    '["a" "b"]', "-", "--1", "1e+", '"\\u12"', '"\\uZZZZ"',
+]
+
+
+def json_text_cases() -> list[dict[str, Any]]:
+    """Each text with Python's verdict: the value read (non-finite numbers as strings), or the field
+    and message of the refusal."""
+    from mobile_lr.validation import parse_json
+
+    out = []
+    for text in JSON_TEXTS:
+        try:
+            value = parse_json(text, "<file>")
+        except ValidationError as err:
+            out.append({"text": text, "ok": False, "message": str(err)})
+        else:  # a value too deep to nest inside golden.json itself is described by its depth
+            depth = _depth(value)
+            out.append({"text": text, "ok": True, **({"value": json_safe(value)} if depth <= 8 else {"depth": depth})})
+    return out
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict | list):
+        return 1 + max((_depth(v) for v in (value.values() if isinstance(value, dict) else value)), default=0)
+    return 0
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def onnx_wire_cases() -> list[dict[str, Any]]:
+    """Hand-built ONNX ``ModelProto`` bytes and what :func:`mobile_lr.onnx_wire.external_data_refs`
+    finds in them (tensor names, or an error for malformed wire data): the Kotlin verifier's walk
+    must agree. Field numbers as in ``onnx.proto`` (see :mod:`mobile_lr.onnx_wire`)."""
+    from mobile_lr.onnx_wire import WireError, external_data_refs
+
+    ext = _field(8, b"w") + _varint(14 << 3) + _varint(1)  # TensorProto name "w", data_location EXTERNAL
+    entry = _field(13, _field(1, b"location") + _field(2, b"/etc/passwd"))
+    inline = _field(8, b"b") + _field(9, b"\0" * 8) + _varint(1 << 3) + _varint(2)  # raw_data, dims
+    def graph(*fields: bytes) -> bytes:  # ModelProto.graph
+        return _field(7, b"".join(fields))
+
+    def constant(attr: bytes) -> bytes:  # a NodeProto "Constant" with one AttributeProto
+        return _field(4, b"Constant") + _field(5, attr)
+
+    def node(attr: bytes) -> bytes:  # GraphProto.node
+        return _field(1, constant(attr))
+    texts = {
+        "empty model": b"",
+        "doc string only": _field(6, b"x" * 300) + _varint(1 << 3) + _varint(10),
+        "inline initializer": graph(_field(5, inline)),
+        "external initializer": graph(_field(5, ext)),
+        "external_data entries only": graph(_field(5, _field(8, b"e") + entry)),
+        "sparse initializer": graph(_field(15, _field(1, ext))),
+        "constant attribute": graph(node(_field(5, ext))),
+        "attribute tensors list": graph(node(_field(10, inline) + _field(10, ext))),
+        "subgraph": graph(node(_field(6, _field(5, ext)))),
+        "function": _field(25, _field(7, constant(_field(5, ext)))),
+        "training info": _field(20, _field(2, _field(5, ext))),
+        "fixed-width fields": _varint(5 << 3 | 1) + b"\0" * 8 + _varint(5 << 3 | 5) + b"\0" * 4,
+        "truncated length": _varint(7 << 3 | 2) + _varint(100) + b"abc",
+        "truncated varint": b"\x08\xff",
+        "group wire type": _varint(7 << 3 | 3),
+        "field number 0": _varint(0 << 3 | 0) + _varint(1),
+        "graph as a varint": _varint(7 << 3 | 0) + _varint(1),
+    }
+    out = []
+    for name, data in texts.items():
+        try:
+            out.append({"name": name, "hex": data.hex(), "refs": external_data_refs(data)})
+        except WireError:
+            out.append({"name": name, "hex": data.hex(), "error": True})
+    return out

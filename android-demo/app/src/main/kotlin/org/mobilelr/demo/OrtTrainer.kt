@@ -28,12 +28,12 @@ class OrtTrainer(private val bundle: VerifiedBundle, checkpoint: File) : AutoClo
     private val env: OrtEnvironment = OrtEnvironment.getEnvironment()
     private var session: OrtTrainingSession = create(checkpoint)
 
-    @Suppress("UNCHECKED_CAST")
-    private val model = bundle.manifest["model"] as Map<String, Any?>
-    private val inputName = (model["input"] as Map<String, Any?>)["name"] as String
-    private val labelsName = (model["labels"] as Map<String, Any?>)["name"] as String
-    private val outputName = (model["output"] as Map<String, Any?>)["name"] as String
-    val features: Int = ((model["input"] as Map<String, Any?>)["shape"] as List<*>).last().let { (it as Number).toInt() }
+    // Typed and validated by BundleVerifier.verify (a field of the wrong type is refused there,
+    // not a ClassCastException here).
+    private val inputName = bundle.io.inputName
+    private val labelsName = bundle.io.labelsName
+    private val outputName = bundle.io.outputName
+    val features: Int = bundle.io.features
 
     private fun create(checkpoint: File): OrtTrainingSession = env.createTrainingSession(
         checkpoint.path,

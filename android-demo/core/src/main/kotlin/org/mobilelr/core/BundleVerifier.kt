@@ -16,6 +16,9 @@ class BundleError(val file: String, problem: String, allowed: String? = null) :
  * another bundle is refused).
  */
 class VerifiedBundle(val dir: File, val manifest: Map<String, Any?>, val sha256: String) {
+    /** The model's tensors as the app feeds them (validated by [BundleVerifier.verify]). */
+    val io: ModelIo = ModelIo.from(manifest)
+
     @Suppress("UNCHECKED_CAST")
     val files: Map<String, Map<String, Any?>>
         get() = manifest["files"] as Map<String, Map<String, Any?>>
@@ -24,6 +27,58 @@ class VerifiedBundle(val dir: File, val manifest: Map<String, Any?>, val sha256:
     fun file(name: String): File {
         if (name !in files) throw BundleError(name, "not listed in the manifest")
         return File(dir, name)
+    }
+}
+
+/**
+ * The manifest's `model` block as the app uses it: input name and per-sample shape, label
+ * name, dtype and classes, output name. A field of the wrong type or missing is a
+ * [ValidationError] naming it (the Python `Manifest` refuses the same), never a cast failure.
+ */
+class ModelIo(val inputName: String, val inputShape: List<Long>, val labelsName: String,
+              val labelsDtype: String, val classes: Long?, val outputName: String) {
+    /** Values per sample (the product of the input shape without the batch axis). */
+    val features: Int get() = inputShape.fold(1L) { a, b -> a * b }.toInt()
+
+    companion object {
+        fun from(manifest: Map<String, Any?>): ModelIo {
+            val model = getObject(manifest["model"], "model")
+            val input = tensor(model, "input")
+            val output = tensor(model, "output")
+            val labels = getObject(model["labels"], "model.labels")
+            val dtype = string(labels, "dtype", "model.labels")
+            if (dtype != "int64" && dtype != "float32") {
+                throw ValidationError("model.labels.dtype", "unknown value ${pyRepr(dtype)}", "int64, float32")
+            }
+            val classes = if (dtype == "int64") {
+                val c = labels["classes"]
+                if (c !is Long || c < 1 || c > (1L shl 31)) throw ValidationError("model.labels.classes", "expected an integer >= 1")
+                c
+            } else null
+            return ModelIo(string(input.first, "name", "model.input"), input.second,
+                string(labels, "name", "model.labels"), dtype, classes, string(output.first, "name", "model.output"))
+        }
+
+        private fun string(obj: Map<String, Any?>, key: String, path: String): String =
+            obj[key] as? String ?: throw ValidationError(join(path, key), "missing or not a string", "a string")
+
+        private fun tensor(model: Map<String, Any?>, key: String): Pair<Map<String, Any?>, List<Long>> {
+            val path = "model.$key"
+            val obj = getObject(model[key], path)
+            val shape = obj["shape"] as? List<*>
+            val allowed = "[-1, d1, d2, ...] with 1..8 sizes d >= 1 and at most 2**31 elements per sample"
+            if (shape == null || shape.size !in 1..9 || shape[0] != -1L) {
+                throw ValidationError("$path.shape", "expected a batch shape, got ${pyRepr(obj["shape"])}".take(200), allowed)
+            }
+            val dims = ArrayList<Long>()
+            for ((i, d) in shape.drop(1).withIndex()) {
+                if (d !is Long || d < 1 || d > (1L shl 31)) throw ValidationError(join("$path.shape", i + 1), "not a size >= 1", allowed)
+                dims.add(d)
+            }
+            if (dims.fold(1L) { a, b -> a * b } > (1L shl 31)) throw ValidationError("$path.shape", "too many elements per sample", allowed)
+            if (obj["dtype"] != "float32") throw ValidationError("$path.dtype", "unknown value ${pyRepr(obj["dtype"])}", "float32")
+            return Pair(obj, dims)
+        }
     }
 }
 
@@ -41,7 +96,11 @@ class VerifiedBundle(val dir: File, val manifest: Map<String, Any?>, val sha256:
  * another size or SHA-256, a file that is not a regular file, or any file the manifest
  * does not list, are refused with a [BundleError] naming the file. Files are hashed in
  * 1 MiB chunks with [MessageDigest] (a model may be large; no whole-file byte arrays).
- * The checks and their order follow the Python reference, so both refuse the same file.
+ * The checks and their order follow the Python reference, so both refuse the same file: names are
+ * matched whole (`labels.json\n` is refused), a file must have one link (a hard link to a file
+ * outside the bundle is refused), the manifest is at most [MAX_MANIFEST_BYTES] and strict JSON
+ * ([Json]: duplicate keys refused), its top level has only the known blocks, and no `.onnx` file
+ * refers to external data ([OnnxWire]): ORT would open that file, outside the verified bundle.
  */
 object BundleVerifier {
     const val FORMAT = "mobile-lr.bundle/1"
@@ -49,6 +108,10 @@ object BundleVerifier {
     private val ALLOWED_NAME = Regex("^(?!\\.)[A-Za-z0-9_.-]{1,128}\\.(onnx|pte|ptd|json)$|^checkpoint$")
     private val HEX64 = Regex("^[0-9a-f]{64}$")
     private const val CHUNK = 1 shl 20
+    const val MAX_MANIFEST_BYTES = 1L shl 20
+    const val MAX_FILE_BYTES = 2L shl 30
+    private val TOP_LEVEL = listOf("format", "files", "versions", "model", "optimizer", "backends", "lr_dropout")
+    private val REQUIRED = listOf("files", "model", "optimizer", "backends")
 
     /** SHA-256 (lowercase hex) and size of a file, streamed. */
     fun fileDigest(file: File): Pair<String, Long> {
@@ -86,10 +149,28 @@ object BundleVerifier {
     private fun isRegular(file: File): Boolean =
         Files.isRegularFile(file.toPath(), LinkOption.NOFOLLOW_LINKS)
 
+    /** Hard links to the file, where the platform tells (`unix:nlink`); null where it does not. */
+    private fun links(file: File): Int? = try {
+        (Files.getAttribute(file.toPath(), "unix:nlink", LinkOption.NOFOLLOW_LINKS) as Number).toInt()
+    } catch (e: UnsupportedOperationException) {
+        null
+    } catch (e: IllegalArgumentException) {
+        null
+    }
+
+    private fun checkLinks(file: File, name: String) {
+        val n = links(file)
+        if (n != null && n != 1) throw BundleError(name, "has $n hard links (it may be a file outside the bundle)", "a file of the bundle alone")
+    }
+
     private fun readManifestBytes(dir: File): ByteArray {
         if (!dir.isDirectory) throw BundleError(dir.name, "not a bundle directory")
         val path = File(dir, MANIFEST)
         if (!isRegular(path)) throw BundleError(MANIFEST, "missing (or not a regular file)")
+        checkLinks(path, MANIFEST)
+        if (path.length() > MAX_MANIFEST_BYTES) {
+            throw BundleError(MANIFEST, "${path.length()} bytes, over the bound of 1 MiB", "at most 1 MiB")
+        }
         return path.readBytes()  // the manifest is small; the model files are streamed
     }
 
@@ -110,20 +191,68 @@ object BundleVerifier {
         val manifest = tree as Map<String, Any?>
         val format = manifest["format"]
         if (format != FORMAT) throw BundleError("$MANIFEST: format", "unknown format ${pyRepr(format)}", FORMAT)
+        try {
+            checkKeys(manifest, "", TOP_LEVEL, REQUIRED)
+        } catch (e: ValidationError) {
+            throw BundleError("$MANIFEST: ${e.field}", e.problem, e.allowed)
+        }
         val files = manifest["files"] as? Map<*, *>
             ?: throw BundleError("$MANIFEST: files", "missing or not an object")
         for ((key, entry) in files) {
             val name = key.toString()
             checkName(name)
             if (name == MANIFEST) throw BundleError(name, "the manifest cannot list itself")
-            val ok = entry is Map<*, *> && entry["sha256"] is String && HEX64.matches(entry["sha256"] as String) &&
-                entry["size"] is Long && (entry["size"] as Long) >= 0
+            val ok = entry is Map<*, *> && entry.keys == setOf("sha256", "size") && entry["sha256"] is String &&
+                HEX64.matches(entry["sha256"] as String) && entry["size"] is Long && (entry["size"] as Long) >= 0
             if (!ok) {
                 throw BundleError("$MANIFEST: files.$name", "bad entry",
                     "{\"sha256\": \"<64 lowercase hex digits>\", \"size\": <bytes >= 0>}")
             }
+            val size = (entry as Map<*, *>)["size"] as Long
+            if (size > MAX_FILE_BYTES) {
+                throw BundleError("$MANIFEST: files.$name", "size $size is over the bound of $MAX_FILE_BYTES bytes")
+            }
+        }
+        try {
+            ModelIo.from(manifest)
+            checkBackends(manifest, files.keys.map { it.toString() }.toSet())
+        } catch (e: BundleError) {
+            throw e
+        } catch (e: ValidationError) {
+            throw BundleError("$MANIFEST: ${e.field}", e.problem, e.allowed)
         }
         return manifest
+    }
+
+    private fun checkBackends(manifest: Map<String, Any?>, listed: Set<String>) {
+        for ((name, block) in getObject(manifest["backends"], "backends")) {
+            val path = "backends.$name"
+            val b = getObject(block, path)
+            val status = b["status"]
+            if (status != "ok" && status != "unsupported") {
+                throw ValidationError("$path.status", "unknown value ${pyRepr(status)}", "ok, unsupported")
+            }
+            val files = b["files"]
+            if (status == "ok" && (files !is List<*> || files.any { it !is String })) {
+                throw ValidationError("$path.files", "expected a list of strings", "a list of strings")
+            }
+            if (status == "ok") for (f in files as List<*>) {
+                if (f !in listed) throw ValidationError("$path.files", "${pyRepr(f)} is not listed in the manifest")
+            }
+        }
+    }
+
+    /** An ONNX file's bytes must not refer to data outside them (ORT would open that path). */
+    private fun checkContent(name: String, data: ByteArray) {
+        val refs = try {
+            OnnxWire.externalDataRefs(data)
+        } catch (e: WireError) {
+            throw BundleError(name, "not a well-formed ONNX protobuf (${e.message})")
+        }
+        if (refs.isNotEmpty()) {
+            throw BundleError(name, "tensor(s) ${refs.take(5).joinToString(", ")} refer to external data (a file outside " +
+                "the verified bundle)", "ONNX models with every tensor stored inside")
+        }
     }
 
     /** SHA-256 of `manifest.json`'s bytes: the bundle's identity. */
@@ -156,18 +285,21 @@ object BundleVerifier {
             if (name !in present) throw BundleError(name, "missing from the bundle")
             val file = File(dir, name)
             if (!isRegular(file)) throw BundleError(name, "not a regular file (symlink or directory)")
+            checkLinks(file, name)
             val expectedSize = entry["size"] as Long
             val size = file.length()
             if (size != expectedSize) {
                 val problem = if (size < expectedSize) "truncated" else "longer than listed"
                 throw BundleError(name, "$problem: $size bytes, the manifest says $expectedSize")
             }
-            val (digest, _) = fileDigest(file)
+            val onnx = if (name.endsWith(".onnx")) file.readBytes() else null  // hashed and scanned as one read
+            val digest = if (onnx != null) hex(MessageDigest.getInstance("SHA-256").digest(onnx)) else fileDigest(file).first
             val expected = entry["sha256"] as String
             if (digest != expected) {
                 throw BundleError(name, "SHA-256 does not match the manifest (file ${digest.substring(0, 16)}..., " +
                     "manifest ${expected.substring(0, 16)}...)")
             }
+            if (onnx != null) checkContent(name, onnx)
         }
         return VerifiedBundle(dir, manifest, identity)
     }

@@ -1,66 +1,183 @@
 package org.mobilelr.core
 
-import org.json.JSONArray
-import org.json.JSONObject
-import org.json.JSONTokener
-
 /**
- * JSON as plain Kotlin values, the way Python's `json` module sees it.
+ * JSON as plain Kotlin values, read as strictly as `mobile_lr.validation.parse_json` reads it.
  *
- * Validation must tell an integer from a float (Python's `check_int` and the
- * multistep "fractions" rule depend on it) and must be able to hold NaN (a
- * golden vector's refused spec may contain one), which `org.json` objects
- * cannot. So documents are converted once into a tree of
- * [LinkedHashMap] (key order kept, as Python's dict), [ArrayList], [Long]
- * (JSON integers), [Double] (JSON numbers with a fraction or exponent),
- * [String], [Boolean] and `null`; everything downstream works on that tree.
- * `org.json` is Android's own implementation (built into the platform; on the
- * JVM it comes from Debian's `libandroid-json-java`).
+ * Validation must tell an integer from a float (Python's `check_int` and the multistep
+ * "fractions" rule depend on it) and must be able to hold NaN (Python's `json` reads the
+ * `NaN`/`Infinity` literals; every numeric field refuses non-finite values itself). So documents
+ * are parsed once into a tree of [LinkedHashMap] (key order kept, as Python's dict), [ArrayList],
+ * [Long] (JSON integers), [Double] (JSON numbers with a fraction or exponent), [String], [Boolean]
+ * and `null`; everything downstream works on that tree.
+ *
+ * The parser is this file's own, not `org.json`: Android's `JSONTokener` accepts comments, single
+ * quotes, unquoted strings and `010` as 8, which the Python reader refuses. Like the Python
+ * reader this one refuses duplicate keys (a second value would silently win), nesting deeper than
+ * [MAX_DEPTH], integers outside [Long], raw control characters in strings, a byte-order mark, and
+ * anything after the document; the golden vectors' `json_texts` check both verdicts agree.
  */
 object Json {
+    /** Containers nested at most this deep (Python's `validation.MAX_DEPTH`). */
+    const val MAX_DEPTH = 64
+
     /** Parse a JSON document (object, array or scalar) into a plain tree. */
-    fun parse(text: String): Any? {
-        val tokener = JSONTokener(text)
-        val value = try {
-            tokener.nextValue()
-        } catch (e: org.json.JSONException) {
-            throw ValidationError("<file>", "not valid JSON (${e.message})", "a JSON document")
-        }
-        return fromOrgJson(value)
-    }
+    fun parse(text: String): Any? = Parser(text).document()
 
     /** Parse a document that must be an object. */
     fun parseObject(text: String, path: String = ""): Map<String, Any?> =
         getObject(parse(text), path)
 
-    /** Convert `org.json` values (as returned by `JSONObject.get`) into the plain tree. */
-    fun fromOrgJson(value: Any?): Any? = when (value) {
-        null -> null
-        JSONObject.NULL -> null
-        is JSONObject -> {
-            val out = LinkedHashMap<String, Any?>()
-            val keys = value.keys()
-            while (keys.hasNext()) {
-                val k = keys.next()
-                out[k] = fromOrgJson(value.get(k))
+    private class Parser(private val s: String) {
+        private var i = 0
+
+        private fun fail(problem: String): Nothing {
+            val line = 1 + s.substring(0, minOf(i, s.length)).count { it == '\n' }
+            throw ValidationError("<file>", "not valid JSON ($problem at line $line)", "a JSON document")
+        }
+
+        fun document(): Any? {
+            skip()
+            val value = value(1)
+            skip()
+            if (i != s.length) fail("extra data")
+            return value
+        }
+
+        private fun skip() {
+            while (i < s.length && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r')) i++
+        }
+
+        private fun literal(word: String): Boolean {
+            if (!s.startsWith(word, i)) return false
+            i += word.length
+            return true
+        }
+
+        private fun value(depth: Int): Any? {
+            if (i >= s.length) fail("expecting a value")
+            return when (s[i]) {
+                '{' -> obj(depth)
+                '[' -> array(depth)
+                '"' -> string()
+                else -> when {
+                    literal("true") -> true
+                    literal("false") -> false
+                    literal("null") -> null
+                    literal("NaN") -> Double.NaN
+                    literal("Infinity") -> Double.POSITIVE_INFINITY
+                    literal("-Infinity") -> Double.NEGATIVE_INFINITY
+                    else -> number()
+                }
             }
-            out
         }
-        is JSONArray -> {
-            val out = ArrayList<Any?>(value.length())
-            for (i in 0 until value.length()) out.add(fromOrgJson(value.get(i)))
-            out
+
+        private fun enter(depth: Int) {
+            if (depth > MAX_DEPTH) {
+                throw ValidationError("<file>", "JSON nested deeper than $MAX_DEPTH levels", "at most $MAX_DEPTH levels")
+            }
+            i++
+            skip()
         }
-        is Int -> value.toLong()
-        is Long -> value
-        is Short -> value.toLong()
-        is Byte -> value.toLong()
-        is Float -> value.toDouble()
-        is Double -> value
-        is Number -> value.toDouble()
-        is String -> value
-        is Boolean -> value
-        else -> throw ValidationError("<file>", "unexpected JSON value of type ${value.javaClass.name}")
+
+        private fun obj(depth: Int): Map<String, Any?> {
+            enter(depth)
+            val out = LinkedHashMap<String, Any?>()
+            if (i < s.length && s[i] == '}') { i++; return out }
+            while (true) {
+                if (i >= s.length || s[i] != '"') fail("expecting a property name in double quotes")
+                val key = string()
+                skip()
+                if (i >= s.length || s[i] != ':') fail("expecting ':'")
+                i++
+                skip()
+                val v = value(depth + 1)
+                if (out.containsKey(key)) {
+                    throw ValidationError("<file>", "duplicate key ${pyRepr(key.take(80))} in a JSON object", "each key once")
+                }
+                out[key] = v
+                skip()
+                if (i < s.length && s[i] == ',') { i++; skip(); continue }
+                if (i < s.length && s[i] == '}') { i++; return out }
+                fail("expecting ',' or '}'")
+            }
+        }
+
+        private fun array(depth: Int): List<Any?> {
+            enter(depth)
+            val out = ArrayList<Any?>()
+            if (i < s.length && s[i] == ']') { i++; return out }
+            while (true) {
+                out.add(value(depth + 1))
+                skip()
+                if (i < s.length && s[i] == ',') { i++; skip(); continue }
+                if (i < s.length && s[i] == ']') { i++; return out }
+                fail("expecting ',' or ']'")
+            }
+        }
+
+        private fun string(): String {
+            i++  // the opening quote
+            val sb = StringBuilder()
+            while (true) {
+                if (i >= s.length) fail("unterminated string")
+                val c = s[i++]
+                when {
+                    c == '"' -> return sb.toString()
+                    c < ' ' -> fail("invalid control character in a string")
+                    c != '\\' -> sb.append(c)
+                    i >= s.length -> fail("unterminated string")
+                    else -> when (val e = s[i++]) {
+                        '"' -> sb.append('"')
+                        '\\' -> sb.append('\\')
+                        '/' -> sb.append('/')
+                        'b' -> sb.append('\b')
+                        'f' -> sb.append('\u000C')
+                        'n' -> sb.append('\n')
+                        'r' -> sb.append('\r')
+                        't' -> sb.append('\t')
+                        'u' -> {
+                            if (i + 4 > s.length) fail("invalid \\uXXXX escape")
+                            val hex = s.substring(i, i + 4)
+                            if (!hex.all { it in '0'..'9' || it in 'a'..'f' || it in 'A'..'F' }) fail("invalid \\uXXXX escape")
+                            sb.append(hex.toInt(16).toChar())
+                            i += 4
+                        }
+                        else -> fail("invalid escape \\$e")
+                    }
+                }
+            }
+        }
+
+        /** `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`: a [Long] without fraction or exponent. */
+        private fun number(): Any {
+            val start = i
+            if (i < s.length && s[i] == '-') i++
+            val intStart = i
+            if (i < s.length && s[i] == '0') i++ else {
+                if (i >= s.length || s[i] !in '1'..'9') { i = start; fail("expecting a value") }
+                while (i < s.length && s[i] in '0'..'9') i++
+            }
+            val digits = i - intStart
+            var integer = true
+            if (i + 1 < s.length && s[i] == '.' && s[i + 1] in '0'..'9') {
+                integer = false
+                i++
+                while (i < s.length && s[i] in '0'..'9') i++
+            }
+            if (i < s.length && (s[i] == 'e' || s[i] == 'E')) {
+                var j = i + 1
+                if (j < s.length && (s[j] == '+' || s[j] == '-')) j++
+                if (j < s.length && s[j] in '0'..'9') {
+                    integer = false
+                    i = j
+                    while (i < s.length && s[i] in '0'..'9') i++
+                }
+            }
+            val text = s.substring(start, i)
+            if (!integer) return text.toDouble()
+            return text.toLongOrNull() ?: throw ValidationError("<file>",
+                "integer of $digits digits is outside the 64-bit range", "integers in [-2**63, 2**63 - 1]")
+        }
     }
 
     /**

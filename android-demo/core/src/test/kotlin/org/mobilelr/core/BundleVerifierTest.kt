@@ -16,7 +16,7 @@ class BundleVerifierTest {
     @Before
     fun setUp() {
         dir = Files.createTempDirectory("bundle").toFile()
-        File(dir, "training_model.onnx").writeBytes(ByteArray(3 * 1024 * 1024 + 17) { (it % 251).toByte() })
+        File(dir, "training_model.onnx").writeBytes(onnxDocString(3 * 1024 * 1024 + 17))
         File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2, 3))
         File(dir, "schedule.json").writeText("{\"format\": \"mobile-lr.schedule/1\"}")
         writeManifest()
@@ -38,7 +38,14 @@ class BundleVerifierTest {
         val manifest = linkedMapOf<String, Any?>(
             "format" to format, "files" to files,
             "versions" to linkedMapOf("onnxruntime-training" to "1.19.2"),
-            "model" to linkedMapOf("parameters" to 9610L))
+            "model" to linkedMapOf(
+                "recipe" to "digits-mlp", "trainable" to listOf("fc1.weight"), "frozen" to listOf<String>(),
+                "input" to linkedMapOf("name" to "input", "shape" to listOf(-1L, 64L), "dtype" to "float32"),
+                "output" to linkedMapOf("name" to "output", "shape" to listOf(-1L, 10L), "dtype" to "float32"),
+                "labels" to linkedMapOf("name" to "labels", "dtype" to "int64", "classes" to 10L)),
+            "optimizer" to linkedMapOf("type" to "adamw"),
+            "backends" to linkedMapOf("ort" to linkedMapOf("status" to "ok",
+                "files" to listOf("training_model.onnx", "checkpoint"))))
         edit(manifest)
         File(dir, "manifest.json").writeText(Json.write(manifest, 2) + "\n")
     }
@@ -182,5 +189,79 @@ class BundleVerifierTest {
         } catch (e: BundleError) {
             assertEquals("manifest.json", e.file)
         }
+    }
+
+    /** A valid ONNX ModelProto holding only a doc string of [n] bytes (field 6): no tensor. */
+    private fun onnxDocString(n: Int): ByteArray {
+        val out = java.io.ByteArrayOutputStream()
+        out.write(0x32)
+        var len = n
+        while (len >= 0x80) { out.write((len and 0x7f) or 0x80); len = len ushr 7 }
+        out.write(len)
+        out.write(ByteArray(n) { (it % 251).toByte() })
+        return out.toByteArray()
+    }
+
+    @Test
+    fun refusesANameWithATrailingNewline() {
+        File(dir, "checkpoint").renameTo(File(dir, "labels.json\n"))
+        writeManifest()
+        refused("labels.json\n", "not an allowed bundle file name")
+    }
+
+    @Test
+    fun refusesAHardLinkToAFileOutside() {
+        val outside = File(dir.parentFile, dir.name + "-outside")
+        File(dir, "checkpoint").copyTo(outside)
+        try {
+            File(dir, "checkpoint").delete()
+            Files.createLink(File(dir, "checkpoint").toPath(), outside.toPath())
+            refused("checkpoint", "hard links")
+        } finally {
+            outside.delete()
+        }
+    }
+
+    @Test
+    fun refusesDuplicateKeysUnknownBlocksAndModelFieldsOfTheWrongType() {
+        val text = File(dir, "manifest.json").readText()
+        File(dir, "manifest.json").writeText(text.replaceFirst("{", "{\"files\": {}, "))
+        refused("manifest.json", "duplicate key 'files'")
+        writeManifest { it["surprise"] = linkedMapOf<String, Any?>() }
+        refused("manifest.json: surprise", "unknown field")
+        writeManifest { it["model"] = "x" }
+        refused("manifest.json: model", "expected an object")
+        writeManifest { m -> @Suppress("UNCHECKED_CAST") (m["model"] as MutableMap<String, Any?>).remove("input") }
+        refused("manifest.json: model.input", "expected an object")
+        writeManifest { it["backends"] = linkedMapOf("ort" to "ok") }
+        refused("manifest.json: backends.ort", "expected an object")
+        writeManifest { m ->
+            @Suppress("UNCHECKED_CAST")
+            ((m["model"] as MutableMap<String, Any?>)["labels"] as MutableMap<String, Any?>)["classes"] = "10"
+        }
+        refused("manifest.json: model.labels.classes", "expected an integer")
+    }
+
+    @Test
+    fun refusesAnOnnxFileWithExternalData() {
+        // ModelProto { graph { initializer { name: "w", data_location: EXTERNAL } } }
+        val tensor = byteArrayOf(0x42, 1, 'w'.toByte(), 0x70, 1)
+        val graph = byteArrayOf(0x2a, tensor.size.toByte()) + tensor
+        File(dir, "training_model.onnx").writeBytes(byteArrayOf(0x3a, graph.size.toByte()) + graph)
+        writeManifest()
+        refused("training_model.onnx", "refer to external data")
+        File(dir, "training_model.onnx").writeBytes(byteArrayOf(0x3a, 100, 1, 2))
+        writeManifest()
+        refused("training_model.onnx", "not a well-formed ONNX protobuf")
+    }
+
+    @Test
+    fun modelIoIsTyped() {
+        val io = BundleVerifier.verify(dir).io
+        assertEquals("input", io.inputName)
+        assertEquals(64, io.features)
+        assertEquals(10L, io.classes)
+        assertEquals("labels", io.labelsName)
+        assertEquals("output", io.outputName)
     }
 }

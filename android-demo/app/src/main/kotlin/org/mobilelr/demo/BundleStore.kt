@@ -1,6 +1,7 @@
 package org.mobilelr.demo
 
 import android.content.Context
+import org.mobilelr.core.BundleError
 import org.mobilelr.core.BundleVerifier
 import org.mobilelr.core.DeviceProfile
 import org.mobilelr.core.Json
@@ -29,7 +30,14 @@ class BundleStore(private val context: Context) {
         val assetsManifest = readAsset("$ASSET_DIR/${BundleVerifier.MANIFEST}")
         val installed = File(root, BundleVerifier.MANIFEST)
         if (!installed.isFile || !installed.readBytes().contentEquals(assetsManifest)) install()
-        BundleVerifier.verify(root)
+        try {
+            BundleVerifier.verify(root)
+        } catch (e: BundleError) {
+            // The installed copy went bad under an unchanged manifest (a corrupted file): install
+            // the APK's copy again instead of refusing forever. A bad APK copy is refused by install().
+            install()
+            BundleVerifier.verify(root)
+        }
     }
 
     private fun install() {

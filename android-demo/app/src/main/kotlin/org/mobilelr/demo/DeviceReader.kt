@@ -7,18 +7,23 @@ import android.os.BatteryManager
 import android.os.Build
 import android.os.PowerManager
 import android.os.SystemClock
+import org.mobilelr.core.BatterySignals
 import org.mobilelr.core.Device
 import org.mobilelr.core.DeviceProfile
 import org.mobilelr.core.DeviceState
+import org.mobilelr.core.TemperatureSource
 import org.mobilelr.core.ThermalStatus
 
 /**
  * What the phone can tell the manager: battery level and charger from the sticky
- * `ACTION_BATTERY_CHANGED` broadcast (no receiver is registered, so nothing leaks), the
- * thermal status from `PowerManager.getCurrentThermalStatus()` (API 29+; its values are
- * the core's 0..6), and a skin-temperature estimate from `PowerManager.getThermalHeadroom()`
- * (API 30+; 1.0 at the SEVERE threshold, mapped by [Device.temperatureFromHeadroom]).
- * Without a headroom the battery temperature stands in for the skin temperature.
+ * `ACTION_BATTERY_CHANGED` broadcast (no receiver is registered, so nothing leaks; charging is
+ * plugged *and* CHARGING/FULL, [BatterySignals.charging]), the thermal status from
+ * `PowerManager.getCurrentThermalStatus()` (API 29+; its values are the core's 0..6), and a
+ * skin-temperature estimate from `PowerManager.getThermalHeadroom()` (API 30+; 1.0 at the
+ * SEVERE threshold, mapped by [Device.temperatureFromHeadroom]). The headroom is asked at most
+ * once a second for the whole process (it returns NaN when asked more often) through one shared
+ * [TemperatureSource], which keeps the last good value and falls back to the battery
+ * temperature only when the headroom has been unavailable for 30 s.
  *
  * The ambient temperature is unknown on a phone: the state has `ambientC = null` and the
  * manager estimates it from how the temperature responds (AmbientEstimator).
@@ -36,7 +41,9 @@ class DeviceReader(context: Context, private val profile: DeviceProfile) {
         val level = battery?.getIntExtra(BatteryManager.EXTRA_LEVEL, -1) ?: -1
         val scale = battery?.getIntExtra(BatteryManager.EXTRA_SCALE, -1) ?: -1
         val fraction = if (level >= 0 && scale > 0) (level.toDouble() / scale).coerceIn(0.0, 1.0) else 0.0
-        val plugged = (battery?.getIntExtra(BatteryManager.EXTRA_PLUGGED, 0) ?: 0) != 0
+        val plugged = battery?.getIntExtra(BatteryManager.EXTRA_PLUGGED, 0) ?: 0
+        val batteryStatus = battery?.getIntExtra(BatteryManager.EXTRA_STATUS, -1) ?: -1
+        val charging = BatterySignals.charging(batteryStatus, plugged)
         val tenths = battery?.getIntExtra(BatteryManager.EXTRA_TEMPERATURE, Int.MIN_VALUE) ?: Int.MIN_VALUE
         val batteryTemp = if (tenths == Int.MIN_VALUE) null else tenths / 10.0
 
@@ -45,23 +52,26 @@ class DeviceReader(context: Context, private val profile: DeviceProfile) {
         } else {
             ThermalStatus.NONE
         }
-        var headroom: Float? = null
-        if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.R) {
-            // forecast 0 s = now; NaN when unsupported or called too often (>1/s)
-            val h = power.getThermalHeadroom(0)
-            if (!h.isNaN()) headroom = h
+        val now = SystemClock.elapsedRealtime() / 1000.0
+        // forecast 0 s = now; NaN when unsupported or called too often (>1/s)
+        val ask: (() -> Double)? = if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.R) {
+            { power.getThermalHeadroom(0).toDouble() }
+        } else null
+        val (temp, source, headroom) = temperatureSource(profile).read(now, ask, batteryTemp)
+        val state = DeviceState(fraction, charging, temp.coerceIn(-100.0, 500.0), status, now, null)
+        return Reading(state, headroom?.toFloat(), batteryTemp, source)
+    }
+
+    companion object {
+        private var shared: TemperatureSource? = null
+        private var sharedFor: DeviceProfile? = null
+
+        /** One source per process (the worker and the screen share the once-a-second budget). */
+        @Synchronized
+        fun temperatureSource(profile: DeviceProfile): TemperatureSource {
+            val s = shared
+            if (s != null && sharedFor == profile) return s
+            return TemperatureSource(profile).also { shared = it; sharedFor = profile }
         }
-        val temp: Double
-        val source: String
-        if (headroom != null) {
-            temp = Device.temperatureFromHeadroom(profile, headroom.toDouble())
-            source = "thermal headroom"
-        } else {
-            temp = batteryTemp ?: profile.ambientC
-            source = if (batteryTemp != null) "battery temperature" else "profile ambient"
-        }
-        val state = DeviceState(fraction, plugged, temp.coerceIn(-100.0, 500.0), status,
-            SystemClock.elapsedRealtime() / 1000.0, null)
-        return Reading(state, headroom, batteryTemp, source)
     }
 }

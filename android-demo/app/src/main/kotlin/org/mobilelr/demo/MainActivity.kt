@@ -14,6 +14,7 @@ import androidx.work.ExistingWorkPolicy
 import org.mobilelr.core.Budget
 import org.mobilelr.core.StepCost
 import org.mobilelr.core.ThermalStatus
+import org.mobilelr.core.TrainingFiles
 import org.mobilelr.core.ValidationError
 import org.mobilelr.core.VerifiedBundle
 import java.io.File
@@ -112,6 +113,15 @@ class MainActivity : AppCompatActivity() {
         super.onDestroy()
     }
 
+    /** Work on the executor; an exception becomes a message (uncaught, it would end the process). */
+    private fun background(what: String, block: () -> Unit) = io.execute {
+        try {
+            block()
+        } catch (e: Exception) {
+            toast("$what failed: ${e.javaClass.simpleName}: ${e.message}")
+        }
+    }
+
     private fun toast(msg: String) {
         main.post { Toast.makeText(this, msg, Toast.LENGTH_SHORT).show() }
     }
@@ -127,6 +137,8 @@ class MainActivity : AppCompatActivity() {
             main.post { prediction.text = "Bundle refused: ${e.message}" }
         } catch (e: java.io.IOException) {
             main.post { prediction.text = "No bundle: ${e.message}" }
+        } catch (e: Exception) {  // an exception on the executor would end the app's process
+            main.post { prediction.text = "Bundle not usable: ${e.javaClass.simpleName}: ${e.message}" }
         }
     }
 
@@ -137,26 +149,44 @@ class MainActivity : AppCompatActivity() {
             return
         }
         canvas.clear()
-        io.execute {
+        background("storing the sample") {
             samples.add(SampleStore.Sample(x, digit))
             toast("stored as ${labels.getOrElse(digit) { digit.toString() }} (${samples.count()} samples)")
         }
     }
 
+    /** The predictor of [model], reused while the file is unchanged; null if ORT refuses the model. */
+    private fun predictorFor(model: File, inputName: String): Predictor? {
+        val p = predictor
+        if (p != null && p.modelFile == model && p.modelTime == model.lastModified()) return p
+        p?.close()
+        predictor = null
+        predictor = try {
+            Predictor(model, inputName)
+        } catch (e: Exception) {  // OrtException and friends: refuse this model, keep the app alive
+            null
+        }
+        return predictor
+    }
+
     private fun predict() {
         val x = canvas.features() ?: return toast("draw a digit first")
-        io.execute {
-            val b = bundle ?: return@execute toast("no verified bundle")
-            // the fine-tuned model once the worker exported one, else the bundle's own
-            val model = if (files.inferenceModel.isFile) files.inferenceModel else b.file("inference_model.onnx")
-            val p = predictor
-            if (p == null || p.modelFile != model || p.modelTime != model.lastModified()) {
-                p?.close()
-                @Suppress("UNCHECKED_CAST")
-                val input = (b.manifest["model"] as Map<String, Any?>)["input"] as Map<String, Any?>
-                predictor = Predictor(model, input["name"] as String)
+        background("predicting") {
+            val b = bundle ?: return@background toast("no verified bundle")
+            // the fine-tuned model once the worker exported one, else the bundle's own; the
+            // worker writes the exported model to a temp file and renames it, so it is whole
+            val tuned = files.inferenceModel.takeIf { it.isFile }
+            var model = tuned ?: b.file("inference_model.onnx")
+            var p = predictorFor(model, b.io.inputName)
+            if (p == null && tuned != null) {
+                model = b.file("inference_model.onnx")  // a fine-tuned model ORT cannot load
+                p = predictorFor(model, b.io.inputName)
             }
-            val probs = predictor!!.predict(x)
+            val probs = try {
+                p?.predict(x)
+            } catch (e: Exception) {
+                null
+            } ?: return@background toast("the model could not be run")
             val best = OrtTrainer.argmax(probs)
             val name = labels.getOrElse(best) { best.toString() }
             val which = if (model == files.inferenceModel) "fine-tuned" else "pre-trained"
@@ -168,7 +198,7 @@ class MainActivity : AppCompatActivity() {
     }
 
     private fun train() {
-        io.execute {
+        background("queueing the training") {
             val done = (files.readStatus()?.get("decision") as Map<*, *>?)?.get("type") == "stop"
             if (done) files.reset()  // a finished run: start a new one on the current samples
             val chargingOnly = try {

@@ -3,6 +3,7 @@ package org.mobilelr.demo
 import ai.onnxruntime.OnnxTensor
 import ai.onnxruntime.OrtEnvironment
 import ai.onnxruntime.OrtTrainingSession
+import org.mobilelr.core.AtomicFile
 import org.mobilelr.core.VerifiedBundle
 import java.io.File
 import java.nio.FloatBuffer
@@ -44,10 +45,16 @@ class OrtTrainer(private val bundle: VerifiedBundle, checkpoint: File) : AutoClo
     /** The bundle's own (pre-trained) checkpoint: where a rollback to step 0 goes. */
     val initialCheckpoint: File get() = bundle.file("checkpoint")
 
-    /** Reopen the session from a checkpoint file (rollback, or resume in a new worker). */
+    /**
+     * Reopen the session from a checkpoint file (rollback, or resume in a new worker). The new
+     * session is created before the old one is closed: if creating it fails, the trainer keeps
+     * its open session (closing first left a closed one behind, which [close] closed again).
+     */
     fun reload(checkpoint: File) {
-        session.close()
-        session = create(checkpoint)
+        val fresh = create(checkpoint)
+        val previous = session
+        session = fresh
+        previous.close()
     }
 
     private fun inputs(x: Array<FloatArray>, y: LongArray): Map<String, OnnxTensor> {
@@ -92,14 +99,22 @@ class OrtTrainer(private val bundle: VerifiedBundle, checkpoint: File) : AutoClo
         }
     }
 
-    /** Save weights and optimizer state (AdamW moments) to [path]. */
+    /** Save weights and optimizer state (AdamW moments) to [path] (the caller fsyncs it). */
     fun saveCheckpoint(path: File) {
         session.saveCheckpoint(Paths.get(path.path), true)
     }
 
-    /** Write an inference model with the current weights (re-reads the bundle's eval model). */
+    /**
+     * Write an inference model with the current weights (re-reads the bundle's eval model) next
+     * to [path], fsync it and rename it over [path]: the screen may be loading the model, and it
+     * must only ever see a complete one.
+     */
     fun exportForInference(path: File) {
-        session.exportModelForInference(Paths.get(path.path), arrayOf(outputName))
+        val tmp = File(path.path + ".tmp")
+        session.exportModelForInference(Paths.get(tmp.path), arrayOf(outputName))
+        AtomicFile.sync(tmp)
+        if (!tmp.renameTo(path)) throw java.io.IOException("cannot replace ${path.path}")
+        path.parentFile?.let { AtomicFile.syncDir(it) }
     }
 
     override fun close() {

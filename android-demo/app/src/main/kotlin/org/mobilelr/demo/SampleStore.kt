@@ -1,5 +1,6 @@
 package org.mobilelr.demo
 
+import org.mobilelr.core.AtomicFile
 import org.mobilelr.core.Json
 import java.io.File
 
@@ -41,19 +42,6 @@ class SampleStore(dir: File) {
 
     private fun write(rows: List<Sample>) {
         val tree = rows.map { s -> linkedMapOf("x" to s.x.map { it.toDouble() }, "y" to s.y.toLong()) }
-        atomicWrite(file, Json.write(tree))
-    }
-
-    companion object {
-        /** Write [text] to [target] through a temp file and a rename (atomic on one filesystem). */
-        fun atomicWrite(target: File, text: String) {
-            target.parentFile?.mkdirs()
-            val tmp = File(target.path + ".tmp")
-            tmp.outputStream().use { out ->
-                out.write(text.toByteArray(Charsets.UTF_8))
-                out.fd.sync()
-            }
-            if (!tmp.renameTo(target)) throw java.io.IOException("cannot replace ${target.path}")
-        }
+        AtomicFile.write(file, Json.write(tree))
     }
 }

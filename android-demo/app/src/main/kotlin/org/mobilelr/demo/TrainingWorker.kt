@@ -14,6 +14,8 @@ import androidx.work.workDataOf
 import org.mobilelr.core.Decision
 import org.mobilelr.core.ManagerConfig
 import org.mobilelr.core.ScheduleManager
+import org.mobilelr.core.StepMeter
+import org.mobilelr.core.TrainingFiles
 import org.mobilelr.core.ValidationError
 import java.io.File
 import java.util.Random
@@ -37,15 +39,29 @@ import java.util.concurrent.TimeUnit
 class TrainingWorker(context: Context, params: WorkerParameters) : Worker(context, params) {
 
     override fun doWork(): Result {
-        val store = BundleStore(applicationContext)
         val files = TrainingFiles(File(applicationContext.filesDir, "train"))
-        val bundle = try {
-            store.open()
+        return try {
+            train(files)
         } catch (e: ValidationError) {
-            files.writeStatus(null, null, "bundle refused: ${e.message}")
-            Log.e(TAG, "bundle refused", e)
-            return Result.failure()
+            files.writeStatus(null, null, "refused: ${e.message}")
+            Log.e(TAG, "refused", e)
+            Result.failure()
+        } catch (e: Exception) {
+            // Anything else (an OrtException, an I/O error, a bug) must still say why on the
+            // screen: a FAILED work with no status looks like a hang.
+            try {
+                files.writeStatus(null, null, "error: ${e.javaClass.simpleName}: ${e.message}")
+            } catch (ignored: Exception) {
+            }
+            Log.e(TAG, "training failed", e)
+            Result.failure()
         }
+    }
+
+    private fun train(files: TrainingFiles): Result {
+        val store = BundleStore(applicationContext)
+        val generation = files.generation()  // a reset by the screen after this supersedes the run
+        val bundle = store.open()
         val samples = SampleStore(applicationContext.filesDir).all()
         if (samples.size < MIN_SAMPLES) {
             files.writeStatus(null, null, "draw and label at least $MIN_SAMPLES digits first (${samples.size} so far)")
@@ -66,9 +82,11 @@ class TrainingWorker(context: Context, params: WorkerParameters) : Worker(contex
         OrtTrainer(bundle, resume?.checkpoint ?: bundle.file("checkpoint")).use { trainer ->
             val x = samples.map { it.x }.toTypedArray()
             val y = LongArray(samples.size) { samples[it].y.toLong() }
-            fun commit() {
+            val meter = StepMeter { SystemClock.elapsedRealtimeNanos() }
+            /** False when the screen reset the run since this worker started: it must stop. */
+            fun commit(): Boolean = meter.io {
                 val accepted = manager.markCheckpoint()
-                files.commit({ trainer.saveCheckpoint(it) }, accepted, manager, bundle.sha256)
+                files.commit({ trainer.saveCheckpoint(it) }, accepted, manager, bundle.sha256, generation)
             }
 
             var reading = reader.read()
@@ -78,31 +96,33 @@ class TrainingWorker(context: Context, params: WorkerParameters) : Worker(contex
             var steps = 0
             while (!isStopped) {
                 val decision = manager.next()
-                files.writeStatus(decision, manager, describe(decision))
+                meter.io { files.writeStatus(decision, manager, describe(decision)) }
                 when (decision) {
                     is Decision.Run -> {
                         val (bx, by) = batch(x, y, decision)
                         val t0 = SystemClock.elapsedRealtimeNanos()
                         val loss = trainer.step(bx, by, decision.lr)
-                        val seconds = (SystemClock.elapsedRealtimeNanos() - t0) / 1e9
+                        // The step's cost includes the I/O done for the steps (status, history,
+                        // checkpoints): the battery and the window pay for it too.
+                        val seconds = meter.stepSeconds(SystemClock.elapsedRealtimeNanos() - t0)
                         // Energy per step is not measured: BatteryManager's counters are far too
                         // coarse for a 10 ms step; the manager then uses the profile's power.
                         manager.observe(loss.toDouble(), seconds, null)
                         steps++
                         if (steps % READ_EVERY == 0) {
-                            reading = reader.read()
+                            reading = reader.read()  // the headroom itself is asked at most once a second
                             manager.updateDevice(reading.state)
                         }
                         if (manager.schedule.isPlateau && decision.phase == "train" && manager.step % EVAL_EVERY == 0L) {
                             manager.observeEval(trainer.evaluate(x, y).first.toDouble())
                         }
                         val finite = !loss.isNaN() && !loss.isInfinite()
-                        files.appendHistory(linkedMapOf(
+                        meter.io { files.appendHistory(linkedMapOf(
                             "t" to reading.state.timeS, "step" to decision.step, "phase" to decision.phase,
                             "lr" to decision.lr, "loss" to (if (finite) loss.toDouble() else null),
                             "level" to manager.device.level, "temperature_c" to manager.device.temperatureC,
-                            "status" to manager.device.thermalStatus, "planned_total" to manager.plannedTotal))
-                        if (steps % CHECKPOINT_EVERY == 0) commit()
+                            "status" to manager.device.thermalStatus, "planned_total" to manager.plannedTotal)) }
+                        if (steps % CHECKPOINT_EVERY == 0 && !commit()) return Result.success()  // superseded
                         if (steps % PROGRESS_EVERY == 0) setProgressAsync(progress(decision, loss, manager))
                     }
                     is Decision.Rollback -> {
@@ -111,22 +131,21 @@ class TrainingWorker(context: Context, params: WorkerParameters) : Worker(contex
                         trainer.reload(target)
                     }
                     is Decision.Pause -> {
-                        commit()
+                        if (!commit()) return Result.success()
                         trainer.exportForInference(files.inferenceModel)
                         val delay = (decision.resumeHint ?: DEFAULT_PAUSE_S).coerceIn(MIN_PAUSE_S, MAX_PAUSE_S)
                         enqueue(applicationContext, delay.toLong(), ExistingWorkPolicy.APPEND_OR_REPLACE, policy.chargingOnly)
                         return Result.success()
                     }
                     is Decision.Stop -> {
-                        commit()
+                        if (!commit()) return Result.success()
                         trainer.exportForInference(files.inferenceModel)
                         return Result.success()
                     }
                 }
             }
             // Stopped by the OS (window over, constraint lost): save; WorkManager reschedules.
-            commit()
-            return Result.retry()
+            return if (commit()) Result.retry() else Result.success()
         }
     }
 

@@ -17,8 +17,14 @@ Run: ``python -m bench.faults`` (``--quick``: 50 kills and a tenth of the fuzzin
   with a ``ValueError`` naming the field. Any other exception is a crash; an accepted input
   that does not work is counted apart ("accepted, unusable").
 * **Tampered bundles**: a byte flipped in a random file, a file truncated, extended,
-  deleted, replaced by a symlink, an extra file, and manifest edits checked against the
-  pinned identity: every one must be refused with a ``BundleError``.
+  deleted, replaced by a symlink or by a hard link to a copy outside, renamed with a trailing
+  newline, an extra file, and manifest edits checked against the pinned identity: every one
+  must be refused with a ``BundleError``.
+* **Attacks and bad input** (:mod:`bench.attacks`, docs/SECURITY.md): a bundle that names code,
+  ONNX external data, manifest fields of the wrong type, the kinds of file a careless user passes
+  to every command (with and without ``--json``), hostile checkpoints, growth shapes at large
+  steps; ``--attacks`` inputs per category. Every one must be refused in one clear line (or
+  accepted and work): 0 crashes.
 * **NaN injection**: the schedule manager drives the ORT runtime with checkpoints; NaN
   batches at random steps make the loss non-finite; the manager must roll back to the last
   checkpoint with a lower LR, or stop ("diverged") after its maximum number of failures, when
@@ -212,7 +218,7 @@ def tamper_bundles(bundle: Path, n: int, seed: int, tmp: Path) -> dict[str, Any]
     rng = random.Random(seed)
     identity = load_bundle(bundle).sha256
     files = sorted(p.name for p in bundle.iterdir() if p.name != "manifest.json")
-    ops = ("flip", "truncate", "extend", "delete", "symlink", "extra", "manifest")
+    ops = ("flip", "truncate", "extend", "delete", "symlink", "extra", "manifest", "hardlink", "name")
     counts = {op: {"tried": 0, "refused": 0, "accepted": 0, "crashes": 0} for op in ops}
     examples: list[str] = []
     for i in range(n):
@@ -241,6 +247,16 @@ def tamper_bundles(bundle: Path, n: int, seed: int, tmp: Path) -> dict[str, Any]
             moved.rename(tmp / f"orig{i}")       # the link now dangles, or points elsewhere
             target.unlink()
             target.symlink_to(bundle.resolve() / name)
+        elif op == "hardlink":  # the same bytes, but a file outside the bundle can change them
+            outside = tmp / f"outside{i}"
+            shutil.copy(target, outside)
+            target.unlink()
+            os.link(outside, target)
+        elif op == "name":  # "labels.json\n": the name check must match whole names
+            target.rename(work / (name + "\n"))
+            manifest = json.loads((work / "manifest.json").read_text())
+            manifest["files"][name + "\n"] = manifest["files"].pop(name)
+            (work / "manifest.json").write_text(json.dumps(manifest))
         elif op == "extra":
             (work / rng.choice(["evil.onnx", "model2.pte", ".hidden", "notes.txt"])).write_bytes(b"x")
         else:
@@ -325,11 +341,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--fuzz", type=int, default=2000, help="mutations per input kind")
     ap.add_argument("--tamper", type=int, default=700)
     ap.add_argument("--nan-trials", type=int, default=20)
+    ap.add_argument("--attacks", type=int, default=300, help="inputs per attack category")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="50 kills, 200 fuzz, 70 tamper, 5 NaN trials")
+    ap.add_argument("--quick", action="store_true",
+                    help="50 kills, 200 fuzz, 70 tamper, 5 NaN trials, 40 attacks per category")
     args = ap.parse_args(argv)
     if args.quick:
-        args.kills, args.fuzz, args.tamper, args.nan_trials = 50, 200, 70, 5
+        args.kills, args.fuzz, args.tamper, args.nan_trials, args.attacks = 50, 200, 70, 5, 40
     from mobile_lr.export import export_bundle
     from mobile_lr.recipes import load_recipe
     from mobile_lr.testing.killtest import run_kill_trials
@@ -346,6 +364,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         result["fuzz_seconds"] = time.perf_counter() - t0
         (tmp / "tamper").mkdir()
         result["tamper"] = tamper_bundles(bundle, args.tamper, args.seed, tmp / "tamper")
+        from bench.attacks import run_all
+
+        t0 = time.perf_counter()
+        result["attacks"] = run_all(bundle, args.attacks, args.seed, tmp / "attacks")
+        result["attacks_seconds"] = time.perf_counter() - t0
         result["nan_injection"] = nan_injection(bundle, args.nan_trials, args.seed, tmp)
         report = run_kill_trials(bundle, tmp / "kill", args.kills, runtime="ort", seed=args.seed)
         kill = asdict(report)
@@ -355,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         kill["resumed_steps"] = f"{len(report.resumed_steps)} values, last {report.resumed_steps[-1:]}"
         result["kills"] = kill
     tamper = {k: result["tamper"][k] for k in ("tried", "accepted", "refused", "crashes")}
-    print_table([*fuzz, {"what": "bundle tampering", **tamper}],
+    print_table([*fuzz, {"what": "bundle tampering", **tamper}, *result["attacks"]],
                 [("what", "input", "s"), ("tried", "tried", ","), ("accepted", "accepted", ","),
                  ("refused", "refused (clear error)", ","), ("crashes", "crashes", "d"),
                  ("accepted_unusable", "accepted, unusable", "d")])

@@ -445,9 +445,10 @@ def test_a_failed_load_leaves_the_runtime_as_it_was(tmp_path, mlp_sgd_bundle, us
         key = next(k for k in arrays if k.startswith("ema/"))
         for change in ({"arrays": {key: np.zeros(3, np.float32)}}, {"meta": {"step": -5}},
                        {"arrays": {key: np.full_like(arrays[key], np.nan)}},
-                       {"arrays": {"evil": np.zeros(1)}}):
-            write_checkpoint(tmp_path / "bad", {**meta, **change.get("meta", {})},
-                             {**arrays, **change.get("arrays", {})})
+                       {"arrays": {"evil": np.zeros(1)}}, {"drop": "step"}):  # found by bench.faults
+            bad_meta = {**meta, **change.get("meta", {})}
+            bad_meta.pop(change.get("drop"), None)
+            write_checkpoint(tmp_path / "bad", bad_meta, {**arrays, **change.get("arrays", {})})
             with pytest.raises(CheckpointError):
                 rt.load(tmp_path / "bad")
             after = rt.parameters()

@@ -335,9 +335,9 @@ class RuntimeBase:
         if meta.get("ema_decay") != self.ema_decay:
             raise CheckpointError(name, f"EMA decay {meta.get('ema_decay')} differs from this "
                                         f"runtime's {self.ema_decay}")
-        for key in ("step", "ema_updates"):
+        for key, default in (("step", None), ("ema_updates", 0)):  # a step count is required
             try:
-                check_int(meta.get(key, 0), key, lo=0)
+                check_int(meta.get(key, default), key, lo=0)
             except ValidationError as err:
                 raise CheckpointError(f"{name}: {key}", err.problem, err.allowed) from None
         if not isinstance(meta.get("extra", {}), Mapping) or not isinstance(meta.get("engine", {}), Mapping):

@@ -575,3 +575,14 @@ def test_every_json_command_prints_a_refusal_object(argv, tmp_path, capsys):
     refusal = json.loads(captured.out)
     assert refusal["ok"] is False and refusal["error"] and "field" in refusal
     assert refusal["error"] in captured.err  # the same words as the stderr line
+
+
+def test_simulate_and_lr_find_can_pin_the_bundle_identity(bundle, capsys):
+    """Integrity alone cannot catch a re-hashed manifest; a pinned identity can."""
+    from mobile_lr.bundle import manifest_sha256
+
+    identity = manifest_sha256(bundle)
+    rehash(bundle, lambda m: m["model"].update(entry="os:abort"))
+    for command in ("simulate", "lr-find"):
+        err = one_line_exit_2(capsys, [command, "--bundle", str(bundle), "--sha256", identity])
+        assert "not the expected bundle identity" in err

@@ -63,7 +63,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                        "start_factor": args.start_factor, "end_factor": args.end_factor,
                        "smoothing": args.smoothing},
     })
-    classes = load_bundle(args.bundle).manifest.model.labels.classes
+    classes = load_bundle(args.bundle, args.sha256).manifest.model.labels.classes
     options = runtime_options(args)
     if args.data:
         (xtr, ytr), _ = load_user_data(args.data, classes)

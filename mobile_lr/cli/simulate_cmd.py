@@ -68,19 +68,24 @@ def add_runtime_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --backend torch: a recipe you trust (package.module:function) for a bundle "
                         "exported from it; the bundle's manifest only names the recipe, it never supplies "
                         "code (the built-in recipes are always allowed; repeatable)")
+    p.add_argument("--sha256", metavar="HEX",
+                   help="expected bundle identity (SHA-256 of manifest.json, as printed by mobile-lr "
+                        "export): a re-hashed bundle is refused")
 
 
 def runtime_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The runtime keyword arguments ``--recipe`` asks for (the PyTorch runtime's allow-list)."""
+    """The runtime keyword arguments ``--recipe`` and ``--sha256`` ask for (the PyTorch runtime's
+    allow-list, the pinned bundle identity)."""
+    pinned = {"expected_sha256": args.sha256} if args.sha256 else {}
     if not args.recipe:
-        return {}
+        return pinned
     if args.backend != "torch":
         raise ValidationError("--recipe", "only the PyTorch runtime builds a model from a recipe",
                               "--backend torch")
     from mobile_lr.recipes import load_recipe
 
     recipes = [load_recipe(spec) for spec in args.recipe]
-    return {"recipes": {r.name: r for r in recipes}}
+    return {**pinned, "recipes": {r.name: r for r in recipes}}
 
 
 def load_user_data(path: Path, classes: int | None = None) -> Data:
@@ -128,7 +133,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     policies = parse_setup_list(args.compare)
     profile = load_profile(args.profile)
     scenario = load_scenario(args.scenario)
-    classes = load_bundle(args.bundle).manifest.model.labels.classes  # refuses a bad bundle up front
+    classes = load_bundle(args.bundle, args.sha256).manifest.model.labels.classes  # a bad bundle: up front
     data = load_user_data(args.data, classes) if args.data else None
     options = runtime_options(args)
     if data is None:

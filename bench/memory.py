@@ -71,13 +71,19 @@ print(json.dumps({"rss_before_kib": r0, "session_kib": r1 - r0, "first_step_kib"
 """
 
 
-def theoretical(name: str) -> dict[str, Any]:
-    """Bytes a step must hold at least, from the PyTorch model of the recipe."""
+def theoretical(recipe: Any, from_first_trainable: bool = False) -> dict[str, Any]:
+    """Bytes a step must hold at least, from the PyTorch model of ``recipe`` (a name or a Recipe).
+
+    Activations are every leaf module's output, or with ``from_first_trainable`` only those
+    from the first module holding a trainable parameter on (in forward order: what backward
+    needs when the layers before it are frozen; ``bench.zoo``'s fine-tuning modes).
+    """
     import torch
 
     from mobile_lr.recipes import load_recipe
 
-    recipe = load_recipe(name)
+    if isinstance(recipe, str):
+        recipe = load_recipe(recipe)
     model = recipe.model
     params = dict(model.named_parameters())
     n_all = sum(p.numel() for p in params.values())
@@ -85,10 +91,12 @@ def theoretical(name: str) -> dict[str, Any]:
     opt = recipe.optimizer
     moments = 2 if opt.type == "adamw" else (1 if opt.momentum > 0 else 0)
     acts = 0
+    started = not from_first_trainable
 
-    def hook(_m, _i, out):
-        nonlocal acts
-        if isinstance(out, torch.Tensor):
+    def hook(mod, _i, out):
+        nonlocal acts, started
+        started = started or any(p.requires_grad for p in mod.parameters(recurse=False))
+        if started and isinstance(out, torch.Tensor):
             acts += out.numel()
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
@@ -136,7 +144,7 @@ def run(steps: int) -> list[dict[str, Any]]:
             recipe = load_recipe(name)
             out = Path(tmp) / name
             export_bundle(recipe, out)
-            th = theoretical(name)
+            th = theoretical(recipe)
             proc = subprocess.run([sys.executable, "-c", _CHILD, str(out), str(steps), str(th["batch"])],
                                   capture_output=True, text=True, check=True)
             meas = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -1,0 +1,311 @@
+"""Zoo: every zoo model x fine-tuning mode x engine at realistic sizes, trained and measured.
+
+Run: ``python -m bench.zoo`` (``--quick``: the tests' small widths, a smoke run;
+``--models``/``--modes``/``--engines`` pick a subset). For each model and mode the recipe is
+exported once per backend (so each engine's export time is its own) into a temporary
+directory and opened with ``mobile_lr.runtime.open_runtime``; PyTorch eager runs the same
+recipe (``TorchRuntime``). All engines run at one thread and train on the same batch (the
+recipe's batch from the default user's data, ``Recipe.user_data(7, ...)``) at LR 1e-3.
+
+Per (model, mode, engine) the row has:
+
+* ``trains``: the backend exported as ok, its steps run, and the loss after the timed steps is
+  finite and below the first one;
+* ``step_ms`` (median), ``p10_ms``/``p90_ms``, ``vs_torch`` (median ÷ PyTorch eager's, same
+  run): every step timed on its own, the engines taking turns in blocks so that load from
+  elsewhere on the shared machine hits them alike (``bench.speed``'s method); the number of
+  steps adapts to the slowest engine (``--budget-s`` per cell, at least 5);
+* ``peak_mb``: a fresh child process per cell reads its resident set before opening the
+  runtime, runs one step, resets the kernel's peak counter and runs ``--mem-steps`` steps;
+  the peak above the resident set before opening is what the engine holds at the top of a
+  steady step (its session or program, weights, state and activations). ``baseline_mb`` is the
+  same figure for ``digits-mlp`` (9.6 k parameters): the engine's fixed cost;
+* ``min_mb``: parameters (float32) + gradients and AdamW's two moments of the trainable ones +
+  the activations a backward pass needs (outputs of every leaf module from the first one with
+  a trainable parameter on, and the input batch), from the PyTorch model;
+* ``bundle_bytes`` (the engine's files: ORT's four artifacts, ExecuTorch's ``model.pte``)
+  against ``param_bytes``; ``export_s``: that backend's export.
+
+The goals (docs/ZOO.md): every model in every mode on both engines; ExecuTorch's step within
+1.5x of ORT's; ``peak_mb <= 2 · min_mb + baseline_mb``. The table prints which are met.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.machine import print_table, write_result
+from bench.memory import bundle_sizes, theoretical
+from bench.speed import _interleaved
+
+if TYPE_CHECKING:
+    from mobile_lr.recipes import Recipe
+
+ENGINES = ("ort", "executorch", "torch")
+MODES = ("head", "last-k", "bias+head", "lora")
+LR = 1e-3
+# realistic sizes: the recipes' defaults (docs/ZOO.md), MobileNetV2 at 64 x 64
+SIZES: dict[str, dict[str, Any]] = {"mobilenetv2": {}, "ds-cnn": {}, "text-transformer": {},
+                                    "gru-sensor": {}, "lstm-sensor": {}}
+QUICK: dict[str, dict[str, Any]] = {
+    "mobilenetv2": {"width": 0.25, "stages": 2, "resolution": 16},
+    "ds-cnn": {"width": 0.25, "blocks": 1},
+    "text-transformer": {"width": 0.125, "layers": 1, "vocab": 64, "seq_len": 8},
+    "gru-sensor": {"width": 0.125, "layers": 1, "steps": 4},
+    "lstm-sensor": {"width": 0.125, "layers": 1, "steps": 4}}
+_MB = 1024 * 1024
+
+_CHILD = r"""
+import json, sys
+args = json.loads(sys.argv[1])
+import numpy as np
+import torch
+torch.set_num_threads(1)
+if args["engine"] == "ort":
+    import onnxruntime.training.api  # the library is not the step: imported before the baseline
+elif args["engine"] == "executorch":
+    import executorch.extension.training
+from mobile_lr.recipes import load_recipe
+from mobile_lr.runtime import open_runtime
+from mobile_lr.runtime.torch_rt import TorchRuntime
+
+def status():
+    out = {}
+    for line in open("/proc/self/status"):
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0])
+    return out
+
+recipe = load_recipe(args["recipe"], **args["options"])
+train, _ = recipe.user_data(7, recipe.batch_size)
+x, y = train.x.copy(), train.y.copy()
+if args["engine"] != "torch":
+    del recipe
+r0 = status()["VmRSS"]
+if args["engine"] == "torch":
+    rt = TorchRuntime(recipe, threads=1)
+elif args["engine"] == "ort":
+    rt = open_runtime("ort", args["bundle"], threads=1)
+else:
+    rt = open_runtime("executorch", args["bundle"])
+rt.step(x, y, 1e-3)
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+for _ in range(args["steps"]):
+    rt.step(x, y, 1e-3)
+print(json.dumps({"peak_kib": status()["VmHWM"] - r0}))
+"""
+
+
+def minimum_bytes(recipe: Recipe) -> dict[str, int]:
+    """What a training step of ``recipe`` must hold at least (see the module docstring)."""
+    th = theoretical(recipe, from_first_trainable=True)
+    return {"params_total": th["parameters"], "params_trainable": th["trainable"],
+            "param_bytes": th["param_bytes"], "min_bytes": th["minimum_bytes"]}
+
+
+def _child_peak(engine: str, bundle: Path | None, name: str, options: dict[str, Any],
+                steps: int) -> tuple[float | None, str | None]:
+    """``(peak_mb, None)`` from a fresh child process, or ``(None, why)`` when the child fails:
+    a native crash in an engine's step (a segfault) then costs the child, not the bench."""
+    args = {"engine": engine, "bundle": str(bundle) if bundle else None, "recipe": name,
+            "options": options, "steps": steps}
+    done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(args)], capture_output=True,
+                          text=True, timeout=3600)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
+        return None, f"the training step fails in a fresh process ({how}): {tail}"
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_kib"] / 1024, None
+
+
+def _export(recipe: Recipe, out: Path, backend: str) -> tuple[dict[str, Any], float]:
+    from mobile_lr.export import export_bundle
+
+    t0 = time.perf_counter()
+    info = export_bundle(recipe, out, backends=[backend]).backends[backend]
+    return {"status": info.status, "reason": info.reason}, time.perf_counter() - t0
+
+
+def _runtimes(recipe: Recipe, bundles: dict[str, Path],
+              status: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    from mobile_lr.runtime import open_runtime
+    from mobile_lr.runtime.torch_rt import TorchRuntime
+
+    out: dict[str, Any] = {"torch": TorchRuntime(recipe, threads=1)}
+    for engine, path in bundles.items():
+        if status[engine]["status"] != "ok":  # unsupported, or crashes in the child
+            continue
+        try:
+            out[engine] = open_runtime(engine, path, **({"threads": 1} if engine == "ort" else {}))
+        except Exception as err:  # an engine that exports but cannot open: recorded, not fatal
+            status[engine] = {"status": "fails to open", "reason": str(err).splitlines()[0][:300]}
+    return out
+
+
+def _time_steps(rts: dict[str, Any], x: np.ndarray, y: np.ndarray, steps: int,
+                budget_s: float) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Losses of a first and a last step per engine, and interleaved step times."""
+    first, probe = {}, {}
+    for engine, rt in list(rts.items()):
+        try:
+            t0 = time.perf_counter()
+            first[engine] = rt.step(x, y, LR)
+            probe[engine] = time.perf_counter() - t0
+        except Exception as err:
+            first[engine] = math.nan
+            probe[engine] = str(err).splitlines()[0][:200]
+            del rts[engine]
+    slowest = max([p for p in probe.values() if isinstance(p, float)] or [1.0])
+    n = int(max(5, min(steps, budget_s / max(slowest, 1e-6) / max(1, len(rts)))))
+    fns: dict[str, Callable[[], Any]] = {e: (lambda rt=rt: rt.step(x, y, LR)) for e, rt in rts.items()}
+    times = _interleaved(fns, n, warmup=2, rounds=min(20, n)) if fns else {}
+    last = {e: rt.step(x, y, LR) for e, rt in rts.items()}
+    errors = {e: p for e, p in probe.items() if isinstance(p, str)}
+    return {"first": first, "last": last, "errors": errors}, times
+
+
+def cell(name: str, options: dict[str, Any], mode: str, engines: tuple[str, ...], tmp: Path,
+         steps: int, budget_s: float, mem_steps: int) -> list[dict[str, Any]]:
+    """The rows of one (model, mode): one per engine."""
+    from mobile_lr.recipes import load_recipe
+
+    opts = {**options, "mode": mode}
+    recipe = load_recipe(name, **opts)
+    facts = minimum_bytes(recipe)
+    train, _ = recipe.user_data(7, recipe.batch_size)
+    x, y = train.x, train.y
+    bundles, status, export_s = {}, {}, {}
+    for engine in (e for e in engines if e != "torch"):
+        bundles[engine] = tmp / f"{name}-{mode.replace('+', '-')}-{engine}"
+        status[engine], export_s[engine] = _export(recipe, bundles[engine], engine)
+    status["torch"] = {"status": "ok", "reason": None}
+    peaks = {}
+    for engine in engines:  # first in a child: an engine crashing in its step is left out below
+        if status[engine]["status"] == "ok":
+            peaks[engine], failure = _child_peak(engine, bundles.get(engine), name, opts, mem_steps)
+            if failure:
+                status[engine] = {"status": "crashes", "reason": failure}
+    rts = _runtimes(recipe, bundles, status)
+    losses, times = _time_steps(rts, x, y, steps, budget_s)
+    torch_ms = times.get("torch", {}).get("median_us", math.nan) / 1e3
+    rows = []
+    for engine in engines:
+        t = times.get(engine, {})
+        first, last = losses["first"].get(engine, math.nan), losses["last"].get(engine, math.nan)
+        trains = engine in times and math.isfinite(last) and last < first
+        reason = status[engine]["reason"] or losses["errors"].get(engine)
+        sizes = bundle_sizes(bundles[engine]) if engine in bundles and bundles[engine].exists() else {}
+        step_ms = t.get("median_us", math.nan) / 1e3
+        row = {"model": name, "mode": mode, "engine": engine, **facts, "trains": bool(trains),
+               "status": status[engine]["status"], "reason": reason,
+               "step_ms": step_ms if t else None, "p10_ms": t["p10_us"] / 1e3 if t else None,
+               "p90_ms": t["p90_us"] / 1e3 if t else None, "steps_timed": t.get("n"),
+               "vs_torch": step_ms / torch_ms if t and math.isfinite(torch_ms) else None,
+               "loss_first": first, "loss_last": last,
+               "min_mb": facts["min_bytes"] / _MB, "export_s": export_s.get(engine),
+               "bundle_bytes": sizes.get(engine) if engine != "torch" else None,
+               "options": opts}
+        if row["bundle_bytes"]:
+            row["bundle_vs_params"] = row["bundle_bytes"] / facts["param_bytes"]
+        row["peak_mb"] = peaks.get(engine)
+        rows.append(row)
+    return rows
+
+
+def baselines(engines: tuple[str, ...], tmp: Path, mem_steps: int) -> dict[str, float]:
+    """Each engine's fixed cost: the steady-step peak for digits-mlp (9.6 k parameters)."""
+    from mobile_lr.recipes import load_recipe
+
+    out = {}
+    for engine in engines:
+        path = None
+        if engine != "torch":
+            path = tmp / f"baseline-{engine}"
+            _export(load_recipe("digits-mlp"), path, engine)
+        out[engine] = _child_peak(engine, path, "digits-mlp", {}, mem_steps)[0]
+    return out
+
+
+def _goals(rows: list[dict[str, Any]], base: dict[str, float]) -> dict[str, Any]:
+    by = {(r["model"], r["mode"], r["engine"]): r for r in rows}
+    cells = sorted({(r["model"], r["mode"]) for r in rows})
+    trains_both = [c for c in cells if all(by.get((*c, e), {}).get("trains") for e in ("ort", "executorch"))]
+    ratio = {f"{m}/{mode}": by[(m, mode, "executorch")]["step_ms"] / by[(m, mode, "ort")]["step_ms"]
+             for m, mode in cells if by.get((m, mode, "executorch"), {}).get("trains")
+             and by.get((m, mode, "ort"), {}).get("trains")}
+    memory = {f"{r['model']}/{r['mode']}/{r['engine']}": r["peak_mb"] <= 2 * r["min_mb"] + base[r["engine"]]
+              for r in rows if r["peak_mb"] is not None and math.isfinite(r["peak_mb"])}
+    return {"cells": len(cells), "train_on_both": len(trains_both),
+            "et_vs_ort": ratio, "et_within_1_5x_ort": sum(v <= 1.5 for v in ratio.values()),
+            "memory_within_goal": sum(memory.values()), "memory_measured": len(memory), "memory": memory}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(prog="python -m bench.zoo", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="the tests' small widths, few steps")
+    ap.add_argument("--models", default=",".join(SIZES), help="comma-separated zoo recipes")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
+    ap.add_argument("--engines", default=",".join(ENGINES), help="comma-separated engines")
+    ap.add_argument("--steps", type=int, default=100, help="timed steps per engine at most")
+    ap.add_argument("--budget-s", type=float, default=60.0, help="seconds of timed steps per cell")
+    ap.add_argument("--mem-steps", type=int, default=5, help="steady steps in the memory child")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    sizes = QUICK if args.quick else SIZES
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    if "torch" not in engines:
+        engines = (*engines, "torch")  # the reference of vs_torch
+    steps, budget = (10, 5.0) if args.quick else (args.steps, args.budget_s)
+    rows: list[dict[str, Any]] = []
+    t_all = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = baselines(engines, Path(tmp), args.mem_steps)
+        for name in models:
+            for mode in modes:
+                t0 = time.perf_counter()
+                rows += cell(name, sizes[name], mode, engines, Path(tmp), steps, budget, args.mem_steps)
+                print(f"  {name} {mode}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    goals = _goals(rows, base)
+    print("zoo: model x mode x engine (1 thread; step on the recipe's batch; memory in a fresh process)")
+    print_table(rows, [("model", "model", "s"), ("mode", "mode", "s"), ("engine", "engine", "s"),
+                       ("params_total", "params", ","), ("params_trainable", "trainable", ","),
+                       ("trains", "trains", ""), ("step_ms", "step ms", ".2f"), ("p10_ms", "p10", ".2f"),
+                       ("p90_ms", "p90", ".2f"), ("vs_torch", "÷ torch", ".2f"),
+                       ("peak_mb", "peak MB", ".1f"), ("min_mb", "min MB", ".1f"),
+                       ("bundle_vs_params", "bundle ÷ params", ".2f"), ("export_s", "export s", ".1f")])
+    for r in rows:
+        if not r["trains"]:
+            print(f"  {r['model']} {r['mode']} {r['engine']}: {r['status']}: {(r['reason'] or '')[:160]}")
+    print("\nengine baselines (digits-mlp steady-step peak, MB): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in base.items()))
+    print(f"goals: {goals['train_on_both']}/{goals['cells']} cells train on both engines; "
+          f"ExecuTorch within 1.5x of ORT in {goals['et_within_1_5x_ort']}/{len(goals['et_vs_ort'])}; "
+          f"peak <= 2 x min + baseline in {goals['memory_within_goal']}/{goals['memory_measured']}")
+    command = "python -m bench.zoo" + (" --quick" if args.quick else "")
+    result = {"rows": rows, "baselines_mb": base, "goals": goals, "threads": 1, "lr": LR,
+              "seconds": time.perf_counter() - t_all, "command": command}
+    path = write_result("zoo", result)
+    print(f"wrote bench/results/{path.name}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ from mobile_lr.recipes import BUILTIN_RECIPES, load_recipe, pretrain
 from mobile_lr.runtime.torch_rt import TorchRuntime
 from mobile_lr.validation import ValidationError
 from mobile_lr.zoo import ZOO
+from mobile_lr.zoo.catalog import task_for
 
 SMALL = {"mobilenetv2": {"width": 0.25, "depth": 0.3, "resolution": 32},
          "ds-cnn": {"width": 0.25},
@@ -118,6 +119,8 @@ def test_data_is_seeded_shaped_and_the_user_is_shifted(name):
     assert pop_train.x.dtype == np.float32 and u_train.y.dtype == np.int64
     assert len(u_train) == 50 and len(u_test) >= 297
     assert np.array_equal(again.x, u_train.x) and not np.array_equal(other.x, u_train.x)
+    from_manifest, _ = task_for(name, recipe.options).user(7, 50)  # what a simulator rebuilds
+    assert np.array_equal(from_manifest.x, u_train.x)
     assert set(np.unique(pop_train.y)) == set(range(len(recipe.labels)))
     with torch.no_grad():  # the model accepts the data as it comes
         assert recipe.model(torch.from_numpy(u_train.x[:4])).shape == (4, len(recipe.labels))

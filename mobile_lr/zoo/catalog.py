@@ -21,13 +21,13 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
 from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe
-from mobile_lr.validation import check_int, check_number, get_bool, get_choice
+from mobile_lr.validation import ValidationError, check_int, check_number, get_bool, get_choice
 from mobile_lr.zoo.dscnn import DSCNN
 from mobile_lr.zoo.images import DigitImages
 from mobile_lr.zoo.mobilenet import ACTIVATIONS, MobileNetV2, make_divisible
@@ -39,7 +39,7 @@ from mobile_lr.zoo.tasks import Task
 from mobile_lr.zoo.text import Intents
 from mobile_lr.zoo.transformer import TextTransformer
 
-__all__ = ["ds_cnn", "gru_sensor", "lstm_sensor", "mobilenetv2", "text_transformer"]
+__all__ = ["ds_cnn", "gru_sensor", "lstm_sensor", "mobilenetv2", "task_for", "text_transformer"]
 
 
 # option -> check(value, name) -> value; every zoo recipe's options are checked before anything is built
@@ -68,6 +68,24 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
 def _checked(options: dict[str, Any]) -> dict[str, Any]:
     """The recipe function's arguments, each checked (one clear line naming the option)."""
     return {k: _CHECKS[k](v, k) for k, v in options.items()}
+
+
+# recipe name -> its task, from the recipe's options (a simulator needs the data, not the model)
+_TASKS: dict[str, Callable[[dict[str, Any]], Task]] = {
+    "mobilenetv2": lambda o: DigitImages(o.get("resolution", 64)),
+    "ds-cnn": lambda o: Keywords(),
+    "text-transformer": lambda o: Intents(o.get("vocab", 256), o.get("seq_len", 32)),
+    "gru-sensor": lambda o: Motion(o.get("steps", 64)),
+    "lstm-sensor": lambda o: Motion(o.get("steps", 64)),
+}
+
+
+def task_for(name: str, options: Mapping[str, Any] | None = None) -> Task:
+    """The task of zoo recipe ``name`` built with ``options`` (a manifest's ``model.options``),
+    without building the model: its population and user data."""
+    if name not in _TASKS:
+        raise ValidationError("recipe", f"{name!r} is not a zoo recipe", ", ".join(_TASKS))
+    return _TASKS[name](_checked({k: v for k, v in (options or {}).items() if k in _CHECKS}))
 
 
 def _example(task: Task, batch_size: int, seed: int) -> torch.Tensor:
@@ -103,7 +121,7 @@ def mobilenetv2(width: float = 1.0, depth: float = 1.0, stages: int = 7, resolut
                 se: bool = False, dropout: float = 0.0, seed: int = 0, batch_size: int = 32) -> Recipe:
     """MobileNetV2 (2.24 M parameters at width 1) on colour digit photos ``resolution`` pixels wide."""
     options = _checked(locals())
-    task = DigitImages(resolution)
+    task = task_for("mobilenetv2", options)
 
     def make() -> MobileNetV2:
         return MobileNetV2(width, len(task.labels), depth=depth, stages=stages, activation=activation,
@@ -116,7 +134,7 @@ def ds_cnn(width: float = 1.0, blocks: int = 4, mode: str = "head", k: int | Non
            seed: int = 0, batch_size: int = 32) -> Recipe:
     """DS-CNN keyword spotter (64 channels at width 1) on generated keyword features (49 x 10)."""
     options = _checked(locals())
-    task = Keywords()
+    task = task_for("ds-cnn", options)
     return _build("ds-cnn", lambda: DSCNN(_width(width, 64), blocks, len(task.labels)), task, options)
 
 
@@ -125,7 +143,7 @@ def text_transformer(width: float = 1.0, layers: int = 4, heads: int = 4, vocab:
                      seed: int = 0, batch_size: int = 32) -> Recipe:
     """Transformer encoder (128 wide at width 1, 4 layers, 0.56 M) on generated intent sentences."""
     options = _checked(locals())
-    task = Intents(vocab, seq_len)
+    task = task_for("text-transformer", options)
 
     def make() -> TextTransformer:
         return TextTransformer(vocab, seq_len, _width(width, 128, heads), heads, layers, len(task.labels),
@@ -135,7 +153,7 @@ def text_transformer(width: float = 1.0, layers: int = 4, heads: int = 4, vocab:
 
 
 def _sensor(name: str, cell: str, options: dict[str, Any]) -> Recipe:
-    task = Motion(options["steps"])
+    task = task_for(name, options)
     hidden = _width(options["width"], 128)
     classes = len(task.labels)
     return _build(name, lambda: SensorRNN(3, hidden, options["layers"], classes, cell), task, options)

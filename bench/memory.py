@@ -76,7 +76,8 @@ def theoretical(recipe: Any, from_first_trainable: bool = False) -> dict[str, An
 
     Activations are every leaf module's output, or with ``from_first_trainable`` only those
     from the first module holding a trainable parameter on (in forward order: what backward
-    needs when the layers before it are frozen; ``bench.zoo``'s fine-tuning modes).
+    needs when the layers before it are frozen; ``bench.zoo``'s fine-tuning modes) plus the
+    largest frozen layer's output twice (its input and output exist together in the forward).
     """
     import torch
 
@@ -90,14 +91,17 @@ def theoretical(recipe: Any, from_first_trainable: bool = False) -> dict[str, An
     n_train = sum(params[k].numel() for k in recipe.trainable)
     opt = recipe.optimizer
     moments = 2 if opt.type == "adamw" else (1 if opt.momentum > 0 else 0)
-    acts = 0
+    acts = frozen_peak = 0
     started = not from_first_trainable
 
     def hook(mod, _i, out):
-        nonlocal acts, started
+        nonlocal acts, started, frozen_peak
         started = started or any(p.requires_grad for p in mod.parameters(recurse=False))
-        if started and isinstance(out, torch.Tensor):
-            acts += out.numel()
+        if isinstance(out, torch.Tensor):
+            if started:
+                acts += out.numel()
+            else:
+                frozen_peak = max(frozen_peak, 2 * out.numel())
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     with torch.no_grad():
@@ -108,7 +112,7 @@ def theoretical(recipe: Any, from_first_trainable: bool = False) -> dict[str, An
     inputs = recipe.example_input.numel() * 4 + batch * 8
     out = {"parameters": n_all, "trainable": n_train, "param_bytes": 4 * n_all,
            "grad_bytes": 4 * n_train, "optimizer_bytes": 4 * moments * n_train,
-           "activation_bytes": 4 * acts + inputs, "optimizer": opt.type, "batch": batch}
+           "activation_bytes": 4 * (acts + frozen_peak) + inputs, "optimizer": opt.type, "batch": batch}
     out["minimum_bytes"] = out["param_bytes"] + out["grad_bytes"] + out["optimizer_bytes"] + \
         out["activation_bytes"]
     return out

@@ -97,11 +97,12 @@ def theoretical(recipe: Any, from_first_trainable: bool = False) -> dict[str, An
     def hook(mod, _i, out):
         nonlocal acts, started, frozen_peak
         started = started or any(p.requires_grad for p in mod.parameters(recurse=False))
-        if isinstance(out, torch.Tensor):
-            if started:
-                acts += out.numel()
-            else:
-                frozen_peak = max(frozen_peak, 2 * out.numel())
+        outs = out if isinstance(out, tuple) else (out,)  # a GRU returns (output, h_n)
+        n = sum(t.numel() for t in outs if isinstance(t, torch.Tensor))
+        if started:
+            acts += n
+        else:
+            frozen_peak = max(frozen_peak, 2 * n)
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
     with torch.no_grad():

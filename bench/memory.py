@@ -32,13 +32,8 @@ from bench.machine import print_table, write_result
 
 RECIPES = ("digits-mlp", "digits-cnn")
 
-_CHILD = r"""
-import json, sys
-import numpy as np
-import onnxruntime.training.api  # imported before the baseline: the library is not the step
-from mobile_lr.runtime import open_runtime
-from mobile_lr.datasets import user_split
-
+# the child processes' reader of their own resident set and its peak (KiB), shared with bench.zoo
+STATUS_FN = r"""
 def status():
     out = {}
     for line in open("/proc/self/status"):
@@ -46,6 +41,14 @@ def status():
         if k in ("VmRSS", "VmHWM"):
             out[k] = int(v.split()[0])
     return out
+"""
+
+_CHILD = STATUS_FN + r"""
+import json, sys
+import numpy as np
+import onnxruntime.training.api  # imported before the baseline: the library is not the step
+from mobile_lr.runtime import open_runtime
+from mobile_lr.datasets import user_split
 
 bundle, steps, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 train, _ = user_split()

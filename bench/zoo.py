@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.machine import print_table, write_result
-from bench.memory import bundle_sizes, theoretical
+from bench.memory import STATUS_FN, bundle_sizes, theoretical
 from bench.speed import _interleaved
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "lstm-sensor": {"width": 0.125, "layers": 1, "steps": 4}}
 _MB = 1024 * 1024
 
-_CHILD = r"""
+_CHILD = STATUS_FN + r"""
 import json, sys
 args = json.loads(sys.argv[1])
 import numpy as np
@@ -79,14 +79,6 @@ elif args["engine"] == "executorch":
 from mobile_lr.recipes import load_recipe
 from mobile_lr.runtime import open_runtime
 from mobile_lr.runtime.torch_rt import TorchRuntime
-
-def status():
-    out = {}
-    for line in open("/proc/self/status"):
-        k, _, v = line.partition(":")
-        if k in ("VmRSS", "VmHWM"):
-            out[k] = int(v.split()[0])
-    return out
 
 recipe = load_recipe(args["recipe"], **args["options"])
 train, _ = recipe.user_data(7, recipe.batch_size)

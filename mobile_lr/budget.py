@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from mobile_lr import physics
 from mobile_lr.device import (
+    STATUS_NAMES,
     DeviceProfile,
     DeviceState,
     ThermalStatus,
@@ -53,14 +54,13 @@ from mobile_lr.validation import (
     ValidationError,
     check_keys,
     check_number,
-    get_bool,
-    get_choice,
     get_int,
     get_number,
     get_object,
     join,
     read_json,
 )
+from mobile_lr.validation.schema import Record, boolean, choice, custom, number
 
 __all__ = [
     "DETAILS",
@@ -94,8 +94,8 @@ MAX_PLAN_STEPS = MAX_STEPS
 # --------------------------------------------------------------------------- policy
 
 
-@dataclass(frozen=True)
-class Policy:
+@dataclass(frozen=True, kw_only=True)
+class Policy(Record):
     """What the user allows.
 
     * ``battery_floor``: no step may end below this level (fraction in [0, 1)).
@@ -114,70 +114,31 @@ class Policy:
       the time after this session counts ``window / (window + gap)`` as training time).
     """
 
-    battery_floor: float = 0.2
-    max_thermal: ThermalStatus = ThermalStatus.MODERATE
-    window_s: float | None = None
-    deadline_s: float | None = None
-    charging_only: bool = False
-    thermal_margin_c: float = 1.0
-    horizon: str = "session"
-    window_gap_s: float = 0.0
+    FORMAT = POLICY_FORMAT
 
-    def __post_init__(self) -> None:
-        check_number(self.battery_floor, "battery_floor", lo=0.0, hi=1.0, hi_open=True)
-        object.__setattr__(self, "max_thermal", parse_thermal_status(self.max_thermal,
-                                                                     "max_thermal"))
-        if self.window_s is not None:
-            check_number(self.window_s, "window_s", lo=0.0, lo_open=True)
-        if self.deadline_s is not None:
-            check_number(self.deadline_s, "deadline_s")
-        if not isinstance(self.charging_only, bool):
-            raise ValidationError("charging_only", f"expected true or false, got "
-                                  f"{self.charging_only!r}")
-        check_number(self.thermal_margin_c, "thermal_margin_c", lo=0.0)
-        check_number(self.window_gap_s, "window_gap_s", lo=0.0)
-        if self.horizon not in HORIZONS:
-            raise ValidationError("horizon", f"unknown value {self.horizon!r}", ", ".join(HORIZONS))
+    battery_floor: float = number(0.2, lo=0.0, hi=1.0, hi_open=True,
+                                  help="no step may end below this battery level")
+    max_thermal: ThermalStatus = custom(
+        parse_thermal_status, {"enum": [*STATUS_NAMES, *range(len(STATUS_NAMES))]},
+        ThermalStatus.MODERATE, dump=lambda s: s.name,
+        help="the highest thermal status a step may end in")
+    window_s: float | None = number(None, lo=0.0, lo_open=True, nullable=True,
+                                    help="time budget of one session (null: the OS window)")
+    deadline_s: float | None = number(None, nullable=True,
+                                      help="device time by which the run must end")
+    charging_only: bool = boolean(False, help="train only while plugged in")
+    thermal_margin_c: float = number(1.0, lo=0.0,
+                                     help="keep the predicted temperature this far below "
+                                          "the next status's threshold")
+    horizon: str = choice(HORIZONS, "session",
+                          help="session: the run ends with the OS window; deadline: at "
+                               "deadline_s")
+    window_gap_s: float = number(0.0, lo=0.0, help="expected rest between two OS windows")
+
+    def check(self) -> None:
         if self.horizon == "deadline" and self.deadline_s is None:
             raise ValidationError("deadline_s", "missing: horizon 'deadline' needs a deadline",
                                   "a device time in seconds")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": POLICY_FORMAT, "battery_floor": self.battery_floor,
-                "max_thermal": self.max_thermal.name, "window_s": self.window_s,
-                "deadline_s": self.deadline_s, "charging_only": self.charging_only,
-                "thermal_margin_c": self.thermal_margin_c, "horizon": self.horizon,
-                "window_gap_s": self.window_gap_s}
-
-    @classmethod
-    def from_dict(cls, obj: Any, path: str = "") -> Policy:
-        obj = get_object(obj, path)
-        check_keys(obj, path, ("format", "battery_floor", "max_thermal", "window_s",
-                               "deadline_s", "charging_only", "thermal_margin_c", "horizon",
-                               "window_gap_s"))
-        fmt = obj.get("format", POLICY_FORMAT)
-        if fmt != POLICY_FORMAT:
-            raise ValidationError(join(path, "format"), f"unknown format {fmt!r}", POLICY_FORMAT)
-        window = obj.get("window_s")
-        deadline = obj.get("deadline_s")
-        horizon = get_choice(obj, "horizon", path, HORIZONS, default="session")
-        if horizon == "deadline" and deadline is None:
-            raise ValidationError(join(path, "deadline_s"),
-                                  "missing: horizon 'deadline' needs a deadline",
-                                  "a device time in seconds")
-        return cls(
-            battery_floor=get_number(obj, "battery_floor", path, default=0.2, lo=0.0, hi=1.0,
-                                     hi_open=True),
-            max_thermal=parse_thermal_status(obj.get("max_thermal", "MODERATE"),
-                                             join(path, "max_thermal")),
-            window_s=None if window is None else get_number(obj, "window_s", path, lo=0.0,
-                                                            lo_open=True),
-            deadline_s=None if deadline is None else get_number(obj, "deadline_s", path),
-            charging_only=get_bool(obj, "charging_only", path, default=False),
-            thermal_margin_c=get_number(obj, "thermal_margin_c", path, default=1.0, lo=0.0),
-            horizon=horizon,
-            window_gap_s=get_number(obj, "window_gap_s", path, default=0.0, lo=0.0),
-        )
 
     def thermal_limit_c(self, profile: DeviceProfile) -> float:
         """Temperature a step's end must stay below: next status's threshold - margin."""
@@ -195,15 +156,20 @@ def load_policy(source: str | Path | Mapping[str, Any]) -> Policy:
 
 
 @dataclass(frozen=True)
-class StepCost:
+class StepCost(Record):
     """Cost of one training step at full speed: wall seconds and whole-device joules."""
 
-    seconds: float
-    joules: float
+    seconds: float = number(lo=0.0, lo_open=True, key="step_seconds",
+                            help="wall seconds of one full-speed step")
+    joules: float = number(lo=0.0, lo_open=True, key="step_joules",
+                           help="whole-device joules of one full-speed step")
 
     def __post_init__(self) -> None:
-        check_number(self.seconds, "step_seconds", lo=0.0, lo_open=True)
-        check_number(self.joules, "step_joules", lo=0.0, lo_open=True)
+        # The estimator makes two a step: pass the common case (two positive floats) cheaply
+        # and let the declared validation normalise, or word the error, otherwise.
+        if not (type(self.seconds) is float and type(self.joules) is float
+                and 0.0 < self.seconds < math.inf and 0.0 < self.joules < math.inf):
+            super().__post_init__()
 
     @property
     def power_w(self) -> float:

@@ -38,11 +38,12 @@ Model choices (see ``docs/DECISIONS.md``, "Device, planner and manager"):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import IntEnum
 from functools import cached_property
 from importlib import resources
@@ -60,13 +61,13 @@ from mobile_lr.validation import (
     ValidationError,
     check_keys,
     check_number,
-    get_bool,
     get_number,
     get_object,
     join,
     read_bytes,
     read_json,
 )
+from mobile_lr.validation.schema import Record, boolean, custom, number, text
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -117,40 +118,152 @@ def parse_thermal_status(value: Any, field: str = "thermal_status") -> ThermalSt
 
 # --------------------------------------------------------------------------- profile
 
+# Pixel-style VIRTUAL-SKIN thresholds (docs/DEVICES.md §2.5) and status multipliers (§5.3 a).
+_DEFAULT_THRESHOLDS = (39.0, 43.0, 45.0, 47.0, 52.0, 55.0)         # LIGHT .. SHUTDOWN
+_DEFAULT_THROUGHPUT = (1.0, 0.9, 0.75, 0.55, 0.35, 0.35, 0.35)    # NONE .. SHUTDOWN
 
-@dataclass(frozen=True)
-class DeviceProfile:
+
+def _status_table(names: tuple[str, ...], **bounds: Any) -> Any:
+    """A value per thermal status: an object keyed by status name, or a list in status order
+    (read as a tuple, written as the object)."""
+
+    def parse(value: Any, path: str) -> tuple[float, ...]:
+        if isinstance(value, list | tuple):
+            if len(value) != len(names):
+                raise ValidationError(path, f"expected {len(names)} values, got {len(value)}",
+                                      ", ".join(names))
+            return tuple(check_number(v, join(path, i), **bounds) for i, v in enumerate(value))
+        obj = get_object(value, path)
+        check_keys(obj, path, names, required=names)
+        return tuple(get_number(obj, n, path, **bounds) for n in names)
+
+    return parse, {"type": "object", "required": list(names),
+                   "properties": {n: {"type": "number"} for n in names},
+                   "additionalProperties": False}
+
+
+def _table_field(names: tuple[str, ...], default: tuple[float, ...], key: str, help: str,
+                 **bounds: Any) -> Any:
+    parse, schema = _status_table(names, **bounds)
+    return custom(parse, schema, default, key=key, help=help,
+                  dump=lambda t: dict(zip(names, t, strict=True)))
+
+
+def _parse_sources(value: Any, path: str) -> dict[str, str]:
+    obj = get_object(value, path)
+    for key, val in obj.items():
+        if not isinstance(val, str):
+            raise ValidationError(join(path, key), "expected a citation string")
+    return dict(obj)
+
+
+# the citations of a profile's numbers: not part of its identity (equality, hash)
+_SOURCES = dataclasses.field(default_factory=dict, compare=False, hash=False, metadata=custom(
+    _parse_sources, {"type": "object", "additionalProperties": {"type": "string"}},
+    factory=dict, dump=dict, help="the source of every number (docs/DEVICES.md)").metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeviceProfile(Record):
     """The numbers of one phone class. All powers in W, energies in J, times in s.
 
     ``thresholds_c[i]`` is the skin temperature at which status ``i + 1`` (LIGHT ..
     SHUTDOWN) begins; ``throughput[s]`` the fraction of full training speed at
-    status ``s`` (NONE .. SHUTDOWN, non-increasing, in (0, 1]).
+    status ``s`` (NONE .. SHUTDOWN, non-increasing, in (0, 1]). The battery's capacity
+    may also be given as ``capacity_mah`` with ``nominal_voltage``.
     """
 
-    name: str
-    battery_wh: float
-    idle_power_w: float
-    train_power_w: float
-    charge_power_w: float
-    charge_efficiency: float
-    cv_knee: float
-    cv_taper: float
-    thermal_resistance_k_per_w: float
-    heat_capacity_j_per_k: float
-    ambient_c: float
-    thresholds_c: tuple[float, ...]
-    hysteresis_c: float
-    throughput: tuple[float, ...]
-    step_seconds: float
-    window_s: float
-    window_charging_s: float
-    requires_charging: bool = False
-    battery_not_low: bool = True
-    device_idle: bool = False
-    low_battery_level: float = 0.15
-    state_of_health: float = 1.0
-    description: str = ""
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    FORMAT = PROFILE_FORMAT
+
+    name: str = text(non_empty=True, help="the profile's name")
+    description: str = text("", help="what phone class it stands for")
+    battery_wh: float = number(lo=0.0, lo_open=True, key="battery.capacity_wh",
+                               help="rated capacity, Wh")
+    state_of_health: float = number(1.0, lo=0.0, hi=1.0, lo_open=True,
+                                    key="battery.state_of_health",
+                                    help="usable share of the rated capacity")
+    idle_power_w: float = number(lo=0.0, key="power.idle_w", help="whole phone awake, idle")
+    train_power_w: float = number(lo=0.0, lo_open=True, key="power.train_w",
+                                  help="whole phone training at full speed (>= idle_w)")
+    charge_power_w: float = number(lo=0.0, key="charging.power_w", help="charger input")
+    charge_efficiency: float = number(0.88, lo=0.0, hi=1.0, lo_open=True,
+                                      key="charging.efficiency", help="charger output / input")
+    cv_knee: float = number(0.8, lo=0.0, hi=1.0, key="charging.cv_knee",
+                            help="level where the constant-voltage taper starts")
+    cv_taper: float = number(0.07, lo=0.0, lo_open=True, key="charging.cv_taper",
+                             help="taper constant k: accepted = output * exp(-(level - knee)/k)")
+    thermal_resistance_k_per_w: float = number(lo=0.0, lo_open=True,
+                                               key="thermal.resistance_k_per_w",
+                                               help="skin to ambient, K/W")
+    heat_capacity_j_per_k: float = number(lo=0.0, lo_open=True, key="thermal.capacity_j_per_k",
+                                          help="effective heat capacity, J/K")
+    ambient_c: float = number(lo=-50.0, hi=80.0, key="thermal.ambient_c",
+                              help="ambient temperature when unknown")
+    hysteresis_c: float = number(1.9, lo=0.0, key="thermal.hysteresis_c",
+                                 help="a status ends this far below its threshold")
+    thresholds_c: tuple[float, ...] = _table_field(
+        STATUS_NAMES[1:], _DEFAULT_THRESHOLDS, "thermal.thresholds_c",
+        "skin temperature where each status begins (increasing)")
+    throughput: tuple[float, ...] = _table_field(
+        STATUS_NAMES, _DEFAULT_THROUGHPUT, "thermal.throughput",
+        "share of full training speed at each status (non-increasing)",
+        lo=0.0, hi=1.0, lo_open=True)
+    step_seconds: float = number(lo=0.0, lo_open=True, key="compute.step_seconds",
+                                 help="one training step at full speed")
+    window_s: float = number(600.0, lo=0.0, lo_open=True, key="os.window_s",
+                             help="a Worker's window on battery")
+    window_charging_s: float = number(1800.0, lo=0.0, lo_open=True, key="os.window_charging_s",
+                                      help="a job's window on the charger")
+    requires_charging: bool = boolean(False, key="os.requires_charging",
+                                      help="the job runs only on the charger")
+    battery_not_low: bool = boolean(True, key="os.battery_not_low",
+                                    help="the OS stops the job at a low battery")
+    device_idle: bool = boolean(False, key="os.device_idle", help="the job needs an idle phone")
+    low_battery_level: float = number(0.15, lo=0.0, hi=1.0, hi_open=True,
+                                      key="os.low_battery_level",
+                                      help="the OS's low-battery level")
+    sources: Mapping[str, str] = _SOURCES
+
+    def check(self) -> None:
+        if self.train_power_w < self.idle_power_w:
+            raise ValidationError("power.train_w", f"{self.train_power_w} is below idle_w "
+                                  f"{self.idle_power_w}", "a training power >= the idle power")
+        th, m = self.thresholds_c, self.throughput
+        for k in range(1, len(th)):
+            if th[k] <= th[k - 1]:
+                raise ValidationError(f"thermal.thresholds_c.{STATUS_NAMES[k + 1]}",
+                                      "thresholds must increase from LIGHT to SHUTDOWN",
+                                      f"a temperature above {th[k - 1]}")
+        for k in range(1, len(m)):
+            if m[k] > m[k - 1]:
+                raise ValidationError(f"thermal.throughput.{STATUS_NAMES[k]}",
+                                      "throughput must not rise with the thermal status",
+                                      f"a factor in (0, {m[k - 1]}]")
+
+    @classmethod
+    def from_dict(cls, obj: Any, path: str | None = "") -> DeviceProfile:
+        """Read a profile; ``battery`` may give ``capacity_mah`` + ``nominal_voltage``
+        instead of ``capacity_wh``."""
+        obj = get_object(obj, path or "")
+        battery = obj.get("battery")
+        if isinstance(battery, Mapping):
+            obj = {**obj, "battery": _capacity_wh(battery, join(path or "", "battery"))}
+        return super().from_dict(obj, path)
+
+    @classmethod
+    def object_schema(cls) -> dict[str, Any]:
+        """The declared schema, with the capacity's alternative (mAh at a nominal voltage)."""
+        out = super().object_schema()
+        battery = out["properties"]["battery"]
+        battery["properties"].update(
+            capacity_mah={"description": "rated capacity, mAh (with nominal_voltage)",
+                          "type": "number", "exclusiveMinimum": 0.0},
+            nominal_voltage={"description": "nominal voltage, V (with capacity_mah)",
+                             "type": "number", "exclusiveMinimum": 0.0})
+        battery.pop("required", None)
+        battery["oneOf"] = [{"required": ["capacity_wh"]},
+                            {"required": ["capacity_mah", "nominal_voltage"]}]
+        return out
 
     # ---- derived quantities
     @property
@@ -185,8 +298,7 @@ class DeviceProfile:
         The highest status ``k`` with ``T >= threshold(k)`` for ``k`` above ``previous``
         and ``T >= threshold(k) - hysteresis`` for ``k <= previous``.
         """
-        return ThermalStatus(physics.status_for(SCALAR, self.physics, temperature_c,
-                                                int(previous)))
+        return _STATUSES[physics.status_for(SCALAR, self.physics, temperature_c, int(previous))]
 
     def load_power(self, throttle: Any, train_power_w: float | None = None) -> Any:
         """Whole-device power while training at throughput ``throttle`` (a float or an array),
@@ -199,165 +311,21 @@ class DeviceProfile:
         """The numbers :mod:`mobile_lr.physics` uses, derived once."""
         return physics.Physics.of(self)
 
-    # ---- (de)serialisation
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "format": PROFILE_FORMAT,
-            "name": self.name,
-            "description": self.description,
-            "battery": {"capacity_wh": self.battery_wh, "state_of_health": self.state_of_health},
-            "power": {"idle_w": self.idle_power_w, "train_w": self.train_power_w},
-            "charging": {"power_w": self.charge_power_w, "efficiency": self.charge_efficiency,
-                         "cv_knee": self.cv_knee, "cv_taper": self.cv_taper},
-            "thermal": {
-                "resistance_k_per_w": self.thermal_resistance_k_per_w,
-                "capacity_j_per_k": self.heat_capacity_j_per_k,
-                "ambient_c": self.ambient_c,
-                "hysteresis_c": self.hysteresis_c,
-                "thresholds_c": dict(zip(STATUS_NAMES[1:], self.thresholds_c, strict=True)),
-                "throughput": dict(zip(STATUS_NAMES, self.throughput, strict=True)),
-            },
-            "compute": {"step_seconds": self.step_seconds},
-            "os": {"window_s": self.window_s, "window_charging_s": self.window_charging_s,
-                   "requires_charging": self.requires_charging,
-                   "battery_not_low": self.battery_not_low, "device_idle": self.device_idle,
-                   "low_battery_level": self.low_battery_level},
-            "sources": dict(self.sources),
-        }
 
-    @classmethod
-    def from_dict(cls, obj: Any, path: str = "") -> DeviceProfile:
-        return _parse_profile(obj, path)
-
-
-_TOP_KEYS = ("format", "name", "description", "battery", "power", "charging", "thermal",
-             "compute", "os", "sources")
-
-
-def _parse_profile(obj: Any, path: str) -> DeviceProfile:
-    obj = get_object(obj, path)
-    check_keys(obj, path, _TOP_KEYS, required=("name", "battery", "power", "charging",
-                                               "thermal", "compute"))
-    fmt = obj.get("format", PROFILE_FORMAT)
-    if fmt != PROFILE_FORMAT:
-        raise ValidationError(join(path, "format"), f"unknown format {fmt!r}", PROFILE_FORMAT)
-    name = obj["name"]
-    if not isinstance(name, str) or not name:
-        raise ValidationError(join(path, "name"), f"expected a non-empty string, got {name!r}")
-    description = obj.get("description", "")
-    if not isinstance(description, str):
-        raise ValidationError(join(path, "description"), "expected a string")
-
-    p = join(path, "battery")
-    bat = get_object(obj["battery"], p)
-    check_keys(bat, p, ("capacity_wh", "capacity_mah", "nominal_voltage", "state_of_health"))
-    if "capacity_wh" in bat:
-        if "capacity_mah" in bat or "nominal_voltage" in bat:
-            raise ValidationError(join(p, "capacity_wh"),
+def _capacity_wh(battery: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The battery group with ``capacity_mah`` + ``nominal_voltage`` turned into ``capacity_wh``."""
+    if "capacity_wh" in battery:
+        if "capacity_mah" in battery or "nominal_voltage" in battery:
+            raise ValidationError(join(path, "capacity_wh"),
                                   "give either capacity_wh or capacity_mah + nominal_voltage")
-        battery_wh = get_number(bat, "capacity_wh", p, lo=0.0, lo_open=True)
-    elif "capacity_mah" in bat:
-        mah = get_number(bat, "capacity_mah", p, lo=0.0, lo_open=True)
-        volts = get_number(bat, "nominal_voltage", p, lo=0.0, lo_open=True)
-        battery_wh = mah * volts / 1000.0
-    else:
-        raise ValidationError(join(p, "capacity_wh"), "missing battery capacity",
+        return dict(battery)
+    if "capacity_mah" not in battery:
+        raise ValidationError(join(path, "capacity_wh"), "missing battery capacity",
                               "capacity_wh, or capacity_mah with nominal_voltage")
-    soh = get_number(bat, "state_of_health", p, default=1.0, lo=0.0, hi=1.0, lo_open=True)
-
-    p = join(path, "power")
-    pw = get_object(obj["power"], p)
-    check_keys(pw, p, ("idle_w", "train_w"), required=("idle_w", "train_w"))
-    idle = get_number(pw, "idle_w", p, lo=0.0)
-    train = get_number(pw, "train_w", p, lo=0.0, lo_open=True)
-    if train < idle:
-        raise ValidationError(join(p, "train_w"), f"{train} is below idle_w {idle}",
-                              "a training power >= the idle power")
-
-    p = join(path, "charging")
-    ch = get_object(obj["charging"], p)
-    check_keys(ch, p, ("power_w", "efficiency", "cv_knee", "cv_taper"), required=("power_w",))
-    charge_w = get_number(ch, "power_w", p, lo=0.0)
-    eff = get_number(ch, "efficiency", p, default=0.88, lo=0.0, hi=1.0, lo_open=True)
-    knee = get_number(ch, "cv_knee", p, default=0.8, lo=0.0, hi=1.0)
-    taper = get_number(ch, "cv_taper", p, default=0.07, lo=0.0, lo_open=True)
-
-    p = join(path, "thermal")
-    th = get_object(obj["thermal"], p)
-    check_keys(th, p, ("resistance_k_per_w", "capacity_j_per_k", "ambient_c", "thresholds_c",
-                       "hysteresis_c", "throughput"),
-               required=("resistance_k_per_w", "capacity_j_per_k", "ambient_c"))
-    r = get_number(th, "resistance_k_per_w", p, lo=0.0, lo_open=True)
-    c = get_number(th, "capacity_j_per_k", p, lo=0.0, lo_open=True)
-    amb = get_number(th, "ambient_c", p, lo=-50.0, hi=80.0)
-    hyst = get_number(th, "hysteresis_c", p, default=1.9, lo=0.0)
-    thresholds = _parse_status_table(th.get("thresholds_c", _DEFAULT_THRESHOLDS),
-                                     join(p, "thresholds_c"), STATUS_NAMES[1:])
-    for k in range(1, len(thresholds)):
-        if thresholds[k] <= thresholds[k - 1]:
-            raise ValidationError(join(join(p, "thresholds_c"), STATUS_NAMES[k + 1]),
-                                  "thresholds must increase from LIGHT to SHUTDOWN",
-                                  f"a temperature above {thresholds[k - 1]}")
-    throughput = _parse_status_table(th.get("throughput", _DEFAULT_THROUGHPUT),
-                                     join(p, "throughput"), STATUS_NAMES, lo=0.0, hi=1.0,
-                                     lo_open=True)
-    for k in range(1, len(throughput)):
-        if throughput[k] > throughput[k - 1]:
-            raise ValidationError(join(join(p, "throughput"), STATUS_NAMES[k]),
-                                  "throughput must not rise with the thermal status",
-                                  f"a factor in (0, {throughput[k - 1]}]")
-
-    p = join(path, "compute")
-    cp = get_object(obj["compute"], p)
-    check_keys(cp, p, ("step_seconds",), required=("step_seconds",))
-    step_s = get_number(cp, "step_seconds", p, lo=0.0, lo_open=True)
-
-    p = join(path, "os")
-    osd = get_object(obj.get("os", {}), p)
-    check_keys(osd, p, ("window_s", "window_charging_s", "requires_charging", "battery_not_low",
-                        "device_idle", "low_battery_level"))
-    window = get_number(osd, "window_s", p, default=600.0, lo=0.0, lo_open=True)
-    window_ch = get_number(osd, "window_charging_s", p, default=1800.0, lo=0.0, lo_open=True)
-    low = get_number(osd, "low_battery_level", p, default=0.15, lo=0.0, hi=1.0, hi_open=True)
-
-    sources = obj.get("sources", {})
-    sp = join(path, "sources")
-    get_object(sources, sp)
-    for key, val in sources.items():
-        if not isinstance(val, str):
-            raise ValidationError(join(sp, key), "expected a citation string")
-
-    return DeviceProfile(
-        name=name, description=description, battery_wh=battery_wh, state_of_health=soh,
-        idle_power_w=idle, train_power_w=train, charge_power_w=charge_w, charge_efficiency=eff,
-        cv_knee=knee, cv_taper=taper, thermal_resistance_k_per_w=r, heat_capacity_j_per_k=c,
-        ambient_c=amb, thresholds_c=thresholds, hysteresis_c=hyst, throughput=throughput,
-        step_seconds=step_s, window_s=window, window_charging_s=window_ch,
-        requires_charging=get_bool(osd, "requires_charging", p, default=False),
-        battery_not_low=get_bool(osd, "battery_not_low", p, default=True),
-        device_idle=get_bool(osd, "device_idle", p, default=False),
-        low_battery_level=low, sources=dict(sources),
-    )
-
-
-# Pixel-style VIRTUAL-SKIN thresholds (docs/DEVICES.md §2.5) and status multipliers (§5.3 a).
-_DEFAULT_THRESHOLDS = {"LIGHT": 39.0, "MODERATE": 43.0, "SEVERE": 45.0, "CRITICAL": 47.0,
-                       "EMERGENCY": 52.0, "SHUTDOWN": 55.0}
-_DEFAULT_THROUGHPUT = {"NONE": 1.0, "LIGHT": 0.9, "MODERATE": 0.75, "SEVERE": 0.55,
-                       "CRITICAL": 0.35, "EMERGENCY": 0.35, "SHUTDOWN": 0.35}
-
-
-def _parse_status_table(value: Any, path: str, names: tuple[str, ...], **bounds: Any
-                        ) -> tuple[float, ...]:
-    """An object keyed by status name, or a list in status order."""
-    if isinstance(value, list):
-        if len(value) != len(names):
-            raise ValidationError(path, f"expected {len(names)} values, got {len(value)}",
-                                  ", ".join(names))
-        return tuple(check_number(v, join(path, i), **bounds) for i, v in enumerate(value))
-    obj = get_object(value, path)
-    check_keys(obj, path, names, required=names)
-    return tuple(get_number(obj, n, path, **bounds) for n in names)
+    mah = get_number(battery, "capacity_mah", path, lo=0.0, lo_open=True)
+    volts = get_number(battery, "nominal_voltage", path, lo=0.0, lo_open=True)
+    rest = {k: v for k, v in battery.items() if k not in ("capacity_mah", "nominal_voltage")}
+    return {**rest, "capacity_wh": mah * volts / 1000.0}
 
 
 def load_profile(source: str | Path | Mapping[str, Any] | DeviceProfile) -> DeviceProfile:
@@ -365,23 +333,23 @@ def load_profile(source: str | Path | Mapping[str, Any] | DeviceProfile) -> Devi
     if isinstance(source, DeviceProfile):
         return source
     if isinstance(source, Mapping):
-        return _parse_profile(source, "")
+        return DeviceProfile.from_dict(source, "")
     text_name = str(source)
     if isinstance(source, str) and source in BUILTIN_PROFILES:
         data = resources.files("mobile_lr").joinpath("data", "profiles", f"{source}.json")
-        return _parse_profile(json.loads(data.read_text(encoding="utf-8")), "")
+        return DeviceProfile.from_dict(json.loads(data.read_text(encoding="utf-8")), "")
     path = Path(source)
     if not path.suffix and not path.exists():
         raise ValidationError("profile", f"unknown profile {text_name!r}",
                               ", ".join(BUILTIN_PROFILES) + ", or a .json/.toml file")
     if path.suffix.lower() != ".toml":
-        return _parse_profile(read_json(path, "profile"), "")
+        return DeviceProfile.from_dict(read_json(path, "profile"), "")
     data = read_bytes(path, "profile")
     try:
         obj = tomllib.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise ValidationError("profile", f"{path.name} is not valid TOML: {err}"[:300]) from None
-    return _parse_profile(obj, "")
+    return DeviceProfile.from_dict(obj, "")
 
 
 # --------------------------------------------------------------------------- state
@@ -393,35 +361,38 @@ def _in(x: Any, lo: float, hi: float) -> bool:
         and x != -math.inf
 
 
+_STATUS_SCHEMA = {"enum": [*STATUS_NAMES, *range(len(STATUS_NAMES))]}
+
+
 @dataclass(frozen=True)
-class DeviceState:
+class DeviceState(Record):
     """What a training loop reads on the phone.
 
     ``ambient_c`` is None when unknown (a phone has no ambient sensor): models then
     use the profile's ambient temperature.
     """
 
-    level: float
-    charging: bool
-    temperature_c: float
-    thermal_status: ThermalStatus
-    time_s: float = 0.0
-    ambient_c: float | None = None
+    level: float = number(lo=0.0, hi=1.0, help="battery level, 0..1")
+    charging: bool = boolean(help="plugged in")
+    temperature_c: float = number(lo=-100.0, hi=500.0, help="skin temperature")
+    thermal_status: ThermalStatus = custom(parse_thermal_status, _STATUS_SCHEMA,
+                                           dump=lambda s: s.name,
+                                           help="PowerManager's thermal status")
+    time_s: float = number(0.0, help="device time")
+    ambient_c: float | None = number(None, lo=-50.0, hi=80.0, nullable=True,
+                                     help="ambient temperature (null: unknown)")
 
     def __post_init__(self) -> None:
-        # The planner builds thousands of states: test the common case cheaply and let
-        # check_number word the error only when something is wrong.
-        if not (_in(self.level, 0.0, 1.0) and _in(self.temperature_c, -100.0, 500.0)
-                and _in(self.time_s, -math.inf, math.inf)):
-            check_number(self.level, "level", lo=0.0, hi=1.0)
-            check_number(self.temperature_c, "temperature_c", lo=-100.0, hi=500.0)
-            check_number(self.time_s, "time_s")
-        if not isinstance(self.charging, bool):
-            raise ValidationError("charging", f"expected true or false, got {self.charging!r}")
-        if type(self.thermal_status) is not ThermalStatus:
-            object.__setattr__(self, "thermal_status", parse_thermal_status(self.thermal_status))
-        if self.ambient_c is not None and not _in(self.ambient_c, -50.0, 80.0):
-            check_number(self.ambient_c, "ambient_c", lo=-50.0, hi=80.0)
+        # The simulator and the manager build many states: pass the common case cheaply and
+        # let the declared validation normalise, or word the error, otherwise.
+        if (_in(self.level, 0.0, 1.0) and _in(self.temperature_c, -100.0, 500.0)
+                and _in(self.time_s, -math.inf, math.inf) and type(self.charging) is bool
+                and (self.ambient_c is None or _in(self.ambient_c, -50.0, 80.0))):
+            if type(self.thermal_status) is not ThermalStatus:
+                object.__setattr__(self, "thermal_status",
+                                   parse_thermal_status(self.thermal_status))
+            return
+        super().__post_init__()
 
     @classmethod
     def initial(cls, profile: DeviceProfile, level: float, charging: bool = False,
@@ -433,26 +404,9 @@ class DeviceState:
         return cls(level=level, charging=charging, temperature_c=temp,
                    thermal_status=profile.status_for(temp), time_s=time_s, ambient_c=ambient_c)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"level": self.level, "charging": self.charging,
-                "temperature_c": self.temperature_c, "thermal_status": self.thermal_status.name,
-                "time_s": self.time_s, "ambient_c": self.ambient_c}
-
     @classmethod
-    def from_dict(cls, obj: Any, path: str = "state") -> DeviceState:
-        obj = get_object(obj, path)
-        check_keys(obj, path, ("level", "charging", "temperature_c", "thermal_status", "time_s",
-                               "ambient_c"),
-                   required=("level", "charging", "temperature_c", "thermal_status"))
-        amb = obj.get("ambient_c")
-        return cls(level=get_number(obj, "level", path, lo=0.0, hi=1.0),
-                   charging=get_bool(obj, "charging", path),
-                   temperature_c=get_number(obj, "temperature_c", path, lo=-100.0, hi=500.0),
-                   thermal_status=parse_thermal_status(obj["thermal_status"],
-                                                       join(path, "thermal_status")),
-                   time_s=get_number(obj, "time_s", path, default=0.0),
-                   ambient_c=None if amb is None else get_number(obj, "ambient_c", path,
-                                                                 lo=-50.0, hi=80.0))
+    def from_dict(cls, obj: Any, path: str | None = "state") -> DeviceState:
+        return super().from_dict(obj, path)
 
 
 def temperature_from_headroom(profile: DeviceProfile, headroom: float) -> float:

@@ -12,6 +12,7 @@ import pytest
 from mobile_lr import rules
 from mobile_lr.budget import BATTERY, NONE, THERMAL, TIME, Policy, StepCost
 from mobile_lr.device import DeviceState, cool_down_seconds, load_profile
+from mobile_lr.device import ThermalStatus as ThermalStatusEnum
 from mobile_lr.manager import ManagerConfig, Pause, RangeTestConfig, Stop
 from mobile_lr.physics import ARRAY, SCALAR, Phone
 from mobile_lr.rules import REASONS, Reason
@@ -138,3 +139,31 @@ def test_the_manager_config_is_checked_when_it_is_built():
     assert ManagerConfig.from_dict(cfg.to_dict()) == cfg
     assert ManagerConfig().to_dict()["peak_lr"] == {"type": "none"}
     assert ManagerConfig().to_dict()["range_test"] is None
+
+
+def test_the_device_records_are_checked_when_they_are_built():
+    from dataclasses import replace
+
+    from mobile_lr.device import DeviceProfile
+
+    p = load_profile("mid-range")
+    with pytest.raises(ValidationError) as err:
+        replace(p, step_seconds=0.0)
+    assert err.value.field == "compute.step_seconds"
+    with pytest.raises(ValidationError) as err:
+        replace(p, train_power_w=p.idle_power_w / 2)
+    assert err.value.field == "power.train_w" and "below idle_w" in str(err.value)
+    with pytest.raises(ValidationError) as err:
+        replace(p, thresholds_c=(39.0, 38.0, 45.0, 47.0, 52.0, 55.0))
+    assert err.value.field == "thermal.thresholds_c.MODERATE"
+    assert DeviceProfile.from_dict(p.to_dict()) == p and p.sources  # sources kept, not compared
+    with pytest.raises(ValidationError) as err:
+        DeviceState(0.5, "yes", 30.0, 0)
+    assert err.value.field == "charging"
+    assert DeviceState(1, False, 30, 2).thermal_status is ThermalStatusEnum.MODERATE
+    with pytest.raises(ValidationError) as err:
+        StepCost(1.0, -2.0)
+    assert err.value.field == "step_joules"
+    with pytest.raises(ValidationError) as err:
+        Policy(horizon="deadline")
+    assert err.value.field == "deadline_s"

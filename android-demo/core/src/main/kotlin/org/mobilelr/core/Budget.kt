@@ -70,8 +70,9 @@ data class StepCost(val seconds: Double, val joules: Double) {
     }
 }
 
-/** Steps affordable now, what stops them (battery, thermal, time, none), and the predicted cost and end. */
-data class Plan(
+/** The planner's forecast: steps affordable now, what stops them (battery, thermal, time, none),
+ *  and the predicted cost and end ("plan" names the schedule's plan history only). */
+data class Forecast(
     val steps: Long,
     val limitingFactor: String,
     val energyJ: Double,
@@ -91,28 +92,13 @@ object Budget {
     const val MAX_PLAN_STEPS = 1_000_000_000L
     val LIMITING_FACTORS = listOf("battery", "thermal", "time", "none")
 
-    private fun violation(policy: Policy, new: DeviceState, elapsed: Double, timeBudget: Double,
-                          theta: Double, floor: Double): String? {
+    /** The limit the end of a step breaks, in the order battery, thermal, time (null: none). */
+    fun brokenLimit(policy: Policy, new: DeviceState, elapsed: Double, timeBudget: Double,
+                    theta: Double, floor: Double): String? {
         if (new.level < floor || new.level <= 0.0) return "battery"
         if (new.temperatureC >= theta || new.thermalStatus > policy.maxThermal) return "thermal"
         if (elapsed > timeBudget) return "time"
         return null
-    }
-
-    /** `math.floor(x)` as a Long, saturating (Python's integers do not overflow). */
-    private fun floorSat(x: Double): Long {
-        val f = StrictMath.floor(x)
-        return when {
-            f >= 9.2e18 -> Long.MAX_VALUE / 2
-            f <= -9.2e18 -> Long.MIN_VALUE / 2
-            else -> f.toLong()
-        }
-    }
-
-    /** Whole steps certainly inside a bound that is crossed at step [x] (one spare). */
-    private fun stepsBelow(x: Double): Long {
-        if (x.isNaN() || x.isInfinite()) return if (x > 0) MAX_PLAN_STEPS else 0L
-        return Py.max(0L, floorSat(x) - 1)
     }
 
     /**
@@ -121,7 +107,7 @@ object Budget {
      * profile's OS window); it is cut at the policy's deadline; [maxSteps] caps the count.
      */
     fun plan(profile: DeviceProfile, state0: DeviceState, policy: Policy, cost: StepCost,
-             maxSteps: Long? = null, timeBudgetS: Double? = null): Plan {
+             maxSteps: Long? = null, timeBudgetS: Double? = null): Forecast {
         val cap = if (maxSteps == null) MAX_PLAN_STEPS else Py.max(0L, maxSteps)
         var timeBudget = timeBudgetS ?: (policy.windowS ?: profile.windowFor(state0.charging))
         if (policy.deadlineS != null) timeBudget = Py.min(timeBudget, policy.deadlineS - state0.timeS)
@@ -129,7 +115,7 @@ object Budget {
         val floor = effectiveFloor(profile, policy, state0.charging)
 
         fun result(steps: Long, factor: String, energy: Double, seconds: Double, st: DeviceState, detail: String = "") =
-            Plan(steps, factor, energy, seconds, st.level, st.temperatureC, st.thermalStatus, detail)
+            Forecast(steps, factor, energy, seconds, st.level, st.temperatureC, st.thermalStatus, detail)
 
         if (!state0.charging && (policy.chargingOnly || profile.requiresCharging)) {
             return result(0, "battery", 0.0, 0.0, state0, "not charging")
@@ -153,11 +139,11 @@ object Budget {
         while (steps < cap) {
             val m = profile.throughput[state.thermalStatus]
             val d = cost.seconds / m
-            val load = pIdle + (pFull - pIdle) * m
-            val jump = Py.min(Py.min(jumpLength(profile, state, load, d, theta, amb, floor),
-                stepsBelow((timeBudget - elapsed) / d)), cap - steps)
+            val load = profile.loadPower(m, pFull)
+            val jump = Py.min(Py.min(Physics.jumpLength(profile, state, load, d, theta, amb, floor),
+                Physics.stepsBelow((timeBudget - elapsed) / d)), cap - steps)
             if (jump >= 2) {
-                val jumped = jump(profile, state, load, d, jump, theta, amb, floor)
+                val jumped = Physics.jump(profile, state, load, d, jump, theta, amb, floor)
                 if (jumped != null) {
                     state = jumped
                     steps += jump
@@ -167,7 +153,7 @@ object Budget {
                 }
             }
             val (new, ledger) = Device.advance(profile, state, load, d)
-            val factor = violation(policy, new, elapsed + d, timeBudget, theta, floor)
+            val factor = brokenLimit(policy, new, elapsed + d, timeBudget, theta, floor)
             if (factor != null) return result(steps, factor, energy, elapsed, state)
             state = new
             steps += 1
@@ -175,89 +161,6 @@ object Budget {
             energy += ledger.consumedJ
         }
         return result(steps, "none", energy, elapsed, state)
-    }
-
-    private class Regime(val kind: String, val bound: Double)
-
-    private fun regime(profile: DeviceProfile, level: Double, charging: Boolean, load: Double): Regime {
-        if (!charging) return Regime("drain", 0.0)
-        val a = profile.chargeEfficiency * profile.chargePowerW
-        val net = a - load
-        if (net < 0.0) return Regime("drain", 0.0)
-        if (level >= 1.0) return Regime("full", 1.0)
-        if (net == 0.0) return Regime("rise", 1.0)
-        val lStar = profile.cvKnee + profile.cvTaper * StrictMath.log(a / net)
-        if (level < lStar) return Regime("rise", Py.min(lStar, 1.0))
-        return Regime("taper", StrictMath.exp((1.0 - profile.cvKnee) / profile.cvTaper))
-    }
-
-    private fun heat(profile: DeviceProfile, regime: String, charging: Boolean, load: Double): Double {
-        val eta = profile.chargeEfficiency
-        if (!charging) return load
-        if (regime == "full") return load + (1.0 - eta) / eta * load
-        return load + (1.0 - eta) * profile.chargePowerW
-    }
-
-    private fun jumpLength(profile: DeviceProfile, st: DeviceState, load: Double, d: Double, theta: Double,
-                           amb: Double, floor: Double): Long {
-        val status = st.thermalStatus
-        if (profile.statusFor(st.temperatureC, status) != status || st.temperatureC >= theta) return 0
-        val rg = regime(profile, st.level, st.charging, load)
-        val eFull = profile.batteryJ
-        var n = MAX_PLAN_STEPS
-        val a = if (st.charging) profile.chargeEfficiency * profile.chargePowerW else 0.0
-        when (rg.kind) {
-            "drain" -> {
-                val perStep = (load - a) * d / eFull
-                if (perStep > 0.0) n = Py.min(n, stepsBelow((st.level - floor) / perStep))
-            }
-            "rise" -> {
-                val perStep = (a - load) * d / eFull
-                if (perStep > 0.0) n = Py.min(n, stepsBelow((rg.bound - st.level) / perStep))
-            }
-            "taper" -> {
-                val v0 = StrictMath.exp((st.level - profile.cvKnee) / profile.cvTaper)
-                val perStep = a / (profile.cvTaper * eFull) * d
-                n = Py.min(n, stepsBelow((rg.bound - v0) / perStep))
-            }
-        }
-        val steady = amb + heat(profile, rg.kind, st.charging, load) * profile.thermalResistanceKPerW
-        val logQ = -d / profile.tauS
-        val t0 = st.temperatureC
-        if (steady > t0) {
-            val edge = Py.min(theta, profile.threshold(status + 1))
-            if (steady > edge) n = Py.min(n, stepsBelow(StrictMath.log((steady - edge) / (steady - t0)) / logQ))
-        } else if (steady < t0 && status >= 1) {
-            val edge = profile.threshold(status) - profile.hysteresisC
-            if (steady < edge) n = Py.min(n, stepsBelow(StrictMath.log((edge - steady) / (t0 - steady)) / logQ))
-        }
-        return n
-    }
-
-    private fun jump(profile: DeviceProfile, st: DeviceState, load: Double, d: Double, n: Long, theta: Double,
-                     amb: Double, floor: Double): DeviceState? {
-        val rg = regime(profile, st.level, st.charging, load)
-        val eFull = profile.batteryJ
-        val a = if (st.charging) profile.chargeEfficiency * profile.chargePowerW else 0.0
-        val nd = n.toDouble()
-        val level: Double
-        if (rg.kind == "drain" || rg.kind == "rise") {
-            level = st.level + nd * (a - load) * d / eFull
-            if (rg.kind == "drain" && (level < floor || level <= 0.0)) return null
-            if (rg.kind == "rise" && level >= rg.bound) return null
-        } else if (rg.kind == "taper") {
-            val v0 = StrictMath.exp((st.level - profile.cvKnee) / profile.cvTaper)
-            val v = v0 + nd * a / (profile.cvTaper * eFull) * d
-            if (v >= rg.bound) return null
-            level = profile.cvKnee + profile.cvTaper * StrictMath.log(v)
-        } else {
-            level = 1.0
-        }
-        val steady = amb + heat(profile, rg.kind, st.charging, load) * profile.thermalResistanceKPerW
-        val temp = steady + (st.temperatureC - steady) * StrictMath.exp(-nd * d / profile.tauS)
-        val status = st.thermalStatus
-        if (temp >= theta || profile.statusFor(temp, status) != status) return null
-        return DeviceState(Py.min(1.0, level), st.charging, temp, st.thermalStatus, 0.0, amb)
     }
 
     /** The policy's floor, raised above the OS low-battery level for an unplugged "battery not low" job. */

@@ -84,7 +84,8 @@ data class DeviceProfile(
         return 0
     }
 
-    fun loadPower(throttle: Double): Double = idlePowerW + (trainPowerW - idlePowerW) * throttle
+    /** Whole-device power while training at throughput [throttle], at full speed [fullW]. */
+    fun loadPower(throttle: Double, fullW: Double = trainPowerW): Double = idlePowerW + (fullW - idlePowerW) * throttle
 
     fun toJson(): Map<String, Any?> = linkedMapOf(
         "format" to FORMAT, "name" to name, "description" to description,
@@ -301,115 +302,22 @@ object Device {
         return severe - 15.0 + 15.0 * headroom
     }
 
-    private fun rc(temp: Double, heatW: Double, dt: Double, ambient: Double, r: Double, tau: Double): Double {
-        val steady = ambient + heatW * r
-        return steady + (temp - steady) * StrictMath.exp(-dt / tau)
-    }
-
-    /** One piece of constant heat: seconds, level at its end, heat W, consumed J, charger J. */
-    private class Piece(val dur: Double, val level: Double, val heat: Double, val used: Double, val wall: Double)
-
-    private fun batteryPieces(p: DeviceProfile, level0: Double, charging: Boolean, loadW: Double, dt: Double): List<Piece> {
-        val eFull = p.batteryJ
-        val pieces = ArrayList<Piece>()
-        val eta = p.chargeEfficiency
-        val a = if (charging) eta * p.chargePowerW else 0.0
-        val lossHeat = if (charging) (1.0 - eta) * p.chargePowerW else 0.0
-        var level = level0
-        var remaining = dt
-        var guard = 0
-        while (remaining > 0.0 && guard < 8) {
-            guard += 1
-            val b = if (level > 0.0 || a > 0.0) loadW else 0.0
-            val net = a - b
-            if (level <= 0.0 && net <= 0.0) {
-                pieces.add(Piece(remaining, 0.0, 0.0, 0.0, 0.0))
-                break
-            }
-            if (!charging || net < 0.0) {
-                val tEmpty = if (net < 0.0) level * eFull / -net else Double.POSITIVE_INFINITY
-                val dur = Py.min(remaining, tEmpty)
-                val new = if (dur == tEmpty) 0.0 else Py.max(0.0, level + net * dur / eFull)
-                val charger = if (charging) p.chargePowerW * dur else 0.0
-                pieces.add(Piece(dur, new, b + lossHeat, b * dur, charger))
-                level = new
-                remaining -= dur
-                continue
-            }
-            if (level >= 1.0) {
-                val heat = b + (1.0 - eta) / eta * b
-                pieces.add(Piece(remaining, 1.0, heat, b * remaining, b / eta * remaining))
-                break
-            }
-            val knee = p.cvKnee
-            val k = p.cvTaper
-            val lStar = if (net > 0.0) knee + k * StrictMath.log(a / net) else Double.POSITIVE_INFINITY
-            if (level < lStar) {
-                if (net == 0.0) {
-                    pieces.add(Piece(remaining, level, b + lossHeat, b * remaining, p.chargePowerW * remaining))
-                    break
-                }
-                val target = Py.min(lStar, 1.0)
-                val tTo = (target - level) * eFull / net
-                val dur = Py.min(remaining, tTo)
-                val new = if (dur == tTo) target else Py.min(level + net * dur / eFull, target)
-                pieces.add(Piece(dur, new, b + lossHeat, b * dur, p.chargePowerW * dur))
-                level = new
-                remaining -= dur
-                if (new >= lStar && new < 1.0) level = Py.max(new, lStar)
-                continue
-            }
-            val v0 = StrictMath.exp((level - knee) / k)
-            val lam = a / (k * eFull)
-            val v1 = StrictMath.exp((1.0 - knee) / k)
-            val tFull = (v1 - v0) / lam
-            val dur = Py.min(remaining, tFull)
-            val new = if (dur == tFull) 1.0 else Py.min(1.0, knee + k * StrictMath.log(v0 + lam * dur))
-            val stored = (new - level) * eFull
-            pieces.add(Piece(dur, new, b + lossHeat, b * dur, (b * dur + stored) / eta))
-            level = new
-            remaining -= dur
-        }
-        return pieces
-    }
-
-    /** State after [dt] seconds at constant load [loadW] (plus charger heat), exactly, and its ledger. */
+    /** State after [dt] seconds at constant load [loadW] (plus charger heat), exactly, and its ledger
+     *  ([Physics.advance] on a [DeviceState]). */
     fun advance(profile: DeviceProfile, state: DeviceState, loadW: Double, dt: Double,
                 ambientC: Double? = null): Pair<DeviceState, Ledger> {
         if (dt < 0.0 || dt.isNaN() || dt.isInfinite()) throw ValidationError("dt", "${pyFloat(dt)} is not a finite duration >= 0")
         if (dt == 0.0) return Pair(state, Ledger())
         val amb = ambientC ?: (state.ambientC ?: profile.ambientC)
-        val r = profile.thermalResistanceKPerW
-        val tau = profile.tauS
-        var temp = state.temperatureC
-        var status = state.thermalStatus
-        var level = state.level
-        var consumed = 0.0
-        var charger = 0.0
-        for (pc in batteryPieces(profile, level, state.charging, loadW, dt)) {
-            temp = rc(temp, pc.heat, pc.dur, amb, r, tau)
-            status = profile.statusFor(temp, status)
-            consumed += pc.used
-            charger += pc.wall
-            level = pc.level
-        }
-        val battery = (level - state.level) * profile.batteryJ
-        val newState = DeviceState(Py.min(1.0, Py.max(0.0, level)), state.charging, temp, status,
+        val r = Physics.advance(profile, state.level, state.charging, state.temperatureC, state.thermalStatus, amb,
+            loadW, dt)
+        val newState = DeviceState(Py.min(1.0, Py.max(0.0, r.level)), state.charging, r.temp, r.status,
             state.timeS + dt, state.ambientC)
-        return Pair(newState, Ledger(consumed, charger, battery))
+        return Pair(newState, Ledger(r.consumedJ, r.chargerJ, (r.level - state.level) * profile.batteryJ))
     }
 
     /** Seconds of rest until the temperature falls to [targetC] (+inf if it never does). */
-    fun coolDownSeconds(profile: DeviceProfile, state: DeviceState, targetC: Double, heatW0: Double? = null): Double {
-        val amb = state.ambientC ?: profile.ambientC
-        var heatW = heatW0
-        if (heatW == null) {
-            heatW = profile.idlePowerW
-            if (state.charging) heatW += (1.0 - profile.chargeEfficiency) * profile.chargePowerW
-        }
-        val steady = amb + heatW * profile.thermalResistanceKPerW
-        if (state.temperatureC <= targetC) return 0.0
-        if (steady >= targetC) return Double.POSITIVE_INFINITY
-        return profile.tauS * StrictMath.log((state.temperatureC - steady) / (targetC - steady))
-    }
+    fun coolDownSeconds(profile: DeviceProfile, state: DeviceState, targetC: Double, heatW0: Double? = null): Double =
+        Physics.coolDown(profile, state.temperatureC, heatW0 ?: Physics.restHeat(profile, state.charging),
+            state.ambientC ?: profile.ambientC, targetC)
 }

@@ -2,7 +2,7 @@ package org.mobilelr.core
 
 /**
  * The schedule manager: the object a training loop talks to (Kotlin twin of
- * `mobile_lr/manager.py`, same decisions, checked on golden traces).
+ * `mobile_lr/manager/`, same decisions, checked on golden traces).
  *
  * ```
  * val d = manager.next()           // Run | Pause | Stop | Rollback
@@ -11,8 +11,8 @@ package org.mobilelr.core
  * manager.stateDict() / ScheduleManager.fromStateDict(obj)   // plain JSON, exact resume
  * ```
  *
- * Before every step it plans from the device state it was last told with a pessimistic
- * per-step cost and runs the step only if the plan affords at least one, so it never
+ * Before every step it forecasts from the device state it was last told with a pessimistic
+ * per-step cost and runs the step only if the forecast affords at least one, so it never
  * starts a step whose predicted end is below the battery floor or above the allowed
  * thermal status. See the Python module for the full description of the decisions.
  */
@@ -161,7 +161,11 @@ data class Pending(val phase: String, val step: Long, val lr: Double, val status
     fun toJson(): Map<String, Any?> = linkedMapOf("phase" to phase, "step" to step, "lr" to lr, "status" to status)
 }
 
-/** Schedule + planner + policy, driven one decision at a time. */
+/**
+ * Schedule + planner + policy, driven one decision at a time: a small state machine over parts
+ * that own their state ([DeviceBelief], [SessionForecasts], [PlanHistory], [RangeTest],
+ * [Recovery], [PeakLr]); the rules after a forecast are [Rules].
+ */
 class ScheduleManager(
     val schedule: Schedule,
     val profile: DeviceProfile,
@@ -172,69 +176,39 @@ class ScheduleManager(
     val nominalSteps: Long = config.nominalSteps ?: schedule.totalSteps
         ?: throw ValidationError("config.nominal_steps", "the run's length is unknown",
             "nominal_steps in the config or total_steps in the schedule")
-    val estimator = CostEstimator(StepCost.fromProfile(profile), profile.idlePowerW,
-        config.estimatorWindow.toInt(), config.minObservations.toInt(), config.priorFactor, config.margin,
-        config.unobservedPowerFactor)
-    var device: DeviceState = state ?: DeviceState.initial(profile, 1.0)
-        private set
-    val ambient = AmbientEstimator(profile)
-    private var reported: DeviceState? = null
-    private var since = ArrayList<Pair<Double, Double>>()
+    val belief = DeviceBelief(profile, config, state)
+    val history = PlanHistory(config.replanTolerance)
+    val rangeTest = RangeTest(config.rangeTest)
+    val recovery = Recovery(config.nanLrFactor, config.maxFailures)
+    val peak = PeakLr(config.peakLr)
+    val forecasts = SessionForecasts(profile, policy, config, belief)
     var step: Long = 0
-        private set
-    var planHistory: MutableList<PlanEntry> = ArrayList()
-        private set
-    var nanScale = 1.0
-        private set
-    var rangeScale = 1.0
-        private set
-    var peakFactor: Double? = null
-        private set
-    var failures: Long = 0
-        private set
-    var lastGoodStep: Long = 0
-        private set
-    var windowEndS: Double? = null
         private set
     var pending: Pending? = null
         private set
-    private var pendingRollback: Decision.Rollback? = null
     var stopped: Decision.Stop? = null
         private set
-    private var lastRunTotal: Long? = null
     var plateauState: PlateauState? = if (schedule.isPlateau) schedule.plateauStart() else null
         private set
-    /** The range test's state, the same JSON object as the Python side's. */
-    var rangeTest: MutableMap<String, Any?> = linkedMapOf("status" to (if (config.rangeTest == null) "off" else "pending"))
-        private set
     val spent: MutableMap<String, Any?> = linkedMapOf("steps" to 0L, "seconds" to 0.0, "energy_j" to 0.0)
-    var lastPlan: Plan? = null
-        private set
-    var predictedEnd: DeviceState? = null
-        private set
+
+    // what callers read of the parts
+    val estimator: CostEstimator get() = belief.estimator
+    val device: DeviceState get() = belief.device
+    val windowEndS: Double? get() = belief.windowEndS
+    val planHistory: List<PlanEntry> get() = history.entries
+    val plannedTotal: Long? get() = history.total
+    val peakFactor: Double? get() = peak.factor
+    val lastForecast: Forecast? get() = forecasts.last
+    val lastPlan: Forecast? get() = forecasts.last
+    val predictedEnd: DeviceState? get() = forecasts.predictedEnd
 
     // ------------------------------------------------------------------ caller inputs
     /** The device state the caller just read (BatteryManager + PowerManager on a phone). */
-    fun updateDevice(state: DeviceState) {
-        val rep = reported
-        if (state.ambientC == null && rep != null) ambient.observe(rep, state, since)
-        reported = state
-        since = ArrayList()
-        device = state
-    }
-
-    private fun view(): DeviceState {
-        if (device.ambientC != null) return device
-        return DeviceState(device.level, device.charging, device.temperatureC, device.thermalStatus, device.timeS,
-            ambient.value)
-    }
+    fun updateDevice(state: DeviceState) = belief.update(state)
 
     /** A new OS window (a Worker started): the session's time budget restarts. */
-    fun beginWindow(nowS: Double? = null, lengthS: Double? = null) {
-        val now = nowS ?: device.timeS
-        val length = lengthS ?: (policy.windowS ?: profile.windowFor(device.charging))
-        windowEndS = now + length
-    }
+    fun beginWindow(nowS: Double? = null, lengthS: Double? = null) = belief.beginWindow(policy, nowS, lengthS)
 
     /**
      * The caller saved the model as it is after [step] steps; a rollback returns there.
@@ -242,8 +216,8 @@ class ScheduleManager(
      * is pending or the range test runs): only then may the caller keep it as such.
      */
     fun markCheckpoint(): Boolean {
-        if (pendingRollback == null && rangeTest["status"] != "running") {
-            lastGoodStep = step
+        if (recovery.pending == null && rangeTest.status != "running") {
+            recovery.lastGoodStep = step
             return true
         }
         return false
@@ -253,30 +227,19 @@ class ScheduleManager(
     fun observe(loss: Double? = null, stepSeconds: Double? = null, energyJ: Double? = null) {
         val run = pending ?: throw IllegalStateException("observe() without a Run to observe")
         pending = null
-        val throttle = profile.throughput[run.status]
         if (stepSeconds != null) {
-            estimator.observe(stepSeconds, energyJ, throttle)
-            deadReckon(stepSeconds, energyJ, throttle)
+            belief.stepped(stepSeconds, energyJ, profile.throughput[run.status])
             spent["seconds"] = (spent["seconds"] as Double) + stepSeconds
         }
         if (energyJ != null && Py.isFinite(energyJ)) spent["energy_j"] = (spent["energy_j"] as Double) + energyJ
         spent["steps"] = (spent["steps"] as Long) + 1
-        val finite = loss == null || Py.isFinite(loss)
         if (run.phase == "range-test") {
-            rangeObserve(loss ?: Double.NaN)
-            return
+            if (rangeTest.observe(loss ?: Double.NaN, schedule.baseLr)) recovery.restart()
+        } else if (loss == null || Py.isFinite(loss)) {
+            step += 1
+        } else {
+            stopped = recovery.failed()
         }
-        if (!finite) {
-            failures += 1
-            if (failures > config.maxFailures) {
-                stopped = Decision.Stop("diverged", "$failures non-finite losses")
-                return
-            }
-            nanScale *= config.nanLrFactor
-            pendingRollback = Decision.Rollback(lastGoodStep, nanScale, failures, "non-finite loss")
-            return
-        }
-        step += 1
     }
 
     /** An evaluation metric for a `plateau` schedule (ignored by other shapes). */
@@ -285,175 +248,43 @@ class ScheduleManager(
         if (st != null && Py.isFinite(metric)) plateauState = schedule.plateauObserve(st, metric)
     }
 
-    private fun deadReckon(seconds: Double, energyJ: Double?, throttle: Double) {
-        if (!(Py.isFinite(seconds) && seconds > 0.0)) return
-        val load = if (energyJ != null && Py.isFinite(energyJ) && energyJ > 0.0) {
-            energyJ / seconds
-        } else {
-            val cost = estimator.estimate()
-            profile.idlePowerW + (Py.max(cost.powerW, profile.idlePowerW) - profile.idlePowerW) * throttle
-        }
-        since.add(Pair(load, seconds))
-        val end = Device.advance(profile, view(), load, seconds).first
-        device = DeviceState(end.level, end.charging, end.temperatureC, end.thermalStatus, end.timeS, device.ambientC)
-    }
-
     // ------------------------------------------------------------------ decisions
     /** Factor on the schedule's LRs: range test x peak-LR policy x NaN cuts. */
-    val lrScale: Double get() = rangeScale * (peakFactor ?: 1.0) * nanScale
-
-    val plannedTotal: Long? get() = if (planHistory.isEmpty()) null else planHistory[planHistory.size - 1].total
+    val lrScale: Double get() = rangeTest.scale * (peak.factor ?: 1.0) * recovery.nanScale
 
     /** The LR the current plan history gives step [t] (no side effects). */
     fun lrAt(t: Long): Double {
-        val hist = if (planHistory.isEmpty()) listOf(PlanEntry(0, nominalSteps)) else planHistory
+        val hist = if (history.entries.isEmpty()) listOf(PlanEntry(0, nominalSteps)) else history.entries
         return schedule.lr(t, hist, plateauState) * lrScale
     }
 
     fun next(): Decision {
-        predictedEnd = null
+        forecasts.predictedEnd = null
         stopped?.let { return it }
-        if (pendingRollback != null) return applyRollback()
-        if (step >= nominalSteps) return stop(Decision.Stop("done"))
-        val now = device.timeS
+        if (recovery.pending != null) return rollBack()
+        if (step >= nominalSteps) return stop(Decision.Stop(Reason.DONE))
         val deadline = policy.deadlineS
-        if (deadline != null && now >= deadline) return stop(Decision.Stop("deadline"))
-        if (windowEndS == null) beginWindow()
-        val session = plan(nominalSteps - step)
-        if (session.steps == 0L && priorBlocks(session)) {
-            // manager._prior_blocks: no step is safe under the unmeasured cost and the phone cannot
-            // cool further at rest; waiting would stall at zero steps forever.
-            val spent = lastRunTotal == null || lastRunTotal == step
-            return stop(Decision.Stop(if (spent) "budget" else "budget-cut", "thermal: too hot at rest for an unmeasured step"))
-        }
-        val budget = runBudget(session)
-        if (rangeTest["status"] == "pending" || rangeTest["status"] == "running") {
+        if (deadline != null && belief.device.timeS >= deadline) return stop(Decision.Stop(Reason.DEADLINE))
+        if (belief.windowEndS == null) beginWindow()
+        val session = forecasts.gate(nominalSteps - step)
+        val lastRun = history.lastRunTotal
+        forecasts.stalled(session, lastRun == null || lastRun == step)?.let { return stop(it) }
+        val budget = forecasts.expected(session, nominalSteps - step)
+        if (rangeTest.active) {
             val decision = rangeNext(session, budget)
             if (decision != null) return decision
-            if (pendingRollback != null) return applyRollback()
         }
-        recordTotal(step + Py.min(budget, nominalSteps - step))
-        if (session.steps == 0L) return noStep(session, budget)
-        if (peakFactor == null) {
-            val rule = LinkedHashMap(config.peakLr ?: linkedMapOf<String, Any?>("type" to "none"))
-            val fn = PeakLrPolicies.get(rule.remove("type") as String)!!
-            val params = LinkedHashMap<String, Double>()
-            for ((k, v) in rule) params[k] = (v as Number).toDouble()
-            val pt = plannedTotal
-            peakFactor = fn(if (pt == null || pt == 0L) 1L else pt, nominalSteps, params)
-        }
+        history.record(step, step + Py.min(budget, nominalSteps - step))
+        val move = Rules.nextMove(session.steps, budget, history.lastRunTotal != null, history.lastRunTotal == step)
+        if (move == Rules.PAUSE) return forecasts.pause(session)
+        if (move != Rules.RUN) return stop(budgetStop(move, session))
+        val pt = history.total
+        peak.settle(if (pt == null || pt == 0L) 1L else pt, nominalSteps)
         val lr = lrAt(step)
-        if (!(Py.isFinite(lr) && lr >= 0.0)) return stop(Decision.Stop("diverged", "schedule gave LR ${pyFloat(lr)}"))
-        lastRunTotal = plannedTotal
-        pending = Pending("train", step, lr, device.thermalStatus)
+        if (!(Py.isFinite(lr) && lr >= 0.0)) return stop(Decision.Stop(Reason.DIVERGED, "schedule gave LR ${pyFloat(lr)}"))
+        history.lastRunTotal = history.total
+        pending = Pending("train", step, lr, belief.device.thermalStatus)
         return Decision.Run(step, lr)
-    }
-
-    private fun runBudget(session: Plan): Long {
-        var budget = session.steps + laterSteps(session)
-        if (session.steps > 0 && !estimator.warm) {
-            val sizing = plan(nominalSteps - step, estimator.estimate())
-            budget = Py.max(sizing.steps + laterSteps(sizing), 1L)
-        }
-        return budget
-    }
-
-    private fun priorBlocks(session: Plan): Boolean =
-        !estimator.warm && pauseReason(session) == "thermal" && resumeHint("thermal") == null
-
-    private fun plan(maxSteps: Long, cost0: StepCost? = null): Plan {
-        val w = windowEndS
-        val budget = if (w != null) w - device.timeS else null
-        val gate = cost0 == null
-        val cost = cost0 ?: estimator.pessimistic()
-        val result = Budget.plan(profile, view(), policy, cost, maxSteps, budget)
-        if (gate) {
-            lastPlan = result
-            if (result.steps >= 1) predictedEnd = oneStep(cost)
-        }
-        return result
-    }
-
-    private fun oneStep(cost: StepCost): DeviceState {
-        val p = profile
-        val m = p.throughput[device.thermalStatus]
-        val load = p.idlePowerW + (Py.max(cost.powerW, p.idlePowerW) - p.idlePowerW) * m
-        return Device.advance(p, view(), load, cost.seconds / m).first
-    }
-
-    private fun floorLong(x: Double): Long = StrictMath.floor(x).toLong()
-
-    /** Steps expected after this session's plan, before the run ends (manager._later_steps):
-     *  horizon "deadline": until the deadline, later time counting window / (window + gap);
-     *  horizon "session" with a thermal-limited plan: until the window's end (or the deadline)
-     *  after the cool-down from the plan's end. Sustained rate, at most the battery spare. */
-    private fun laterSteps(session: Plan): Long {
-        if (session.limitingFactor == "none") return 0
-        val cost = estimator.pessimistic()
-        val charging = device.charging || policy.chargingOnly
-        val view = view()
-        val deadline = policy.deadlineS
-        val windowEnd = windowEndS
-        var left: Double
-        if (policy.horizon == "deadline" && deadline != null) {
-            left = deadline - device.timeS - session.seconds
-            val window = policy.windowS ?: profile.windowFor(charging)
-            left *= window / (window + policy.windowGapS)
-        } else if (session.limitingFactor == "thermal" && windowEnd != null) {
-            val end = if (deadline != null) Py.min(windowEnd, deadline) else windowEnd
-            val hot = DeviceState(session.endLevel, device.charging, session.endTemperatureC,
-                session.endStatus, 0.0, view.ambientC)
-            val target = policy.thermalLimitC(profile) - config.resumeGapC
-            left = end - device.timeS - session.seconds - Device.coolDownSeconds(profile, hot, target)
-        } else {
-            return 0
-        }
-        val rate = Budget.sustainedRate(profile, policy, cost, charging, view.ambientC)
-        val byTime = floorLong(Py.max(0.0, left) * rate)
-        var drain = cost.joules
-        if (charging) drain -= profile.chargeEfficiency * profile.chargePowerW * cost.seconds
-        if (drain <= 0.0) return byTime
-        val floor = Budget.effectiveFloor(profile, policy, charging)
-        val spare = (session.endLevel - floor) * profile.batteryJ
-        return Py.min(byTime, floorLong(Py.max(0.0, spare) / drain))
-    }
-
-    private fun recordTotal(total: Long) {
-        if (planHistory.isEmpty()) {
-            planHistory.add(PlanEntry(0, total))
-            return
-        }
-        val current = planHistory[planHistory.size - 1].total
-        val remaining = Py.max(0L, total - step)
-        if (Math.abs(total - current) <= remaining / config.replanTolerance) return
-        if (planHistory[planHistory.size - 1].step == step) {
-            planHistory[planHistory.size - 1] = PlanEntry(step, total)
-        } else {
-            planHistory.add(PlanEntry(step, total))
-        }
-    }
-
-    private fun noStep(session: Plan, budget: Long): Decision {
-        val reason = pauseReason(session)
-        val lrt = lastRunTotal
-        if (budget > 0 || lrt == null) return Decision.Pause(reason, resumeHint(reason))
-        if (lrt == step) return stop(Decision.Stop("budget", session.limitingFactor))
-        return stop(Decision.Stop("budget-cut", if (session.detail.isNotEmpty()) session.detail else session.limitingFactor))
-    }
-
-    private fun resumeHint(reason: String): Double? {
-        val st = view()
-        val p = profile
-        if (reason == "thermal") {
-            val target = policy.thermalLimitC(p) - config.resumeGapC
-            val hint = Device.coolDownSeconds(p, st, target)
-            return if (Py.isFinite(hint)) hint else null
-        }
-        if (reason == "battery" && st.charging) {
-            val rate = (p.chargeEfficiency * p.chargePowerW - p.idlePowerW) / p.batteryJ
-            if (rate > 0.0) return Py.max(0.0, (policy.batteryFloor - st.level) / rate)
-        }
-        return null
     }
 
     private fun stop(s: Decision.Stop): Decision.Stop {
@@ -461,87 +292,26 @@ class ScheduleManager(
         return s
     }
 
-    private fun applyRollback(): Decision.Rollback {
-        val rb = pendingRollback!!
-        pendingRollback = null
+    private fun rollBack(): Decision.Rollback {
+        val rb = recovery.take()
         step = rb.toStep
-        val kept = planHistory.filter { it.step <= rb.toStep }
-        planHistory = ArrayList(kept)
-        if (kept.isEmpty()) lastRunTotal = null
+        history.rolledBack(rb.toStep)
         return rb
     }
 
-    // ------------------------------------------------------------------ LR range test
-    @Suppress("UNCHECKED_CAST")
-    private fun doubles(key: String): MutableList<Double> = rangeTest[key] as MutableList<Double>
-
-    private fun rangeNext(session: Plan, budget: Long): Decision? {
-        val rt = config.rangeTest!!
-        if (rangeTest["status"] == "pending") {
-            val n = Py.min(rt.maxSteps, floorLong(rt.fraction * Py.min(budget, nominalSteps).toDouble()))
-            if (n < rt.minSteps) {
-                if (session.steps == 0L) return Decision.Pause(pauseReason(session), resumeHint(pauseReason(session)))
-                rangeTest = linkedMapOf("status" to "skipped", "steps" to n)
-                return null
-            }
-            rangeTest = linkedMapOf("status" to "running", "n" to n, "lrs" to ArrayList<Double>(),
-                "smooth" to ArrayList<Double>(), "avg" to 0.0, "best" to null)
+    private fun rangeNext(session: Forecast, budget: Long): Decision? {
+        val move = rangeTest.next(session.steps, budget, nominalSteps, schedule.baseLr)
+        if (move === RangeTest.WAIT) return forecasts.pause(session)
+        if (move === RangeTest.OVER) {
+            if (rangeTest.status != "done") return null        // skipped: too short a budget
+            recovery.restart()                                  // ended by the budget
+            return rollBack()
         }
-        val i = doubles("smooth").size
-        if (session.steps == 0L) {
-            if (i >= rt.minSteps) {
-                rangeFinish("budget")
-                return null
-            }
-            return Decision.Pause(pauseReason(session), resumeHint(pauseReason(session)))
-        }
-        val n = (rangeTest["n"] as Number).toLong()
-        val lo = schedule.baseLr * rt.startFactor
-        val lr = lo * Py.pow(rt.endFactor / rt.startFactor, i.toDouble() / (n - 1).toDouble())
-        pending = Pending("range-test", i.toLong(), lr, device.thermalStatus)
-        val lrs = doubles("lrs")
-        val kept = ArrayList(lrs.subList(0, Math.min(i, lrs.size)))
-        kept.add(lr)
-        rangeTest["lrs"] = kept
-        return Decision.Run(i.toLong(), lr, "range-test")
-    }
-
-    private fun rangeObserve(loss: Double) {
-        val rt = config.rangeTest!!
-        if (!Py.isFinite(loss)) {
-            val lrs = doubles("lrs")
-            lrs.removeAt(lrs.size - 1)
-            rangeFinish("diverged")
-            return
-        }
-        val beta = rt.smoothing
-        val avg = beta * (rangeTest["avg"] as Double) + (1.0 - beta) * loss
-        rangeTest["avg"] = avg
-        val smoothList = doubles("smooth")
-        val smooth = avg / (1.0 - Py.pow(beta, (smoothList.size + 1).toDouble()))
-        smoothList.add(smooth)
-        var best = rangeTest["best"] as Double?
-        if (best == null || smooth < best) {
-            best = smooth
-            rangeTest["best"] = best
-        }
-        if (smooth > rt.divergeFactor * best) {
-            rangeFinish("diverged")
-        } else if (smoothList.size.toLong() >= (rangeTest["n"] as Number).toLong()) {
-            rangeFinish("complete")
-        }
-    }
-
-    private fun rangeFinish(how: String) {
-        val rt = config.rangeTest!!
-        val smooth = doubles("smooth")
-        val lrs = doubles("lrs")
-        val chosen = pickSteepest(smooth, rt.skipStart)
-        val scale = if (chosen == null) 1.0 else lrs[chosen] / schedule.baseLr
-        rangeScale = scale
-        rangeTest = linkedMapOf("status" to "done", "how" to how, "points" to smooth.size.toLong(),
-            "chosen_index" to chosen?.toLong(), "chosen_lr" to chosen?.let { lrs[it] }, "scale" to scale)
-        pendingRollback = Decision.Rollback(0, nanScale, failures, "range-test")
+        val point = move as Pair<*, *>
+        val i = point.first as Long
+        val lr = point.second as Double
+        pending = Pending("range-test", i, lr, belief.device.thermalStatus)
+        return Decision.Run(i, lr, "range-test")
     }
 
     // ------------------------------------------------------------------ state
@@ -557,30 +327,31 @@ class ScheduleManager(
         return Json.copy(out) as Map<String, Any?>
     }
 
-    /** The part of [stateDict] that changes while training (what the golden traces compare). */
+    /** The part of [stateDict] that changes while training (what the golden traces compare),
+     *  merged from the parts' state. */
     fun mutableState(): Map<String, Any?> = linkedMapOf(
         "step" to step,
-        "plan_history" to planHistory.map { it.toJson() },
-        "nan_scale" to nanScale,
-        "range_scale" to rangeScale,
-        "peak_factor" to peakFactor,
-        "failures" to failures,
-        "last_good_step" to lastGoodStep,
-        "window_end_s" to windowEndS,
+        "plan_history" to history.entries.map { it.toJson() },
+        "nan_scale" to recovery.nanScale,
+        "range_scale" to rangeTest.scale,
+        "peak_factor" to peak.factor,
+        "failures" to recovery.failures,
+        "last_good_step" to recovery.lastGoodStep,
+        "window_end_s" to belief.windowEndS,
         "pending" to pending?.toJson(),
-        "pending_rollback" to pendingRollback?.let {
+        "pending_rollback" to recovery.pending?.let {
             linkedMapOf("to_step" to it.toStep, "lr_scale" to it.lrScale, "failures" to it.failures, "reason" to it.reason)
         },
         "stopped" to stopped?.let { linkedMapOf("reason" to it.reason, "detail" to it.detail) },
-        "last_run_total" to lastRunTotal,
+        "last_run_total" to history.lastRunTotal,
         "plateau_state" to plateauState?.toJson(),
-        "range_test" to Json.copy(rangeTest),
+        "range_test" to rangeTest.toJson(),
         "spent" to LinkedHashMap(spent),
-        "estimator" to estimator.toJson(),
-        "ambient" to ambient.toJson(),
-        "reported" to reported?.toJson(),
-        "since" to since.map { listOf(it.first, it.second) },
-        "device" to device.toJson())
+        "estimator" to belief.estimator.toJson(),
+        "ambient" to belief.ambient.toJson(),
+        "reported" to belief.reported?.toJson(),
+        "since" to belief.since.map { listOf(it.first, it.second) },
+        "device" to belief.device.toJson())
 
     /** Restore the mutable state saved by [stateDict] (same inputs assumed). */
     fun loadStateDict(value: Any?) {
@@ -589,51 +360,21 @@ class ScheduleManager(
             throw ValidationError("format", "unknown manager state ${pyRepr(obj["format"])}", STATE_FORMAT)
         }
         step = getInt(obj, "step", "", lo = 0)
-        planHistory = ArrayList()
-        for (x in (obj["plan_history"] as List<*>? ?: emptyList<Any?>())) {
-            val pair = x as List<*>
-            planHistory.add(PlanEntry((pair[0] as Number).toLong(), (pair[1] as Number).toLong()))
-        }
-        nanScale = getNumber(obj, "nan_scale", "", lo = 0.0, loOpen = true)
-        rangeScale = getNumber(obj, "range_scale", "", lo = 0.0, loOpen = true)
-        peakFactor = if (obj["peak_factor"] == null) null else getNumber(obj, "peak_factor", "", lo = 0.0, loOpen = true)
-        failures = getInt(obj, "failures", "", lo = 0)
-        lastGoodStep = getInt(obj, "last_good_step", "", lo = 0)
-        windowEndS = (obj["window_end_s"] as Number?)?.toDouble()
         pending = (obj["pending"] as Map<*, *>?)?.let {
             Pending(it["phase"] as String, (it["step"] as Number).toLong(), (it["lr"] as Number).toDouble(),
                 (it["status"] as Number).toInt())
         }
-        pendingRollback = (obj["pending_rollback"] as Map<*, *>?)?.let {
-            Decision.Rollback((it["to_step"] as Number).toLong(), (it["lr_scale"] as Number).toDouble(),
-                (it["failures"] as Number).toLong(), it["reason"] as String)
-        }
         stopped = (obj["stopped"] as Map<*, *>?)?.let { Decision.Stop(it["reason"] as String, it["detail"] as String) }
-        lastRunTotal = (obj["last_run_total"] as Number?)?.toLong()
         plateauState = obj["plateau_state"]?.let { PlateauState.fromJson(it) }
-        @Suppress("UNCHECKED_CAST")
-        rangeTest = Json.copy(getObject(obj["range_test"], "range_test")) as MutableMap<String, Any?>
-        for (key in listOf("lrs", "smooth")) {
-            val xs = rangeTest[key] as List<*>? ?: continue
-            rangeTest[key] = xs.mapTo(ArrayList<Double>()) { (it as Number).toDouble() }
-        }
-        for (key in listOf("avg", "best", "scale", "chosen_lr")) {
-            val x = rangeTest[key]
-            if (x is Number) rangeTest[key] = x.toDouble()
-        }
         val sp = getObject(obj["spent"], "spent")
         spent["steps"] = (sp["steps"] as Number).toLong()
         spent["seconds"] = (sp["seconds"] as Number).toDouble()
         spent["energy_j"] = (sp["energy_j"] as Number).toDouble()
-        estimator.load(obj["estimator"])
-        ambient.load(obj["ambient"])
-        reported = obj["reported"]?.let { DeviceState.fromJson(it, "reported") }
-        since = ArrayList()
-        for (x in (obj["since"] as List<*>? ?: emptyList<Any?>())) {
-            val pair = x as List<*>
-            since.add(Pair((pair[0] as Number).toDouble(), (pair[1] as Number).toDouble()))
-        }
-        device = DeviceState.fromJson(obj["device"], "device")
+        history.load(obj)
+        recovery.load(obj)
+        rangeTest.load(obj)
+        peak.load(obj)
+        belief.load(obj)
     }
 
     companion object {
@@ -646,14 +387,6 @@ class ScheduleManager(
                 Policy.fromJson(obj["policy"], "policy"), ManagerConfig.fromJson(obj["config"], "config"))
             mgr.loadStateDict(obj)
             return mgr
-        }
-
-        fun pauseReason(session: Plan): String {
-            if (session.detail == "not charging") return "not-charging"
-            if (session.detail == "battery low") return "battery-low"
-            if (session.limitingFactor == "time") return "window"
-            if (session.limitingFactor == "none") return "done"
-            return session.limitingFactor
         }
 
         /** Index of the steepest descent of a smoothed loss curve (null if too short); ties to the lowest index. */

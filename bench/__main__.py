@@ -1,7 +1,7 @@
 """Run every benchmark in sequence: ``python -m bench`` (what ``make bench`` runs).
 
 ``--quick`` passes ``--quick`` to each (a smoke run, minutes instead of tens of minutes);
-``--only speed,fleet`` runs a subset. Each bench prints its table and writes
+``--only speed,budgets`` runs a subset. Each bench prints its table and writes
 ``bench/results/<name>.json``; a bench module that is not there is skipped with a note.
 """
 
@@ -13,7 +13,7 @@ import sys
 import time
 
 # In order: the quick ones first, the long kill/fuzz run last.
-BENCHES = ("speed", "fleet", "memory", "zoo", "budget_quality", "fleet_train", "faults")
+BENCHES = ("speed", "budgets", "memory", "zoo", "budget_quality", "fleet_train", "faults")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,13 +176,17 @@ def later_steps(ops: Ops, profile: DeviceProfile, policy: Policy, cost: StepCost
                        policy.horizon == "deadline" and policy.deadline_s is not None,
                        (factor == THERMAL) & (window_end_s > -math.inf)], [0, 1, 2], 0)
     left = ops.switch(kind, (lambda: -math.inf, to_deadline, after_cooling))
-    rate = sustained_rate(p, policy, cost, charging=charging, ambient_c=phone.ambient, ops=ops)
-    by_time = ops.floor(ops.maximum(0.0, left) * rate)
-    # battery drained per step: the whole step's energy, less what a charger delivers
-    drain = cost.joules - ops.where(charging, p.physics.charge_in_w * cost.seconds, 0.0)
-    spare = (phone.level - effective_floor(p, policy, charging, ops=ops)) * phone.battery_j
-    return ops.when(drain > 0.0, lambda: ops.minimum(
-        by_time, ops.floor(ops.maximum(0.0, spare) / drain)), by_time)
+
+    def at_rate() -> Any:
+        rate = sustained_rate(p, policy, cost, charging=charging, ambient_c=phone.ambient, ops=ops)
+        by_time = ops.floor(ops.maximum(0.0, left) * rate)
+        # battery drained per step: the whole step's energy, less what a charger delivers
+        drain = cost.joules - ops.where(charging, p.physics.charge_in_w * cost.seconds, 0.0)
+        spare = (phone.level - effective_floor(p, policy, charging, ops=ops)) * phone.battery_j
+        return ops.when(drain > 0.0, lambda: ops.minimum(
+            by_time, ops.floor(ops.maximum(0.0, spare) / drain)), by_time)
+
+    return ops.when(kind != 0, at_rate, 0.0)
 
 
 def next_move(ops: Ops, steps_now: Any, expected_later: Any, ran_before: Any,

@@ -30,11 +30,12 @@ class SessionForecasts:
         self.profile, self.policy, self.config, self.belief = profile, policy, config, belief
         self.last: Forecast | None = None
         self.predicted_end: DeviceState | None = None
+        self.cost: StepCost | None = None   # the gate's pessimistic cost (the estimator's now)
 
     def gate(self, max_steps: int) -> Forecast:
         """The forecast at the pessimistic cost: a step runs only if it affords one, so no step
         starts whose predicted end is below the floor or above the allowed status."""
-        cost = self.belief.estimator.pessimistic()
+        self.cost = cost = self.belief.estimator.pessimistic()
         view = self.belief.view()
         self.last = self._forecast(max_steps, cost, view)
         self.predicted_end = self.belief.step_end(cost, view) if self.last.steps >= 1 else None
@@ -88,7 +89,7 @@ class SessionForecasts:
         phone = Phone(session.end_level, self.belief.device.charging, session.end_temperature_c,
                       int(session.end_status), view.ambient_c, self.profile.battery_j)
         return int(rules.later_steps(
-            SCALAR, self.profile, self.policy, self.belief.estimator.pessimistic(),
+            SCALAR, self.profile, self.policy, self.cost,
             self.config.resume_gap_c, factor=LIMITING_FACTORS.index(session.limiting_factor),
             phone=phone, now_s=self.belief.device.time_s, seconds=session.seconds,
             window_end_s=-math.inf if end is None else end))

@@ -130,7 +130,7 @@ def _model_block(recipe: Recipe) -> dict[str, Any]:
         labels["classes"] = len(recipe.labels) if recipe.labels else int(out.shape[-1])
     else:
         labels["shape"] = [-1, *out.shape[1:]]
-    return {
+    block: dict[str, Any] = {
         "recipe": recipe.name,
         "entry": recipe.entry,
         "loss": recipe.loss_name,
@@ -147,6 +147,11 @@ def _model_block(recipe: Recipe) -> dict[str, Any]:
         "output": {"name": "output", "shape": [-1, *out.shape[1:]], "dtype": "float32"},
         "labels": labels,
     }
+    if recipe.mode:  # the fine-tuning mode and the recipe options that rebuild the architecture
+        block["mode"] = recipe.mode
+    if recipe.options:
+        block["options"] = dict(recipe.options)
+    return block
 
 
 def _stage_dir(out: Path) -> Path:

@@ -74,12 +74,15 @@ RecipeSource = Recipe | Callable[[], Recipe] | str
 (a built-in name or ``package.module:function`` given by the *caller*, never by the bundle)."""
 
 
-def _allowed_recipe(name: str, recipes: Mapping[str, RecipeSource] | None) -> Recipe:
+def _allowed_recipe(name: str, recipes: Mapping[str, RecipeSource] | None,
+                    options: Mapping[str, Any] | None = None) -> Recipe:
     """The recipe the manifest's ``model.recipe`` *name* selects from the caller's allow-list.
 
     The allow-list is the built-in recipes plus ``recipes`` (keyed by the name the bundle's
     manifest records, i.e. ``Recipe.name``). A bundle never names code: its ``model.entry``
-    is information only and is never imported.
+    is information only and is never imported. ``options`` (the manifest's ``model.options``:
+    JSON values, each checked by the recipe function) rebuild the architecture the bundle was
+    exported at (a zoo model's width, its LoRA adapters).
     """
     allowed: dict[str, RecipeSource] = {n: n for n in BUILTIN_RECIPES}
     allowed.update(recipes or {})
@@ -91,7 +94,17 @@ def _allowed_recipe(name: str, recipes: Mapping[str, RecipeSource] | None) -> Re
                               "(CLI: --recipe package.module:function)")
     if isinstance(source, Recipe):
         return copy.deepcopy(source)
-    recipe = load_recipe(source) if isinstance(source, str) else source()
+    if options is not None and not isinstance(options, Mapping):
+        raise ValidationError("model.options", f"expected an object, got {type(options).__name__}")
+    options = dict(options or {})
+    if isinstance(source, str):
+        recipe = load_recipe(source, **options)
+    else:
+        try:
+            recipe = source(**options)
+        except TypeError as err:
+            raise ValidationError("model.options", f"the factory for {name!r} does not take them: "
+                                                   f"{err}"[:300], "a factory accepting them") from None
     if not isinstance(recipe, Recipe):
         raise ValidationError("recipes", f"the factory for {name!r} returned {type(recipe).__name__}")
     return recipe
@@ -105,7 +118,7 @@ def _recipe_from_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str
     bundle = load_bundle(bundle_dir, expected_sha256)
     manifest = bundle.manifest
     manifest.lr_dropout_for("torch")  # an LR-dropout bundle is refused, never trained maskless
-    recipe = _allowed_recipe(manifest.model.recipe, recipes)
+    recipe = _allowed_recipe(manifest.model.recipe, recipes, manifest.model.info.get("options"))
     proto = onnx.load_from_string(bundle.read_verified("inference_model.onnx"))
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
     wanted = recipe.model.state_dict()

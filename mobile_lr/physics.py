@@ -367,7 +367,9 @@ def _taper_piece(ops: Ops, c: Physics, charging: Any, level: Any, rem: Any, b: A
     p = c.profile
     v0 = ops.exp((level - p.cv_knee) / p.cv_taper)
     lam = a / (p.cv_taper * e_full)
-    t_full = (c.v_full - v0) / lam
+    # a charger output that underflows to 0 W/J never fills the battery (Kotlin's x / 0.0 is
+    # +inf too)
+    t_full = ops.when(lam > 0.0, lambda: (c.v_full - v0) / lam, math.inf)
     dur = ops.minimum(rem, t_full)
     new = ops.where(dur == t_full, 1.0,
                     ops.minimum(1.0, p.cv_knee + p.cv_taper * ops.log(v0 + lam * dur)))

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mobile_lr import physics
@@ -144,6 +144,8 @@ def test_charging_is_cc_then_cv_taper(profile):
 @given(level=st.floats(0.0, 1.0), charging=st.booleans(), temp=st.floats(10.0, 60.0),
        load=st.floats(0.0, 40.0), dt=st.floats(0.0, 20000.0),
        name=st.sampled_from(BUILTIN_PROFILES), charge_w=st.floats(0.0, 60.0))
+# a charger output that underflows to 0 in the CV taper (was a ZeroDivisionError)
+@example(level=0.875, charging=True, temp=30.0, load=0.0, dt=10.0, name="low-end", charge_w=5e-324)
 def test_energy_balances_exactly(level, charging, temp, load, dt, name, charge_w):
     """battery change == η·charger energy - consumed energy, on every kind of interval."""
     p = replace(load_profile(name), charge_power_w=charge_w)

@@ -188,11 +188,11 @@ class TensorSpec:
     dtype: str
 
     @classmethod
-    def from_dict(cls, obj: Any, path: str) -> TensorSpec:
+    def from_dict(cls, obj: Any, path: str, dtypes: tuple[str, ...] = ("float32",)) -> TensorSpec:
         obj = get_object(obj, path)
         check_keys(obj, path, ("name", "shape", "dtype"), required=("name", "shape", "dtype"))
         return cls(_str(obj, "name", path), _shape(obj["shape"], join(path, "shape")),
-                   _choice(obj, "dtype", path, ("float32",)))
+                   _choice(obj, "dtype", path, dtypes))
 
 
 def _shape(value: Any, path: str) -> tuple[int, ...]:
@@ -281,7 +281,8 @@ class ModelInfo:
                 _int(obj, key, path)
         if "flops_note" in obj:
             _str(obj, "flops_note", path)
-        return cls(recipe, trainable, frozen, TensorSpec.from_dict(obj.get("input"), join(path, "input")),
+        return cls(recipe, trainable, frozen,
+                   TensorSpec.from_dict(obj.get("input"), join(path, "input"), ("float32", "int64")),
                    TensorSpec.from_dict(obj.get("output"), join(path, "output")),
                    LabelSpec.from_dict(obj.get("labels"), join(path, "labels")),
                    entry=_str(obj, "entry", path, ""), loss=_str(obj, "loss", path, ""),

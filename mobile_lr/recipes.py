@@ -55,6 +55,7 @@ __all__ = [
     "DigitsMLP",
     "OptimizerSpec",
     "Recipe",
+    "batchnorm_modules",
     "digits_cnn",
     "digits_mlp",
     "load_recipe",
@@ -104,8 +105,11 @@ class Recipe:
 
     ``trainable`` lists the parameter names (``model.named_parameters()``) that
     train on the phone; empty means all. Every other parameter is frozen.
-    ``example_input`` is a float32 batch ``(B, *input_shape)``; ``B`` is the
-    batch the FLOPs of a training step are counted at.
+    ``example_input`` is a float32 batch ``(B, *input_shape)``, or int64 token ids
+    for a model that starts with an ``nn.Embedding``; ``B`` is the batch the FLOPs of
+    a training step are counted at. It is also the batch the exporter proves each
+    backend on (evaluation loss against PyTorch eager, one training step), so real
+    samples make a stronger check than zeros.
 
     ``mode`` names the fine-tuning mode that chose ``trainable`` (the zoo's
     ``head``, ``last-k``, ``bias+head``, ``lora``; empty: the recipe's own
@@ -135,9 +139,10 @@ class Recipe:
     def __post_init__(self) -> None:
         if not isinstance(self.model, nn.Module):
             raise ValidationError("recipe.model", f"expected an nn.Module, got {type(self.model).__name__}")
-        if not isinstance(self.example_input, torch.Tensor) or self.example_input.dtype != torch.float32 \
-                or self.example_input.dim() < 2:
-            raise ValidationError("recipe.example_input", "expected a float32 tensor (B, ...)")
+        if not isinstance(self.example_input, torch.Tensor) or self.example_input.dim() < 2 \
+                or self.example_input.dtype not in (torch.float32, torch.int64):
+            raise ValidationError("recipe.example_input",
+                                  "expected a float32 tensor (B, ...) or int64 token ids (B, ...)")
         if isinstance(self.loss, str) and self.loss not in LOSSES:
             raise ValidationError("recipe.loss", f"unknown value {self.loss!r}",
                                   ", ".join(LOSSES) + " or a CustomLoss")
@@ -167,6 +172,11 @@ class Recipe:
     def input_shape(self) -> tuple[int, ...]:
         """Shape of one sample (without the batch axis)."""
         return tuple(self.example_input.shape[1:])
+
+    @property
+    def input_dtype(self) -> str:
+        """``"float32"`` or ``"int64"`` (token ids)."""
+        return "int64" if self.example_input.dtype == torch.int64 else "float32"
 
     @property
     def batch_size(self) -> int:
@@ -207,8 +217,8 @@ class Recipe:
             p.requires_grad_(n in self.trainable)
 
     def prepare(self, x: Any) -> np.ndarray:
-        """Input rows as float32 ``(N, *input_shape)`` (flat rows of the right size are reshaped)."""
-        a = np.asarray(x, dtype=np.float32)
+        """Input rows as ``(N, *input_shape)`` of the input dtype (flat rows of the right size reshaped)."""
+        a = np.asarray(x, dtype=np.dtype(self.input_dtype))
         per = math.prod(self.input_shape)
         if a.ndim < 1 or a.size % per or a.shape[1:] not in (self.input_shape, (per,)):
             raise ValidationError("x", f"shape {a.shape} does not fit input shape {self.input_shape}",
@@ -225,6 +235,11 @@ class Recipe:
             self.model.load_state_dict(sd, strict=True)
         except RuntimeError as err:
             raise ValidationError("state_dict", str(err).splitlines()[0]) from None
+
+
+def batchnorm_modules(model: nn.Module) -> list[str]:
+    """Qualified names of the model's batch-norm modules (``nn.BatchNorm1d/2d/3d``, SyncBatchNorm)."""
+    return [name for name, mod in model.named_modules() if isinstance(mod, nn.modules.batchnorm._BatchNorm)]
 
 
 # ---------------------------------------------------------------------- loading

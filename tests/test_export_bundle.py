@@ -126,26 +126,26 @@ def test_ort_reports_unsupported_momentum_sgd_with_the_reason(tmp_path, mlp_reci
     verify_bundle(tmp_path / "b")
 
 
-class PooledNet(nn.Module):
-    """Adaptive average pooling in the trainable path: its backward kernel is missing from
-    ExecuTorch's portable library (executorch 1.4.1), which only shows when the program runs."""
+class MaxPooledNet(nn.Module):
+    """Adaptive max pooling in the trainable path: ExecuTorch's kernel library has neither its
+    forward nor its backward kernel (executorch 1.4.1); ONNX Runtime trains it."""
 
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(1, 4, 3, padding=1)
-        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.pool = nn.AdaptiveMaxPool2d(2)
         self.head = nn.Linear(16, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
-def test_executorch_unsupported_model_is_reported_with_the_missing_kernel(tmp_path):
-    recipe = Recipe(name="pooled", model=PooledNet(), example_input=torch.zeros(4, 1, 8, 8))
+def test_executorch_unsupported_model_is_reported_with_the_missing_kernel_and_module(tmp_path):
+    recipe = Recipe(name="pooled", model=MaxPooledNet(), example_input=torch.zeros(4, 1, 8, 8))
     manifest = export_bundle(recipe, tmp_path / "b").to_dict()
     et = manifest["backends"]["executorch"]
     assert et["status"] == "unsupported"
-    assert "_adaptive_avg_pool2d_backward" in et["reason"]
+    assert "aten::adaptive_max_pool2d_backward" in et["reason"] and "pool (AdaptiveMaxPool2d)" in et["reason"]
     assert manifest["backends"]["ort"]["status"] == "ok"  # the other backend is still written
     assert "model.pte" not in manifest["files"]
 

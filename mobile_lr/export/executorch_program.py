@@ -1,24 +1,30 @@
-"""The ExecuTorch training program (``model.pte``) of a recipe.
+"""The ExecuTorch training program (``model.pte``) of a recipe: a training and an eval method.
 
-ExecuTorch trains a *joint* forward-backward graph captured at export
-(docs/DEVICES.md §7.2): the model is wrapped so that it returns the loss
-as output 0 (and the detached output as output 1), exported with
+``forward`` (training): ExecuTorch trains a *joint* forward-backward graph captured at
+export (docs/DEVICES.md §7.2). The model, in its training form
+(:func:`mobile_lr.export.forms.training_form`: dropout on, batch norm frozen), is wrapped to
+return the loss as output 0 (and the detached output as output 1), exported with
 ``torch.export.export``, turned into the joint graph by
-``torch.export.experimental._export_forward_backward``, lowered with
-``to_edge(...).to_executorch()``. Only parameters with ``requires_grad=True``
-get gradients; the frozen ones become constants of the program. The optimizer
-is *not* in the graph (the runtime applies it, see
+``torch.export.experimental._export_forward_backward``. Only parameters with
+``requires_grad=True`` get gradients; the frozen ones become constants of the program. The
+optimizer is *not* in the graph (the runtime applies it, see
 ``mobile_lr.runtime.executorch_rt``).
 
-The batch axis is exported dynamic (1..``max_batch``), which the portable
-kernels handle for the digits models; where a model's dynamic export fails,
-the program is exported at the example batch size and the manifest says
-``"dynamic_batch": false`` with that size. Every program is loaded and run once
-(one forward-backward on the example batch) before it is written: lowering
-succeeds even when the portable kernels lack a backward op, which only shows
-when the method loads. Where export or that run fails (batch norm in training
-form, adaptive average pooling's backward on executorch 1.4.1; docs/DEVICES.md
-§7.2), :class:`UnsupportedModel` carries the reason into the manifest.
+``eval``: the model in its eval form (dropout off, batch norm on its running statistics),
+forward only, returning ``(loss, output)``. It takes the trainable parameters as inputs
+after ``input`` and ``target``, in the manifest's ``model.trainable`` order, so it always
+evaluates the weights the ``forward`` method is training (two methods of one program do
+not share weights; parameters passed in do). Without it, evaluation would run the
+training graph: dropout on, a different loss at every call.
+
+The batch axis is exported dynamic (1..``max_batch``); where a model's dynamic export
+fails, the program is exported at the example batch size and the manifest says
+``"dynamic_batch": false`` with that size. Before the program is written, every operator
+it calls is looked up in the kernels the installed ExecuTorch runtime registers
+(lowering succeeds even when a backward kernel is missing, which otherwise only shows when
+the method loads): a missing kernel is reported with the model modules that use it. The
+exporter then opens the bundle with the ExecuTorch runtime and proves it (evaluation
+parity with PyTorch eager and one training step, :mod:`mobile_lr.export.proof`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +42,15 @@ with optional_imports(__name__):
     import torch
     from torch import nn
 
-from mobile_lr.export.onnx_artifacts import UnsupportedModel, quiet_native_stderr
+from mobile_lr.export.forms import eval_form, training_form
+from mobile_lr.export.onnx_artifacts import UnsupportedModel, refuse_batchnorm_training
 from mobile_lr.recipes import Recipe
 
-__all__ = ["DEFAULT_MAX_BATCH", "PTE_FILE", "WRAPPED_PREFIX", "TrainingWrapper", "write_executorch_program"]
+__all__ = ["DEFAULT_MAX_BATCH", "EVAL_METHOD", "PTE_FILE", "WRAPPED_PREFIX", "EvalWrapper", "TrainingWrapper",
+           "example_target", "write_executorch_program"]
 
 PTE_FILE = "model.pte"
+EVAL_METHOD = "eval"
 DEFAULT_MAX_BATCH = 1024
 WRAPPED_PREFIX = "model."  # parameter names in the program are "model." + the recipe's names
 
@@ -58,86 +68,158 @@ class TrainingWrapper(nn.Module):
         return self._loss(out, target), out.detach()
 
 
-def _example_target(recipe: Recipe, batch: int) -> torch.Tensor:
+class EvalWrapper(nn.Module):
+    """``forward(input, target, trainable_params) -> (loss, output)`` with the given trainable weights."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        super().__init__()
+        self.model = recipe.model
+        self._loss = recipe.torch_loss
+        self._names = tuple(recipe.trainable)
+
+    def forward(self, x: torch.Tensor, target: torch.Tensor,
+                params: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        out = torch.func.functional_call(self.model, dict(zip(self._names, params, strict=True)), (x,),
+                                         strict=False)
+        return self._loss(out, target), out
+
+
+def example_target(recipe: Recipe, batch: int) -> torch.Tensor:
+    """A target batch of the right dtype and shape (zeros)."""
     if recipe.target_dtype == "int64":
         return torch.zeros(batch, dtype=torch.int64)
-    with torch.no_grad():
+    with torch.no_grad(), eval_form(recipe.model):
         out = recipe.model(recipe.example_input[:batch])
     return torch.zeros_like(out)
 
 
-def _lower(recipe: Recipe, dynamic: bool, max_batch: int) -> Any:
+def _lower(recipe: Recipe, dynamic: bool, max_batch: int, batchnorm: str) -> Any:
     with optional_imports(__name__):
         from executorch.exir import EdgeCompileConfig, to_edge
     from torch.export import Dim, export
     from torch.export.experimental import _export_forward_backward
 
-    wrapper = TrainingWrapper(recipe)
     x = recipe.example_input
-    target = _example_target(recipe, x.shape[0])
-    shapes = None
+    target = example_target(recipe, x.shape[0])
+    params = tuple(dict(recipe.model.named_parameters())[n].detach() for n in recipe.trainable)
+    shapes = eval_shapes = None
     if dynamic:
         batch = Dim("batch", min=1, max=max_batch)
         shapes = ({0: batch}, {0: batch})
-    ep = export(wrapper, (x, target), dynamic_shapes=shapes, strict=True)
-    ep = _export_forward_backward(ep)
-    edge = to_edge(ep, compile_config=EdgeCompileConfig(_check_ir_validity=False))
-    return edge.to_executorch()
+        eval_shapes = (*shapes, tuple(None for _ in params))
+    with training_form(recipe.model, batchnorm):
+        joint = _export_forward_backward(export(TrainingWrapper(recipe), (x, target), dynamic_shapes=shapes,
+                                                strict=True))
+    with eval_form(recipe.model), torch.no_grad():
+        evaluation = export(EvalWrapper(recipe), (x, target, params), dynamic_shapes=eval_shapes, strict=True)
+    edge = to_edge({"forward": joint, EVAL_METHOD: evaluation},
+                   compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    try:
+        return edge.to_executorch()
+    except RuntimeError as err:  # "Missing out variants: {'aten::_native_batch_norm_legit_functional'}"
+        ops = re.findall(r"'(\w+::[\w.]+)'", str(err)) if "out variant" in str(err) else []
+        if not ops:
+            raise
+        modules = _modules_calling(edge, ops)
+        where = f" (used by {', '.join(modules[:4])})" if modules else ""
+        raise UnsupportedModel(f"ExecuTorch has no out-variant kernel for {', '.join(ops)}{where}") from None
 
 
-def _smoke_test(recipe: Recipe, buffer: bytes) -> None:
-    """Load the program and run one forward-backward: lowering succeeds even when the portable
-    kernel library lacks a backward op (e.g. ``_adaptive_avg_pool2d_backward``), which only
-    shows when the method loads. Such a program must not ship."""
-    from executorch.extension.training import _load_for_executorch_for_training_from_buffer
+def _registered_kernels() -> set[str]:
+    from executorch.extension.pybindings.portable_lib import _get_operator_names
 
-    x = recipe.example_input
-    failure = None
-    with quiet_native_stderr(replay_on_error=False) as log:
-        try:
-            module = _load_for_executorch_for_training_from_buffer(buffer)
-            module.forward_backward("forward", (x, _example_target(recipe, x.shape[0])))
-        except Exception as err:  # the pybinding raises RuntimeError with an error code only
-            failure = err
-    if failure is not None:
-        missing = sorted(set(re.findall(r"Missing operator: \[\d+\] (\S+)", log.text)))
-        detail = f"missing portable kernels {', '.join(missing)}" if missing else str(failure)
-        raise UnsupportedModel(f"the program does not run in the ExecuTorch runtime: {detail}")
+    return set(_get_operator_names())
+
+
+def _op_name(name: str, overload: str) -> str:
+    return f"{name}.{overload}" if overload else name
+
+
+def _op_base(name: str) -> str:
+    """``aten::avg_pool2d_backward.grad_input`` -> ``avg_pool2d``: a backward op names its forward."""
+    return name.split("::", 1)[-1].split(".", 1)[0].removesuffix("_backward")
+
+
+def _modules_calling(program: Any, ops: Iterable[str]) -> list[str]:
+    """``"features.3 (AvgPool2d)"`` for each model module whose graph nodes call one of ``ops``.
+
+    The joint graph keeps no module stacks (``_export_forward_backward`` drops them), the eval
+    method's graph does: a backward op is traced to the module of its forward op there."""
+    wanted = {_op_base(op) for op in ops}
+    found: dict[str, None] = {}
+    for method in program.methods:
+        for node in program.exported_program(method).graph.nodes:
+            target = getattr(node.target, "__name__", "")
+            stack = node.meta.get("nn_module_stack") or {}
+            if node.op != "call_function" or not stack or _op_base(target) not in wanted:
+                continue
+            path, kind = list(stack.values())[-1]
+            path = str(path).removeprefix(WRAPPED_PREFIX.rstrip(".")).removeprefix(".")
+            kind = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1])
+            found[f"{path or '<model>'} ({kind})"] = None
+    return list(found)
+
+
+def missing_kernels(program: Any) -> list[str]:
+    """Operators the program calls that the installed ExecuTorch runtime has no kernel for."""
+    have = _registered_kernels()
+    missing: dict[str, None] = {}
+    for plan in program.executorch_program.execution_plan:
+        for op in plan.operators:
+            name = _op_name(op.name, op.overload)
+            if name not in have:
+                missing[name] = None
+    return list(missing)
+
+
+def _check_kernels(program: Any) -> None:
+    missing = missing_kernels(program)
+    if not missing:
+        return
+    modules = _modules_calling(program, missing)
+    where = f" (used by {', '.join(modules[:4])})" if modules else ""
+    raise UnsupportedModel(f"the ExecuTorch runtime has no kernel for {', '.join(missing)}{where}; keep "
+                           "those modules in the frozen part before any trainable layer, or replace them")
+
+
+def _lowering_error(err: Exception) -> str:
+    text = str(err).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def write_executorch_program(recipe: Recipe, out_dir: str | os.PathLike[str], *,
-                             max_batch: int = DEFAULT_MAX_BATCH) -> dict[str, Any]:
+                             max_batch: int = DEFAULT_MAX_BATCH, batchnorm: str = "frozen") -> dict[str, Any]:
     """Write ``model.pte``; returns the manifest's ``backends.executorch`` fields (without status).
 
-    Raises :class:`UnsupportedModel` with the reason when the model does not export.
+    Raises :class:`UnsupportedModel` with the reason when the model does not export or calls an
+    operator the runtime has no kernel for.
     """
+    refuse_batchnorm_training(recipe, batchnorm, "ExecuTorch 1.4.1",
+                              "its kernel library has no out variant of _native_batch_norm_legit_functional, "
+                              "the training form")
     recipe.apply_trainable()
-    was_training = recipe.model.training
-    recipe.model.train()
     errors = []
     program = None
     dynamic = True
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for dynamic in (True, False):
-                try:
-                    program = _lower(recipe, dynamic, max_batch)
-                    break
-                except Exception as err:  # export raises many kinds; the reason goes into the manifest
-                    errors.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"
-                                  if str(err).strip() else type(err).__name__)
-    finally:
-        recipe.model.train(was_training)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for dynamic in (True, False):
+            try:
+                program = _lower(recipe, dynamic, max_batch, batchnorm)
+                break
+            except UnsupportedModel:
+                raise
+            except Exception as err:  # export raises many kinds; the reason goes into the manifest
+                errors.append(_lowering_error(err))
     if program is None:
         raise UnsupportedModel("torch.export / ExecuTorch lowering failed: " + errors[-1])
-    buffer = program.buffer
-    _smoke_test(recipe, buffer)
-    (Path(out_dir) / PTE_FILE).write_bytes(buffer)
-    info: dict[str, Any] = {"files": [PTE_FILE], "method": "forward", "dynamic_batch": dynamic,
+    _check_kernels(program)
+    (Path(out_dir) / PTE_FILE).write_bytes(program.buffer)
+    info: dict[str, Any] = {"files": [PTE_FILE], "method": "forward", "eval_method": EVAL_METHOD,
+                            "dynamic_batch": dynamic,
                             "max_batch": max_batch if dynamic else recipe.batch_size,
-                            "parameter_prefix": WRAPPED_PREFIX,
-                            "outputs": ["loss", "output"]}
+                            "parameter_prefix": WRAPPED_PREFIX, "outputs": ["loss", "output"]}
     if not dynamic:
         info["batch_size"] = recipe.batch_size
         info["note"] = "dynamic batch export failed (" + errors[0] + "); fixed batch"

@@ -6,9 +6,16 @@ Export rules (docs/DEVICES.md §7.1, checked on the pinned stack):
   ``model.named_parameters()``, so the recipe's trainable/frozen split maps one
   to one onto ``requires_grad``/``frozen_params``;
 * opset 17 (ORT 1.19.2 accepts up to 21), ``do_constant_folding=False`` (folding
-  can merge or rename weights), ``TrainingMode.TRAINING`` for the training graph
-  (dropout/batch-norm in training form), a dynamic batch axis, I/O named
+  can merge or rename weights), ``TrainingMode.PRESERVE`` over the forms of
+  :mod:`mobile_lr.export.forms` (training graph: dropout on, batch norm frozen as
+  its affine map; inference model: eval mode), a dynamic batch axis, I/O named
   ``input``/``output``;
+* the training graph's LayerNormalization and Dropout nodes get their optional
+  outputs, which ORT's gradient builders need (:func:`expose_optional_outputs`);
+* batch-norm statistics cannot train in ORT: its gradient builder turns every
+  BatchNormalization into a training-mode node, but the training API has no way to
+  carry the updated running statistics into the next step or the checkpoint, so
+  ``batchnorm="train"`` is refused naming the modules;
 * ``generate_artifacts`` needs its directory to exist; cross-entropy creates an
   int64 ``labels`` input of shape (B,), MSE a float ``target`` shaped like the
   output; ``additional_output_names=["output"]`` makes a train/eval step return
@@ -32,18 +39,23 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from mobile_lr.extras import optional_imports
 
 with optional_imports(__name__):
     import onnx
+    import onnx.numpy_helper
     import torch
 
+from mobile_lr.export.forms import batchnorm_modules, describe_modules, eval_form, training_form
 from mobile_lr.recipes import CustomLoss, Recipe
 
 __all__ = [
@@ -53,8 +65,13 @@ __all__ = [
     "ORT_FILES",
     "NativeLog",
     "UnsupportedModel",
+    "decompose_hard_activations",
+    "engine_error",
     "export_onnx",
+    "expose_optional_outputs",
+    "module_of_node",
     "quiet_native_stderr",
+    "refuse_batchnorm_training",
     "write_ort_artifacts",
 ]
 
@@ -66,6 +83,16 @@ INFERENCE_MODEL = "inference_model.onnx"
 
 class UnsupportedModel(Exception):
     """A backend cannot represent this recipe; the message says why (goes into the manifest)."""
+
+
+def refuse_batchnorm_training(recipe: Recipe, batchnorm: str, engine: str, why: str) -> None:
+    """Raise :class:`UnsupportedModel` naming the batch-norm modules if ``batchnorm="train"`` asks
+    ``engine`` to train statistics it cannot."""
+    bns = batchnorm_modules(recipe.model)
+    if batchnorm == "train" and bns:
+        raise UnsupportedModel(f"batch-norm statistics cannot train in {engine} "
+                               f"({describe_modules(recipe.model, bns)}): {why}; "
+                               "export with --batchnorm frozen")
 
 
 class NativeLog:
@@ -104,25 +131,126 @@ def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
                 print(log.text[-4000:], file=sys.stderr)
 
 
-def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool) -> onnx.ModelProto:
-    """Export the recipe's model to ONNX (batch axis dynamic); returns the loaded model."""
-    mode = torch.onnx.TrainingMode.TRAINING if training else torch.onnx.TrainingMode.EVAL
+def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,
+                batchnorm: str = "frozen") -> onnx.ModelProto:
+    """Export the recipe's model to ONNX (batch axis dynamic); returns the loaded model.
+
+    ``training=True``: the training form (:func:`~mobile_lr.export.forms.training_form`: dropout
+    on, batch norm frozen) with the optional outputs ORT's gradient builders read
+    (:func:`expose_optional_outputs`); ``False``: the eval form.
+    """
     model = recipe.model
-    was_training = model.training
-    model.train(training)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
-            torch.onnx.export(
-                model, (recipe.example_input,), str(path), input_names=["input"],
-                output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-                opset_version=OPSET, export_params=True, do_constant_folding=False,
-                training=mode, dynamo=False)
-    finally:
-        model.train(was_training)
+    form = training_form(model, batchnorm) if training else eval_form(model)
+    with form, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
+        torch.onnx.export(
+            model, (recipe.example_input,), str(path), input_names=["input"],
+            output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            opset_version=OPSET, export_params=True, do_constant_folding=False,
+            training=torch.onnx.TrainingMode.PRESERVE, dynamo=False)
     proto = onnx.load(str(path))
     _check_ir(proto, Path(path).name)
+    if training:
+        expose_optional_outputs(proto)
+        decompose_hard_activations(proto)
     return proto
+
+
+# Optional outputs that ORT's gradient builders take as inputs of the backward node
+# (``orttraining/core/graph/gradient_builder.cc``: LayerNormalizationGrad reads the saved mean and
+# inverse standard deviation, DropoutGrad the mask). The TorchScript exporter writes these nodes
+# with their first output only, and the builder then fails with "gradient_builder_base.h:123
+# i < node_->OutputDefs().size()". Naming the outputs makes the nodes compute them.
+OPTIONAL_OUTPUTS = {"LayerNormalization": ("mean", "inv_std_dev"), "Dropout": ("mask",)}
+
+
+def expose_optional_outputs(proto: onnx.ModelProto) -> None:
+    """Give every LayerNormalization / Dropout node its optional outputs (in place)."""
+    for node in proto.graph.node:
+        extra = OPTIONAL_OUTPUTS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if extra and len(node.output) == 1:
+            node.output.extend(f"{node.output[0]}.{name}" for name in extra)
+
+
+def _hard_sigmoid_nodes(x: str, out: str, alpha: float, beta: float, name: str) -> tuple[list, list]:
+    """``out = Clip(x * alpha + beta, 0, 1)``: nodes and their constant initializers."""
+    h = onnx.helper
+    consts = [onnx.numpy_helper.from_array(np.array(v, dtype=np.float32), f"{name}.{k}")
+              for k, v in (("alpha", alpha), ("beta", beta), ("zero", 0.0), ("one", 1.0))]
+    nodes = [h.make_node("Mul", [x, f"{name}.alpha"], [f"{name}.scaled"], name=f"{name}/Mul"),
+             h.make_node("Add", [f"{name}.scaled", f"{name}.beta"], [f"{name}.shifted"], name=f"{name}/Add"),
+             h.make_node("Clip", [f"{name}.shifted", f"{name}.zero", f"{name}.one"], [out],
+                         name=f"{name}/Clip")]
+    return nodes, consts
+
+
+def decompose_hard_activations(proto: onnx.ModelProto) -> None:
+    """Rewrite HardSigmoid and HardSwish (MobileNetV3's activations) as Mul/Add/Clip, in place.
+
+    ORT 1.19.2 registers no gradient builder for either (its registry names Clip, Mul and Add);
+    ``HardSwish(x) = x * HardSigmoid(x; 1/6, 1/2)``, ``HardSigmoid(x) = clip(alpha x + beta, 0, 1)``.
+    Node names keep the module scope, so errors still point at the module.
+    """
+    graph = proto.graph
+    rewritten = []
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or node.op_type not in ("HardSigmoid", "HardSwish"):
+            rewritten.append(node)
+            continue
+        name = node.name or node.output[0]
+        x, out = node.input[0], node.output[0]
+        if node.op_type == "HardSwish":
+            nodes, consts = _hard_sigmoid_nodes(x, f"{name}.gate", 1.0 / 6.0, 0.5, name)
+            nodes.append(onnx.helper.make_node("Mul", [x, f"{name}.gate"], [out], name=f"{name}/Mul_gate"))
+        else:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            nodes, consts = _hard_sigmoid_nodes(x, out, attrs.get("alpha", 0.2), attrs.get("beta", 0.5), name)
+        rewritten.extend(nodes)
+        graph.initializer.extend(consts)
+    del graph.node[:]
+    graph.node.extend(rewritten)
+
+
+def module_of_node(model: torch.nn.Module, node_name: str) -> str | None:
+    """``"blocks.1.dw.0 (Conv2d)"`` for an ONNX node ``/blocks/blocks.1/dw/dw.0/Conv`` of ``model``.
+
+    The TorchScript exporter names a node by its module scopes, each scope the attribute name
+    (a Sequential's child repeats its parent: ``dw/dw.0``), then the op."""
+    segments = [p for p in node_name.split("/") if p]
+    for i, seg in enumerate(segments):  # gradient node "/op/MaxPool_Grad/MaxPoolGrad_0": "/op/MaxPool"
+        if seg.endswith("_Grad"):
+            del segments[i + 1:]
+            break
+    parts = segments[:-1]
+    path: list[str] = []
+    for part in parts:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    name = ".".join(path)
+    try:
+        mod = model.get_submodule(name)
+    except AttributeError:
+        return None
+    return f"{name or '<model>'} ({type(mod).__name__})"
+
+
+def engine_error(err: BaseException | str, model: torch.nn.Module, log: str = "") -> str:
+    """``" at blocks.1.dw.0 (Conv2d): <the error's last line>"``: an engine's error, naming the
+    model module when the message (or the captured native log) names an ONNX node of it."""
+    text = str(err).strip() or type(err).__name__
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    message = lines[-1] if lines else text
+    if message.startswith("/onnxruntime_src/"):  # drop the C++ signature ORT puts first
+        found = re.search(r" was false\. (.+)|\[ONNXRuntimeError\] : \d+ : \w+ : (.+)", message)
+        message = next((g for g in found.groups() if g), message) if found else message
+    message = message[:400]
+    for candidate in re.findall(r"(/[\w.\-]+(?:/[\w.\-]+)+)", text + "\n" + log):
+        module = module_of_node(model, candidate)
+        if module:
+            return f" at {module}: {message}"
+    return f": {message}"
 
 
 def _check_ir(proto: onnx.ModelProto, name: str) -> None:
@@ -155,7 +283,8 @@ def _optimizer_block(recipe: Recipe):  # -> onnxblock.optim block
     return onnxblock.optim.SGD()
 
 
-def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list[str]:
+def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str], *,
+                        batchnorm: str = "frozen") -> list[str]:
     """Write the four ORT training artifacts into ``out_dir``; returns their file names.
 
     Raises :class:`UnsupportedModel` when ORT cannot train this recipe.
@@ -166,9 +295,11 @@ def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list
     out = Path(out_dir)
     loss = _loss_block(recipe)
     optimizer = _optimizer_block(recipe)
+    refuse_batchnorm_training(recipe, batchnorm, "ONNX Runtime Training",
+                              "its training API cannot carry updated running statistics to the next step")
     recipe.apply_trainable()
     with tempfile.TemporaryDirectory() as tmp:
-        proto = export_onnx(recipe, Path(tmp) / "base.onnx", training=True)
+        proto = export_onnx(recipe, Path(tmp) / "base.onnx", training=True, batchnorm=batchnorm)
     initializers = {i.name for i in proto.graph.initializer}
     missing = [n for n in recipe.trainable if n not in initializers]
     if missing:
@@ -182,7 +313,9 @@ def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str]) -> list
                 proto, requires_grad=list(recipe.trainable), frozen_params=frozen, loss=loss,
                 optimizer=optimizer, artifact_directory=str(out), additional_output_names=["output"])
     except Exception as err:  # ORT raises bare RuntimeError/ValueError from native code
-        raise UnsupportedModel(f"generate_artifacts failed: {str(err).strip().splitlines()[-1]}") from err
+        where = engine_error(err, recipe.model)
+        raise UnsupportedModel(f"ONNX Runtime cannot build the training graph{where}; keep that module in "
+                               "the frozen part before any trainable layer, or replace it") from err
     if recipe.optimizer.type == "adamw":
         _use_torch_adamw(out / "optimizer_model.onnx")
     for name in ORT_FILES[:3]:

@@ -32,13 +32,15 @@ with optional_imports(__name__):
 import mobile_lr
 from mobile_lr.bundle import Manifest, check_replaceable, replace_bundle, write_manifest
 from mobile_lr.export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
+from mobile_lr.export.forms import check_batchnorm_mode, eval_form
 from mobile_lr.export.onnx_artifacts import (
     INFERENCE_MODEL,
     UnsupportedModel,
     export_onnx,
     write_ort_artifacts,
 )
-from mobile_lr.recipes import Recipe, load_recipe
+from mobile_lr.export.proof import prove_backends
+from mobile_lr.recipes import Recipe, batchnorm_modules, load_recipe
 from mobile_lr.validation import ValidationError, read_json
 
 __all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "count_flops", "export_bundle", "versions"]
@@ -120,11 +122,11 @@ def _write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
 
 
-def _model_block(recipe: Recipe) -> dict[str, Any]:
+def _model_block(recipe: Recipe, batchnorm: str) -> dict[str, Any]:
     params = dict(recipe.model.named_parameters())
-    with torch.no_grad():
+    with torch.no_grad(), eval_form(recipe.model):
         out = recipe.model(recipe.example_input)
-    forward = count_flops(recipe.model, recipe.example_input)
+        forward = count_flops(recipe.model, recipe.example_input)
     labels: dict[str, Any] = {"name": recipe.target_name, "dtype": recipe.target_dtype}
     if recipe.classifies:
         labels["classes"] = len(recipe.labels) if recipe.labels else int(out.shape[-1])
@@ -138,12 +140,14 @@ def _model_block(recipe: Recipe) -> dict[str, Any]:
         "params_frozen": sum(params[n].numel() for n in recipe.frozen),
         "trainable": list(recipe.trainable),
         "frozen": list(recipe.frozen),
+        "batchnorm": {"mode": batchnorm, "modules": batchnorm_modules(recipe.model),
+                      "note": BATCHNORM_NOTES[batchnorm]},
         "flops_per_step": 3 * forward,
         "flops_forward": forward,
         "flops_batch": recipe.batch_size,
         "flops_note": "3 x forward FLOPs (2 x MACs of Linear/Conv) for forward + backward, "
                       f"at batch {recipe.batch_size}",
-        "input": {"name": "input", "shape": [-1, *recipe.input_shape], "dtype": "float32"},
+        "input": {"name": "input", "shape": [-1, *recipe.input_shape], "dtype": recipe.input_dtype},
         "output": {"name": "output", "shape": [-1, *out.shape[1:]], "dtype": "float32"},
         "labels": labels,
     }
@@ -152,6 +156,13 @@ def _model_block(recipe: Recipe) -> dict[str, Any]:
     if recipe.options:
         block["options"] = dict(recipe.options)
     return block
+
+
+BATCHNORM_NOTES = {
+    "frozen": "running statistics used in training and evaluation, never updated; weight and bias train "
+              "where listed as trainable",
+    "train": "training steps normalize with the batch and update the running statistics",
+}
 
 
 def _stage_dir(out: Path) -> Path:
@@ -165,15 +176,18 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
                   backends: Sequence[str] = BACKENDS,
                   schedule: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                   policy: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
-                  force: bool = False, max_batch: int = DEFAULT_MAX_BATCH,
+                  force: bool = False, max_batch: int = DEFAULT_MAX_BATCH, batchnorm: str = "frozen",
                   log: Callable[[str], None] | None = None) -> Manifest:
     """Export ``recipe`` (a :class:`Recipe` or a recipe name) to a bundle in ``out_dir``.
 
-    Returns the manifest. A backend that cannot represent the model gets
-    ``{"status": "unsupported", "reason": ...}`` in ``manifest["backends"]``;
-    the other backends are still written. ``out_dir`` must be new or empty
-    unless ``force`` (then it must be a bundle that verifies, which is replaced by one atomic
-    rename exchange: see :func:`mobile_lr.bundle.replace_bundle`).
+    Returns the manifest. A backend is written ``{"status": "ok", "proof": {...}}`` only once the
+    staged bundle has been opened with its runtime, its evaluation loss matched PyTorch eager's and
+    one training step ran (:mod:`mobile_lr.export.proof`); one that cannot represent the model or
+    fails that proof gets ``{"status": "unsupported", "reason": ...}`` and its files are left out;
+    the other backends are still written. ``batchnorm``: ``"frozen"`` (running statistics used,
+    never updated) or ``"train"`` (refused by the engines that cannot, naming the modules).
+    ``out_dir`` must be new or empty unless ``force`` (then it must be a bundle that verifies, which
+    is replaced by one atomic rename exchange: see :func:`mobile_lr.bundle.replace_bundle`).
     """
     say = log or (lambda _msg: None)
     if isinstance(recipe, str):
@@ -184,6 +198,7 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
                               ", ".join(BACKENDS))
     if max_batch < recipe.batch_size:
         raise ValidationError("max_batch", f"{max_batch} is below the example batch {recipe.batch_size}")
+    check_batchnorm_mode(batchnorm)
     schedule_spec = _schedule(schedule)
     policy_obj = _policy(policy)
     out = Path(out_dir)
@@ -193,31 +208,52 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     try:
         say("exporting the inference model")
         export_onnx(recipe, staging / INFERENCE_MODEL, training=False)
-        status: dict[str, dict[str, Any]] = {}
-        for backend in backends:
-            say(f"exporting the {backend} backend")
-            try:
-                if backend == "ort":
-                    status["ort"] = {"status": "ok", "files": write_ort_artifacts(recipe, staging),
-                                     "inference_model": INFERENCE_MODEL}
-                else:
-                    status["executorch"] = {"status": "ok",
-                                            **write_executorch_program(recipe, staging, max_batch=max_batch)}
-            except UnsupportedModel as err:
-                status[backend] = {"status": "unsupported", "reason": str(err), "files": []}
-                say(f"{backend}: unsupported: {err}")
+        status = {backend: _write_backend(backend, recipe, staging, max_batch, batchnorm, say)
+                  for backend in backends}
         _write_json(staging / "schedule.json", schedule_spec)
         if policy_obj is not None:
             _write_json(staging / "policy.json", policy_obj)
         _write_json(staging / "labels.json", {"format": LABELS_FORMAT, "names": list(recipe.labels)})
-        manifest = write_manifest(staging, {
-            "versions": versions(),
-            "model": _model_block(recipe),
-            "optimizer": recipe.optimizer.to_dict(),
-            "backends": status,
-        })
+        fields = {"versions": versions(), "model": _model_block(recipe, batchnorm),
+                  "optimizer": recipe.optimizer.to_dict(), "backends": status}
+        write_manifest(staging, fields)
+        _prove(recipe, staging, status, say)
+        manifest = write_manifest(staging, fields)
         replace_bundle(staging, out, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return manifest
+
+
+def _write_backend(backend: str, recipe: Recipe, staging: Path, max_batch: int, batchnorm: str,
+                   say: Callable[[str], None]) -> dict[str, Any]:
+    say(f"exporting the {backend} backend")
+    try:
+        if backend == "ort":
+            return {"status": "ok", "files": write_ort_artifacts(recipe, staging, batchnorm=batchnorm),
+                    "inference_model": INFERENCE_MODEL}
+        return {"status": "ok", **write_executorch_program(recipe, staging, max_batch=max_batch,
+                                                           batchnorm=batchnorm)}
+    except UnsupportedModel as err:
+        say(f"{backend}: unsupported: {err}")
+        return {"status": "unsupported", "reason": str(err), "files": []}
+
+
+def _prove(recipe: Recipe, staging: Path, status: dict[str, dict[str, Any]],
+           say: Callable[[str], None]) -> None:
+    """Open every "ok" backend of the staged bundle and prove it; a failure becomes ``unsupported``."""
+    kinds = [backend for backend, info in status.items() if info["status"] == "ok"]
+    if not kinds:
+        return
+    say(f"proving {', '.join(kinds)} (evaluation parity with PyTorch eager, one training step)")
+    failed: list[str] = []
+    for kind, result in prove_backends(kinds, staging, recipe).items():
+        if "error" in result:
+            say(f"{kind}: unsupported: {result['error']}")
+            failed.extend(status[kind]["files"])  # removed after every proof: the staged bundle must verify
+            status[kind] = {"status": "unsupported", "reason": result["error"], "files": []}
+        else:
+            status[kind]["proof"] = result
+    for name in failed:
+        (staging / name).unlink(missing_ok=True)

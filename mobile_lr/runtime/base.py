@@ -93,26 +93,36 @@ class ModelIO:
     target_name: str
     target_dtype: str  # "int64" (class indices, accuracy reported) or "float32"
     classes: int | None = None  # class indices must be in [0, classes) when known
+    input_dtype: str = "float32"  # or "int64": token ids for a model that starts with an embedding
 
     @classmethod
     def from_manifest(cls, manifest: Manifest) -> ModelIO:
         model = manifest.model
         return cls(input_shape=model.input.shape[1:], output_shape=model.output.shape[1:],
                    target_name=model.labels.name, target_dtype=model.labels.dtype,
-                   classes=model.labels.classes)
+                   classes=model.labels.classes, input_dtype=model.input.dtype)
 
     @property
     def classifies(self) -> bool:
         return self.target_dtype == "int64"
 
     def x(self, x: Any) -> np.ndarray:
-        """Float32, C-contiguous ``(N, *input_shape)``; rows of the flattened size are reshaped."""
-        a = np.asarray(x, dtype=np.float32)
+        """C-contiguous ``(N, *input_shape)`` of the input dtype; rows of the flattened size are reshaped."""
+        a = np.asarray(x)
+        if self.input_dtype == "int64":
+            if a.size and not np.issubdtype(a.dtype, np.integer):
+                raise ValidationError("x", f"expected integer token ids, got {a.dtype}")
+            a = a.astype(np.int64, copy=False)
+        else:
+            a = a.astype(np.float32, copy=False)
         per = math.prod(self.input_shape)
         if a.ndim < 2 or a.shape[1:] not in (self.input_shape, (per,)) or len(a) == 0:
             raise ValidationError("x", f"shape {a.shape} does not fit the model input {self.input_shape}",
                                   f"(N >= 1, {', '.join(map(str, self.input_shape))}) or (N, {per})")
         return np.ascontiguousarray(a.reshape(len(a), *self.input_shape))
+
+    def dummy_input(self, n: int) -> np.ndarray:
+        return np.zeros((n, *self.input_shape), dtype=np.dtype(self.input_dtype))
 
     def y(self, y: Any, n: int) -> np.ndarray:
         if self.classifies:

@@ -1,12 +1,20 @@
-"""ExecuTorch training runtime (``executorch.extension.training``).
+"""ExecuTorch training runtime (the program format of ``executorch.extension.training``).
 
 The program (``model.pte``) is read once as bytes, re-checked against the
 verified manifest and loaded from those bytes, so what runs is exactly what was
-verified. ``forward_backward("forward", (x, target))`` returns ``[loss,
-output]`` and fills the named gradients; the optimizer step is applied by this
-runtime with ``torch.optim`` on views of the live weights, which is how a new
-learning rate is applied every step without losing momentum (the full reasoning
-and the update rule are in :mod:`mobile_lr.runtime.torch_optim`).
+verified. Its joint ``forward`` method returns ``[loss, output, gradients...,
+parameters...]``; this runtime calls it directly (``run_method`` with
+``clone_outputs=False``, one call per step, the layout read once from the
+program's metadata methods) where ``TrainingModule.forward_backward`` would make
+four calls and clone every gradient. The optimizer step is applied by this
+runtime with ``torch.optim`` on the live weights, which is how a new learning
+rate is applied every step without losing momentum (the full reasoning and the
+update rule are in :mod:`mobile_lr.runtime.torch_optim`).
+
+Evaluation and prediction run the program's ``eval`` method (exported in eval
+mode: dropout off, batch norm on its running statistics), which takes the
+trainable weights as inputs; a bundle without it falls back to the training
+method.
 
 Parameters: only the trainable ones exist as weights in the program; the frozen
 ones are constants baked into it, which nothing at runtime can change, so
@@ -49,7 +57,7 @@ class ExecuTorchRuntime(RuntimeBase):
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None,
                  optimizer: OptimizerSpec | None = None, expected_sha256: str | None = None) -> None:
         import torch
-        from executorch.extension.training import _load_for_executorch_for_training_from_buffer
+        from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
 
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend = backend_info(bundle.manifest, "executorch")
@@ -59,21 +67,36 @@ class ExecuTorchRuntime(RuntimeBase):
         self.bundle = bundle
         self._torch = torch
         self._method = info["method"]
-        self._prefix = info["parameter_prefix"]
+        self._eval_method = info.get("eval_method")  # None: a bundle from before the eval method
+        prefix = info["parameter_prefix"]
         self._dynamic = bool(info["dynamic_batch"])
         self._max_batch = int(info["max_batch"])
         # The loaded program may point into this buffer: keep it alive as long as the program.
         self._program_bytes = bundle.read_verified(backend.files[0])
-        self._program = _load_for_executorch_for_training_from_buffer(self._program_bytes)
-        # named_parameters() exists only after a first forward_backward; it has no effect on weights.
+        self._module = _load_for_executorch_from_buffer(self._program_bytes)
+        # The joint method returns [user outputs, gradients, parameters]; the metadata methods say
+        # where each part starts and name the gradients/parameters (executorch.extension.training).
+        meta = f"__et_training_{{}}_{self._method}"
+        self._grad_start = int(self._module.run_method(meta.format("gradients_index"), ())[0])
+        self._param_start = int(self._module.run_method(meta.format("parameters_index"), ())[0])
+        fqns = [str(f) for f in self._module.run_method(meta.format("fqn"), ())]
+        # The parameter outputs of a run with clone_outputs=False are the live weights themselves
+        # (the same storage at every call); the zero batch below changes nothing.
         n0 = 1 if self._dynamic else self._max_batch
-        self._program.forward_backward(self._method, (torch.zeros(n0, *self.io.input_shape),
-                                                      torch.from_numpy(self.io.dummy_target(n0))))
-        named = self._program.named_parameters()
-        self._params = {name: named[self._prefix + name] for name in self.trainable_names}
+        outs = self._run_training(self.io.dummy_input(n0), self.io.dummy_target(n0))
+        live = dict(zip(fqns, outs[self._param_start:], strict=True))
+        self._params = {name: live[prefix + name] for name in self.trainable_names}
+        self._grad_index = {name: self._grad_start + fqns.index(prefix + name)
+                            for name in self.trainable_names}
         self._spec = optimizer or bundle.manifest.optimizer
         self._optimizer = make_optimizer(self._spec, list(self._params.values()))
         self._init_ema()
+
+    def _run_training(self, xb: np.ndarray, yb: np.ndarray) -> list[Any]:
+        """One forward-backward; the outputs alias the program's buffers until the next run."""
+        torch = self._torch
+        return self._module.run_method(self._method, (torch.from_numpy(xb), torch.from_numpy(yb)),
+                                       clone_outputs=False)
 
     # ---------------------------------------------------------------- engine
 
@@ -106,9 +129,14 @@ class ExecuTorchRuntime(RuntimeBase):
         self._set_trainable(values)
 
     def _run(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
+        """Loss and outputs of the eval method (eval mode: no dropout) at the current weights."""
         torch = self._torch
-        loss, out = self._program.forward_backward(self._method, (torch.from_numpy(xb), torch.from_numpy(yb)))
-        return float(loss), out.numpy()
+        if self._eval_method is None:
+            outs = self._run_training(xb, yb)
+        else:
+            outs = self._module.run_method(self._eval_method, (torch.from_numpy(xb), torch.from_numpy(yb),
+                                                               *self._params.values()))
+        return float(outs[0]), outs[1].numpy().copy()
 
     # ---------------------------------------------------------------- protocol
 
@@ -119,10 +147,10 @@ class ExecuTorchRuntime(RuntimeBase):
         if len(xb) > self._max_batch or (not self._dynamic and len(xb) != self._max_batch):
             raise ValidationError("x", f"batch of {len(xb)} samples; this program takes "
                                        f"{'at most ' if self._dynamic else ''}{self._max_batch}")
-        loss, _ = self._run(xb, yb)
-        grads = self._program.named_gradients()
+        outs = self._run_training(xb, yb)
+        loss = float(outs[0])
         for pname, p in self._params.items():
-            p.grad = grads[self._prefix + pname]
+            p.grad = outs[self._grad_index[pname]]
         set_lr(self._optimizer, lr)
         self._optimizer.step()
         for p in self._params.values():

@@ -15,6 +15,10 @@ be combined with an EMA, which would average a second time). Its checkpoint
 stores the training point ``y`` and the optimizer's ``z`` and scalars, which
 restores it exactly.
 
+Batch norm is frozen, as on the exported engines: a training step runs the
+model in train mode (dropout on) with every batch-norm module in eval mode, so it
+normalizes with its running statistics and never updates them.
+
 Runs single-threaded by default (``threads=1``): for models this small, torch's
 thread pool costs more than it gains. The thread count is set around each call
 and restored after, so the process's setting is left alone.
@@ -39,7 +43,7 @@ with optional_imports(__name__):
     import torch
 
 from mobile_lr.bundle import load_bundle
-from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe, load_recipe
+from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe, batchnorm_modules, load_recipe
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
@@ -62,11 +66,19 @@ def recipe_identity(recipe: Recipe) -> str:
 
 
 def _model_io(recipe: Recipe) -> ModelIO:
+    was_training = recipe.model.training
+    recipe.model.eval()  # a train-mode forward would update batch-norm statistics
     with torch.no_grad():
         out = recipe.model(recipe.example_input[:1])
+    recipe.model.train(was_training)
     classes = (len(recipe.labels) or int(out.shape[-1])) if recipe.classifies else None
     return ModelIO(recipe.input_shape, tuple(out.shape[1:]), recipe.target_name, recipe.target_dtype,
-                   classes)
+                   classes, recipe.input_dtype)
+
+
+def _unused_buffer(name: str) -> bool:
+    """A buffer the eval graph does not read (so the inference model does not hold it)."""
+    return name.rsplit(".", 1)[-1] == "num_batches_tracked"
 
 
 RecipeSource = Recipe | Callable[[], Recipe] | str
@@ -111,7 +123,7 @@ def _allowed_recipe(name: str, recipes: Mapping[str, RecipeSource] | None,
 
 
 def _recipe_from_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None,
-                        recipes: Mapping[str, RecipeSource] | None) -> tuple[Recipe, str]:
+                        recipes: Mapping[str, RecipeSource] | None) -> tuple[Recipe, str, str]:
     import onnx
     from onnx import numpy_helper
 
@@ -121,15 +133,15 @@ def _recipe_from_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str
     recipe = _allowed_recipe(manifest.model.recipe, recipes, manifest.model.info.get("options"))
     proto = onnx.load_from_string(bundle.read_verified("inference_model.onnx"))
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    wanted = recipe.model.state_dict()
+    wanted = {k: v for k, v in recipe.model.state_dict().items() if k in weights or not _unused_buffer(k)}
     missing = [k for k in wanted if k not in weights]
     if missing:
         raise ValidationError("inference_model.onnx", f"weights {missing} not found"[:300],
                               "a bundle exported by mobile-lr export from this recipe")
-    recipe.load_state_dict({k: weights[k] for k in wanted})
+    recipe.load_state_dict({**recipe.model.state_dict(), **{k: weights[k] for k in wanted}})
     recipe = dataclasses.replace(recipe, trainable=manifest.model.trainable, optimizer=manifest.optimizer)
     recipe.apply_trainable()
-    return recipe, bundle.sha256
+    return recipe, bundle.sha256, (manifest.model.info.get("batchnorm") or {}).get("mode", "frozen")
 
 
 class TorchRuntime(RuntimeBase):
@@ -149,8 +161,12 @@ class TorchRuntime(RuntimeBase):
             recipe = copy.deepcopy(source)
             recipe.apply_trainable()
             identity = recipe_identity(recipe)
+            bn_mode = "frozen"
         else:
-            recipe, identity = _recipe_from_bundle(source, expected_sha256, recipes)
+            recipe, identity, bn_mode = _recipe_from_bundle(source, expected_sha256, recipes)
+        if bn_mode != "frozen":
+            raise ValidationError("batchnorm", f"{bn_mode!r} batch norm is not trained by this runtime",
+                                  "a bundle exported with --batchnorm frozen")
         if isinstance(optimizer, OptimizerSpec):
             recipe = dataclasses.replace(recipe, optimizer=optimizer)
             optimizer = "recipe"
@@ -162,6 +178,7 @@ class TorchRuntime(RuntimeBase):
         self.model = recipe.model
         self.optimizer_choice = optimizer
         self._threads = threads
+        self._frozen_bn = [self.model.get_submodule(n) for n in batchnorm_modules(self.model)]
         named = dict(self.model.named_parameters())
         self._params = {n: named[n] for n in self.trainable_names}
         self._optimizer = make_optimizer(recipe.optimizer, list(self._params.values()), optimizer)
@@ -251,6 +268,8 @@ class TorchRuntime(RuntimeBase):
         lr = self._lr(lr)
         with self._thread_limit():
             self.model.train()
+            for bn in self._frozen_bn:  # frozen: normalizes with its running statistics, never updates them
+                bn.eval()
             self._optimizer.zero_grad(set_to_none=True)
             loss = self.recipe.torch_loss(self.model(torch.from_numpy(xb)), torch.from_numpy(yb))
             loss.backward()

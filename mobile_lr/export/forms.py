@@ -1,0 +1,199 @@
+"""The forms a model takes in each exported graph: training (dropout on) and evaluation (off),
+with batch normalization frozen.
+
+Why batch normalization is frozen by default: fine-tuning on a phone sees small, skewed
+batches of one user's data, and re-estimating the running statistics from them hurts the
+features the trunk learnt (the usual fine-tuning convention: torchvision's
+``FrozenBatchNorm2d``, TinyTL). A frozen BatchNorm is the affine map of its running
+statistics, ``y = x * s + (beta - mean * s)`` with ``s = gamma / sqrt(var + eps)``; its
+``weight`` and ``bias`` still train when the recipe lists them.
+
+Why the training graph writes that map out instead of using the framework's batch norm in
+eval mode (checked on onnxruntime-training 1.19.2 and executorch 1.4.1):
+
+* ONNX Runtime's gradient builder replaces every ``BatchNormalization`` of the training graph
+  by ``BatchNormInternal`` with ``training_mode=1``, which normalizes with the *batch*
+  statistics whatever the exported node says, and its eval model then fails to load (a
+  training-mode node with one output);
+* ExecuTorch has no kernel for ``_native_batch_norm_legit_functional`` (the training form),
+  and the joint graph's backward of the eval form needs it too.
+
+Mul and Add with broadcast have gradients and kernels on every engine. The evaluation
+graphs (``inference_model.onnx``, ORT's eval model, ExecuTorch's ``eval`` method) compute
+the same map (the eval-mode batch norm, or the frozen map itself).
+
+Average pooling (``nn.AvgPool2d``, and ``nn.AdaptiveAvgPool2d`` to a size that divides its
+input) is a depthwise convolution with constant weights ``1/(kh kw)`` in the training graphs:
+ExecuTorch 1.4.1 has no ``avg_pool2d_backward`` / ``_adaptive_avg_pool2d_backward`` kernel and
+ONNX Runtime 1.19.2's ``AveragePoolGrad`` dies of SIGFPE on the CPU, while both differentiate a
+convolution. A global average (output 1x1) stays a mean, which both differentiate. Pooling
+called as a function inside ``forward`` is not rewritten.
+
+Dropout stays a dropout in the training graphs and disappears from the evaluation ones;
+ExecuTorch's program therefore has a second method, exported in eval mode
+(:mod:`mobile_lr.export.executorch_program`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch import nn
+
+from mobile_lr.recipes import batchnorm_modules
+
+__all__ = ["BATCHNORM_MODES", "batchnorm_modules", "check_batchnorm_mode", "describe_modules", "eval_form",
+           "frozen_batchnorm", "model_mode", "training_form"]
+
+BATCHNORM_MODES = ("frozen", "train")
+
+
+def describe_modules(model: nn.Module, names: list[str], limit: int = 4) -> str:
+    """``"blocks.0.bn (BatchNorm2d), head (Linear)"``: modules as a message names them."""
+    parts = [f"{n or '<model>'} ({type(model.get_submodule(n)).__name__})" for n in names[:limit]]
+    more = len(names) - limit
+    return ", ".join(parts) + (f" and {more} more" if more > 0 else "")
+
+
+def _frozen_forward(bn: nn.modules.batchnorm._BatchNorm):  # -> Callable[[Tensor], Tensor]
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        if bn.running_mean is None or bn.running_var is None:
+            raise ValueError("a batch norm without running statistics cannot be frozen")
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        shift = -bn.running_mean * scale
+        if bn.weight is not None:
+            scale = scale * bn.weight
+            shift = shift * bn.weight + bn.bias
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        return x * scale.reshape(shape) + shift.reshape(shape)
+
+    return forward
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(model: nn.Module) -> Iterator[list[str]]:
+    """Within the block every batch norm of ``model`` computes its frozen affine map.
+
+    The modules' ``forward`` is replaced on the instances (and restored after), so tracing
+    (the ONNX exporter) and ``torch.export`` both see the map and the parameter names stay
+    those of the model. Yields the names of the modules changed.
+    """
+    def make(mod: nn.Module):  # -> forward | None
+        return _frozen_forward(mod) if isinstance(mod, nn.modules.batchnorm._BatchNorm) else None
+
+    with _patched(model, make) as names:
+        yield names
+
+
+def check_batchnorm_mode(mode: str) -> str:
+    if mode not in BATCHNORM_MODES:
+        from mobile_lr.validation import ValidationError
+
+        raise ValidationError("batchnorm", f"unknown value {mode!r}", ", ".join(BATCHNORM_MODES))
+    return mode
+
+
+@contextlib.contextmanager
+def _plain_attention() -> Iterator[None]:
+    """Attention as matmul and softmax, which every engine runs and differentiates.
+
+    ``nn.TransformerEncoderLayer``/``MultiheadAttention`` in eval mode take a fused "fast path"
+    (``aten::_transformer_encoder_layer_fwd``), and ``scaled_dot_product_attention`` without
+    dropout picks the fused flash kernel (``_scaled_dot_product_flash_attention_for_cpu``, whose
+    backward ExecuTorch 1.4.1 has no kernel for); neither the ONNX exporter nor ExecuTorch knows
+    them. The block disables the first and selects the math backend (same numbers to ~1e-7)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+@contextlib.contextmanager
+def training_form(model: nn.Module, batchnorm: str = "frozen") -> Iterator[None]:
+    """The model as a training graph captures it: train mode (dropout on), batch norm frozen
+    unless ``batchnorm="train"`` (then it normalizes with the batch and updates its statistics)."""
+    check_batchnorm_mode(batchnorm)
+    with model_mode(model, True), _plain_attention(), _patched(model, _pool_as_conv):
+        if batchnorm == "train":
+            yield
+        else:
+            with frozen_batchnorm(model):
+                yield
+
+
+@contextlib.contextmanager
+def eval_form(model: nn.Module) -> Iterator[None]:
+    """The model as evaluation graphs capture it: eval mode (no dropout, batch norm on its
+    running statistics), no fused attention fast path."""
+    with model_mode(model, False), _plain_attention():
+        yield
+
+
+def _pool_as_conv(pool: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+    """An average pooling as a depthwise convolution with constant weights ``1 / (kh * kw)``, or
+    None where the two differ (padding not counted, ceil mode, a divisor override, an adaptive
+    size that does not divide the input)."""
+    f = torch.nn.functional
+    if isinstance(pool, nn.AvgPool2d):
+        if pool.ceil_mode or pool.divisor_override or (pool.padding and not pool.count_include_pad):
+            return None
+        kernel, stride, padding = (nn.modules.utils._pair(v) for v in
+                                   (pool.kernel_size, pool.stride or pool.kernel_size, pool.padding))
+    elif not isinstance(pool, nn.AdaptiveAvgPool2d):
+        return None
+    else:
+        kernel = stride = padding = None
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        k, st, pad = kernel, stride, padding
+        if k is None:  # adaptive: output (oh, ow) of an (h, w) input it divides
+            out = nn.modules.utils._pair(pool.output_size)
+            h, w = int(x.shape[-2]), int(x.shape[-1])  # static sizes: the kernel is a constant
+            oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
+            if (oh, ow) == (1, 1) or h % oh or w % ow:
+                return f.adaptive_avg_pool2d(x, (oh, ow))  # global: a mean, which every engine differentiates
+            k = st = (h // oh, w // ow)
+            pad = (0, 0)
+        channels = int(x.shape[1])
+        weight = torch.full((channels, 1, *k), 1.0 / (k[0] * k[1]), dtype=x.dtype)
+        return f.conv2d(x, weight, stride=st, padding=pad, groups=channels)
+
+    return forward
+
+
+@contextlib.contextmanager
+def _patched(model: nn.Module, make) -> Iterator[list[str]]:  # make: module -> forward | None
+    """Within the block every module ``make`` gives a forward for runs it (restored after)."""
+    changed = []
+    for name, mod in model.named_modules():
+        forward = make(mod)
+        if forward is not None:
+            mod.forward = forward
+            changed.append((name, mod))
+    try:
+        yield [name for name, _ in changed]
+    finally:
+        for _, mod in changed:
+            del mod.forward
+
+
+@contextlib.contextmanager
+def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """``model.train(training)`` within the block, every module's own flag restored after."""
+    saved = [(mod, mod.training) for mod in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for mod, flag in saved:
+            mod.training = flag

@@ -1,0 +1,233 @@
+"""The architectures phones fine-tune, exported and trained on every engine.
+
+Three small models cover them (small widths: what is tested is the ops, not the size):
+
+* ``image``: a MobileNetV2/V3-style CNN: depthwise and pointwise convolutions, batch norm
+  everywhere, inverted residuals, hardswish, squeeze-excite, an average pooling, dropout,
+  and a LoRA head (a frozen Linear plus trainable low-rank A/B); the stem and first block
+  are frozen, the last block, the adapter and its bias train;
+* ``text``: token ids (int64) into an ``nn.Embedding`` and an ``nn.TransformerEncoder``
+  (LayerNorm, multi-head attention, dropout), mean-pooled into a linear head;
+* ``sensor``: a GRU and an LSTM over accelerometer-like windows.
+
+For each model and each engine (ONNX Runtime Training, ExecuTorch, PyTorch eager): the
+export proves both engines ("ok" only after the exporter opened, evaluated and stepped
+them); the evaluation loss at the initial weights matches PyTorch eager's in eval mode
+(1e-4 relative) on a batch the exporter never saw; five steps on one batch lower the loss;
+a run resumed from a checkpoint continues bit for bit. Dropout is present with p=0 here, so
+that resume is exact (no engine exposes its dropout generator's state);
+``test_dropout_is_on_in_training_and_off_in_evaluation`` covers p>0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mobile_lr.export import export_bundle
+from mobile_lr.recipes import OptimizerSpec, Recipe
+from mobile_lr.runtime import open_runtime
+
+KINDS = ("ort", "executorch", "torch")
+RTOL = 1e-4
+
+
+class SqueezeExcite(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(c, max(1, c // 4), 1)
+        self.expand = nn.Conv2d(max(1, c // 4), c, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * nn.functional.hardsigmoid(self.expand(torch.relu(self.reduce(self.pool(x)))))
+
+
+class InvertedResidual(nn.Module):
+    def __init__(self, c: int, expand: int = 3) -> None:
+        super().__init__()
+        h = c * expand
+        self.expand = nn.Sequential(nn.Conv2d(c, h, 1, bias=False), nn.BatchNorm2d(h), nn.Hardswish())
+        self.dw = nn.Sequential(nn.Conv2d(h, h, 3, padding=1, groups=h, bias=False), nn.BatchNorm2d(h),
+                                nn.Hardswish())
+        self.se = SqueezeExcite(h)
+        self.project = nn.Sequential(nn.Conv2d(h, c, 1, bias=False), nn.BatchNorm2d(c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.project(self.se(self.dw(self.expand(x))))
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear plus a trainable low-rank update ``B @ A`` (B starts at zero)."""
+
+    def __init__(self, i: int, o: int, rank: int = 2) -> None:
+        super().__init__()
+        self.base = nn.Linear(i, o)
+        self.a = nn.Parameter(torch.randn(rank, i) * 0.1)
+        self.b = nn.Parameter(torch.zeros(o, rank))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + (x @ self.a.t()) @ self.b.t()
+
+
+class TinyMobileNet(nn.Module):
+    def __init__(self, drop: float = 0.0) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(4),
+                                  nn.ReLU6())
+        self.blocks = nn.Sequential(InvertedResidual(4), nn.AvgPool2d(2), InvertedResidual(4))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.drop = nn.Dropout(drop)
+        self.head = LoRALinear(4, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(torch.flatten(self.pool(self.blocks(self.stem(x))), 1)))
+
+
+class TextClassifier(nn.Module):
+    def __init__(self, vocab: int = 16, d: int = 8, drop: float = 0.0) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d)
+        layer = nn.TransformerEncoderLayer(d, 2, dim_feedforward=16, dropout=drop, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(d, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(self.embed(x)).mean(1))
+
+
+class SensorRNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(3, 6, batch_first=True)
+        self.lstm = nn.LSTM(6, 6, batch_first=True)
+        self.head = nn.Linear(6, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(x)
+        h, _ = self.lstm(h)
+        return self.head(h[:, -1])
+
+
+def _seeded(make, seed: int = 0):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = make()
+        for mod in model.modules():  # running statistics as a pre-trained trunk has them
+            if isinstance(mod, nn.BatchNorm2d):
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.running_var.uniform_(0.5, 2.0)
+        return model
+
+
+def _example(shape: tuple[int, ...], tokens: int = 0, seed: int = 1) -> torch.Tensor:
+    """A seeded batch: normal floats, or token ids below ``tokens``."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, tokens, shape, generator=gen) if tokens else torch.randn(shape, generator=gen)
+
+
+def image_recipe() -> Recipe:
+    model = _seeded(TinyMobileNet)
+    trainable = tuple(n for n, _ in model.named_parameters()
+                      if n.startswith("blocks.2.") or n in ("head.a", "head.b", "head.base.bias"))
+    return Recipe("tiny-mobilenet", model, _example((6, 1, 16, 16)), trainable=trainable,
+                  optimizer=OptimizerSpec("adamw", weight_decay=0.01))
+
+
+def text_recipe() -> Recipe:
+    return Recipe("tiny-text", _seeded(TextClassifier), _example((6, 4), tokens=16))
+
+
+def sensor_recipe() -> Recipe:
+    return Recipe("tiny-sensor", _seeded(SensorRNN), _example((6, 3, 3)), optimizer=OptimizerSpec("sgd"))
+
+
+RECIPES = {"image": image_recipe, "text": text_recipe, "sensor": sensor_recipe}
+
+
+@pytest.fixture(scope="session", params=sorted(RECIPES))
+def exported(request, tmp_path_factory):
+    """(recipe factory, bundle) for each architecture, exported once with both engines."""
+    make = RECIPES[request.param]
+    out = tmp_path_factory.mktemp("arch") / request.param
+    manifest = export_bundle(make(), out).to_dict()
+    return make, out, manifest
+
+
+def _batch(recipe: Recipe, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    x = _example(tuple(recipe.example_input.shape), 16 if recipe.input_dtype == "int64" else 0, seed)
+    with torch.no_grad():
+        classes = recipe.model.eval()(x[:1]).shape[-1]
+    return x.numpy(), (torch.arange(len(x)) % classes).numpy()
+
+
+def _open(kind: str, make, bundle):
+    return open_runtime("torch", make()) if kind == "torch" else open_runtime(kind, bundle)
+
+
+def test_every_engine_is_proven_at_export(exported):
+    _, _, manifest = exported
+    for kind in ("ort", "executorch"):
+        info = manifest["backends"][kind]
+        assert info["status"] == "ok", info.get("reason")
+        assert info["proof"]["rel_diff"] <= RTOL and np.isfinite(info["proof"]["step_loss"])
+    bn = manifest["model"]["batchnorm"]
+    assert bn["mode"] == "frozen"
+    assert bool(bn["modules"]) == (manifest["model"]["recipe"] == "tiny-mobilenet")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_parity_training_and_exact_resume(exported, kind, tmp_path):
+    make, bundle, _ = exported
+    recipe = make()
+    x, y = _batch(recipe, seed=7)  # not the exporter's proof batch
+    with torch.no_grad():
+        eager = float(recipe.torch_loss(recipe.model.eval()(torch.from_numpy(x)), torch.from_numpy(y)))
+    rt = _open(kind, make, bundle)
+    assert abs(rt.evaluate(x, y)["loss"] - eager) <= RTOL * abs(eager)
+
+    lr = 0.05
+    losses = [rt.step(x, y, lr) for _ in range(2)]
+    rt.save(tmp_path / "ckpt")
+    losses += [rt.step(x, y, lr) for _ in range(3)]
+    assert losses[-1] < losses[0]  # it learns
+
+    resumed = _open(kind, make, bundle)
+    resumed.load(tmp_path / "ckpt")
+    again = [resumed.step(x, y, lr) for _ in range(3)]
+    assert again == losses[2:]  # bit for bit
+    for name, value in rt.parameters().items():
+        assert np.array_equal(value, resumed.parameters()[name]), name
+
+
+class DropoutMLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.drop(torch.relu(self.fc1(x))))
+
+
+def test_dropout_is_on_in_training_and_off_in_evaluation(tmp_path):
+    def make() -> Recipe:
+        return Recipe("dropout-mlp", _seeded(DropoutMLP), torch.randn(8, 8))
+
+    recipe = make()
+    manifest = export_bundle(recipe, tmp_path / "b").to_dict()
+    assert all(manifest["backends"][k]["status"] == "ok" for k in ("ort", "executorch"))
+    x, y = _batch(recipe, seed=3)
+    with torch.no_grad():
+        eager_out = recipe.model.eval()(torch.from_numpy(x))
+        eager = float(recipe.torch_loss(eager_out, torch.from_numpy(y)))
+    for kind in KINDS:
+        rt = _open(kind, make, tmp_path / "b")
+        first, second = rt.evaluate(x, y)["loss"], rt.evaluate(x, y)["loss"]
+        assert first == second and abs(first - eager) <= RTOL * eager, kind  # deterministic, eval mode
+        np.testing.assert_allclose(rt.predict(x), eager_out.numpy(), rtol=1e-5, atol=1e-6)
+        train_losses = {rt.step(x, y, 0.0) for _ in range(4)}  # lr 0: the weights stay, the masks change
+        assert len(train_losses) >= 2 and all(abs(t - eager) > 1e-4 for t in train_losses), kind

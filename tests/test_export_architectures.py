@@ -230,4 +230,4 @@ def test_dropout_is_on_in_training_and_off_in_evaluation(tmp_path):
         assert first == second and abs(first - eager) <= RTOL * eager, kind  # deterministic, eval mode
         np.testing.assert_allclose(rt.predict(x), eager_out.numpy(), rtol=1e-5, atol=1e-6)
         train_losses = {rt.step(x, y, 0.0) for _ in range(4)}  # lr 0: the weights stay, the masks change
-        assert len(train_losses) >= 2 and all(abs(t - eager) > 1e-4 for t in train_losses), kind
+        assert len(train_losses) >= 2 and max(abs(t - eager) for t in train_losses) > 1e-3, kind

@@ -29,7 +29,7 @@ def bundle(tmp_path, mlp_bundle):
 @pytest.fixture
 def parsers(monkeypatch):
     """Record every call of the functions that parse bundle files."""
-    import executorch.extension.training as et_training
+    import executorch.extension.pybindings.portable_lib as et_portable
     import onnx
     from onnxruntime.training.api import CheckpointState
 
@@ -46,7 +46,7 @@ def parsers(monkeypatch):
 
     spy(CheckpointState, "load_checkpoint", "ort.load_checkpoint")
     spy(onnx, "load_from_string", "onnx.load_from_string")
-    spy(et_training, "_load_for_executorch_for_training_from_buffer", "executorch.load")
+    spy(et_portable, "_load_for_executorch_from_buffer", "executorch.load")
     return calls
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from mobile_lr.extras import optional_imports
 
@@ -48,7 +49,7 @@ with optional_imports(__name__):
 from mobile_lr.recipes import batchnorm_modules
 
 __all__ = ["BATCHNORM_MODES", "batchnorm_modules", "check_batchnorm_mode", "describe_modules", "eval_form",
-           "frozen_batchnorm", "model_mode", "training_form"]
+           "frozen_batchnorm", "model_mode", "training_form", "unrolled_rnns"]
 
 BATCHNORM_MODES = ("frozen", "train")
 
@@ -169,6 +170,74 @@ def _pool_as_conv(pool: nn.Module):  # -> Callable[[Tensor], Tensor] | None
         return f.conv2d(x, weight, stride=st, padding=pad, groups=channels)
 
     return forward
+
+
+def _gru_cell(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+              b_ih: torch.Tensor | None, b_hh: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.nn.GRU``'s update (gates r, z, n in that order of the weight rows)."""
+    f = torch.nn.functional
+    xr, xz, xn = f.linear(x, w_ih, b_ih).chunk(3, -1)
+    hr, hz, hn = f.linear(h, w_hh, b_hh).chunk(3, -1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    h = (1 - z) * n + z * h
+    return h, h
+
+
+def _lstm_cell(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], w_ih: torch.Tensor,
+               w_hh: torch.Tensor, b_ih: torch.Tensor | None,
+               b_hh: torch.Tensor | None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """``torch.nn.LSTM``'s update (gates i, f, g, o in that order of the weight rows)."""
+    f = torch.nn.functional
+    h, c = state
+    i, fg, g, o = (f.linear(x, w_ih, b_ih) + f.linear(h, w_hh, b_hh)).chunk(4, -1)
+    c = torch.sigmoid(fg) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, (h, c)
+
+
+def _rnn_as_cells(rnn: nn.Module):  # -> Callable | None
+    """A GRU/LSTM (unidirectional, no projection) as its cell unrolled over the sequence.
+
+    ONNX Runtime 1.19.2's fused GRUGrad/LSTMGrad crash (SIGSEGV) in the training step unless every
+    weight of the layer trains and no gradient flows into its input; the unrolled cell is MatMul,
+    Sigmoid and Tanh, which it differentiates. Same equations as PyTorch's (rounding aside)."""
+    if not isinstance(rnn, (nn.GRU, nn.LSTM)) or rnn.bidirectional or getattr(rnn, "proj_size", 0):
+        return None
+    lstm = isinstance(rnn, nn.LSTM)
+    cell = _lstm_cell if lstm else _gru_cell
+
+    def forward(x: torch.Tensor, hx: Any = None) -> tuple[torch.Tensor, Any]:
+        seq = x.transpose(0, 1) if rnn.batch_first else x  # (T, B, F)
+        zeros = seq.new_zeros(rnn.num_layers, seq.shape[1], rnn.hidden_size)
+        if hx is None:
+            hx = (zeros, zeros) if lstm else zeros
+        finals: list[Any] = []
+        for layer in range(rnn.num_layers):
+            weights = [getattr(rnn, f"{k}_l{layer}", None)
+                       for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            state = (hx[0][layer], hx[1][layer]) if lstm else hx[layer]
+            outs = []
+            for t in range(int(seq.shape[0])):  # static length: the graph is unrolled
+                out, state = cell(seq[t], state, *weights)
+                outs.append(out)
+            seq = torch.stack(outs)
+            if rnn.dropout and layer < rnn.num_layers - 1:
+                seq = torch.nn.functional.dropout(seq, rnn.dropout, rnn.training)
+            finals.append(state)
+        output = seq.transpose(0, 1) if rnn.batch_first else seq
+        if lstm:
+            return output, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))
+        return output, torch.stack(finals)
+
+    return forward
+
+
+@contextlib.contextmanager
+def unrolled_rnns(model: nn.Module) -> Iterator[list[str]]:
+    """Within the block every GRU/LSTM of ``model`` runs as its unrolled cell (see :func:`_rnn_as_cells`)."""
+    with _patched(model, _rnn_as_cells) as names:
+        yield names
 
 
 @contextlib.contextmanager

@@ -55,7 +55,13 @@ with optional_imports(__name__):
     import onnx.numpy_helper
     import torch
 
-from mobile_lr.export.forms import batchnorm_modules, describe_modules, eval_form, training_form
+from mobile_lr.export.forms import (
+    batchnorm_modules,
+    describe_modules,
+    eval_form,
+    training_form,
+    unrolled_rnns,
+)
 from mobile_lr.recipes import CustomLoss, Recipe
 
 __all__ = [
@@ -141,7 +147,8 @@ def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,
     """
     model = recipe.model
     form = training_form(model, batchnorm) if training else eval_form(model)
-    with form, warnings.catch_warnings():
+    rnns = unrolled_rnns(model) if training else contextlib.nullcontext()
+    with form, rnns, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
         torch.onnx.export(
             model, (recipe.example_input,), str(path), input_names=["input"],

@@ -27,6 +27,7 @@ that batch and evaluates by padding the last chunk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -38,7 +39,15 @@ from mobile_lr.extras import require
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
-from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
+from mobile_lr.runtime.torch_optim import (
+    OPTIMIZER_CHOICES,
+    eval_point,
+    make_optimizer,
+    optimizer_state,
+    restore_optimizer_state,
+    set_lr,
+    torch_threads,
+)
 from mobile_lr.validation import ValidationError
 
 require(__name__, "torch", "executorch")
@@ -49,16 +58,29 @@ __all__ = ["ExecuTorchRuntime"]
 class ExecuTorchRuntime(RuntimeBase):
     """Train a bundle's ExecuTorch program with the bundle's optimizer (SGD or AdamW).
 
-    ``optimizer`` replaces the bundle's (the optimizer is not part of the program).
+    ``optimizer``: ``"recipe"`` (the bundle's), ``"schedulefree"`` (schedule-free AdamW with the
+    bundle's betas, eps and weight decay; evaluation at its averaged point), or an
+    :class:`~mobile_lr.recipes.OptimizerSpec` that replaces the bundle's (the optimizer is not
+    part of the program). ``threads``: torch's threads for the optimizer step (``None``: the
+    process's setting); ExecuTorch's own kernels run on the calling thread.
     """
 
     kind = "executorch"
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None,
-                 optimizer: OptimizerSpec | None = None, expected_sha256: str | None = None) -> None:
+                 optimizer: str | OptimizerSpec | None = "recipe", expected_sha256: str | None = None,
+                 threads: int | None = 1) -> None:
         import torch
         from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
 
+        spec, choice = (optimizer, "recipe") if isinstance(optimizer, OptimizerSpec) else (None, optimizer)
+        choice = choice or "recipe"
+        if choice not in OPTIMIZER_CHOICES:
+            raise ValidationError("optimizer", f"unknown value {choice!r}",
+                                  ", ".join(OPTIMIZER_CHOICES) + " or an OptimizerSpec")
+        if choice == "schedulefree" and ema is not None:
+            raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
+                                  "ema=None with optimizer='schedulefree'")
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend = backend_info(bundle.manifest, "executorch")
         info = backend.options
@@ -88,8 +110,10 @@ class ExecuTorchRuntime(RuntimeBase):
         self._params = {name: live[prefix + name] for name in self.trainable_names}
         self._grad_index = {name: self._grad_start + fqns.index(prefix + name)
                             for name in self.trainable_names}
-        self._spec = optimizer or bundle.manifest.optimizer
-        self._optimizer = make_optimizer(self._spec, list(self._params.values()))
+        self.optimizer_choice = choice
+        self._threads = threads
+        self._spec = spec or bundle.manifest.optimizer
+        self._optimizer = make_optimizer(self._spec, list(self._params.values()), choice)
         self._init_ema()
 
     def _run_training(self, xb: np.ndarray, yb: np.ndarray) -> list[Any]:
@@ -115,7 +139,7 @@ class ExecuTorchRuntime(RuntimeBase):
 
     def _state_meta(self) -> dict[str, Any]:
         _, meta = optimizer_state(self._optimizer)
-        return {"optimizer": meta}
+        return {"optimizer": meta, "optimizer_choice": self.optimizer_choice}
 
     def _restore(self, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray], name: str) -> None:
         values = {}
@@ -152,11 +176,15 @@ class ExecuTorchRuntime(RuntimeBase):
         for pname, p in self._params.items():
             p.grad = outs[self._grad_index[pname]]
         set_lr(self._optimizer, lr)
-        self._optimizer.step()
+        with torch_threads(self._threads):
+            self._optimizer.step()
         for p in self._params.values():
             p.grad = None
         self._after_step()
         return loss
+
+    def _eval_point(self) -> contextlib.AbstractContextManager[None]:
+        return eval_point(self._optimizer, list(self._params.values()), self.optimizer_choice)
 
     def _chunks(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, np.ndarray]:
         """Loss sum and outputs over all samples, in chunks the program accepts."""
@@ -177,14 +205,15 @@ class ExecuTorchRuntime(RuntimeBase):
     def evaluate(self, x: Any, y: Any, *, weights: str = "auto") -> dict[str, float]:
         xb = self.io.x(x)
         yb = self.io.y(y, len(xb))
-        with self._using(weights):
+        with self._using(weights), self._eval_point():
             loss_sum, logits = self._chunks(xb, yb)
         return logits_metrics(loss_sum, logits, yb, self.io.classifies)
 
     def predict(self, x: Any, *, weights: str = "auto") -> np.ndarray:
         xb = self.io.x(x)
-        with self._using(weights):
+        with self._using(weights), self._eval_point():
             return self._chunks(xb, self.io.dummy_target(len(xb)))[1]
 
     def parameters(self) -> dict[str, np.ndarray]:
-        return {name: p.numpy().copy() for name, p in self._params.items()}
+        with self._eval_point():
+            return {name: p.numpy().copy() for name, p in self._params.items()}

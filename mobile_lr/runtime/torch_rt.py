@@ -32,7 +32,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,14 @@ from mobile_lr.bundle import load_bundle
 from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe, batchnorm_modules, load_recipe
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
-from mobile_lr.runtime.torch_optim import make_optimizer, optimizer_state, restore_optimizer_state, set_lr
+from mobile_lr.runtime.torch_optim import (
+    eval_point,
+    make_optimizer,
+    optimizer_state,
+    restore_optimizer_state,
+    set_lr,
+    torch_threads,
+)
 from mobile_lr.validation import ValidationError
 
 require(__name__, "onnx")
@@ -184,17 +191,8 @@ class TorchRuntime(RuntimeBase):
         self._optimizer = make_optimizer(recipe.optimizer, list(self._params.values()), optimizer)
         self._init_ema()
 
-    @contextlib.contextmanager
-    def _thread_limit(self) -> Iterator[None]:
-        before = torch.get_num_threads()
-        if self._threads is None or self._threads == before:
-            yield
-            return
-        torch.set_num_threads(self._threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+    def _thread_limit(self) -> contextlib.AbstractContextManager[None]:
+        return torch_threads(self._threads)
 
     # ---------------------------------------------------------------- engine
 
@@ -227,25 +225,9 @@ class TorchRuntime(RuntimeBase):
                 p.copy_(torch.from_numpy(np.array(a, copy=True)))
         restore_optimizer_state(self._optimizer, arrays, engine.get("optimizer") or {}, name)
 
-    @contextlib.contextmanager
-    def _eval_point(self) -> Iterator[None]:
-        """Schedule-free AdamW evaluates at its averaged point x and trains at y.
-
-        Its ``train()`` recomputes y from x and z in floating point, which is not an exact inverse
-        of ``eval()``; the exact y is put back afterwards so that evaluating never changes the
-        training trajectory."""
-        if self.optimizer_choice != "schedulefree":
-            yield
-            return
-        saved = [p.detach().clone() for p in self._params.values()]
-        self._optimizer.eval()
-        try:
-            yield
-        finally:
-            self._optimizer.train()
-            with torch.no_grad():
-                for p, y in zip(self._params.values(), saved, strict=True):
-                    p.copy_(y)
+    def _eval_point(self) -> contextlib.AbstractContextManager[None]:
+        """Schedule-free AdamW evaluates at its averaged point (:func:`.torch_optim.eval_point`)."""
+        return eval_point(self._optimizer, list(self._params.values()), self.optimizer_choice)
 
     def _forward_all(self, xb: np.ndarray, yb: np.ndarray | None) -> tuple[float, np.ndarray]:
         self.model.eval()

@@ -276,7 +276,7 @@ class ModelInfo:
         frozen = _str_list(obj, "frozen", path, required=False)
         if set(trainable) & set(frozen):
             raise ValidationError(join(path, "frozen"), "a parameter is both trainable and frozen")
-        for key in ("params_trainable", "params_frozen", "flops_forward", "flops_batch"):
+        for key in ("params_trainable", "params_frozen", "flops_forward", "flops_backward", "flops_batch"):
             if key in obj:
                 _int(obj, key, path)
         if "flops_note" in obj:

@@ -14,6 +14,7 @@ from torch import nn
 from mobile_lr.bundle import MANIFEST, verify_bundle
 from mobile_lr.cli import main
 from mobile_lr.export import DEFAULT_SCHEDULE, count_flops, export_bundle
+from mobile_lr.export.flops import count_step_flops
 from mobile_lr.recipes import CustomLoss, OptimizerSpec, Recipe, load_recipe
 from mobile_lr.validation import ValidationError
 
@@ -35,8 +36,11 @@ def test_manifest_lists_every_file_with_its_hash_and_the_model_facts(mlp_bundle)
     assert model["recipe"] == "digits-mlp"
     # 64*128 + 128 + 128*10 + 10 parameters, all trainable
     assert (model["params_trainable"], model["params_frozen"]) == (9610, 0)
-    # forward: 2 FLOPs per multiply-accumulate, 32 samples x (64*128 + 128*10) MACs; a step is 3x
-    assert model["flops_per_step"] == 3 * 2 * 32 * (64 * 128 + 128 * 10)
+    # forward: 2 FLOPs per multiply-accumulate, 32 samples x (64*128 + 128*10) MACs; backward: both
+    # weight gradients (the same MACs again) and fc2's input gradient (fc1's input needs none)
+    assert model["flops_forward"] == 2 * 32 * (64 * 128 + 128 * 10)
+    assert model["flops_backward"] == 2 * 32 * (64 * 128 + 2 * 128 * 10)
+    assert model["flops_per_step"] == model["flops_forward"] + model["flops_backward"]
     assert model["input"] == {"name": "input", "shape": [-1, 64], "dtype": "float32"}
     assert model["labels"] == {"name": "labels", "dtype": "int64", "classes": 10}
     assert manifest["optimizer"] == {"type": "adamw", "betas": [0.9, 0.999], "eps": 1e-8,
@@ -70,8 +74,9 @@ def test_cnn_manifest_counts_the_frozen_trunk(cnn_bundle):
     assert model["trainable"] == ["head.weight", "head.bias"]
     assert model["params_trainable"] == 256 * 10 + 10
     assert model["params_frozen"] == (1 * 8 * 9 + 8) + (8 * 16 * 9 + 16)
-    # conv1: 8x8x8 outputs x 9 MACs; conv2: 16x4x4 outputs x 72 MACs; head: 256 x 10 MACs; x2 x32 x3
-    assert model["flops_per_step"] == 3 * 2 * 32 * (512 * 9 + 256 * 72 + 2560)
+    # conv1: 8x8x8 outputs x 9 MACs; conv2: 16x4x4 outputs x 72 MACs; head: 256 x 10 MACs; x2 x32;
+    # the backward is the head's weight gradient alone: nothing below it trains
+    assert model["flops_per_step"] == 2 * 32 * (512 * 9 + 256 * 72 + 2560) + 2 * 32 * 2560
     assert model["input"]["shape"] == [-1, 1, 8, 8]
 
 
@@ -214,3 +219,31 @@ def test_recipes_validate_their_fields():
         load_recipe("digits-mlp", state_dict={"fc1.weight": torch.zeros(128, 64)})
     with pytest.raises(ValidationError, match="unknown recipe"):
         load_recipe("digits-transformer")
+
+
+class _Recurrent(nn.Module):
+    def __init__(self, cell: type[nn.RNNBase]) -> None:
+        super().__init__()
+        self.rnn, self.head = cell(3, 8, batch_first=True), nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+def test_step_flops_follow_the_trainable_split_and_see_what_hooks_miss():
+    """Counted from what autograd runs: a frozen trunk gets no backward, a bias alone needs the input
+    gradients but no weight gradient, a depthwise convolution's weight gradient costs its forward
+    (torch's own formula said C times that), and a GRU's or LSTM's gate matmuls count."""
+    n = 2
+    model = nn.Sequential(nn.Conv2d(4, 4, 3, groups=4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+    x = torch.zeros(n, 4, 8, 8)
+    conv, head = 2 * n * 4 * 36 * 9, 2 * n * 144 * 5  # forward FLOPs of each
+    assert count_step_flops(model, x) == (conv + head, conv + 2 * head)  # input needs no gradient
+    assert count_step_flops(model, x, ["3.weight", "3.bias"]) == (conv + head, head)
+    assert count_step_flops(model, x, ["0.bias", "3.bias"]) == (conv + head, head)  # head's input grad
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())  # left as it was
+    steps, seq = 5, torch.zeros(n, 5, 3)
+    for cell, gates in ((nn.GRU, 3), (nn.LSTM, 4)):
+        forward, _ = count_step_flops(_Recurrent(cell), seq, ["head.weight", "head.bias"])
+        assert forward == 2 * n * steps * gates * 8 * (3 + 8) + 2 * n * 8 * 2
+        assert count_flops(_Recurrent(cell), seq) == forward

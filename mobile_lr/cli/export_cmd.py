@@ -152,7 +152,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         mode = f" (mode {recipe.mode})" if recipe.mode else ""
         print(f"  model {model['recipe']}{mode}: {model['params_trainable']} trainable + "
               f"{model['params_frozen']} frozen parameters, {model['flops_per_step']:,} FLOPs per "
-              f"training step at batch {model['flops_batch']} (3 x forward)")
+              f"training step at batch {model['flops_batch']} ({model['flops_forward']:,} forward + "
+              f"{model['flops_backward']:,} backward)")
         for name, info in manifest.backends.items():
             files = ", ".join(info.files)
             print(f"  {name}: {info.status}" + (f" ({files})" if info.status == "ok" else ""))

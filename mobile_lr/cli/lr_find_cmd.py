@@ -63,15 +63,14 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
                        "start_factor": args.start_factor, "end_factor": args.end_factor,
                        "smoothing": args.smoothing},
     })
-    classes = load_bundle(args.bundle, args.sha256).manifest.model.labels.classes
+    manifest = load_bundle(args.bundle, args.sha256).manifest
     options = runtime_options(args)
     if args.data:
-        (xtr, ytr), _ = load_user_data(args.data, classes)
-    else:
-        from mobile_lr.datasets import user_split
+        (xtr, ytr), _ = load_user_data(args.data, manifest.model.labels.classes)
+    else:  # a zoo model's own task's user, else the demo's digits user
+        from mobile_lr.sim.workload import bundle_data
 
-        train, _ = user_split()
-        xtr, ytr = train.x, train.y
+        (xtr, ytr), _ = bundle_data(manifest)
     schedule = bundle_schedule(args.bundle)
     spec = {"format": "mobile-lr.schedule/1", "base_lr": schedule["base_lr"],
             "shape": {"type": "constant"}}

@@ -41,7 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"scenario: {', '.join(builtin_scenarios())} or a JSON file "
                         "(default unplugged-midway)")
     p.add_argument("--data", type=Path,
-                   help="user data .npz with x_train, y_train, x_test, y_test (default: the demo user)")
+                   help="user data .npz with x_train, y_train, x_test, y_test (default: a zoo model's own "
+                        "task's user, else the demo's digits user)")
     p.add_argument("--policy", type=Path, help="user policy JSON (replaces the scenario's)")
     p.add_argument("--compare", default=DEFAULT_POLICIES,
                    help=f"policies to run, comma-separated, from: {', '.join(SETUPS)} "
@@ -49,7 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_runtime_arguments(p)
     p.add_argument("--calibrate", action="store_true",
                    help="measure this machine's real step time for the bundle and scale it to the "
-                        "profile's tier (instead of the scenario's workload)")
+                        "profile's throughput (default: a zoo model's own FLOPs per step, any other "
+                        "bundle the scenario's workload.step_factor)")
     p.add_argument("--seed", type=int, default=0, help="mini-batch order seed (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<profile>-<scenario>)")
     p.add_argument("--json", action="store_true", help="print the summaries as one JSON object")
@@ -128,25 +130,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.scenario import load_scenario
     from mobile_lr.sim.setups import parse_setup_list
-    from mobile_lr.sim.simulate import bundle_schedule, calibrate, json_default, simulate
+    from mobile_lr.sim.simulate import BATCH_SIZE, bundle_schedule, calibrate, json_default, simulate
+    from mobile_lr.sim.workload import bundle_data, phone_step
 
     policies = parse_setup_list(args.compare)
     profile = load_profile(args.profile)
     scenario = load_scenario(args.scenario)
-    classes = load_bundle(args.bundle, args.sha256).manifest.model.labels.classes  # a bad bundle: up front
-    data = load_user_data(args.data, classes) if args.data else None
+    manifest = load_bundle(args.bundle, args.sha256).manifest  # a bad bundle: up front
+    data = load_user_data(args.data, manifest.model.labels.classes) if args.data else bundle_data(manifest)
     options = runtime_options(args)
-    if data is None:
-        from mobile_lr.datasets import user_split
-
-        train, test = user_split()
-        data = ((train.x, train.y), (test.x, test.y))
+    batch = min(BATCH_SIZE, len(data[0][1]))
+    step = phone_step(manifest, profile, scenario, batch_size=batch)  # a bad FLOP count: before the work
     out = out_dir(args.out or Path("runs") / f"{profile.name}-{scenario.name}")  # before the work
-    extra: dict[str, Any] = {}
     calib = None
     if args.calibrate:
-        calib = calibrate(args.bundle, profile, data[0], backend=args.backend, runtime_options=options)
-        extra = {"phone_step_s": calib.phone_step_s, "ignore_workload": True}
+        calib = calibrate(args.bundle, profile, data[0], backend=args.backend, batch_size=batch,
+                          runtime_options=options)
+        step = phone_step(manifest, profile, scenario, batch_size=batch, calibrated_s=calib.phone_step_s)
     show = not args.json and sys.stderr.isatty()
     bar = None
     if show:
@@ -157,11 +157,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     runs = simulate(args.bundle, profile=profile, scenario=scenario, policies=policies,
                     backend=args.backend, data=data, policy_override=args.policy, out_dir=out,
                     seed=args.seed, on_step=None if bar is None else (lambda _n: bar.update()),
-                    runtime_options=options, **extra)
+                    runtime_options=options, step=step, batch_size=batch)
     if bar is not None:
         bar.close()
     notes = [f"Bundle `{Path(args.bundle).name}`, backend {args.backend}, profile {profile.name}, "
-             f"scenario {scenario.name}: {scenario.description}"]
+             f"scenario {scenario.name}: {scenario.description}", step.describe(profile.name) + "."]
     shown = scenario if args.policy is None else \
         dataclasses.replace(scenario, policy=load_policy(args.policy))  # the report's limits
     report = write_report(runs, out, title=f"mobile-lr simulate: {profile.name} / {scenario.name}",
@@ -170,13 +170,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     summaries = [r.summary() for r in runs]
     if args.json:
         print_json({"profile": profile.name, "scenario": scenario.name, "backend": args.backend,
-                    "calibration": None if calib is None else calib.to_dict(),
+                    "calibration": None if calib is None else calib.to_dict(), "step_cost": step.to_dict(),
                     "runs": summaries, "run_dir": str(out), "report": str(report)}, default=json_default)
     else:
         if calib is not None:
             print(f"calibration: {calib.desktop_step_s * 1e3:.2f} ms/step here, "
                   f"{calib.desktop_gflops:.1f} GFLOPS here vs {calib.phone_gflops:.0f} on the phone "
                   f"-> {calib.phone_step_s * 1e3:.2f} ms/step on {profile.name}")
+        print(step.describe(profile.name))
         print(format_table(summaries))
         print(f"\nreport: {report}")
     return 0

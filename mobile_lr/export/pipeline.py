@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -27,11 +26,11 @@ from mobile_lr.extras import optional_imports
 
 with optional_imports(__name__):
     import torch
-    from torch import nn
 
 import mobile_lr
 from mobile_lr.bundle import Manifest, check_replaceable, replace_bundle, write_manifest
 from mobile_lr.export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
+from mobile_lr.export.flops import count_flops, count_step_flops
 from mobile_lr.export.forms import check_batchnorm_mode, eval_form
 from mobile_lr.export.onnx_artifacts import (
     INFERENCE_MODEL,
@@ -64,33 +63,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[name] = "absent"
     return out
-
-
-def count_flops(model: nn.Module, example_input: torch.Tensor) -> int:
-    """Forward FLOPs of ``model`` on ``example_input``: 2 x multiply-accumulates of Linear and Conv.
-
-    Bias additions, activations and the loss are not counted (they are O(outputs),
-    not O(outputs x fan-in)).
-    """
-    total = 0
-
-    def hook(mod: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        if isinstance(mod, nn.Linear):
-            total += 2 * mod.in_features * mod.out_features * (inputs[0].numel() // mod.in_features)
-        else:  # convolution: every output element is a dot product over (C_in / groups) x kernel
-            fan_in = mod.in_channels // mod.groups * math.prod(mod.kernel_size)
-            total += 2 * output.numel() * fan_in
-
-    kinds = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kinds)]
-    try:
-        with torch.no_grad():
-            model(example_input)
-    finally:
-        for h in handles:
-            h.remove()
-    return total
 
 
 def _load_json_arg(value: Mapping[str, Any] | str | os.PathLike[str] | None, field: str) -> Any:
@@ -126,7 +98,8 @@ def _model_block(recipe: Recipe, batchnorm: str) -> dict[str, Any]:
     params = dict(recipe.model.named_parameters())
     with torch.no_grad(), eval_form(recipe.model):
         out = recipe.model(recipe.example_input)
-        forward = count_flops(recipe.model, recipe.example_input)
+    with eval_form(recipe.model):  # the graphs' form: frozen batch norm, no dropout
+        forward, backward = count_step_flops(recipe.model, recipe.example_input, recipe.trainable)
     labels: dict[str, Any] = {"name": recipe.target_name, "dtype": recipe.target_dtype}
     if recipe.classifies:
         labels["classes"] = len(recipe.labels) if recipe.labels else int(out.shape[-1])
@@ -142,11 +115,11 @@ def _model_block(recipe: Recipe, batchnorm: str) -> dict[str, Any]:
         "frozen": list(recipe.frozen),
         "batchnorm": {"mode": batchnorm, "modules": batchnorm_modules(recipe.model),
                       "note": BATCHNORM_NOTES[batchnorm]},
-        "flops_per_step": 3 * forward,
+        "flops_per_step": forward + backward,
         "flops_forward": forward,
+        "flops_backward": backward,
         "flops_batch": recipe.batch_size,
-        "flops_note": "3 x forward FLOPs (2 x MACs of Linear/Conv) for forward + backward, "
-                      f"at batch {recipe.batch_size}",
+        "flops_note": FLOPS_NOTE.format(batch=recipe.batch_size),
         "input": {"name": "input", "shape": [-1, *recipe.input_shape], "dtype": recipe.input_dtype},
         "output": {"name": "output", "shape": [-1, *out.shape[1:]], "dtype": "float32"},
         "labels": labels,
@@ -157,6 +130,11 @@ def _model_block(recipe: Recipe, batchnorm: str) -> dict[str, Any]:
         block["options"] = dict(recipe.options)
     return block
 
+
+FLOPS_NOTE = ("forward + backward FLOPs of one training step at batch {batch}: 2 per multiply-accumulate "
+              "of the matmuls and convolutions autograd runs for the trainable split (frozen layers "
+              "get no backward), counted by torch.utils.flop_counter; elementwise ops and the "
+              "optimizer update not counted")
 
 BATCHNORM_NOTES = {
     "frozen": "running statistics used in training and evaluation, never updated; weight and bias train "

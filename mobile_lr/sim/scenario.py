@@ -18,11 +18,12 @@ temperature changes) and how heavy one training step is on that phone::
       "nominal_steps": 300
     }
 
-``workload.step_factor`` scales the profile's reference step time: the demo
-model (an 8x8 digits classifier) is a stand-in for a production-size model whose
-steps take seconds on a phone, so that the budgets bind as they would; the
-accuracy numbers come from the real small model, the clock and battery from the
-heavy one. ``background_w`` is the phone's own use on top (screen, radio).
+``workload.step_factor`` scales the profile's reference step time for a bundle that is not a
+zoo model: the demo model (an 8x8 digits classifier) is a stand-in for a production-size model
+whose steps take seconds on a phone, so that the budgets bind as they would; the accuracy numbers
+come from the real small model, the clock and battery from the heavy one. A zoo model costs its
+own FLOPs and ``--calibrate`` the measured step instead: the rule is
+:mod:`mobile_lr.sim.workload`'s. ``background_w`` is the phone's own use on top (screen, radio).
 Built-in scenarios live in ``mobile_lr/data/scenarios``; a path to a JSON file
 works too.
 """
@@ -117,7 +118,8 @@ class Scenario(Record):
     window_count: int = integer(1, lo=1, hi=1000, key="windows.count", help="number of windows")
     events: tuple[Event, ...] = records(Event, (), help="charger and ambient changes, any order")
     step_factor: float = number(1.0, lo=0.0, lo_open=True, key="workload.step_factor",
-                                help="multiplies the profile's reference step time")
+                                help="multiplies the profile's reference step time (a bundle that is not a "
+                                     "zoo model, without calibration)")
     background_w: float = number(0.0, lo=0.0, hi=50.0, key="workload.background_w",
                                  help="the phone's own use on top of training, in W")
     end_s: float = number(lo=0.0, lo_open=True, help="device time the scenario ends")

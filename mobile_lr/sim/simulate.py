@@ -6,11 +6,10 @@ the scenario's state, and :func:`mobile_lr.sim.session.run_session` trains. With
 ``out_dir`` each run leaves ``steps.csv`` (every step, pause and event),
 ``final.ckpt`` (the runtime's checkpoint) and ``summary.json``.
 
-The phone's step time is the profile's reference step times the scenario's
-``workload.step_factor`` (a production-size model; see
-:mod:`mobile_lr.sim.scenario`), or, with calibration, the bundle's own step as
-measured on this machine scaled by the ratio of this machine's measured FP32
-throughput to the phone tier's (docs/DEVICES.md §3: 3 / 10 / 25 GFLOPS).
+The phone's step time follows the one rule of :mod:`mobile_lr.sim.workload`: calibrated
+(the bundle's real step measured here, scaled by this machine's FP32 throughput over the
+phone's), a zoo model's own FLOPs per step over the phone's throughput, or, for any other
+bundle, the profile's reference step times the scenario's ``workload.step_factor``.
 """
 
 from __future__ import annotations
@@ -33,13 +32,10 @@ from mobile_lr.runtime import open_runtime
 from mobile_lr.sim.scenario import Scenario, load_scenario
 from mobile_lr.sim.session import LOG_COLUMNS, SessionResult, run_session
 from mobile_lr.sim.setups import make_setup
+from mobile_lr.sim.workload import PHONE_GFLOPS, Data, PhoneStep, bundle_data, phone_gflops, phone_step
 
-__all__ = ["PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate", "json_default",
-           "simulate", "write_steps_csv"]
-
-# Effective FP32 training throughput of the built-in tiers (docs/DEVICES.md §3, [A]).
-PHONE_GFLOPS = {"low-end": 3.0, "mid-range": 10.0, "flagship": 25.0}
-
+__all__ = ["BATCH_SIZE", "PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate",
+           "json_default", "simulate", "write_steps_csv"]
 
 @dataclass(frozen=True)
 class PolicyRun:
@@ -59,12 +55,15 @@ class PolicyRun:
 class Calibration:
     desktop_step_s: float     # median real step time of the bundle here
     desktop_gflops: float     # measured FP32 matmul throughput here
-    phone_gflops: float       # the profile tier's effective throughput
+    phone_gflops: float       # the phone's effective throughput (workload.phone_gflops)
     phone_step_s: float       # what the simulated phone is charged per step
 
     def to_dict(self) -> dict[str, float]:
         return {"desktop_step_s": self.desktop_step_s, "desktop_gflops": self.desktop_gflops,
                 "phone_gflops": self.phone_gflops, "phone_step_s": self.phone_step_s}
+
+
+BATCH_SIZE = 32  # the simulated sessions' mini-batch (fewer when the user has fewer samples)
 
 
 def bundle_schedule(bundle_dir: str | Path) -> dict[str, Any]:
@@ -86,7 +85,9 @@ def _matmul_gflops(n: int = 256, seconds: float = 0.3) -> float:
 def calibrate(bundle_dir: str | Path, profile: DeviceProfile, data: tuple[np.ndarray, np.ndarray], *,
               backend: str = "ort", steps: int = 30, batch_size: int = 32,
               runtime_options: Mapping[str, Any] | None = None) -> Calibration:
-    """Measure the bundle's real step here and scale it to the phone tier of ``profile``."""
+    """Measure the bundle's real step here (the median of ``steps`` after 5 warm-up steps, LR 0 so
+    the weights stay) and scale it to the phone: times this machine's measured FP32 throughput over
+    :func:`mobile_lr.sim.workload.phone_gflops` (never faster than here)."""
     runtime = open_runtime(backend, bundle_dir, **(runtime_options or {}))
     x, y = data
     idx = np.arange(min(batch_size, len(x)))
@@ -99,7 +100,7 @@ def calibrate(bundle_dir: str | Path, profile: DeviceProfile, data: tuple[np.nda
         times.append(time.perf_counter() - t0)
     desk = float(np.median(times))
     gflops = _matmul_gflops()
-    phone = PHONE_GFLOPS.get(profile.name, PHONE_GFLOPS["mid-range"])
+    phone = phone_gflops(profile)
     return Calibration(desk, gflops, phone, desk * max(gflops / phone, 1.0))
 
 
@@ -115,21 +116,20 @@ def write_steps_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: str | Scenario,
              policies: Sequence[str] = ("manager", "naive", "constant"), backend: str = "ort",
-             data: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+             data: Data | None = None,
              policy_override: Any = None, out_dir: str | Path | None = None, seed: int = 0,
-             phone_step_s: float | None = None, ignore_workload: bool = False,
+             step: PhoneStep | None = None, batch_size: int = BATCH_SIZE,
              on_step: Callable[[str], None] | None = None,
              runtime_options: Mapping[str, Any] | None = None) -> list[PolicyRun]:
     """Run each policy on ``bundle_dir`` for (``profile``, ``scenario``); see the module doc.
 
-    ``data`` is ``((x_train, y_train), (x_test, y_test))`` (default: the seeded
-    demo user). ``policy_override`` replaces the scenario's user policy.
-    ``phone_step_s`` replaces the profile's reference step (calibration); with
-    ``ignore_workload`` the scenario's step factor is not applied. ``runtime_options`` go to every
-    runtime (e.g. the PyTorch runtime's ``recipes`` allow-list).
+    ``data`` is ``((x_train, y_train), (x_test, y_test))`` (default: the bundle's own user,
+    :func:`mobile_lr.sim.workload.bundle_data`). ``policy_override`` replaces the scenario's user
+    policy. ``step`` is the phone's step cost (default: :func:`mobile_lr.sim.workload.phone_step`
+    without calibration, at ``batch_size``). ``runtime_options`` go to every runtime (e.g. the
+    PyTorch runtime's ``recipes`` allow-list).
     """
     from mobile_lr.budget import Policy, load_policy
-    from mobile_lr.datasets import user_split
 
     prof = load_profile(profile)
     scen = load_scenario(scenario)
@@ -138,10 +138,10 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     schedule = bundle_schedule(bundle_dir)
     manifest = load_bundle(bundle_dir).manifest  # the manager's averaging depends on the optimizer
     if data is None:
-        train, test = user_split()
-        data = ((train.x, train.y), (test.x, test.y))
-    base_step = prof.step_seconds if phone_step_s is None else phone_step_s
-    step_s = base_step * (1.0 if ignore_workload else scen.step_factor)
+        data = bundle_data(manifest)
+    if step is None:
+        step = phone_step(manifest, prof, scen, batch_size=min(batch_size, len(data[0][1])))
+    step_s = step.phone_step_s
     # The app knows its model's step cost (calibrated on the phone): the manager's profile
     # carries it, so the first plan is sized right; the observed steps refine it.
     prof = dataclasses.replace(prof, step_seconds=step_s)
@@ -160,6 +160,7 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
             run_dir.mkdir(parents=True, exist_ok=True)
             ckpt_dir = run_dir / "checkpoints"
         result = run_session(runtime, manager, device, data[0], eval_data=data[1], seed=seed,
+                             batch_size=batch_size,
                              windows=scen.windows(prof), events=scen.events, end_s=scen.end_s,
                              checkpoint_dir=ckpt_dir,
                              on_step=None if on_step is None else (lambda _d, _l, n=name: on_step(n)))
@@ -169,7 +170,8 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
             runtime.save(run_dir / "final.ckpt", {"manager": manager.state_dict()})
             (run_dir / "summary.json").write_text(json.dumps(
                 {**run.summary(), "plan_history": result.plan_history,
-                 "spec": setup.spec, "user_policy": user_policy.to_dict(), "step_seconds": step_s},
+                 "spec": setup.spec, "user_policy": user_policy.to_dict(), "step_seconds": step_s,
+                 "step_cost": step.to_dict()},
                 indent=2, default=json_default) + "\n", encoding="utf-8")
         runs.append(run)
     return runs

@@ -151,3 +151,4 @@ def test_a_profile_without_a_throughput_is_refused(kws, scenario, tmp_path, caps
                  "--scenario", str(scenario), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "compute.step_seconds" in err, err
+

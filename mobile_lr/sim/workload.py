@@ -64,7 +64,8 @@ class PhoneStep:
 
     def describe(self, profile: str) -> str:
         """One line for the CLI and the report's notes."""
-        ms = f"{self.phone_step_s * 1e3:.2f} ms per step on {profile}"
+        step = self.phone_step_s
+        ms = (f"{step:.2f} s" if step >= 1 else f"{step * 1e3:.1f} ms") + f" per step on {profile}"
         if self.rule == "zoo-flops":
             return (f"step cost: the zoo model's own, {self.flops_per_step / 1e9:.3g} GFLOP per step at "
                     f"batch {self.batch_size} / {self.phone_gflops:g} GFLOPS + {STEP_OVERHEAD_S * 1e3:g} ms "

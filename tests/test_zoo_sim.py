@@ -152,3 +152,39 @@ def test_a_profile_without_a_throughput_is_refused(kws, scenario, tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "compute.step_seconds" in err, err
 
+
+ZOO_DOC = Path(__file__).resolve().parents[1] / "docs" / "ZOO.md"
+# the documented run at a small width of the same architecture (later options win)
+SMALL = {"mobilenetv2": ["--option", "width=0.25", "--option", "stages=2", "--option", "resolution=16",
+                         "--pretrain-epochs", "1"]}
+
+
+def test_the_documented_zoo_run_on_a_simulated_phone_runs_at_a_small_width(tmp_path, monkeypatch, capsys):
+    """docs/ZOO.md's "On a simulated phone": its two commands run as written (with a small width
+    appended), print the zoo step cost and the table of the policies it shows."""
+    import re
+    import shlex
+
+    section = ZOO_DOC.read_text(encoding="utf-8").split("## On a simulated phone", 1)[1].split("\n## ", 1)[0]
+    block, shown = re.findall(r"```(?:sh|text)\n(.*?)```", section, re.S)[:2]
+    commands = [shlex.split(line.removeprefix("$ "))
+                for line in block.replace("\\\n", " ").splitlines() if line.startswith("$ mobile-lr ")]
+    assert [c[1] for c in commands] == ["export", "simulate"]
+    export, simulate = (c[1:] for c in commands)
+    assert "--backend" in export and export[export.index("--backend") + 1] == "ort,executorch"
+    monkeypatch.chdir(tmp_path)
+    assert main([*export, *SMALL[export[1]]]) == 0
+    capsys.readouterr()
+    assert main(simulate) == 0
+    out = capsys.readouterr().out
+    cost = next(line for line in out.splitlines() if line.startswith("step cost:"))
+    doc_cost = next(line for line in shown.splitlines() if line.startswith("step cost:"))
+    assert cost.startswith("step cost: the zoo model's own,") and doc_cost.startswith(cost.split(",")[0])
+    assert cost.endswith("(the scenario's step_factor does not apply)") and doc_cost.endswith(cost[-40:])
+    policies = simulate[simulate.index("--compare") + 1].split(",")
+    profile, scenario = simulate[simulate.index("--profile") + 1], simulate[simulate.index("--scenario") + 1]
+    for policy in policies:  # one row per policy, in the doc and here
+        row = re.compile(rf"^{profile}\s+{scenario}\s+{policy}\s", re.M)
+        assert row.search(out) and row.search(shown)
+    out_dir = Path(simulate[simulate.index("--out") + 1])
+    assert (out_dir / "report.md").is_file() and (out_dir / f"run-{profile}-{scenario}.png").is_file()

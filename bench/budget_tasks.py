@@ -189,7 +189,7 @@ def _dscnn_recipe() -> Any:
 
 
 def _dscnn_data(seed: int) -> tuple[Split, Split]:
-    from mobile_lr.zoo import task_for
+    from mobile_lr.zoo.catalog import task_for
 
     return task_for("ds-cnn", DSCNN_OPTIONS).user(2000 + seed, N_TRAIN)
 

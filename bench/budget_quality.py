@@ -696,10 +696,28 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
-def merge(paths: Sequence[Path], out: Path) -> int:
+def _without_out(command: str) -> str:
+    """A command line without its ``--out PATH`` (a path of the machine that ran it)."""
+    words = command.split(" ")
+    keep = [w for i, w in enumerate(words) if w != "--out" and (i == 0 or words[i - 1] != "--out")]
+    return " ".join(keep)
+
+
+def merge(paths: Sequence[Path], out: Path, keep: Sequence[float] | None = None) -> int:
     """Combine partial result files into one: cells run in different processes, or one cell's
-    LR grid split over processes (its per-seed accuracies are joined and the summary recomputed)."""
+    LR grid split over processes (its per-seed accuracies are joined and the summary recomputed).
+    ``keep``: the LR grid of the result (a run with a larger grid contributes those LRs only)."""
     docs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    if keep is not None:
+        wanted = {f"{x:g}" for x in keep}
+        for d in docs:
+            d["config"]["lr_grid"] = [x for x in d["config"]["lr_grid"] if f"{x:g}" in wanted]
+            for cell in d["cells"].values():
+                cell["per_seed"] = {n: {lr: v for lr, v in by_lr.items() if lr in wanted}
+                                    for n, by_lr in cell["per_seed"].items()}
+                cell["manager_runs"] = {n: {c: [r for r in runs if f"{r['lr']:g}" in wanted]
+                                            for c, runs in by_c.items()}
+                                        for n, by_c in cell["manager_runs"].items()}
     doc = docs[0]
     same = ("nominal_steps", "cuts", "seeds", "batch", "profile")
     grid = set(doc["config"]["lr_grid"])
@@ -727,6 +745,7 @@ def merge(paths: Sequence[Path], out: Path) -> int:
         doc["ort_linear_scheduler_check"] = (doc["ort_linear_scheduler_check"]
                                              or other["ort_linear_scheduler_check"])
     doc["config"]["lr_grid"] = sorted(grid)
+    doc["command"] = " ; ".join(_without_out(c.strip()) for c in doc["command"].split(" ; "))
     cuts = doc["config"]["cuts"]
     kinds = {n: m["kind"] for n, m in doc["methods"].items()}
     for key, cell in doc["cells"].items():
@@ -736,7 +755,9 @@ def merge(paths: Sequence[Path], out: Path) -> int:
         acc = {n: {float(lr): {int(c): v for c, v in by_c.items()} for lr, by_c in by_lr.items()}
                for n, by_lr in cell["per_seed"].items()}
         cell["summary"] = summarise(acc, kinds, cuts)
-    order = {name: i for i, name in enumerate((*DEFAULT_TASKS, *TASKS))}
+    order: dict[str, int] = {}
+    for name in (*DEFAULT_TASKS, *TASKS):
+        order.setdefault(name, len(order))
     doc["cells"] = dict(sorted(doc["cells"].items(), key=lambda kv: (
         order[kv[1]["task"]], ENGINES.index(kv[1]["engine"]))))
     doc["tasks"] = dict(sorted(doc["tasks"].items(), key=lambda kv: order[kv[0]]))
@@ -764,10 +785,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path, default=None,
                     help="print the docs' tables of this result file and exit")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
-                    help="combine these partial result files into --out and exit")
+                    help="combine these partial result files into --out and exit (with --lrs: keep those)")
     args = ap.parse_args(argv)
     if args.merge:
-        return merge(args.merge, args.out)
+        return merge(args.merge, args.out, [float(x) for x in args.lrs.split(",")] if args.lrs else None)
     if args.markdown:
         doc = json.loads(args.markdown.read_text(encoding="utf-8"))
         for protocol in ("one_lr_per_method", "best_lr_per_cut"):
@@ -789,6 +810,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = [VARIANTS[v] for v in _csv(args.variants, tuple(VARIANTS), "variant")]
     nominal = args.steps
     cuts = sorted({max(1, round(f * nominal)) for f in CUTS})
+    import torch
+
+    # One thread for the whole process: the runtimes' per-step thread limit then changes nothing
+    # (switching torch's pool from 2 threads to 1 and back around each ExecuTorch optimizer step
+    # cost ~40 ms of CPU per step here, 25x the step).
+    torch.set_num_threads(1)
     t0 = time.perf_counter()
     cells: dict[str, Any] = {}
     all_methods: dict[str, Method] = {}
@@ -830,6 +857,7 @@ def _document(args: argparse.Namespace, cells: Mapping[str, Any], methods: Mappi
               tasks: Sequence[str], engines: Sequence[str], seeds: int, grid: Sequence[float],
               cuts: Sequence[int], nominal: int, ort_check: Any, elapsed: float) -> dict[str, Any]:
     argv = " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("budget_quality.py", "__main__.py") else ""
+    argv = _without_out(argv)
     return {
         "format": RESULT_FORMAT,
         "bench": "budget_quality",

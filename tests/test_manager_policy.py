@@ -3,7 +3,8 @@ cut budget"): the EMA flavour's schedule holds the peak and cools down over the 
 force, the schedule-free flavour holds the peak, the peak-LR rule raises the peak for a short
 first plan, the runtime options build a real runtime, and on a simulated phone whose charger is
 pulled half-way an EMA run still ends annealed. Expected values are worked out from the formulas in
-``mobile_lr.manager.recommended_schedule`` / ``RECOMMENDED_CONFIG``, not read back from the code."""
+``mobile_lr.manager.recommended_setup``, not read back from the code; mismatched halves of a
+set-up are refused naming both."""
 
 from __future__ import annotations
 
@@ -16,15 +17,13 @@ from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import (
     PEAK_LR_POLICIES,
     RECOMMENDED_AVERAGING,
-    RECOMMENDED_CONFIG,
-    RECOMMENDED_EMA,
     ManagerConfig,
     Pause,
+    RecommendedSetup,
     Run,
     ScheduleManager,
     Stop,
-    recommended_runtime_options,
-    recommended_schedule,
+    recommended_setup,
 )
 from mobile_lr.schedules import parse_spec
 from mobile_lr.validation import ValidationError
@@ -33,6 +32,14 @@ pytestmark = pytest.mark.core
 
 
 BASE = 0.01
+
+
+def recommended_schedule(base_lr, averaging="ema"):
+    """The schedule half of the set-up of that flavour (runtime: any that runs both)."""
+    return recommended_setup("torch", None, base_lr, 300, {"averaging": averaging}).schedule
+
+
+EMA_SETUP = recommended_setup("ort", None, BASE, 300)
 
 
 def test_schedule_warms_up_holds_and_cools_down_over_the_last_fifth():
@@ -75,7 +82,7 @@ def test_a_cut_learned_mid_run_moves_the_cool_down_and_never_re_decays_held_step
     (3, 2.5),                   # 100^0.3 = 3.98, capped at 2.5
 ])
 def test_peak_lr_rule_rises_for_a_short_first_plan(planned, factor):
-    rule = dict(RECOMMENDED_CONFIG["peak_lr"])
+    rule = dict(EMA_SETUP.config.peak_lr)
     fn = PEAK_LR_POLICIES[rule.pop("type")]
     assert fn(planned, 300, rule) == pytest.approx(factor)
 
@@ -83,8 +90,7 @@ def test_peak_lr_rule_rises_for_a_short_first_plan(planned, factor):
 def test_the_manager_applies_it_to_its_first_plan():
     p = replace(load_profile("mid-range"), step_seconds=0.011)
     # unplugged, a few dozen steps above the 20 % floor: the first plan is short
-    mgr = ScheduleManager(recommended_schedule(BASE), p, None,
-                          ManagerConfig.from_dict({**RECOMMENDED_CONFIG, "nominal_steps": 300}),
+    mgr = ScheduleManager(EMA_SETUP.schedule, p, None, EMA_SETUP.config,
                           DeviceState.initial(p, 0.20003))
     d = mgr.next()
     assert isinstance(d, Run)
@@ -109,17 +115,75 @@ def test_runtime_options_per_flavour_build_a_real_runtime():
     from mobile_lr.runtime.torch_rt import TorchRuntime
 
     assert set(RECOMMENDED_AVERAGING) == {"torch", "ort", "executorch"}
-    assert recommended_runtime_options("ema") == {"ema": RECOMMENDED_EMA}
-    assert 0.0 < RECOMMENDED_EMA < 1.0
-    assert recommended_runtime_options("schedulefree") == {"optimizer": "schedulefree"}
+    assert EMA_SETUP.runtime_options == {"ema": 0.9}
+    sf = recommended_setup("torch", None, BASE, 300)
+    assert sf.averaging == RECOMMENDED_AVERAGING["torch"] == "schedulefree"
+    assert sf.runtime_options == {"optimizer": "schedulefree"}
     recipe = load_recipe("digits-mlp")
     x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
-    for averaging in ("schedulefree", "ema"):
-        rt = TorchRuntime(recipe, **recommended_runtime_options(averaging))
+    for setup in (sf, EMA_SETUP):
+        rt = TorchRuntime(recipe, **setup.runtime_options)
         assert np.isfinite(rt.step(x, y, 0.01))
     with pytest.raises(ValidationError) as err:
-        recommended_schedule(BASE, "swa")
-    assert err.value.field == "averaging"
+        recommended_setup("ort", None, BASE, 300, {"averaging": "swa"})
+    assert err.value.field == "options.averaging"
+    with pytest.raises(ValidationError) as err:
+        recommended_setup("phone", None, BASE, 300)
+    assert err.value.field == "runtime"
+
+
+def test_the_set_up_carries_its_nominal_steps_and_one_base_lr_convention():
+    """config.nominal_steps is the caller's; the schedule-free LR is the bundle's base LR times
+    the stated factor, the EMA flavour's is the base LR itself."""
+    assert EMA_SETUP.config.nominal_steps == 300
+    assert EMA_SETUP.schedule["base_lr"] == BASE
+    sf = recommended_setup("torch", None, BASE, 120, {"sf_lr_factor": 2.5})
+    assert sf.config.nominal_steps == 120
+    assert sf.schedule["base_lr"] == pytest.approx(2.5 * BASE)
+    # the ManagerConfig builds a manager as it stands
+    mgr = ScheduleManager(sf.schedule, "mid-range", None, sf.config)
+    assert mgr.nominal_steps == 120
+    assert RecommendedSetup.from_dict(sf.to_dict()) == sf
+
+
+def test_schedule_free_end_decay_is_a_short_cool_down_over_the_budget_in_force():
+    sf = recommended_setup("torch", None, BASE, 300, {"sf_cooldown_fraction": 0.1})
+    s = parse_spec(sf.schedule)
+    # 295 steps after the 5-step warm-up: the last int(0.1 * 295) = 29, from t = 5 + 266 = 271
+    assert s.lr(270, [(0, 300)]) == pytest.approx(BASE)
+    assert s.lr(285, [(0, 300)]) == pytest.approx(BASE * (1 - 14 / 29))
+    assert s.lr(300, [(0, 300)]) == 0.0
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    # the schedule-free runtime option with the EMA-evaluated schedule
+    ({"runtime_options": {"optimizer": "schedulefree"}}, "setup.runtime_options.optimizer",
+     ("'schedulefree'", "averaging 'ema'")),
+    ({"runtime_options": {}}, "setup.runtime_options.ema", ("averaging 'ema'",)),
+    ({"schedule": {"format": "mobile-lr.schedule/1", "base_lr": BASE,
+                   "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}},
+     "setup.schedule.budget.mode", ("'fixed'", "averaging 'ema'")),
+    ({"averaging": "schedulefree"}, "setup.runtime_options.optimizer",
+     ("'recipe'", "averaging 'schedulefree'")),
+    ({"averaging": "schedulefree", "runtime_options": {"optimizer": "schedulefree", "ema": 0.9}},
+     "setup.runtime_options.ema", ("averaging 'schedulefree'",)),
+    ({"averaging": "schedulefree", "runtime_options": {"optimizer": "schedulefree"},
+      "schedule": {"format": "mobile-lr.schedule/1", "base_lr": BASE, "shape": {"type": "cosine"}}},
+     "setup.schedule.budget.mode", ("'replan'", "averaging 'schedulefree'")),
+    ({"config": ManagerConfig()}, "setup.config.nominal_steps", ("nominal",)),
+    ({"runtime_options": {"ema": 0.9, "lr": 1}}, "setup.runtime_options.lr", ("unknown",)),
+])
+def test_a_mismatched_combination_is_refused_naming_both_halves(change, field, words):
+    with pytest.raises(ValidationError) as err:
+        replace(EMA_SETUP, **change)
+    assert err.value.field == field
+    for w in words:
+        assert w in str(err.value)
+    # the same from JSON
+    with pytest.raises(ValidationError) as err:
+        RecommendedSetup.from_dict({**EMA_SETUP.to_dict(), **{
+            k: v.to_dict() if isinstance(v, ManagerConfig) else v for k, v in change.items()}})
+    assert err.value.field == field
 
 
 def test_on_a_phone_unplugged_half_way_the_run_ends_annealed():
@@ -128,9 +192,7 @@ def test_on_a_phone_unplugged_half_way_the_run_ends_annealed():
     keeps the peak it had, and its last step is on the cool-down's tail."""
     p = replace(load_profile("mid-range"), charge_power_w=5.0)
     dev = SimulatedDevice(p, DeviceState.initial(p, 0.20004, charging=True))
-    mgr = ScheduleManager(recommended_schedule(BASE), p, None,
-                          ManagerConfig.from_dict({**RECOMMENDED_CONFIG, "nominal_steps": 300}),
-                          dev.state)
+    mgr = ScheduleManager(EMA_SETUP.schedule, p, None, EMA_SETUP.config, dev.state)
     lrs = []
     while True:
         d = mgr.next()

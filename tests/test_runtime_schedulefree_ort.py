@@ -187,23 +187,31 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
     """With schedule-free chosen for ORT (it is not the default: docs/DECISIONS.md), the simulator's
     'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on an SGD or
     LR-dropout bundle, which schedule-free cannot run on."""
-    from mobile_lr.manager import RECOMMENDED_AVERAGING, RECOMMENDED_EMA, recommended_averaging
+    from mobile_lr.manager import RECOMMENDED_AVERAGING, recommended_setup
     from mobile_lr.sim.setups import make_setup
     from mobile_lr.sim.simulate import bundle_schedule, simulate
 
     adamw = load_bundle(mlp_bundle).manifest
     sgd = load_bundle(mlp_sgd_bundle).manifest
-    assert recommended_averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "ema"
+
+    def averaging(runtime, manifest):
+        return recommended_setup(runtime, manifest, 0.01, 100).averaging
+
+    assert averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "ema"
     monkeypatch.setitem(RECOMMENDED_AVERAGING, "ort", "schedulefree")
-    assert recommended_averaging("ort", adamw) == "schedulefree"
-    assert recommended_averaging("ort", sgd) == "ema"
+    assert averaging("ort", adamw) == "schedulefree"
+    assert averaging("ort", sgd) == "ema"
     lrd = LrDropoutInfo("adamw-lrd", 0.5, 0, "official", "counter", ("ort",))
-    assert recommended_averaging("ort", dataclasses.replace(adamw, lr_dropout=lrd)) == "ema"
-    assert recommended_averaging("executorch", adamw) == "ema"
+    assert averaging("ort", dataclasses.replace(adamw, lr_dropout=lrd)) == "ema"
+    assert averaging("executorch", adamw) == "ema"
+    # asked for explicitly, a flavour the bundle cannot run is refused, naming the bundle's optimizer
+    with pytest.raises(ValidationError, match="'sgd'") as err:
+        recommended_setup("ort", sgd, 0.01, 100, {"averaging": "schedulefree"})
+    assert err.value.field == "options.averaging"
     pol = make_setup("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
     assert pol.runtime_options == {"optimizer": "schedulefree"}
     assert make_setup("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
-        "ema": RECOMMENDED_EMA}
+        "ema": 0.9}
     train, test = user_data
     (run,) = simulate(mlp_bundle, profile="mid-range", scenario="commute-low-battery", policies=["manager"],
                       data=((train.x, train.y), (test.x, test.y)))

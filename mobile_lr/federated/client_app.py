@@ -47,7 +47,7 @@ from mobile_lr.datasets import Split, user_split
 from mobile_lr.device import DeviceState, SimulatedDevice, ThermalStatus
 from mobile_lr.federated.fleet import FleetConfig, Phone, draw_phone, phone_between
 from mobile_lr.federated.local import LocalResult, train_fixed, train_planned
-from mobile_lr.manager import RECOMMENDED_CONFIG, ManagerConfig, ScheduleManager, recommended_schedule
+from mobile_lr.manager import ManagerConfig, ScheduleManager, recommended_setup
 from mobile_lr.runtime import open_runtime
 
 __all__ = ["ERROR_DECLINED", "ERROR_KILLED", "app", "arrays_to_numpy", "local_schedule", "numpy_to_arrays",
@@ -120,10 +120,11 @@ def local_schedule(cfg: FleetConfig) -> tuple[dict[str, Any], ManagerConfig]:
     """The schedule spec and manager config of a manager-driven phone's round (``local_schedule``).
 
     ``wsd-peak`` is the project's recommended set-up for a battery-decided budget
-    (:func:`~mobile_lr.manager.recommended_schedule` with the ``"ema"`` flavour's WSD shape and
-    :data:`~mobile_lr.manager.RECOMMENDED_CONFIG`'s peak-LR rule) but WITHOUT the runtime's
-    EMA of the weights: a federated round uploads the raw local weights and the server's
-    average already smooths across phones, so the runtime is opened without ``ema=``.
+    (:func:`~mobile_lr.manager.recommended_setup`, ``"ema"`` flavour: its schedule's WSD shape
+    and its config's peak-LR rule) but WITHOUT its runtime options' EMA of the weights: a
+    federated round uploads the raw local weights and the server's average already smooths
+    across phones, so the runtime is opened without ``ema=``; ``wsd`` is the same without the
+    peak-LR rule.
 
     >>> spec, mc = local_schedule(FleetConfig(lr=0.2))
     >>> spec["budget"]["mode"], mc.peak_lr["type"], mc.nominal_steps
@@ -135,9 +136,10 @@ def local_schedule(cfg: FleetConfig) -> tuple[dict[str, Any], ManagerConfig]:
     if cfg.local_schedule == "cosine":
         spec = {"format": "mobile-lr.schedule/1", "base_lr": cfg.lr, "shape": {"type": "cosine"}}
         return spec, ManagerConfig.from_dict(nominal)
-    spec = recommended_schedule(cfg.lr, "ema")
-    extra = RECOMMENDED_CONFIG if cfg.local_schedule == "wsd-peak" else {}
-    return spec, ManagerConfig.from_dict({**extra, **nominal})
+    rec = recommended_setup(cfg.runtime, None, cfg.lr, cfg.local_steps, {"averaging": "ema"})
+    if cfg.local_schedule == "wsd-peak":
+        return rec.schedule, rec.config
+    return rec.schedule, ManagerConfig.from_dict(nominal)
 
 
 def _reply(message: Message, metrics: dict[str, float], arrays: ArrayRecord | None = None) -> Message:

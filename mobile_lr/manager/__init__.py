@@ -44,39 +44,34 @@ Decisions (reasons: :class:`mobile_lr.rules.Reason`):
   caller last reported with :meth:`ScheduleManager.mark_checkpoint` (or the
   initial weights for ``to_step == 0``), after a non-finite loss or at the end
   of the LR range test.
+
+:func:`recommended_setup` gives the measured set-up (schedule, config, runtime options) as
+one :class:`RecommendedSetup`.
 """
 
-from .config import ManagerConfig, RangeTestConfig
+from .config import DivergenceConfig, ManagerConfig, RangeTestConfig
 from .decisions import Decision, Pause, Rollback, Run, Stop
 from .machine import STATE_FORMAT, ScheduleManager
 from .peak import PEAK_LR_POLICIES, register_peak_lr_policy
 from .range_test import pick_steepest
-from .recommended import (
-    RECOMMENDED_AVERAGING,
-    RECOMMENDED_CONFIG,
-    RECOMMENDED_EMA,
-    recommended_averaging,
-    recommended_runtime_options,
-    recommended_schedule,
-)
+from .recommended import RECOMMENDED_AVERAGING, RecommendedSetup, SetupOptions, recommended_setup
 
 __all__ = [
     "PEAK_LR_POLICIES",
     "RECOMMENDED_AVERAGING",
-    "RECOMMENDED_CONFIG",
-    "RECOMMENDED_EMA",
     "STATE_FORMAT",
     "Decision",
+    "DivergenceConfig",
     "ManagerConfig",
     "Pause",
     "RangeTestConfig",
+    "RecommendedSetup",
     "Rollback",
     "Run",
     "ScheduleManager",
+    "SetupOptions",
     "Stop",
     "pick_steepest",
-    "recommended_averaging",
-    "recommended_runtime_options",
-    "recommended_schedule",
+    "recommended_setup",
     "register_peak_lr_policy",
 ]

@@ -11,7 +11,7 @@ from mobile_lr.validation.schema import Record, custom, integer, nested, number
 
 from .peak import parse_peak_lr
 
-__all__ = ["ManagerConfig", "RangeTestConfig"]
+__all__ = ["DivergenceConfig", "ManagerConfig", "RangeTestConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +48,31 @@ class RangeTestConfig(Record):
         check_number(self.end_factor, "end_factor", lo=self.start_factor, lo_open=True)
 
 
+@dataclass(frozen=True, kw_only=True)
+class DivergenceConfig(Record):
+    """A divergence that is not a NaN: a loss that climbs and stays up (a peak LR too high for
+    the task trains to chance with every loss finite).
+
+    The training losses are smoothed by a debiased EMA (``smoothing`` = beta); a step is
+    *diverging* when the smoothed loss is above ``factor ×`` its running minimum and above
+    its first value (where the fine-tune started: a healthy fine-tune does not end up above
+    it). ``patience`` diverging steps in a row are a failure, handled as a non-finite loss
+    is: a rollback to the last checkpoint taken while no step was diverging, the LR cut by
+    ``lr_factor``, counted with them against ``max_failures`` (the last failure rolls back
+    too, then stops the run: it ends at the checkpoint, not at the diverged weights).
+    """
+
+    PATH = "divergence"
+
+    factor: float = number(2.0, lo=1.0, lo_open=True,
+                           help="diverging: the smoothed loss above this x its running minimum")
+    patience: int = integer(5, lo=1, help="diverging steps in a row that are a failure")
+    smoothing: float = number(0.8, lo=0.0, hi=1.0, hi_open=True,
+                              help="beta of the debiased EMA of the training loss")
+    lr_factor: float = number(0.5, lo=0.0, hi=1.0, lo_open=True,
+                              help="LR factor after a diverging loss")
+
+
 _PEAK_SCHEMA = {"type": "object", "properties": {"type": {"type": "string"}},
                 "additionalProperties": {"type": "number"}}
 
@@ -66,6 +91,8 @@ class ManagerConfig(Record):
     * ``resume_gap_c``: after a thermal pause, resume once the temperature is this
       far below the planner's limit.
     * ``range_test``: a :class:`RangeTestConfig`, or None (off).
+    * ``divergence``: a :class:`DivergenceConfig` (a loss that climbs and stays up is rolled
+      back like a non-finite one), or absent (off: only non-finite losses roll back).
     * ``peak_lr``: ``{"type": name, ...params}`` of a
       :data:`~mobile_lr.manager.peak.PEAK_LR_POLICIES` entry.
     """
@@ -90,6 +117,8 @@ class ManagerConfig(Record):
                                  help="resume this far below the thermal limit after a pause")
     range_test: RangeTestConfig | None = nested(RangeTestConfig, None, nullable=True,
                                                 help="the LR range test (null: off)")
+    divergence: DivergenceConfig | None = nested(
+        DivergenceConfig, None, help="loss-spike divergence detection (absent: off)")
     peak_lr: dict[str, Any] | None = custom(
         parse_peak_lr, _PEAK_SCHEMA, None, nullable=True,
         help="peak-LR-for-budget rule: {type, ...params} (null: none)")

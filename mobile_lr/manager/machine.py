@@ -22,7 +22,7 @@ from .history import PlanHistory
 from .peak import PeakLr
 from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
-from .recovery import Recovery
+from .recovery import LossWatch, Recovery
 
 __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 
@@ -50,6 +50,7 @@ class ScheduleManager:
         self.history = PlanHistory(c.replan_tolerance)
         self.range_test = RangeTest(c.range_test)
         self.recovery = Recovery(c.nan_lr_factor, c.max_failures)
+        self.loss_watch = None if c.divergence is None else LossWatch(c.divergence)
         self.peak = PeakLr(c.peak_lr)
         self.step = 0                         # training steps done (the schedule's t)
         self.pending: PendingRun | None = None  # the Run issued, until observed
@@ -70,7 +71,8 @@ class ScheduleManager:
     def mark_checkpoint(self) -> None:
         """The caller saved the model as it is after ``step`` training steps (call it between
         ``observe`` and the next step); a rollback returns there."""
-        if self.recovery.pending is None and self.range_test.status != "running":
+        if self.recovery.pending is None and self.range_test.status != "running" and (
+                self.loss_watch is None or self.loss_watch.healthy):
             self.recovery.last_good_step = self.step
 
     def observe(self, loss: float | None = None, step_seconds: float | None = None,
@@ -91,6 +93,9 @@ class ScheduleManager:
                 self.recovery.restart()
         elif loss is None or math.isfinite(loss):
             self.step += 1
+            if self.loss_watch is not None and loss is not None and self.loss_watch.observe(loss):
+                self.stopped = self.recovery.failed(LossWatch.REASON,
+                                                    self.loss_watch.config.lr_factor)
         else:
             self.stopped = self.recovery.failed()
 
@@ -125,10 +130,10 @@ class ScheduleManager:
     def next(self) -> Decision:
         """The next decision; see the package doc."""
         self.forecasts.predicted_end = None
+        if self.recovery.pending is not None:   # before a stop: a diverged run ends restored
+            return self._roll_back()
         if self.stopped is not None:
             return self.stopped
-        if self.recovery.pending is not None:
-            return self._roll_back()
         if self.step >= self.nominal_steps:
             return self._stop(Stop(Reason.DONE))
         deadline = self.policy.deadline_s
@@ -167,6 +172,8 @@ class ScheduleManager:
     def _roll_back(self) -> Rollback:
         rb = self.recovery.take()
         self.step = rb.to_step
+        if self.loss_watch is not None:
+            self.loss_watch.rolled_back()
         self.history.rolled_back(rb.to_step)
         return rb
 
@@ -187,7 +194,8 @@ class ScheduleManager:
 
     # ------------------------------------------------------------------ state
     def _parts(self) -> tuple[Any, ...]:
-        return self.history, self.recovery, self.range_test, self.peak, self.belief
+        parts = (self.history, self.recovery, self.range_test, self.peak, self.belief)
+        return parts if self.loss_watch is None else (*parts, self.loss_watch)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume exactly, as plain JSON (with the inputs)."""
@@ -233,7 +241,7 @@ class ScheduleManager:
 #: The keys of a manager's state: its inputs, its own, its parts'.
 STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",
               "plateau_state", "spent", *PlanHistory.KEYS, *Recovery.KEYS, *RangeTest.KEYS,
-              *PeakLr.KEYS, *DeviceBelief.KEYS)
+              *PeakLr.KEYS, *DeviceBelief.KEYS, *LossWatch.KEYS)
 
 
 def _inputs(schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,

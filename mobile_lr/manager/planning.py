@@ -43,16 +43,37 @@ class SessionForecasts:
 
     def expected(self, session: Forecast, max_steps: int) -> int:
         """Steps the run can still expect: this session's plus those after it (deadline, or
-        after a thermal pause in the same window)."""
-        budget = session.steps + self._later_steps(session)
-        if session.steps > 0 and not self.belief.estimator.warm:
-            # Calibration: the gate used the pessimistic prior (it must hold for any true
-            # cost within the prior factor), but sizing the schedule on it would spend the
-            # first steps' LR decay far too fast. Size it on the profile's own numbers until
-            # `min_observations` steps have been measured.
-            sizing = self._forecast(max_steps, self.belief.estimator.estimate(), self.belief.view())
-            budget = max(sizing.steps + self._later_steps(sizing), 1)
-        return budget
+        after a thermal pause in the same window).
+
+        Sized on the estimated cost, not the gate's pessimistic one: the gate lets a step run
+        only if it would fit at the pessimistic cost, but the steps it lets through cost what
+        they cost, so the session lasts while, after the steps at the estimate, one more at the
+        pessimistic cost still fits. Sizing the schedule on the pessimistic cost planned ~17 %
+        too few steps (its margin, 1.1 x time and 1.1 x power), the cool-down started early and
+        the plan crept back by re-plans; and the last of its steps was followed by one more
+        that fitted after all, a step past the plan's end at the schedule's end LR (0)."""
+        if session.steps == 0:
+            return session.steps + self._later_steps(session)
+        view = self.belief.view()
+        sizing = self._forecast(max_steps, self.belief.estimator.estimate(), view)
+        steps = max(sizing.steps, session.steps)
+        if steps > session.steps and sizing.limiting_factor != "none":
+            # the last step runs only if it fits at the pessimistic cost after the others:
+            # counted exactly near the end (where any change of the total is recorded), else
+            # taken as one step less (the same within the re-plan tolerance, two forecasts fewer)
+            near = steps <= self.config.replan_tolerance
+            steps -= 1 if not near else not self._last_fits(steps, view)
+        return max(steps + self._later_steps(sizing), 1)
+
+    def _last_fits(self, steps: int, view: DeviceState) -> bool:
+        """After ``steps - 1`` steps at the estimated cost, does one at the gate's cost fit?"""
+        est = self._forecast(steps - 1, self.belief.estimator.estimate(), view)
+        then = DeviceState(est.end_level, view.charging, est.end_temperature_c,
+                           est.end_status, view.time_s + est.seconds, view.ambient_c)
+        end = self.belief.window_end_s
+        last = plan(self.profile, then, self.policy, self.cost or self.belief.estimator.pessimistic(),
+                    max_steps=1, time_budget_s=None if end is None else end - then.time_s)
+        return last.steps >= 1
 
     def stalled(self, session: Forecast, spent: bool) -> Stop | None:
         """The stop when no step is safe under the unmeasured cost and the phone cannot cool

@@ -1,92 +1,233 @@
-"""The recommended set-up for a fine-tune whose budget the battery decides.
+"""The recommended set-up for a fine-tune whose budget the battery decides: one record.
 
 What bench/budget_quality measured best when the battery cuts a fine-tune short
 (bench/README.md "Quality under a cut budget", docs/DECISIONS.md): average the iterates
-(schedule-free AdamW where the runtime has it, else an EMA of the weights with a re-planned
-cool-down), and raise the peak LR when the first plan is short.
+(schedule-free AdamW, or an EMA of the weights with a cool-down over the end of the budget in
+force) and raise the peak LR when the first plan is short. :func:`recommended_setup` returns
+the three halves a caller needs -- the schedule spec, the manager config (``nominal_steps``
+included) and the keyword arguments of :func:`mobile_lr.runtime.open_runtime` -- as one
+:class:`RecommendedSetup`, whose constructor refuses a combination that does not go
+together (naming both halves), so they cannot be mixed up by hand.
+
+The base LR is the bundle's: the LR its schedule gives its manifest's optimizer (``adamw`` or
+``sgd``). A set-up that trains with another optimizer converts it by a stated factor
+(:attr:`SetupOptions.sf_lr_factor` for schedule-free AdamW), so one ``base_lr`` is right for
+whichever set-up runs the bundle (docs/DECISIONS.md "One set-up object").
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mobile_lr.validation import ValidationError
+from mobile_lr.schedules import parse_spec
+from mobile_lr.validation import ValidationError, check_number, get_object, join
+from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
+
+from .config import DivergenceConfig, ManagerConfig
 
 if TYPE_CHECKING:
     from mobile_lr.bundle import Manifest
 
-__all__ = ["RECOMMENDED_AVERAGING", "RECOMMENDED_CONFIG", "RECOMMENDED_EMA",
-           "recommended_averaging", "recommended_runtime_options", "recommended_schedule"]
+__all__ = ["AVERAGINGS", "RECOMMENDED_AVERAGING", "RUNTIME_KINDS", "RecommendedSetup",
+           "SetupOptions", "recommended_setup"]
 
-#: Iterate averaging per runtime kind: the PyTorch runtime trains with schedule-free AdamW
-#: (evaluated at its average), ORT and ExecuTorch keep the bundle's optimizer with an EMA.
-#: ORT can run schedule-free AdamW (``optimizer="schedulefree"``), but at the bundle's AdamW
-#: base LR it trails the EMA set-up (docs/DECISIONS.md, "Schedule-free AdamW on ORT").
+#: The runtimes a set-up is made for (:data:`mobile_lr.runtime.RUNTIMES`).
+RUNTIME_KINDS = ("torch", "ort", "executorch")
+#: Averaging flavours: ``"ema"`` (the bundle's optimizer, evaluated and exported at an EMA of
+#: the weights, a cool-down over the end of the budget) and ``"schedulefree"`` (schedule-free
+#: AdamW, evaluated at its average, a held peak).
+AVERAGINGS = ("ema", "schedulefree")
+
+#: The measured default flavour per runtime kind: the PyTorch runtime trains with schedule-free
+#: AdamW; ORT and ExecuTorch keep the bundle's AdamW with an EMA (at the bundle's base LR
+#: schedule-free AdamW trails there: docs/DECISIONS.md "Schedule-free AdamW on ORT").
 RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "ema", "executorch": "ema"}
 
-#: The runtimes' ``ema=`` decay for the ``"ema"`` flavour (an EMA of 0.9 spans ~10 steps:
-#: short enough for a 30-step budget; a longer one keeps too much of the pre-trained weights).
-RECOMMENDED_EMA = 0.9
 
-#: :class:`ManagerConfig` fields (JSON) to use with :func:`recommended_schedule`: the peak LR
-#: is ``min(2.5, (nominal / first plan) ** 0.3)`` times ``base_lr`` (2x for a tenth of the plan).
-RECOMMENDED_CONFIG: dict[str, Any] = {
-    "peak_lr": {"type": "budget_power", "power": 0.3, "max_factor": 2.5}}
+@dataclass(frozen=True, kw_only=True)
+class SetupOptions(Record):
+    """The knobs of the recommended set-up (what bench/budget_quality measures; JSON).
 
-
-def recommended_averaging(runtime: str, manifest: Manifest | None = None) -> str:
-    """The averaging flavour for ``runtime`` training the bundle of ``manifest`` (None: any bundle).
-
-    :data:`RECOMMENDED_AVERAGING`, except that the ORT runtime builds schedule-free AdamW on
-    the bundle's AdamW optimizer graph, so where ``"schedulefree"`` is chosen for ORT an SGD
-    or LR-dropout bundle gets the EMA there.
-
-    >>> recommended_averaging("torch")
-    'schedulefree'
-    >>> recommended_averaging("ort")
-    'ema'
+    The defaults are the measured set-up; a bench passes others to compare them.
     """
-    if runtime not in RECOMMENDED_AVERAGING:
-        raise ValidationError("runtime", f"unknown value {runtime!r}", ", ".join(RECOMMENDED_AVERAGING))
-    averaging = RECOMMENDED_AVERAGING[runtime]
-    if runtime != "ort" or averaging != "schedulefree" or manifest is None:
+
+    PATH = "options"
+
+    averaging: str | None = choice(AVERAGINGS, None, nullable=True,
+                                   help="null: the runtime's measured default (RECOMMENDED_AVERAGING)")
+    ema: float = number(0.9, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
+                        help="ema flavour: the runtimes' EMA decay (0.9 spans ~10 steps)")
+    warmup_steps: int = integer(5, lo=0, help="warm-up length in steps (0: none)")
+    warmup_max_fraction: float = number(0.05, lo=0.0, hi=1.0, lo_open=True,
+                                        help="the warm-up never takes more of the first plan")
+    cooldown_fraction: float = number(0.2, lo=0.0, hi=1.0, lo_open=True,
+                                      help="ema flavour: share of the budget in force cooled down")
+    sf_cooldown_fraction: float = number(
+        0.0, lo=0.0, hi=1.0, help="schedulefree flavour: a final linear decay over this share of "
+                                  "the budget in force as its end nears (0: the LR is held)")
+    sf_lr_factor: float = number(
+        1.0, lo=0.0, lo_open=True,
+        help="schedulefree flavour: its LR over the bundle's base LR (the bundle's optimizer's)")
+    peak_power: float = number(0.3, lo=0.0, help="peak LR x (nominal / first plan) ** this")
+    peak_max_factor: float = number(2.5, lo=1.0, help="the peak-LR factor's cap")
+    divergence: DivergenceConfig | None = nested(
+        DivergenceConfig, None, nullable=True,
+        help="loss-spike divergence detection (null: only non-finite losses roll back)")
+
+
+def _schedule(value: Any, path: str) -> dict[str, Any]:
+    spec = get_object(value, path)
+    try:
+        parse_spec(spec)
+    except ValidationError as err:
+        raise ValidationError(join(path, err.field), err.problem, err.allowed) from None
+    return dict(spec)
+
+
+_OPTION_KEYS = ("optimizer", "ema", "threads")
+
+
+def _runtime_options(value: Any, path: str) -> dict[str, Any]:
+    opts = get_object(value, path)
+    for key in opts:
+        if key not in _OPTION_KEYS:
+            raise ValidationError(join(path, key), "unknown option", ", ".join(_OPTION_KEYS))
+    if opts.get("optimizer", "recipe") not in ("recipe", "schedulefree"):
+        raise ValidationError(join(path, "optimizer"), f"unknown value {opts['optimizer']!r}",
+                              "recipe, schedulefree")
+    if opts.get("ema") is not None:
+        check_number(opts["ema"], join(path, "ema"), lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    return dict(opts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendedSetup(Record):
+    """A set-up for one run: ``schedule`` (a schedule spec), ``config`` (the
+    :class:`ManagerConfig`, ``nominal_steps`` set) and ``runtime_options`` (keyword arguments of
+    :func:`mobile_lr.runtime.open_runtime` for ``runtime``), with the ``averaging`` flavour they
+    share. The constructor refuses halves that do not go together, naming both."""
+
+    PATH = "setup"
+
+    runtime: str = choice(RUNTIME_KINDS, help="the runtime kind the options are for")
+    averaging: str = choice(AVERAGINGS, help="the averaging flavour the halves share")
+    schedule: dict[str, Any] = custom(_schedule, {"type": "object"}, help="a schedule spec")
+    config: ManagerConfig = nested(ManagerConfig, help="the manager config")
+    runtime_options: dict[str, Any] = custom(_runtime_options, {"type": "object"},
+                                             help="open_runtime keyword arguments")
+
+    def check(self) -> None:
+        if self.config.nominal_steps is None:
+            raise ValidationError("config.nominal_steps", "missing: a set-up plans for the run's "
+                                  "nominal length", "an integer >= 1")
+        opts, mode = self.runtime_options, parse_spec(self.schedule).budget_mode
+        optimizer = opts.get("optimizer", "recipe")
+        if self.averaging == "ema":
+            if optimizer == "schedulefree":
+                raise ValidationError(
+                    "runtime_options.optimizer", "'schedulefree' does not go with averaging 'ema' "
+                    "(the schedule cools down for weights evaluated at their EMA)",
+                    "'recipe' with runtime_options.ema, or averaging 'schedulefree'")
+            if opts.get("ema") is None:
+                raise ValidationError("runtime_options.ema", "missing: averaging 'ema' evaluates "
+                                      "at an EMA of the weights", "a decay in (0, 1)")
+            if mode not in ("wsd", "replan"):
+                raise ValidationError(
+                    "schedule.budget.mode", f"{mode!r} does not go with averaging 'ema' (its "
+                    "schedule must cool down as the budget in force ends)", "wsd, replan")
+        else:
+            if optimizer != "schedulefree":
+                raise ValidationError(
+                    "runtime_options.optimizer", f"{optimizer!r} does not go with averaging "
+                    "'schedulefree' (the schedule holds the peak for an averaging optimizer)",
+                    "'schedulefree', or averaging 'ema'")
+            if opts.get("ema") is not None:
+                raise ValidationError(
+                    "runtime_options.ema", "does not go with averaging 'schedulefree' (it "
+                    "averages its iterates already)", "no ema, or averaging 'ema'")
+            if mode == "replan" and self.schedule.get("shape", {}).get("type") != "constant":
+                raise ValidationError(
+                    "schedule.budget.mode", "'replan' does not go with averaging 'schedulefree' "
+                    "(a re-planned curve decays from step 0; schedule-free's average does that)",
+                    "fixed, wsd")
+
+    def manager_kwargs(self) -> dict[str, Any]:
+        """``schedule`` and ``config`` as :class:`~mobile_lr.manager.ScheduleManager` takes them."""
+        return {"schedule": self.schedule, "config": self.config}
+
+
+def _averaging(runtime: str, manifest: Manifest | None, wanted: str | None) -> str:
+    averaging = wanted or RECOMMENDED_AVERAGING[runtime]
+    if averaging != "schedulefree" or manifest is None:
         return averaging
-    return averaging if manifest.plain_adamw else "ema"
+    adamw = manifest.plain_adamw if runtime == "ort" else manifest.optimizer.type == "adamw"
+    if adamw or runtime == "torch":
+        return averaging
+    if wanted is not None:
+        raise ValidationError("options.averaging", f"'schedulefree' needs an AdamW bundle on "
+                              f"{runtime}, not {manifest.optimizer.type!r}"
+                              + (" with LR dropout" if manifest.lr_dropout is not None else ""),
+                              "ema, or a bundle exported with the adamw optimizer")
+    return "ema"   # the default for the runtime cannot run on this bundle: the other flavour
 
 
-def recommended_runtime_options(averaging: str) -> dict[str, Any]:
-    """Keyword arguments for :func:`mobile_lr.runtime.open_runtime` of that averaging flavour."""
-    if averaging == "schedulefree":
-        return {"optimizer": "schedulefree"}
-    if averaging == "ema":
-        return {"ema": RECOMMENDED_EMA}
-    raise ValidationError("averaging", f"unknown value {averaging!r}", "schedulefree, ema")
+def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
+                      nominal_steps: int,
+                      options: SetupOptions | Mapping[str, Any] | None = None) -> RecommendedSetup:
+    """The recommended set-up for ``runtime`` training the bundle of ``manifest`` (None: any
+    bundle) for ``nominal_steps`` steps from the bundle's ``base_lr``.
 
-
-def recommended_schedule(base_lr: float, averaging: str = "ema") -> dict[str, Any]:
-    """The recommended schedule spec for a fine-tune whose budget the battery decides.
-
-    Both flavours warm up for at most 5 steps (never more than 5 % of the first plan).
-    ``"ema"``: then the peak is held and a linear cool-down to 0 runs over the last 20 % of
-    the budget in force after the warm-up (budget mode ``wsd``: a budget cut moves the
-    cool-down; steps already held at the peak are never re-decayed); for a plan of 300,
-    warm-up 0..4, cool-down over steps 241..299. ``"schedulefree"``: then the LR stays at
-    the peak (the optimizer's own averaging does what the cool-down does).
+    Both flavours warm up for at most ``warmup_steps`` (never more than
+    ``warmup_max_fraction`` of the first plan). ``"ema"``: then the peak is held and a linear
+    cool-down to 0 runs over the last ``cooldown_fraction`` of the budget in force (budget mode
+    ``wsd``: a budget cut moves the cool-down; steps already held at the peak are never
+    re-decayed); for a plan of 300, warm-up 0..4, cool-down over steps 241..299.
+    ``"schedulefree"``: the LR ``sf_lr_factor × base_lr`` is held (the optimizer's own
+    averaging does what the cool-down does), with a final decay over ``sf_cooldown_fraction``
+    of the budget when that is set. Both raise the peak by
+    ``min(peak_max_factor, (nominal / first plan) ** peak_power)``. Where the runtime's
+    default flavour cannot run the bundle (schedule-free AdamW on an SGD or LR-dropout bundle)
+    the other one is chosen; an explicit ``options.averaging`` it cannot run is refused.
 
     >>> from mobile_lr.schedules import parse_spec
-    >>> s = parse_spec(recommended_schedule(0.01))
-    >>> [round(s.lr(t, [(0, 300)]), 6) for t in (0, 5, 241, 270, 300)]
+    >>> s = recommended_setup("ort", None, 0.01, 300)
+    >>> s.averaging, s.runtime_options, s.config.nominal_steps
+    ('ema', {'ema': 0.9}, 300)
+    >>> sched = parse_spec(s.schedule)
+    >>> [round(sched.lr(t, [(0, 300)]), 6) for t in (0, 5, 241, 270, 300)]
     [0.001, 0.01, 0.01, 0.005085, 0.0]
-    >>> sf = parse_spec(recommended_schedule(0.01, "schedulefree"))
-    >>> [round(sf.lr(t, [(0, 300)]), 6) for t in (0, 5, 299)]
+    >>> sf = recommended_setup("torch", None, 0.01, 300)
+    >>> sf.averaging, sf.runtime_options
+    ('schedulefree', {'optimizer': 'schedulefree'})
+    >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 5, 299)]
     [0.001, 0.01, 0.01]
     """
-    recommended_runtime_options(averaging)  # validates the flavour
-    spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": base_lr,
-                            "warmup": {"steps": 5, "start_factor": 0.1, "max_fraction": 0.05}}
+    if runtime not in RUNTIME_KINDS:
+        raise ValidationError("runtime", f"unknown value {runtime!r}", ", ".join(RUNTIME_KINDS))
+    check_number(base_lr, "base_lr", lo=0.0, lo_open=True)
+    o = options if isinstance(options, SetupOptions) else SetupOptions.from_dict(options or {})
+    averaging = _averaging(runtime, manifest, o.averaging)
+    spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": float(base_lr)}
+    if o.warmup_steps > 0:
+        spec["warmup"] = {"steps": o.warmup_steps, "start_factor": 0.1,
+                          "max_fraction": o.warmup_max_fraction}
+    decay = o.cooldown_fraction if averaging == "ema" else o.sf_cooldown_fraction
     if averaging == "schedulefree":
-        spec["shape"] = {"type": "constant", "factor": 1.0}
-    else:
+        spec["base_lr"] = float(base_lr) * o.sf_lr_factor
+    if decay > 0.0:
         spec["shape"] = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
-        spec["budget"] = {"mode": "wsd", "decay_fraction": 0.2}
-    return spec
+        spec["budget"] = {"mode": "wsd", "decay_fraction": decay}
+    else:
+        spec["shape"] = {"type": "constant", "factor": 1.0}
+        spec["budget"] = {"mode": "fixed"}
+    config: dict[str, Any] = {
+        "nominal_steps": int(nominal_steps),
+        "peak_lr": {"type": "budget_power", "power": o.peak_power, "max_factor": o.peak_max_factor}}
+    if o.divergence is not None:
+        config["divergence"] = o.divergence.to_dict()
+    opts: dict[str, Any] = {"optimizer": "schedulefree"} if averaging == "schedulefree" \
+        else {"ema": o.ema}
+    return RecommendedSetup(runtime=runtime, averaging=averaging, schedule=spec,
+                            config=ManagerConfig.from_dict(config), runtime_options=opts)

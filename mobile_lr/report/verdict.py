@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr.manager import PEAK_LR_POLICIES, RECOMMENDED_CONFIG
+from mobile_lr.manager import PEAK_LR_POLICIES, recommended_setup
 from mobile_lr.report.story import Timeline
 
 __all__ = ["LIMITS", "Cell", "Gain", "accuracies", "compare_cell", "headline", "limited_by", "paired_gain",
@@ -166,7 +166,7 @@ def peak_note(tl: Timeline | None, base_lr: float | None, nominal: int | None, *
         return f"peak LR {factor:.2f} × the base (raised for a first plan shorter than the nominal)"
     why = ""
     if tl.first_plan and nominal:
-        rule = dict(RECOMMENDED_CONFIG.get("peak_lr") or {"type": "none"})
+        rule = dict(recommended_setup("ort", None, 1.0, nominal).config.peak_lr or {"type": "none"})
         name = rule.pop("type")
         expected = PEAK_LR_POLICIES[name](tl.first_plan, nominal, rule)
         formula = (f" = min({rule.get('max_factor')}, ({nominal} / {tl.first_plan})^{rule.get('power')})"

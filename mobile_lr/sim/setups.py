@@ -10,7 +10,7 @@ floor or above the thermal limit); they differ in what the learning rate does:
 
 * ``manager`` — the battery-aware manager with the recommended set-up of
   :mod:`mobile_lr.manager` for the runtime and bundle
-  (:func:`~mobile_lr.manager.recommended_averaging`, bench/budget_quality): on ORT
+  (:func:`~mobile_lr.manager.recommended_setup`, bench/budget_quality): on ORT
   and ExecuTorch warm-up, hold the peak, cool down over the last 20 % of the budget
   in force (budget mode ``wsd``: a cut learnt from the battery moves the cool-down)
   and an EMA of the weights (evaluated and exported at the average); on the PyTorch
@@ -43,12 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mobile_lr.bundle import Manifest
-from mobile_lr.manager import (
-    RECOMMENDED_CONFIG,
-    recommended_averaging,
-    recommended_runtime_options,
-    recommended_schedule,
-)
+from mobile_lr.manager import recommended_setup
 from mobile_lr.validation import ValidationError
 
 __all__ = ["SETUPS", "SF_LR_FACTOR", "TrainingSetup", "make_setup", "parse_setup_list"]
@@ -69,11 +64,9 @@ def _base(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 def _manager(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",
              manifest: Manifest | None = None) -> TrainingSetup:
-    averaging = recommended_averaging(backend, manifest)
-    spec = recommended_schedule(float(schedule["base_lr"]), averaging)
-    return TrainingSetup("manager", f"battery-aware: recommended set-up ({averaging})", spec,
-                          {**RECOMMENDED_CONFIG, "nominal_steps": nominal},
-                          recommended_runtime_options(averaging))
+    rec = recommended_setup(backend, manifest, float(schedule["base_lr"]), nominal)
+    return TrainingSetup("manager", f"battery-aware: recommended set-up ({rec.averaging})",
+                          rec.schedule, rec.config.to_dict(), rec.runtime_options)
 
 
 def _replan(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingSetup:

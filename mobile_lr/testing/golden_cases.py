@@ -29,7 +29,7 @@ from typing import Any
 
 from mobile_lr.budget import CostEstimator, Policy, StepCost, plan
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, DeviceState, advance, load_profile
-from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop, recommended_setup
 from mobile_lr.testing.specs import EXAMPLES, random_spec
 
 __all__ = ["N_MANAGER_TRACES", "N_PLANNER_CASES", "json_safe", "manager_cases", "planner_cases"]
@@ -211,6 +211,23 @@ def _session_thermal_inputs() -> dict[str, Any]:
             "known_ambient": True, "sim": sim}
 
 
+def _divergence_inputs(diverge_lr: float = 0.05) -> dict[str, Any]:
+    """The recommended EMA set-up on a phone with a short budget, whose peak LR (raised for the
+    short first plan) is above what the task takes: its loss climbs while every loss is finite
+    (``diverge_lr``), the loss watch rolls it back with the LR cut until it trains (or, below
+    every cut LR, until the last failure rolls back and stops the run)."""
+    prof = replace(load_profile("mid-range"), step_seconds=0.011)
+    setup = recommended_setup("ort", None, 0.05, 120, {"divergence": {"patience": 3}})
+    config = {**setup.config.to_dict(), "max_failures": 2}
+    state = DeviceState(level=0.20004, charging=False, temperature_c=26.0,
+                        thermal_status=prof.status_for(26.0), time_s=0.0, ambient_c=25.0)
+    sim = {"step_factor": 1.05, "power_factor": 1.1, "report_every": 2, "checkpoint_every": 4,
+           "nan_rate": 0.0, "measure": True, "energy": True, "eval_every": 10, "resume_at": 13,
+           "diverge_lr": diverge_lr}
+    return {"spec": setup.schedule, "profile": prof, "policy": Policy(), "config": config,
+            "state": state, "ambient": 25.0, "known_ambient": True, "sim": sim}
+
+
 def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
            name: str | None = None) -> dict[str, Any]:
     inp = _trace_inputs(rng, i) if inp is None else inp
@@ -232,6 +249,7 @@ def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
 
     runs = 0
     resumed = False
+    climb = 0  # steps in a row above the sim's diverge_lr (absent: the loss never climbs)
     while len(events) < MAX_EVENTS:
         d = mgr.next()
         events.append({"do": "next", "expect": _decision(d),
@@ -260,6 +278,9 @@ def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
         runs += 1
         step_s, step_j = phone.train_step()
         loss = _loss(rng, mgr.step, d.lr, mgr.schedule.base_lr, d.phase)
+        if "diverge_lr" in simcfg and d.phase == "train":
+            climb = climb + 1 if d.lr > simcfg["diverge_lr"] else 0
+            loss = _r(loss * (1.0 + climb))
         if rng.random() < simcfg["nan_rate"]:
             loss = math.nan if rng.random() < 0.7 else math.inf
         jitter = rng.uniform(0.9, 1.25)  # a phone's clock and power rail are noisy
@@ -296,6 +317,10 @@ def manager_cases() -> list[dict[str, Any]]:
     traces = [_trace(i, rng) for i in range(N_MANAGER_TRACES)]
     traces.append(_trace(N_MANAGER_TRACES, random.Random(SEED + 2), _session_thermal_inputs(),
                          "session horizon: thermal pauses inside one window"))
+    traces.append(_trace(N_MANAGER_TRACES + 1, random.Random(SEED + 3), _divergence_inputs(),
+                         "divergence: a climbing loss rolled back with the LR cut"))
+    traces.append(_trace(N_MANAGER_TRACES + 2, random.Random(SEED + 4), _divergence_inputs(0.002),
+                         "divergence: every cut diverges, the last failure rolls back and stops"))
     return [json_safe(t) for t in traces]
 
 

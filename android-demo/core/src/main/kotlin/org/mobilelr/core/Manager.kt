@@ -107,20 +107,25 @@ data class ManagerConfig(
     val maxFailures: Long = 3,
     val resumeGapC: Double = 1.0,
     val rangeTest: RangeTestConfig? = null,
-    val peakLr: Map<String, Any?>? = null
+    val peakLr: Map<String, Any?>? = null,
+    val divergence: DivergenceConfig? = null
 ) {
-    fun toJson(): Map<String, Any?> = linkedMapOf(
-        "nominal_steps" to nominalSteps, "prior_factor" to priorFactor, "margin" to margin,
-        "unobserved_power_factor" to unobservedPowerFactor, "estimator_window" to estimatorWindow,
-        "min_observations" to minObservations, "replan_tolerance" to replanTolerance,
-        "nan_lr_factor" to nanLrFactor, "max_failures" to maxFailures, "resume_gap_c" to resumeGapC,
-        "range_test" to rangeTest?.toJson(),
-        "peak_lr" to (if (peakLr != null) LinkedHashMap(peakLr) else linkedMapOf<String, Any?>("type" to "none")))
+    fun toJson(): Map<String, Any?> {
+        val out = linkedMapOf<String, Any?>(
+            "nominal_steps" to nominalSteps, "prior_factor" to priorFactor, "margin" to margin,
+            "unobserved_power_factor" to unobservedPowerFactor, "estimator_window" to estimatorWindow,
+            "min_observations" to minObservations, "replan_tolerance" to replanTolerance,
+            "nan_lr_factor" to nanLrFactor, "max_failures" to maxFailures, "resume_gap_c" to resumeGapC,
+            "range_test" to rangeTest?.toJson())
+        if (divergence != null) out["divergence"] = divergence.toJson()  // absent when off
+        out["peak_lr"] = if (peakLr != null) LinkedHashMap(peakLr) else linkedMapOf<String, Any?>("type" to "none")
+        return out
+    }
 
     companion object {
         private val FIELDS = listOf("nominal_steps", "prior_factor", "margin", "unobserved_power_factor",
             "estimator_window", "min_observations", "replan_tolerance", "nan_lr_factor", "max_failures",
-            "resume_gap_c", "range_test", "peak_lr")
+            "resume_gap_c", "range_test", "divergence", "peak_lr")
 
         fun fromJson(value: Any?, path: String = "config"): ManagerConfig {
             val obj = getObject(value, path)
@@ -138,7 +143,8 @@ data class ManagerConfig(
             val maxF = getIntOr(obj, "max_failures", path, d.maxFailures, lo = 0)!!
             val rt = obj["range_test"]?.let { RangeTestConfig.fromJson(it, join(path, "range_test")) }
             val peak = obj["peak_lr"]?.let { parsePeak(it, join(path, "peak_lr")) }
-            return ManagerConfig(nominal, prior, margin, unobs, window, minObs, tol, nanF, maxF, gap, rt, peak)
+            val div = if ("divergence" in obj) DivergenceConfig.fromJson(obj["divergence"], join(path, "divergence")) else null
+            return ManagerConfig(nominal, prior, margin, unobs, window, minObs, tol, nanF, maxF, gap, rt, peak, div)
         }
 
         private fun parsePeak(value: Any?, path: String): Map<String, Any?> {
@@ -152,6 +158,31 @@ data class ManagerConfig(
             out["type"] = name
             for (key in obj.keys) if (key != "type") out[key] = getNumber(obj, key, path)
             return out
+        }
+    }
+}
+
+/** Divergence without a NaN (see `mobile_lr.manager.DivergenceConfig`): the smoothed loss above
+ *  [factor] x its running minimum and above its first value for [patience] steps in a row. */
+data class DivergenceConfig(
+    val factor: Double = 2.0,
+    val patience: Long = 5,
+    val smoothing: Double = 0.8,
+    val lrFactor: Double = 0.5
+) {
+    fun toJson(): Map<String, Any?> = linkedMapOf(
+        "factor" to factor, "patience" to patience, "smoothing" to smoothing, "lr_factor" to lrFactor)
+
+    companion object {
+        fun fromJson(value: Any?, path: String = "divergence"): DivergenceConfig {
+            val obj = getObject(value, path)
+            checkKeys(obj, path, listOf("factor", "patience", "smoothing", "lr_factor"))
+            val d = DivergenceConfig()
+            val factor = getNumberOr(obj, "factor", path, d.factor, lo = 1.0, loOpen = true)!!
+            val patience = getIntOr(obj, "patience", path, d.patience, lo = 1)!!
+            val smoothing = getNumberOr(obj, "smoothing", path, d.smoothing, lo = 0.0, hi = 1.0, hiOpen = true)!!
+            val lrFactor = getNumberOr(obj, "lr_factor", path, d.lrFactor, lo = 0.0, hi = 1.0, loOpen = true)!!
+            return DivergenceConfig(factor, patience, smoothing, lrFactor)
         }
     }
 }
@@ -180,6 +211,7 @@ class ScheduleManager(
     val history = PlanHistory(config.replanTolerance)
     val rangeTest = RangeTest(config.rangeTest)
     val recovery = Recovery(config.nanLrFactor, config.maxFailures)
+    val lossWatch: LossWatch? = config.divergence?.let { LossWatch(it) }
     val peak = PeakLr(config.peakLr)
     val forecasts = SessionForecasts(profile, policy, config, belief)
     var step: Long = 0
@@ -216,7 +248,7 @@ class ScheduleManager(
      * is pending or the range test runs): only then may the caller keep it as such.
      */
     fun markCheckpoint(): Boolean {
-        if (recovery.pending == null && rangeTest.status != "running") {
+        if (recovery.pending == null && rangeTest.status != "running" && (lossWatch?.healthy ?: true)) {
             recovery.lastGoodStep = step
             return true
         }
@@ -237,6 +269,10 @@ class ScheduleManager(
             if (rangeTest.observe(loss ?: Double.NaN, schedule.baseLr)) recovery.restart()
         } else if (loss == null || Py.isFinite(loss)) {
             step += 1
+            val watch = lossWatch
+            if (watch != null && loss != null && watch.observe(loss)) {
+                stopped = recovery.failed(LossWatch.REASON, watch.config.lrFactor)
+            }
         } else {
             stopped = recovery.failed()
         }
@@ -260,8 +296,8 @@ class ScheduleManager(
 
     fun next(): Decision {
         forecasts.predictedEnd = null
+        if (recovery.pending != null) return rollBack()  // before a stop: a diverged run ends restored
         stopped?.let { return it }
-        if (recovery.pending != null) return rollBack()
         if (step >= nominalSteps) return stop(Decision.Stop(Reason.DONE))
         val deadline = policy.deadlineS
         if (deadline != null && belief.device.timeS >= deadline) return stop(Decision.Stop(Reason.DEADLINE))
@@ -295,6 +331,7 @@ class ScheduleManager(
     private fun rollBack(): Decision.Rollback {
         val rb = recovery.take()
         step = rb.toStep
+        lossWatch?.rolledBack()
         history.rolledBack(rb.toStep)
         return rb
     }
@@ -329,7 +366,13 @@ class ScheduleManager(
 
     /** The part of [stateDict] that changes while training (what the golden traces compare),
      *  merged from the parts' state. */
-    fun mutableState(): Map<String, Any?> = linkedMapOf(
+    fun mutableState(): Map<String, Any?> {
+        val out = ownState()
+        lossWatch?.let { out["loss_watch"] = it.toJson() }
+        return out
+    }
+
+    private fun ownState(): LinkedHashMap<String, Any?> = linkedMapOf(
         "step" to step,
         "plan_history" to history.entries.map { it.toJson() },
         "nan_scale" to recovery.nanScale,
@@ -375,6 +418,7 @@ class ScheduleManager(
         rangeTest.load(obj)
         peak.load(obj)
         belief.load(obj)
+        lossWatch?.load(obj)
     }
 
     companion object {

@@ -235,13 +235,22 @@ class Recovery(private val lrFactor: Double, private val maxFailures: Long) {
     var pending: Decision.Rollback? = null
         private set
 
-    /** A non-finite loss: owe a rollback at a lower LR, or stop (too many failures). */
-    fun failed(): Decision.Stop? {
+    /** A non-finite loss: owe a rollback at a lower LR, or stop (too many failures). A diverging
+     *  loss ([reason], its own [factor]) the same, but its last failure still owes the rollback. */
+    fun failed(reason: String = NON_FINITE, factor: Double? = null): Decision.Stop? {
         failures += 1
-        if (failures > maxFailures) return Decision.Stop(Reason.DIVERGED, "$failures non-finite losses")
-        nanScale *= lrFactor
-        pending = Decision.Rollback(lastGoodStep, nanScale, failures, "non-finite loss")
+        if (failures > maxFailures) {
+            if (reason == NON_FINITE) return Decision.Stop(Reason.DIVERGED, "$failures non-finite losses")
+            pending = Decision.Rollback(lastGoodStep, nanScale, failures, reason)
+            return Decision.Stop(Reason.DIVERGED, "$failures failures ($reason)")
+        }
+        nanScale *= factor ?: lrFactor
+        pending = Decision.Rollback(lastGoodStep, nanScale, failures, reason)
         return null
+    }
+
+    companion object {
+        const val NON_FINITE = "non-finite loss"
     }
 
     /** Owe a rollback to the initial weights (the LR range test is over). */
@@ -263,6 +272,57 @@ class Recovery(private val lrFactor: Double, private val maxFailures: Long) {
             Decision.Rollback((it["to_step"] as Number).toLong(), (it["lr_scale"] as Number).toDouble(),
                 (it["failures"] as Number).toLong(), it["reason"] as String)
         }
+    }
+}
+
+/** Divergence without a NaN ([DivergenceConfig]): the debiased EMA of the training losses, its
+ *  first value and running minimum, and the diverging steps in a row. */
+class LossWatch(val config: DivergenceConfig) {
+    private var avg = 0.0
+    private var n: Long = 0
+    private var start = Py.INF
+    private var best = Py.INF
+    private var streak: Long = 0
+
+    /** No step is diverging now (a checkpoint taken now is one to return to). */
+    val healthy: Boolean get() = streak == 0L
+
+    /** One finite training loss; true when it completes `patience` diverging steps. */
+    fun observe(loss: Double): Boolean {
+        val beta = config.smoothing
+        n += 1
+        avg = beta * avg + (1.0 - beta) * loss
+        val smooth = avg / (1.0 - Py.pow(beta, n.toDouble()))
+        if (n == 1L) start = smooth
+        best = Py.min(best, smooth)
+        val diverging = smooth > config.factor * best && smooth > start
+        streak = if (diverging) streak + 1 else 0
+        return streak >= config.patience
+    }
+
+    /** The weights went back to a checkpoint: restart the average (minimum and start stand). */
+    fun rolledBack() {
+        avg = 0.0
+        n = 0
+        streak = 0
+    }
+
+    fun toJson(): Map<String, Any?> = linkedMapOf("avg" to avg, "n" to n,
+        "start" to (if (start.isInfinite()) null else start), "best" to (if (best.isInfinite()) null else best),
+        "streak" to streak)
+
+    fun load(obj: Map<String, Any?>) {
+        val w = obj["loss_watch"] ?: throw ValidationError("loss_watch", "missing: the config has divergence detection")
+        val m = getObject(w, "loss_watch")
+        avg = getNumber(m, "avg", "loss_watch")
+        n = getInt(m, "n", "loss_watch", lo = 0)
+        start = (m["start"] as Number?)?.toDouble() ?: Py.INF
+        best = (m["best"] as Number?)?.toDouble() ?: Py.INF
+        streak = getInt(m, "streak", "loss_watch", lo = 0)
+    }
+
+    companion object {
+        const val REASON = "loss diverged"
     }
 }
 
@@ -301,13 +361,30 @@ class SessionForecasts(private val profile: DeviceProfile, private val policy: P
         return result
     }
 
+    /** Steps the run can still expect, sized on the estimated cost: the gate lets a step run only
+     *  if it fits at the pessimistic cost, so the session lasts while, after the steps at the
+     *  estimate, one more at the pessimistic cost still fits (counted exactly near the end). */
     fun expected(session: Forecast, maxSteps: Long): Long {
-        var budget = session.steps + laterSteps(session)
-        if (session.steps > 0 && !belief.estimator.warm) {
-            val sizing = forecast(maxSteps, belief.estimator.estimate(), belief.view())
-            budget = Py.max(sizing.steps + laterSteps(sizing), 1L)
+        if (session.steps == 0L) return session.steps + laterSteps(session)
+        val view = belief.view()
+        val sizing = forecast(maxSteps, belief.estimator.estimate(), view)
+        var steps = Py.max(sizing.steps, session.steps)
+        if (steps > session.steps && sizing.limitingFactor != "none") {
+            val near = steps <= config.replanTolerance
+            steps -= if (!near) 1L else if (lastFits(steps, view)) 0L else 1L
         }
-        return budget
+        return Py.max(steps + laterSteps(sizing), 1L)
+    }
+
+    /** After `steps - 1` steps at the estimated cost, does one at the gate's cost fit? */
+    private fun lastFits(steps: Long, view: DeviceState): Boolean {
+        val est = forecast(steps - 1, belief.estimator.estimate(), view)
+        val then = DeviceState(est.endLevel, view.charging, est.endTemperatureC, est.endStatus,
+            view.timeS + est.seconds, view.ambientC)
+        val w = belief.windowEndS
+        val last = Budget.plan(profile, then, policy, belief.estimator.pessimistic(), 1L,
+            if (w != null) w - then.timeS else null)
+        return last.steps >= 1
     }
 
     fun pause(session: Forecast): Decision.Pause {

@@ -1,6 +1,5 @@
-"""Divergence without a NaN (issue 14, defect c): a loss that climbs well above its running
-minimum and above where the fine-tune started, and stays there, is rolled back like a
-non-finite loss, with the LR cut; checkpoints taken while it climbs are not returned to.
+"""Divergence without a NaN: a loss that climbs well above its running minimum and above where
+the fine-tune started, and stays there, is rolled back like a non-finite loss, with the LR cut; checkpoints taken while it climbs are not returned to.
 Off by default (``ManagerConfig.divergence`` absent)."""
 
 from __future__ import annotations
@@ -116,7 +115,7 @@ def test_off_by_default_and_the_config_is_checked():
 
 def test_a_boosted_peak_lr_that_trains_to_chance_is_caught_on_a_real_model(mlp_recipe_factory,
                                                                              user_data):
-    """Defect c: on the real digits MLP (pre-trained, the default user's data, EMA set-up) a base
+    """On the real digits MLP (pre-trained, the default user's data, EMA set-up) a base
     LR of 0.2, raised x1.86 by the short-budget rule for a ~40-step budget, trains towards chance
     with every loss finite (65 % -> 27 %); with the watch on, the run rolls back to a checkpoint
     at a lower LR and ends above where it started."""

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from mobile_lr.schedules import parse_spec
-from mobile_lr.testing.golden_cases import json_safe, manager_cases, planner_cases
+from mobile_lr.testing.golden_cases import json_safe, manager_cases, planner_cases, setup_cases
 from mobile_lr.testing.specs import EXAMPLES, INVALID_EXAMPLES, random_plan, random_spec
 from mobile_lr.validation import ValidationError
 
@@ -83,7 +83,8 @@ def build() -> dict[str, Any]:
         else:  # pragma: no cover - INVALID_EXAMPLES is tested to be refused
             raise AssertionError(f"invalid example accepted: {spec}")
     return {"format": FORMAT, "schedules": cases, "invalid_specs": invalid,
-            "planner": planner_cases(), "manager": manager_cases(), "json_texts": json_text_cases(),
+            "planner": planner_cases(), "manager": manager_cases(), "setups": setup_cases(),
+            "json_texts": json_text_cases(),
             "onnx_wire": onnx_wire_cases()}
 
 

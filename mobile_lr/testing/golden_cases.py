@@ -25,11 +25,21 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 from mobile_lr.budget import CostEstimator, Policy, StepCost, plan
 from mobile_lr.device import BUILTIN_PROFILES, DeviceProfile, DeviceState, advance, load_profile
-from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop, recommended_setup
+from mobile_lr.manager import (
+    Pause,
+    RecommendedSetup,
+    Rollback,
+    Run,
+    ScheduleManager,
+    Stop,
+    recommended_setup,
+)
+from mobile_lr.validation import ValidationError
 from mobile_lr.testing.specs import EXAMPLES, random_spec
 
 __all__ = ["N_MANAGER_TRACES", "N_PLANNER_CASES", "json_safe", "manager_cases", "planner_cases"]
@@ -322,6 +332,63 @@ def manager_cases() -> list[dict[str, Any]]:
     traces.append(_trace(N_MANAGER_TRACES + 2, random.Random(SEED + 4), _divergence_inputs(0.002),
                          "divergence: every cut diverges, the last failure rolls back and stops"))
     return [json_safe(t) for t in traces]
+
+
+def _manifest(optimizer: str | None, lr_dropout: bool = False) -> Any:
+    """What :func:`recommended_setup` reads of a manifest (None: no manifest), and its JSON."""
+    if optimizer is None:
+        return None, None
+    stand_in = SimpleNamespace(optimizer=SimpleNamespace(type=optimizer),
+                               lr_dropout={"p": 0.5} if lr_dropout else None,
+                               plain_adamw=optimizer == "adamw" and not lr_dropout)
+    return stand_in, {"optimizer": {"type": optimizer}, "lr_dropout": stand_in.lr_dropout}
+
+
+def setup_cases() -> dict[str, list[dict[str, Any]]]:
+    """:func:`mobile_lr.manager.recommended_setup` for each runtime, bundle optimizer and a few
+    options (the Kotlin core's ``RecommendedSetup.recommended`` must give the same JSON), and
+    mismatched halves with the field and words of their refusal."""
+    made, refused = [], []
+    inputs = [("ort", None, 0.01, 300, {}), ("torch", None, 0.01, 300, {}),
+              ("executorch", "adamw", 0.003, 120, {}), ("ort", "adamw", 0.02, 49, {"averaging": "schedulefree"}),
+              ("ort", "sgd", 0.05, 200, {}), ("torch", "adamw", 0.01, 80,
+                                               {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1}),
+              ("ort", "adamw", 0.01, 300, {"averaging": "ema", "ema": 0.85, "cooldown_fraction": 0.3,
+                                           "warmup_steps": 0, "peak_power": 0.5, "peak_max_factor": 2.0,
+                                           "divergence": {"patience": 4}}),
+              ("ort", "sgd", 0.01, 100, {"averaging": "schedulefree"}),
+              ("ort", "adamw", 0.01, 100, {"averaging": "schedulefree"}, True),
+              ("phone", None, 0.01, 100, {})]
+    for case in inputs:
+        runtime, optimizer, base_lr, nominal, options = case[:5]
+        manifest, manifest_json = _manifest(optimizer, lr_dropout=len(case) > 5)
+        entry: dict[str, Any] = {"runtime": runtime, "manifest": manifest_json, "base_lr": base_lr,
+                                 "nominal_steps": nominal, "options": options}
+        try:
+            entry["expect"] = recommended_setup(runtime, manifest, base_lr, nominal, options).to_dict()
+        except ValidationError as err:
+            entry["error"] = {"field": err.field, "message": str(err)}
+        made.append(entry)
+    good = recommended_setup("ort", None, 0.01, 300).to_dict()
+    sf = recommended_setup("torch", None, 0.01, 300).to_dict()
+    changes = [(good, {"runtime_options": {"optimizer": "schedulefree"}}),
+               (good, {"runtime_options": {}}),
+               (good, {"schedule": sf["schedule"]}),
+               (good, {"config": {"peak_lr": {"type": "none"}}}),
+               (sf, {"runtime_options": {"ema": 0.9}}),
+               (sf, {"runtime_options": {"optimizer": "schedulefree", "ema": 0.9}}),
+               (sf, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"}, "budget": {"mode": "replan"}}}),
+               (sf, {"averaging": "ema"}),
+               (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}})]
+    for base, change in changes:
+        setup = {**base, **change}
+        try:
+            RecommendedSetup.from_dict(setup)
+        except ValidationError as err:
+            refused.append({"setup": setup, "field": err.field, "message": str(err)})
+        else:  # pragma: no cover - every change above is a mismatch
+            raise AssertionError(f"mismatch accepted: {change}")
+    return {"made": made, "refused": refused}
 
 
 def json_safe(obj: Any) -> Any:

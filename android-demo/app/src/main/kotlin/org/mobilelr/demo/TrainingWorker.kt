@@ -12,8 +12,9 @@ import androidx.work.Worker
 import androidx.work.WorkerParameters
 import androidx.work.workDataOf
 import org.mobilelr.core.Decision
-import org.mobilelr.core.ManagerConfig
+import org.mobilelr.core.RecommendedSetup
 import org.mobilelr.core.ScheduleManager
+import org.mobilelr.core.SetupOptions
 import org.mobilelr.core.StepMeter
 import org.mobilelr.core.TrainingFiles
 import org.mobilelr.core.ValidationError
@@ -76,8 +77,14 @@ class TrainingWorker(context: Context, params: WorkerParameters) : Worker(contex
             ScheduleManager.fromStateDict(resume.manager)
         } else {
             val nominal = EPOCHS * ((samples.size + BATCH - 1) / BATCH).toLong()
-            ScheduleManager(store.schedule(bundle), profile, policy, ManagerConfig(nominalSteps = nominal),
-                reader.read().state)
+            // The recommended set-up for a battery-decided budget, from the bundle's base LR (the LR
+            // of its manifest's optimizer). The ORT Java API (1.19) has no parameter buffer calls,
+            // so the app can run neither its EMA nor schedule-free AdamW: it takes the EMA
+            // flavour's schedule and config (warm-up, held peak raised for a short first plan, a
+            // cool-down over the end of the budget in force) and trains the raw weights.
+            val setup = RecommendedSetup.recommended("ort", bundle.manifest, store.schedule(bundle).baseLr, nominal,
+                SetupOptions(averaging = "ema"))
+            ScheduleManager(setup.parsedSchedule(), profile, policy, setup.config, reader.read().state)
         }
         OrtTrainer(bundle, resume?.checkpoint ?: bundle.file("checkpoint")).use { trainer ->
             val x = samples.map { it.x }.toTypedArray()

@@ -1,6 +1,7 @@
 """Divergence without a NaN: a loss that climbs well above its running minimum and above where
-the fine-tune started, and stays there, is rolled back like a non-finite loss, with the LR cut; checkpoints taken while it climbs are not returned to.
-Off by default (``ManagerConfig.divergence`` absent)."""
+the fine-tune started, and stays there, is rolled back like a non-finite loss, with the LR cut;
+checkpoints taken while it climbs are not returned to. Off by default
+(``ManagerConfig.divergence`` absent)."""
 
 from __future__ import annotations
 

@@ -39,8 +39,8 @@ from mobile_lr.manager import (
     Stop,
     recommended_setup,
 )
-from mobile_lr.validation import ValidationError
 from mobile_lr.testing.specs import EXAMPLES, random_spec
+from mobile_lr.validation import ValidationError
 
 __all__ = ["N_MANAGER_TRACES", "N_PLANNER_CASES", "json_safe", "manager_cases", "planner_cases"]
 
@@ -350,9 +350,10 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
     mismatched halves with the field and words of their refusal."""
     made, refused = [], []
     inputs = [("ort", None, 0.01, 300, {}), ("torch", None, 0.01, 300, {}),
-              ("executorch", "adamw", 0.003, 120, {}), ("ort", "adamw", 0.02, 49, {"averaging": "schedulefree"}),
-              ("ort", "sgd", 0.05, 200, {}), ("torch", "adamw", 0.01, 80,
-                                               {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1}),
+              ("executorch", "adamw", 0.003, 120, {}),
+              ("ort", "adamw", 0.02, 49, {"averaging": "schedulefree"}),
+              ("ort", "sgd", 0.05, 200, {}),
+              ("torch", "adamw", 0.01, 80, {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1}),
               ("ort", "adamw", 0.01, 300, {"averaging": "ema", "ema": 0.85, "cooldown_fraction": 0.3,
                                            "warmup_steps": 0, "peak_power": 0.5, "peak_max_factor": 2.0,
                                            "divergence": {"patience": 4}}),
@@ -377,7 +378,8 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
                (good, {"config": {"peak_lr": {"type": "none"}}}),
                (sf, {"runtime_options": {"ema": 0.9}}),
                (sf, {"runtime_options": {"optimizer": "schedulefree", "ema": 0.9}}),
-               (sf, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"}, "budget": {"mode": "replan"}}}),
+               (sf, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"},
+                                  "budget": {"mode": "replan"}}}),
                (sf, {"averaging": "ema"}),
                (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}})]
     for base, change in changes:

@@ -1,7 +1,8 @@
-"""How the manager sizes the schedule's plan when the battery cuts the run: the total planned
-once the first steps are measured is within a few % of the steps the run gets, and the last step of a budget-cut run trains at a non-zero LR (it used to be one step
-past the plan's end, at the cool-down's end LR 0). The gate, which keeps every step above the
-floor, is the pessimistic one still (tests/test_manager_invariants.py)."""
+"""How the manager sizes the schedule's plan when the battery cuts the run: the total planned once
+the first steps are measured is within a few % of the steps the run gets, and the last step of a
+budget-cut run trains at a non-zero LR (it used to be one step past the plan's end, at the cool-
+down's end LR 0). The gate, which keeps every step above the floor, is the pessimistic one still
+(tests/test_manager_invariants.py)."""
 
 from __future__ import annotations
 

@@ -111,6 +111,7 @@ def test_off_by_default_and_the_config_is_checked():
         ManagerConfig.from_dict({"divergence": {"factor": 1.0}})
     assert err.value.field == "config.divergence.factor"
     rec = recommended_setup("ort", None, 0.01, 100, {"divergence": {"patience": 4}})
+    assert rec.averaging == "schedulefree" and rec.config.peak_lr == {"type": "none"}
     assert rec.config.divergence == DivergenceConfig(patience=4)
 
 

@@ -21,6 +21,7 @@ from mobile_lr.manager import (
     Pause,
     RecommendedSetup,
     Run,
+    SetupOptions,
     ScheduleManager,
     Stop,
     recommended_setup,
@@ -39,18 +40,19 @@ def recommended_schedule(base_lr, averaging="ema"):
     return recommended_setup("torch", None, base_lr, 300, {"averaging": averaging}).schedule
 
 
-EMA_SETUP = recommended_setup("ort", None, BASE, 300)
+EMA_SETUP = recommended_setup("ort", None, BASE, 300, {"averaging": "ema"})
+SF = SetupOptions().sf_lr_factor   # the schedule-free LR over the bundle's base LR
 
 
 def test_schedule_warms_up_holds_and_cools_down_over_the_last_fifth():
     s = parse_spec(recommended_schedule(BASE))
     plan = [(0, 300)]
-    # warm-up: min(5 steps, 5 % of 300) = 5 steps from 0.1 x base
-    assert s.lr(0, plan) == pytest.approx(0.1 * BASE)
-    assert s.lr(4, plan) == pytest.approx((0.1 + 0.9 * 4 / 5) * BASE)
-    # the peak is held until the cool-down: the last 20 % of the 295 steps after the warm-up,
-    # int(0.2 * 295) = 59 steps from t = 5 + 236 = 241, linear to 0
-    assert s.lr(5, plan) == pytest.approx(BASE)
+    # warm-up: min(2 steps, 5 % of 300) = 2 steps from 0.3 x base
+    assert s.lr(0, plan) == pytest.approx(0.3 * BASE)
+    assert s.lr(1, plan) == pytest.approx((0.3 + 0.7 / 2) * BASE)
+    # the peak is held until the cool-down: the last 20 % of the 298 steps after the warm-up,
+    # int(0.2 * 298) = 59 steps from t = 2 + 239 = 241, linear to 0
+    assert s.lr(2, plan) == pytest.approx(BASE)
     assert s.lr(241, plan) == pytest.approx(BASE)
     assert s.lr(270, plan) == pytest.approx(BASE * (1 - 29 / 59))
     assert s.lr(300, plan) == 0.0
@@ -58,8 +60,8 @@ def test_schedule_warms_up_holds_and_cools_down_over_the_last_fifth():
 
 def test_a_tiny_first_plan_is_not_spent_warming_up():
     s = parse_spec(recommended_schedule(BASE))
-    # 5 % of a 30-step plan is 1 step: one step at 0.1 x base, then the peak
-    assert s.lr(0, [(0, 30)]) == pytest.approx(0.1 * BASE)
+    # 5 % of a 30-step plan is 1 step: one step at 0.3 x base, then the peak
+    assert s.lr(0, [(0, 30)]) == pytest.approx(0.3 * BASE)
     assert s.lr(1, [(0, 30)]) == pytest.approx(BASE)
 
 
@@ -67,8 +69,8 @@ def test_a_cut_learned_mid_run_moves_the_cool_down_and_never_re_decays_held_step
     s = parse_spec(recommended_schedule(BASE))
     plan = [(0, 300), (100, 150)]        # at step 100 the battery says: 50 steps left
     assert s.lr(99, plan) == pytest.approx(BASE)   # held at the peak until then
-    # the cool-down is now the last int(0.2 * 145) = 29 steps of the 145 after the warm-up,
-    # from t = 5 + 116 = 121
+    # the cool-down is now the last int(0.2 * 148) = 29 steps of the 148 after the warm-up,
+    # from t = 2 + 119 = 121
     assert s.lr(121, plan) == pytest.approx(BASE)
     assert s.lr(135, plan) == pytest.approx(BASE * (1 - 14 / 29))
     assert s.lr(150, plan) == 0.0
@@ -97,16 +99,28 @@ def test_the_manager_applies_it_to_its_first_plan():
     first = mgr.plan_history[0][1]
     assert 10 < first < 100
     assert mgr.peak_factor == pytest.approx((300 / first) ** 0.3)
-    # step 0 is the warm-up's start: 0.1 x the raised peak
-    assert d.lr == pytest.approx(0.1 * BASE * (300 / first) ** 0.3)
+    # step 0 is the warm-up's start: 0.3 x the raised peak
+    assert d.lr == pytest.approx(0.3 * BASE * (300 / first) ** 0.3)
+
+
+def test_schedule_free_gets_no_peak_factor_by_default():
+    p = replace(load_profile("mid-range"), step_seconds=0.011)
+    sf = recommended_setup("ort", None, BASE, 300)
+    assert sf.config.peak_lr == {"type": "none"}
+    mgr = ScheduleManager(sf.schedule, p, None, sf.config, DeviceState.initial(p, 0.20003))
+    d = mgr.next()
+    assert 10 < mgr.plan_history[0][1] < 100 and mgr.peak_factor == 1.0
+    assert d.lr == pytest.approx(0.3 * SF * BASE)
+    raised = recommended_setup("ort", None, BASE, 300, {"sf_peak_power": 0.3})
+    assert raised.config.peak_lr == {"type": "budget_power", "power": 0.3, "max_factor": 2.5}
 
 
 def test_schedule_free_flavour_holds_the_peak_whatever_the_budget_does():
     s = parse_spec(recommended_schedule(BASE, "schedulefree"))
-    assert s.lr(0, [(0, 300)]) == pytest.approx(0.1 * BASE)
+    assert s.lr(0, [(0, 300)]) == pytest.approx(0.3 * SF * BASE)
     for plan in ([(0, 300)], [(0, 300), (100, 150)], [(0, 30)]):
         last = plan[-1][1]
-        assert [s.lr(t, plan) for t in (5, last - 1, last)] == pytest.approx([BASE] * 3)
+        assert [s.lr(t, plan) for t in (5, last - 1, last)] == pytest.approx([SF * BASE] * 3)
 
 
 def test_runtime_options_per_flavour_build_a_real_runtime():
@@ -118,6 +132,7 @@ def test_runtime_options_per_flavour_build_a_real_runtime():
     assert EMA_SETUP.runtime_options == {"ema": 0.9}
     sf = recommended_setup("torch", None, BASE, 300)
     assert sf.averaging == RECOMMENDED_AVERAGING["torch"] == "schedulefree"
+    assert RECOMMENDED_AVERAGING["ort"] == RECOMMENDED_AVERAGING["executorch"] == "schedulefree"
     assert sf.runtime_options == {"optimizer": "schedulefree"}
     recipe = load_recipe("digits-mlp")
     x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
@@ -149,9 +164,9 @@ def test_the_set_up_carries_its_nominal_steps_and_one_base_lr_convention():
 def test_schedule_free_end_decay_is_a_short_cool_down_over_the_budget_in_force():
     sf = recommended_setup("torch", None, BASE, 300, {"sf_cooldown_fraction": 0.1})
     s = parse_spec(sf.schedule)
-    # 295 steps after the 5-step warm-up: the last int(0.1 * 295) = 29, from t = 5 + 266 = 271
-    assert s.lr(270, [(0, 300)]) == pytest.approx(BASE)
-    assert s.lr(285, [(0, 300)]) == pytest.approx(BASE * (1 - 14 / 29))
+    # 298 steps after the 2-step warm-up: the last int(0.1 * 298) = 29, from t = 2 + 269 = 271
+    assert s.lr(270, [(0, 300)]) == pytest.approx(SF * BASE)
+    assert s.lr(285, [(0, 300)]) == pytest.approx(SF * BASE * (1 - 14 / 29))
     assert s.lr(300, [(0, 300)]) == 0.0
 
 

@@ -183,10 +183,10 @@ def test_set_parameters_restarts_the_average(sf_bundle, user_data):
         np.testing.assert_array_equal(after[name], start[name])
 
 
-def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, user_data, monkeypatch):
-    """With schedule-free chosen for ORT (it is not the default: docs/DECISIONS.md), the simulator's
-    'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on an SGD or
-    LR-dropout bundle, which schedule-free cannot run on."""
+def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, user_data):
+    """Schedule-free AdamW is the ORT default (docs/DECISIONS.md "One set-up object"): the
+    simulator's 'manager' policy trains an AdamW bundle with it and falls back to the EMA set-up on
+    an SGD or LR-dropout bundle, which schedule-free cannot run on."""
     from mobile_lr.manager import RECOMMENDED_AVERAGING, recommended_setup
     from mobile_lr.sim.setups import make_setup
     from mobile_lr.sim.simulate import bundle_schedule, simulate
@@ -197,13 +197,12 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
     def averaging(runtime, manifest):
         return recommended_setup(runtime, manifest, 0.01, 100).averaging
 
-    assert averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "ema"
-    monkeypatch.setitem(RECOMMENDED_AVERAGING, "ort", "schedulefree")
-    assert averaging("ort", adamw) == "schedulefree"
+    assert averaging("ort", adamw) == RECOMMENDED_AVERAGING["ort"] == "schedulefree"
     assert averaging("ort", sgd) == "ema"
     lrd = LrDropoutInfo("adamw-lrd", 0.5, 0, "official", "counter", ("ort",))
     assert averaging("ort", dataclasses.replace(adamw, lr_dropout=lrd)) == "ema"
-    assert averaging("executorch", adamw) == "ema"
+    assert averaging("executorch", adamw) == "schedulefree"
+    assert averaging("executorch", sgd) == "ema"
     # asked for explicitly, a flavour the bundle cannot run is refused, naming the bundle's optimizer
     with pytest.raises(ValidationError, match="'sgd'") as err:
         recommended_setup("ort", sgd, 0.01, 100, {"averaging": "schedulefree"})

@@ -146,7 +146,8 @@ def test_policy_list_and_policies_share_the_bundle_base_lr(mlp_sgd_bundle):
     assert parse_setup_list("manager, naive,manager") == ["manager", "naive"]
     base = bundle_schedule(mlp_sgd_bundle)["base_lr"]
     for name in SETUPS:
-        factor = SF_LR_FACTOR if name == "sf-adamw" else 1.0
+        # the manager on any bundle (no manifest given) is schedule-free AdamW: the same convention
+        factor = SF_LR_FACTOR if name in ("sf-adamw", "manager") else 1.0
         assert make_setup(name, bundle_schedule(mlp_sgd_bundle), 100).spec["base_lr"] == factor * base
 
 

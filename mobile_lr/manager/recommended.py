@@ -40,10 +40,11 @@ RUNTIME_KINDS = ("torch", "ort", "executorch")
 #: AdamW, evaluated at its average, a held peak).
 AVERAGINGS = ("ema", "schedulefree")
 
-#: The measured default flavour per runtime kind: the PyTorch runtime trains with schedule-free
-#: AdamW; ORT and ExecuTorch keep the bundle's AdamW with an EMA (at the bundle's base LR
-#: schedule-free AdamW trails there: docs/DECISIONS.md "Schedule-free AdamW on ORT").
-RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "ema", "executorch": "ema"}
+#: The measured default flavour per runtime kind: schedule-free AdamW on every runtime (on ORT
+#: and ExecuTorch too: bench/budget_quality, docs/DECISIONS.md "One set-up object"); the EMA
+#: flavour where schedule-free AdamW cannot run the bundle (SGD, LR dropout).
+RECOMMENDED_AVERAGING: dict[str, str] = {"torch": "schedulefree", "ort": "schedulefree",
+                                         "executorch": "schedulefree"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +60,9 @@ class SetupOptions(Record):
                                    help="null: the runtime's measured default (RECOMMENDED_AVERAGING)")
     ema: float = number(0.9, lo=0.0, hi=1.0, lo_open=True, hi_open=True,
                         help="ema flavour: the runtimes' EMA decay (0.9 spans ~10 steps)")
-    warmup_steps: int = integer(5, lo=0, help="warm-up length in steps (0: none)")
+    warmup_steps: int = integer(2, lo=0, help="warm-up length in steps (0: none)")
+    warmup_start_factor: float = number(0.3, lo=0.0, hi=1.0, lo_open=True,
+                                        help="the warm-up's first LR over the peak")
     warmup_max_fraction: float = number(0.05, lo=0.0, hi=1.0, lo_open=True,
                                         help="the warm-up never takes more of the first plan")
     cooldown_fraction: float = number(0.2, lo=0.0, hi=1.0, lo_open=True,
@@ -68,9 +71,12 @@ class SetupOptions(Record):
         0.0, lo=0.0, hi=1.0, help="schedulefree flavour: a final linear decay over this share of "
                                   "the budget in force as its end nears (0: the LR is held)")
     sf_lr_factor: float = number(
-        1.0, lo=0.0, lo_open=True,
+        2.5, lo=0.0, lo_open=True,
         help="schedulefree flavour: its LR over the bundle's base LR (the bundle's optimizer's)")
-    peak_power: float = number(0.3, lo=0.0, help="peak LR x (nominal / first plan) ** this")
+    peak_power: float = number(0.3, lo=0.0,
+                               help="ema flavour: peak LR x (nominal / first plan) ** this")
+    sf_peak_power: float = number(0.0, lo=0.0,
+                                  help="schedulefree flavour: the same (0: no peak-LR factor)")
     peak_max_factor: float = number(2.5, lo=1.0, help="the peak-LR factor's cap")
     divergence: DivergenceConfig | None = nested(
         DivergenceConfig, None, nullable=True,
@@ -179,30 +185,30 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     """The recommended set-up for ``runtime`` training the bundle of ``manifest`` (None: any
     bundle) for ``nominal_steps`` steps from the bundle's ``base_lr``.
 
-    Both flavours warm up for at most ``warmup_steps`` (never more than
-    ``warmup_max_fraction`` of the first plan). ``"ema"``: then the peak is held and a linear
-    cool-down to 0 runs over the last ``cooldown_fraction`` of the budget in force (budget mode
-    ``wsd``: a budget cut moves the cool-down; steps already held at the peak are never
-    re-decayed); for a plan of 300, warm-up 0..4, cool-down over steps 241..299.
+    Both flavours warm up for at most ``warmup_steps`` from ``warmup_start_factor`` × the peak
+    (never more than ``warmup_max_fraction`` of the first plan). ``"ema"``: then the peak is
+    held and a linear cool-down to 0 runs over the last ``cooldown_fraction`` of the budget in
+    force (budget mode ``wsd``: a budget cut moves the cool-down; steps already held at the
+    peak are never re-decayed); for a plan of 300, warm-up 0..1, cool-down over steps 241..299;
+    the peak is raised by ``min(peak_max_factor, (nominal / first plan) ** peak_power)``.
     ``"schedulefree"``: the LR ``sf_lr_factor × base_lr`` is held (the optimizer's own
     averaging does what the cool-down does), with a final decay over ``sf_cooldown_fraction``
-    of the budget when that is set. Both raise the peak by
-    ``min(peak_max_factor, (nominal / first plan) ** peak_power)``. Where the runtime's
+    of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not). Where the runtime's
     default flavour cannot run the bundle (schedule-free AdamW on an SGD or LR-dropout bundle)
     the other one is chosen; an explicit ``options.averaging`` it cannot run is refused.
 
     >>> from mobile_lr.schedules import parse_spec
-    >>> s = recommended_setup("ort", None, 0.01, 300)
-    >>> s.averaging, s.runtime_options, s.config.nominal_steps
-    ('ema', {'ema': 0.9}, 300)
+    >>> sf = recommended_setup("ort", None, 0.01, 300)
+    >>> sf.averaging, sf.runtime_options, sf.config.nominal_steps, sf.config.peak_lr
+    ('schedulefree', {'optimizer': 'schedulefree'}, 300, {'type': 'none'})
+    >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 1, 2, 299)]
+    [0.0075, 0.01625, 0.025, 0.025]
+    >>> s = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"})
+    >>> s.averaging, s.runtime_options, s.config.peak_lr["power"]
+    ('ema', {'ema': 0.9}, 0.3)
     >>> sched = parse_spec(s.schedule)
-    >>> [round(sched.lr(t, [(0, 300)]), 6) for t in (0, 5, 241, 270, 300)]
-    [0.001, 0.01, 0.01, 0.005085, 0.0]
-    >>> sf = recommended_setup("torch", None, 0.01, 300)
-    >>> sf.averaging, sf.runtime_options
-    ('schedulefree', {'optimizer': 'schedulefree'})
-    >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 5, 299)]
-    [0.001, 0.01, 0.01]
+    >>> [round(sched.lr(t, [(0, 300)]), 6) for t in (0, 2, 241, 270, 300)]
+    [0.003, 0.01, 0.01, 0.005085, 0.0]
     """
     if runtime not in RUNTIME_KINDS:
         raise ValidationError("runtime", f"unknown value {runtime!r}", ", ".join(RUNTIME_KINDS))
@@ -211,7 +217,7 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     averaging = _averaging(runtime, manifest, o.averaging)
     spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": float(base_lr)}
     if o.warmup_steps > 0:
-        spec["warmup"] = {"steps": o.warmup_steps, "start_factor": 0.1,
+        spec["warmup"] = {"steps": o.warmup_steps, "start_factor": o.warmup_start_factor,
                           "max_fraction": o.warmup_max_fraction}
     decay = o.cooldown_fraction if averaging == "ema" else o.sf_cooldown_fraction
     if averaging == "schedulefree":
@@ -222,9 +228,10 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     else:
         spec["shape"] = {"type": "constant", "factor": 1.0}
         spec["budget"] = {"mode": "fixed"}
-    config: dict[str, Any] = {
-        "nominal_steps": int(nominal_steps),
-        "peak_lr": {"type": "budget_power", "power": o.peak_power, "max_factor": o.peak_max_factor}}
+    power = o.peak_power if averaging == "ema" else o.sf_peak_power
+    config: dict[str, Any] = {"nominal_steps": int(nominal_steps), "peak_lr": {"type": "none"}}
+    if power > 0.0:
+        config["peak_lr"] = {"type": "budget_power", "power": power, "max_factor": o.peak_max_factor}
     if o.divergence is not None:
         config["divergence"] = o.divergence.to_dict()
     opts: dict[str, Any] = {"optimizer": "schedulefree"} if averaging == "schedulefree" \

@@ -166,7 +166,8 @@ def peak_note(tl: Timeline | None, base_lr: float | None, nominal: int | None, *
         return f"peak LR {factor:.2f} × the base (raised for a first plan shorter than the nominal)"
     why = ""
     if tl.first_plan and nominal:
-        rule = dict(recommended_setup("ort", None, 1.0, nominal).config.peak_lr or {"type": "none"})
+        ema = recommended_setup("ort", None, 1.0, nominal, {"averaging": "ema"})
+        rule = dict(ema.config.peak_lr or {"type": "none"})
         name = rule.pop("type")
         expected = PEAK_LR_POLICIES[name](tl.first_plan, nominal, rule)
         formula = (f" = min({rule.get('max_factor')}, ({nominal} / {tl.first_plan})^{rule.get('power')})"

@@ -10,12 +10,12 @@ floor or above the thermal limit); they differ in what the learning rate does:
 
 * ``manager`` — the battery-aware manager with the recommended set-up of
   :mod:`mobile_lr.manager` for the runtime and bundle
-  (:func:`~mobile_lr.manager.recommended_setup`, bench/budget_quality): on ORT
-  and ExecuTorch warm-up, hold the peak, cool down over the last 20 % of the budget
-  in force (budget mode ``wsd``: a cut learnt from the battery moves the cool-down)
-  and an EMA of the weights (evaluated and exported at the average); on the PyTorch
-  runtime schedule-free AdamW after a short warm-up; both with a peak LR raised for
-  a short first plan. The base LR is the bundle's.
+  (:func:`~mobile_lr.manager.recommended_setup`, bench/budget_quality): schedule-free
+  AdamW at ``sf_lr_factor`` × the bundle's base LR after a 2-step warm-up, held; on a
+  bundle schedule-free AdamW cannot run (SGD, LR dropout) the EMA flavour: warm-up, hold
+  the peak (raised for a short first plan), cool down over the last 20 % of the budget in
+  force (budget mode ``wsd``: a cut learnt from the battery moves the cool-down) and an EMA
+  of the weights (evaluated and exported at the average).
 * ``replan`` — the bundle's own schedule with budget mode ``replan`` (the
   progress map re-plans the whole curve), no averaging.
 * ``naive`` — cosine planned once for the nominal number of steps (``fixed``):
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mobile_lr.bundle import Manifest
-from mobile_lr.manager import recommended_setup
+from mobile_lr.manager import SetupOptions, recommended_setup
 from mobile_lr.validation import ValidationError
 
 __all__ = ["SETUPS", "SF_LR_FACTOR", "TrainingSetup", "make_setup", "parse_setup_list"]
@@ -110,9 +110,10 @@ def _wsd(schedule: Mapping[str, Any], nominal: int, *_runtime: Any) -> TrainingS
     return TrainingSetup("wsd", "warm-up/stable/decay, re-planned", spec, {"nominal_steps": nominal})
 
 
-#: The sf-adamw peer's LR over the bundle's (AdamW) base LR: the top of the 2-2.5 x ratio of
-#: schedule-free AdamW's best LR to AdamW's in bench/budget_quality (one LR per method).
-SF_LR_FACTOR = 2.5
+#: The sf-adamw peer's LR over the bundle's (AdamW) base LR: the set-up's one convention
+#: (``SetupOptions.sf_lr_factor``, schedule-free AdamW's best LR over AdamW's in
+#: bench/budget_quality, one LR per method), so the peer and the manager run the same LR.
+SF_LR_FACTOR = SetupOptions().sf_lr_factor
 
 
 def _sf_adamw(schedule: Mapping[str, Any], nominal: int, backend: str = "ort",

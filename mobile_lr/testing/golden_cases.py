@@ -227,7 +227,7 @@ def _divergence_inputs(diverge_lr: float = 0.05) -> dict[str, Any]:
     (``diverge_lr``), the loss watch rolls it back with the LR cut until it trains (or, below
     every cut LR, until the last failure rolls back and stops the run)."""
     prof = replace(load_profile("mid-range"), step_seconds=0.011)
-    setup = recommended_setup("ort", None, 0.05, 120, {"divergence": {"patience": 3}})
+    setup = recommended_setup("ort", None, 0.05, 120, {"averaging": "ema", "divergence": {"patience": 3}})
     config = {**setup.config.to_dict(), "max_failures": 2}
     state = DeviceState(level=0.20004, charging=False, temperature_c=26.0,
                         thermal_status=prof.status_for(26.0), time_s=0.0, ambient_c=25.0)
@@ -352,7 +352,7 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
     inputs = [("ort", None, 0.01, 300, {}), ("torch", None, 0.01, 300, {}),
               ("executorch", "adamw", 0.003, 120, {}),
               ("ort", "adamw", 0.02, 49, {"averaging": "schedulefree"}),
-              ("ort", "sgd", 0.05, 200, {}),
+              ("ort", "sgd", 0.05, 200, {}), ("ort", "adamw", 0.01, 300, {"sf_peak_power": 0.3}),
               ("torch", "adamw", 0.01, 80, {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1}),
               ("ort", "adamw", 0.01, 300, {"averaging": "ema", "ema": 0.85, "cooldown_fraction": 0.3,
                                            "warmup_steps": 0, "peak_power": 0.5, "peak_max_factor": 2.0,
@@ -370,7 +370,7 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
         except ValidationError as err:
             entry["error"] = {"field": err.field, "message": str(err)}
         made.append(entry)
-    good = recommended_setup("ort", None, 0.01, 300).to_dict()
+    good = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"}).to_dict()
     sf = recommended_setup("torch", None, 0.01, 300).to_dict()
     changes = [(good, {"runtime_options": {"optimizer": "schedulefree"}}),
                (good, {"runtime_options": {}}),

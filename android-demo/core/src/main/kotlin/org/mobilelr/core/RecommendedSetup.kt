@@ -7,18 +7,21 @@ package org.mobilelr.core
 data class SetupOptions(
     val averaging: String? = null,
     val ema: Double = 0.9,
-    val warmupSteps: Long = 5,
+    val warmupSteps: Long = 2,
+    val warmupStartFactor: Double = 0.3,
     val warmupMaxFraction: Double = 0.05,
     val cooldownFraction: Double = 0.2,
     val sfCooldownFraction: Double = 0.0,
-    val sfLrFactor: Double = 1.0,
+    val sfLrFactor: Double = 2.5,
     val peakPower: Double = 0.3,
+    val sfPeakPower: Double = 0.0,
     val peakMaxFactor: Double = 2.5,
     val divergence: DivergenceConfig? = null
 ) {
     companion object {
-        private val FIELDS = listOf("averaging", "ema", "warmup_steps", "warmup_max_fraction", "cooldown_fraction",
-            "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "peak_max_factor", "divergence")
+        private val FIELDS = listOf("averaging", "ema", "warmup_steps", "warmup_start_factor", "warmup_max_fraction",
+            "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_peak_power",
+            "peak_max_factor", "divergence")
 
         fun fromJson(value: Any?, path: String = "options"): SetupOptions {
             val obj = getObject(value, path)
@@ -33,11 +36,13 @@ data class SetupOptions(
                 averaging as String?,
                 getNumberOr(obj, "ema", path, d.ema, lo = 0.0, hi = 1.0, loOpen = true, hiOpen = true)!!,
                 getIntOr(obj, "warmup_steps", path, d.warmupSteps, lo = 0)!!,
+                getNumberOr(obj, "warmup_start_factor", path, d.warmupStartFactor, lo = 0.0, hi = 1.0, loOpen = true)!!,
                 getNumberOr(obj, "warmup_max_fraction", path, d.warmupMaxFraction, lo = 0.0, hi = 1.0, loOpen = true)!!,
                 getNumberOr(obj, "cooldown_fraction", path, d.cooldownFraction, lo = 0.0, hi = 1.0, loOpen = true)!!,
                 getNumberOr(obj, "sf_cooldown_fraction", path, d.sfCooldownFraction, lo = 0.0, hi = 1.0)!!,
                 getNumberOr(obj, "sf_lr_factor", path, d.sfLrFactor, lo = 0.0, loOpen = true)!!,
                 getNumberOr(obj, "peak_power", path, d.peakPower, lo = 0.0)!!,
+                getNumberOr(obj, "sf_peak_power", path, d.sfPeakPower, lo = 0.0)!!,
                 getNumberOr(obj, "peak_max_factor", path, d.peakMaxFactor, lo = 1.0)!!,
                 obj["divergence"]?.let { DivergenceConfig.fromJson(it, join(path, "divergence")) })
         }
@@ -122,7 +127,8 @@ class RecommendedSetup(
         val RUNTIMES = listOf("torch", "ort", "executorch")
         val AVERAGINGS = listOf("ema", "schedulefree")
         /** The measured default flavour per runtime kind (`RECOMMENDED_AVERAGING`). */
-        val AVERAGING: Map<String, String> = mapOf("torch" to "schedulefree", "ort" to "ema", "executorch" to "ema")
+        val AVERAGING: Map<String, String> = mapOf("torch" to "schedulefree", "ort" to "schedulefree",
+            "executorch" to "schedulefree")
         private val OPTION_KEYS = listOf("optimizer", "ema", "threads")
 
         /**
@@ -137,7 +143,7 @@ class RecommendedSetup(
             val averaging = averagingFor(runtime, manifest, options.averaging)
             val spec = linkedMapOf<String, Any?>("format" to "mobile-lr.schedule/1", "base_lr" to baseLr)
             if (options.warmupSteps > 0) {
-                spec["warmup"] = linkedMapOf<String, Any?>("steps" to options.warmupSteps, "start_factor" to 0.1,
+                spec["warmup"] = linkedMapOf<String, Any?>("steps" to options.warmupSteps, "start_factor" to options.warmupStartFactor,
                     "max_fraction" to options.warmupMaxFraction)
             }
             val decay = if (averaging == "ema") options.cooldownFraction else options.sfCooldownFraction
@@ -149,9 +155,11 @@ class RecommendedSetup(
                 spec["shape"] = linkedMapOf<String, Any?>("type" to "constant", "factor" to 1.0)
                 spec["budget"] = linkedMapOf<String, Any?>("mode" to "fixed")
             }
-            val config = ManagerConfig(nominalSteps = nominalSteps,
-                peakLr = linkedMapOf("type" to "budget_power", "power" to options.peakPower, "max_factor" to options.peakMaxFactor),
-                divergence = options.divergence)
+            val power = if (averaging == "ema") options.peakPower else options.sfPeakPower
+            val peak: Map<String, Any?> = if (power > 0.0) {
+                linkedMapOf("type" to "budget_power", "power" to power, "max_factor" to options.peakMaxFactor)
+            } else linkedMapOf("type" to "none")
+            val config = ManagerConfig(nominalSteps = nominalSteps, peakLr = peak, divergence = options.divergence)
             val opts: Map<String, Any?> = if (averaging == "schedulefree") linkedMapOf("optimizer" to "schedulefree")
                 else linkedMapOf("ema" to options.ema)
             return RecommendedSetup(runtime, averaging, spec, config, opts)

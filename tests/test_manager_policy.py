@@ -21,8 +21,8 @@ from mobile_lr.manager import (
     Pause,
     RecommendedSetup,
     Run,
-    SetupOptions,
     ScheduleManager,
+    SetupOptions,
     Stop,
     recommended_setup,
 )

@@ -22,8 +22,8 @@ def _run(level: float, *, power_factor: float = 1.0, jitter: float = 0.0, seed: 
          charging_until: int | None = None, profile: str = "mid-range"):
     """The recommended set-up's EMA flavour (a cool-down to LR 0) on a phone unplugged ``level``
     above the floor (or charging for the first ``charging_until`` steps); the true step costs
-    ``power_factor`` x the profile's power, its time varies by ``± jitter``. Returns (LRs run, plan history, the final decision,
-    the phone)."""
+    ``power_factor`` x the profile's power, its time varies by ``± jitter``. Returns (LRs run,
+    plan history, the final decision, the phone)."""
     p = load_profile(profile)
     setup = recommended_setup("ort", None, 0.01, NOMINAL, {"averaging": "ema"})
     floor = 0.2

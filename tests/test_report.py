@@ -318,3 +318,21 @@ def test_fleet_out_without_matplotlib_writes_the_json_and_names_the_extra(tmp_pa
     assert (tmp_path / "budgets.json").is_file() and not (tmp_path / "budgets.png").exists()
     assert "budgets.png not written: mobile_lr.report needs matplotlib: pip install 'mobile-lr[demo]'" \
         in proc.stderr
+
+
+def test_the_peak_note_tells_a_raised_peak_from_schedule_free_adamws_lr_convention():
+    """The manager's LR above the bundle's base LR is either the EMA flavour's raised peak (the
+    formula of its first plan) or schedule-free AdamW's stated LR factor: the note says which."""
+    from types import SimpleNamespace
+
+    from mobile_lr.manager import SetupOptions
+    from mobile_lr.report.verdict import peak_note
+
+    sf = SetupOptions().sf_lr_factor
+    run = SimpleNamespace(lr=np.array([0.3 * sf * 0.01, sf * 0.01, sf * 0.01]), first_plan=290)
+    note = peak_note(run, 0.01, 300)
+    assert "schedule-free AdamW" in note and f"{sf:g} ×" in note and "first plan" not in note
+    raised = SimpleNamespace(lr=np.array([0.01 * (300 / 30) ** 0.3]), first_plan=30)
+    note = peak_note(raised, 0.01, 300)
+    assert "= min(2.5, (300 / 30)^0.3)" in note and "schedule-free" not in note
+    assert peak_note(SimpleNamespace(lr=np.array([0.01]), first_plan=300), 0.01, 300) == ""

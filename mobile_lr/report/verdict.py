@@ -162,9 +162,7 @@ def peak_note(tl: Timeline | None, base_lr: float | None, nominal: int | None, *
     factor = float(np.nanmax(tl.lr)) / base_lr
     if factor < 1.005:
         return ""
-    if short:
-        return f"peak LR {factor:.2f} × the base (raised for a first plan shorter than the nominal)"
-    why = ""
+    formula = ""
     if tl.first_plan and nominal:
         ema = recommended_setup("ort", None, 1.0, nominal, {"averaging": "ema"})
         rule = dict(ema.config.peak_lr or {"type": "none"})
@@ -172,6 +170,18 @@ def peak_note(tl: Timeline | None, base_lr: float | None, nominal: int | None, *
         expected = PEAK_LR_POLICIES[name](tl.first_plan, nominal, rule)
         formula = (f" = min({rule.get('max_factor')}, ({nominal} / {tl.first_plan})^{rule.get('power')})"
                    if name == "budget_power" and abs(expected - factor) <= 2e-3 * factor else "")
+    convention = float(recommended_setup("ort", None, 1.0, max(nominal or 1, 1),
+                                         {"averaging": "schedulefree"}).schedule["base_lr"])
+    if not formula and abs(convention - factor) <= 2e-3 * factor:
+        # not a raised peak: schedule-free AdamW's LR is stated relative to the bundle's AdamW LR
+        if short:
+            return f"LR {factor:.2f} × the base (schedule-free AdamW's LR convention)"
+        return (f"The manager's LR is {factor:.2f} × the base LR: its set-up trains schedule-free "
+                f"AdamW, whose LR is {convention:g} × the bundle's (an AdamW LR) by convention.")
+    if short:
+        return f"peak LR {factor:.2f} × the base (raised for a first plan shorter than the nominal)"
+    why = ""
+    if tl.first_plan and nominal:
         why = f" (first plan {tl.first_plan} of {nominal} nominal steps{formula})"
     return (f"The manager's peak LR is {factor:.2f} × the base LR: its set-up raises the peak when the "
             f"first plan is shorter than the nominal{why}, because a short fine-tune does best with "

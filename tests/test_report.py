@@ -169,7 +169,8 @@ def test_accuracy_is_a_dot_plot_with_values_and_the_spread(demo_like):
     fig = accuracy_figure(summaries)
     for ax in fig.axes:
         assert not [p for p in ax.patches], "no bars"
-        texts = {t.get_text().strip() for t in ax.texts}
+        # every policy's value is written (two policies may show the same value)
+        texts = [t.get_text().strip() for t in ax.texts if t.get_text().strip()]
         assert len(texts) >= len(POLICIES)
     shown = {t.get_text().strip() for ax in fig.axes for t in ax.texts}
     assert f"{100 * summaries[0]['accuracy']:.1f}" in shown

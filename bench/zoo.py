@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -245,6 +246,26 @@ def _goals(rows: list[dict[str, Any]], base: dict[str, float]) -> dict[str, Any]
             "memory_within_goal": sum(memory.values()), "memory_measured": len(memory), "memory": memory}
 
 
+def _override(sizes: dict[str, dict[str, Any]], item: str) -> None:
+    """``MODEL:KEY=VALUE`` -> ``sizes[MODEL][KEY] = json(VALUE)``; a bad item is one line, exit 2."""
+    model, _, rest = item.partition(":")
+    key, eq, value = rest.partition("=")
+    if model not in sizes or not key or not eq:
+        raise ValueError(f"--size {item!r}: expected MODEL:KEY=VALUE with MODEL one of {', '.join(sizes)}")
+    try:
+        sizes[model][key] = json.loads(value)
+    except json.JSONDecodeError:
+        sizes[model][key] = value
+
+
+def _load() -> list[float] | None:
+    """The 1/5/15-minute load averages (the machine is shared: say it next to the times)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m bench.zoo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -255,11 +276,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=100, help="timed steps per engine at most")
     ap.add_argument("--budget-s", type=float, default=60.0, help="seconds of timed steps per cell")
     ap.add_argument("--mem-steps", type=int, default=5, help="steady steps in the memory child")
+    ap.add_argument("--size", action="append", default=[], metavar="MODEL:KEY=VALUE",
+                    help="a recipe option for one model (JSON value, repeatable), over the default "
+                         "(realistic) or --quick sizes, e.g. gru-sensor:steps=16")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
-    sizes = QUICK if args.quick else SIZES
+    sizes = {m: dict(o) for m, o in (QUICK if args.quick else SIZES).items()}
+    for item in args.size:
+        try:
+            _override(sizes, item)
+        except ValueError as err:
+            ap.error(str(err))  # one line, exit 2
+    load_before = _load()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
@@ -276,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 rows += cell(name, sizes[name], mode, engines, Path(tmp), steps, budget, args.mem_steps)
                 print(f"  {name} {mode}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     goals = _goals(rows, base)
+    load_after = _load()
     print("zoo: model x mode x engine (1 thread; step on the recipe's batch; memory in a fresh process)")
     print_table(rows, [("model", "model", "s"), ("mode", "mode", "s"), ("engine", "engine", "s"),
                        ("params_total", "params", ","), ("params_trainable", "trainable", ","),
@@ -291,9 +322,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"goals: {goals['train_on_both']}/{goals['cells']} cells train on both engines; "
           f"ExecuTorch within 1.5x of ORT in {goals['et_within_1_5x_ort']}/{len(goals['et_vs_ort'])}; "
           f"peak <= 2 x min + baseline in {goals['memory_within_goal']}/{goals['memory_measured']}")
-    command = "python -m bench.zoo" + (" --quick" if args.quick else "")
+    command = "python -m bench.zoo " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {"rows": rows, "baselines_mb": base, "goals": goals, "threads": 1, "lr": LR,
-              "seconds": time.perf_counter() - t_all, "command": command}
+              "sizes": {m: sizes[m] for m in models}, "steps": steps, "budget_s": budget,
+              "load_before": load_before, "load_after": load_after,
+              "seconds": time.perf_counter() - t_all, "command": command.strip()}
     path = write_result("zoo", result)
     print(f"wrote bench/results/{path.name}")
     return result

@@ -42,6 +42,7 @@ with optional_imports(__name__):
     import torch
     from torch import nn
 
+from mobile_lr.export.executorch_fast import addmm_as_mm, fast_form
 from mobile_lr.export.forms import eval_form, training_form
 from mobile_lr.export.onnx_artifacts import UnsupportedModel, refuse_batchnorm_training
 from mobile_lr.recipes import Recipe
@@ -107,13 +108,13 @@ def _lower(recipe: Recipe, dynamic: bool, max_batch: int, batchnorm: str) -> Any
         batch = Dim("batch", min=1, max=max_batch)
         shapes = ({0: batch}, {0: batch})
         eval_shapes = (*shapes, tuple(None for _ in params))
-    with training_form(recipe.model, batchnorm):
+    with training_form(recipe.model, batchnorm), fast_form(recipe.model):
         joint = _export_forward_backward(export(TrainingWrapper(recipe), (x, target), dynamic_shapes=shapes,
                                                 strict=True))
-    with eval_form(recipe.model), torch.no_grad():
+    with eval_form(recipe.model), fast_form(recipe.model), torch.no_grad():
         evaluation = export(EvalWrapper(recipe), (x, target, params), dynamic_shapes=eval_shapes, strict=True)
-    edge = to_edge({"forward": joint, EVAL_METHOD: evaluation},
-                   compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    edge = addmm_as_mm(to_edge({"forward": joint, EVAL_METHOD: evaluation},
+                               compile_config=EdgeCompileConfig(_check_ir_validity=False)))
     try:
         return edge.to_executorch()
     except RuntimeError as err:  # "Missing out variants: {'aten::_native_batch_norm_legit_functional'}"

@@ -49,7 +49,7 @@ with optional_imports(__name__):
 from mobile_lr.recipes import batchnorm_modules
 
 __all__ = ["BATCHNORM_MODES", "batchnorm_modules", "check_batchnorm_mode", "describe_modules", "eval_form",
-           "frozen_batchnorm", "model_mode", "training_form", "unrolled_rnns"]
+           "frozen_batchnorm", "model_mode", "patched_modules", "training_form", "unrolled_rnns"]
 
 BATCHNORM_MODES = ("frozen", "train")
 
@@ -87,7 +87,7 @@ def frozen_batchnorm(model: nn.Module) -> Iterator[list[str]]:
     def make(mod: nn.Module):  # -> forward | None
         return _frozen_forward(mod) if isinstance(mod, nn.modules.batchnorm._BatchNorm) else None
 
-    with _patched(model, make) as names:
+    with patched_modules(model, make) as names:
         yield names
 
 
@@ -124,7 +124,7 @@ def training_form(model: nn.Module, batchnorm: str = "frozen") -> Iterator[None]
     """The model as a training graph captures it: train mode (dropout on), batch norm frozen
     unless ``batchnorm="train"`` (then it normalizes with the batch and updates its statistics)."""
     check_batchnorm_mode(batchnorm)
-    with model_mode(model, True), _plain_attention(), _patched(model, _pool_as_conv):
+    with model_mode(model, True), _plain_attention(), patched_modules(model, _pool_as_conv):
         if batchnorm == "train":
             yield
         else:
@@ -236,12 +236,12 @@ def _rnn_as_cells(rnn: nn.Module):  # -> Callable | None
 @contextlib.contextmanager
 def unrolled_rnns(model: nn.Module) -> Iterator[list[str]]:
     """Within the block every GRU/LSTM of ``model`` runs as its unrolled cell (see :func:`_rnn_as_cells`)."""
-    with _patched(model, _rnn_as_cells) as names:
+    with patched_modules(model, _rnn_as_cells) as names:
         yield names
 
 
 @contextlib.contextmanager
-def _patched(model: nn.Module, make) -> Iterator[list[str]]:  # make: module -> forward | None
+def patched_modules(model: nn.Module, make) -> Iterator[list[str]]:  # make: module -> forward | None
     """Within the block every module ``make`` gives a forward for runs it (restored after)."""
     changed = []
     for name, mod in model.named_modules():

@@ -1,0 +1,164 @@
+"""The ExecuTorch program's fast form: its graphs call the kernels that ExecuTorch optimizes.
+
+ExecuTorch's pip runtime (``executorch.extension.pybindings.portable_lib``) registers the
+*optimized* kernel library over the portable one: ``mm``, ``bmm``, ``linear``, ``add``,
+``mul``, ``sub``, ``div``, ``exp``, ``gelu``, ``_log_softmax``, ``native_layer_norm``, ``sum``
+and a few more (``kernels/optimized/optimized.yaml``; matrix products through Eigen's BLAS),
+and the portable kernels for everything else. The portable kernels are plain loops: measured
+at one thread (batch 32), a 1x1 convolution 64 -> 128 channels on 16x16 took 482 ms against
+torch's 10 ms, a 3x3 depthwise one 56 ms against 11 ms, and ``addmm`` (32x128 by 128x384, the
+form every ``nn.Linear`` and every unrolled GRU gate takes) 1.8 ms against 0.35 ms for ``mm``
+plus ``add``. The joint forward-backward graph is captured from the model, so the fast form is
+chosen where the graph is made:
+
+* every dense ``Conv1d``/``Conv2d`` (zero padding, ``groups=1``) is a matrix product of its
+  weight with the input's patches (im2col written as strided slices, stacked), and every
+  depthwise one (``groups`` = input = output channels) a sum of ``kh * kw`` products of a
+  shifted slice with one weight per channel; both in a channels-first ``(C, B * H * W)``
+  layout, where the weight broadcasts along the last dimension, a case the optimized ``mul``
+  handles. Their gradients are then ``mm``, ``mul``, ``sum`` and slice scatters;
+* every ``aten.addmm`` of the captured graphs becomes ``mm`` + ``add``
+  (:func:`addmm_as_mm`).
+
+The numbers are the same sums in another order (float32 rounding, ~1e-7 relative); the
+exporter's proof still checks the evaluation loss against PyTorch eager (1e-4). XNNPACK
+(also in the wheel) is not used: it packs a delegated layer's weights once when the method
+loads, so a trained weight updated in place would not reach it, and its partitioner has no
+backward operators (docs/DECISIONS.md has the measurements).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch import nn
+
+from mobile_lr.export.forms import patched_modules
+
+__all__ = ["addmm_as_mm", "fast_form"]
+
+
+def _pair(v: Any, one_d: bool) -> tuple[int, int]:
+    v = tuple(v) if isinstance(v, (tuple, list)) else (v,)
+    return (1 if one_d else v[0], v[-1]) if len(v) == 1 or one_d else (v[0], v[1])
+
+
+def _patches(xt: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             dilation: tuple[int, int], out: tuple[int, int]) -> list[torch.Tensor]:
+    """The ``kh * kw`` shifted, strided views of a padded ``(C, B, H, W)`` input, each ``(C, B, oh, ow)``."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = kernel, stride, dilation, out
+    return [xt[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            for i in range(kh) for j in range(kw)]
+
+
+def _zero_pad(xt: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """Zeros around the last two axes, as concatenations: the gradient of ``constant_pad_nd`` is
+    a pad by negative amounts, which ExecuTorch's kernel refuses; that of ``cat`` is slices."""
+    for axis, p in ((-2, padding[0]), (-1, padding[1])):
+        if p:
+            shape = list(xt.shape)
+            shape[axis] = p
+            zeros = xt.new_zeros(shape)
+            xt = torch.cat([zeros, xt, zeros], dim=axis)
+    return xt
+
+
+def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+    """A dense or depthwise convolution in the fast form (module docstring), or None (kept)."""
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.padding_mode != "zeros" \
+            or isinstance(conv.padding, str):
+        return None
+    cin, cout, groups = conv.in_channels, conv.out_channels, conv.groups
+    depthwise = groups > 1 and groups == cin == cout
+    if groups != 1 and not depthwise:
+        return None
+    one_d = isinstance(conv, nn.Conv1d)
+    kernel, stride, padding, dilation = (_pair(v, one_d) for v in
+                                         (conv.kernel_size, conv.stride, conv.padding, conv.dilation))
+    if one_d:
+        padding = (0, padding[1])
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        x4 = x.unsqueeze(-2) if one_d else x
+        h, w = int(x4.shape[-2]), int(x4.shape[-1])  # static: the spatial sizes are the model's
+        oh = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        xt = x4.transpose(0, 1)  # (C, B, H, W): the batch joins the spatial axes of the product
+        xt = _zero_pad(xt, padding)
+        parts = _patches(xt, kernel, stride, dilation, (oh, ow))
+        weight = conv.weight.reshape(cout, -1)  # (Cout, Cin*kh*kw) dense; (C, kh*kw) depthwise
+        if depthwise:
+            y = None
+            for k, part in enumerate(parts):
+                term = part.reshape(cin, -1) * weight[:, k:k + 1]
+                y = term if y is None else y + term
+        else:
+            cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
+            y = torch.mm(weight, cols.reshape(cin * len(parts), -1))
+        if conv.bias is not None:
+            y = y + conv.bias.unsqueeze(1)
+        y = y.reshape(cout, -1, oh, ow).transpose(0, 1)
+        return y.squeeze(-2) if one_d else y
+
+    return forward
+
+
+@contextlib.contextmanager
+def fast_form(model: nn.Module) -> Iterator[list[str]]:
+    """Within the block every dense or depthwise convolution of ``model`` runs in the fast form.
+
+    Yields the names of the modules changed (the parameter names stay the model's)."""
+    with patched_modules(model, _conv_as_matmul) as names:
+        yield names
+
+
+def addmm_as_mm(edge: Any) -> Any:
+    """``addmm(bias, a, b)`` (beta = alpha = 1) -> ``add(mm(a, b), bias)`` in every method of an
+    ``EdgeProgramManager``; returns the new manager. ExecuTorch's ``addmm`` is portable, its
+    ``mm`` and ``add`` are optimized."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from executorch.exir.pass_base import ExportPass
+
+    addmm, mm, add = (exir_ops.edge.aten.addmm.default, exir_ops.edge.aten.mm.default,
+                      exir_ops.edge.aten.add.Tensor)
+
+    class AddmmAsMm(ExportPass):
+        def call_operator(self, op: Any, args: Any, kwargs: Any, meta: Any) -> Any:
+            if op is not addmm or len(args) != 3 or kwargs.get("beta", 1) != 1 or kwargs.get("alpha", 1) != 1:
+                return super().call_operator(op, args, kwargs, meta)
+            bias, a, b = args
+            return super().call_operator(add, (super().call_operator(mm, (a, b), {}, meta), bias), {}, meta)
+
+    return edge.transform([AddmmAsMm(), _one_transpose_per_weight])
+
+
+def _one_transpose_per_weight(gm: Any) -> Any:
+    """Every ``permute_copy`` of the same tensor with the same axes computed once: the unrolled
+    GRU/LSTM multiplies by its recurrent weight's transpose at every time step, and ExecuTorch's
+    ``permute_copy`` is an element-by-element copy (28 % of a gru-sensor step before this)."""
+    from executorch.exir.dialects._ops import ops as exir_ops
+    from torch.fx.passes.infra.pass_base import PassResult
+
+    permute = exir_ops.edge.aten.permute_copy.default
+    seen: dict[tuple[Any, ...], Any] = {}
+    changed = False
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not permute or node.kwargs:
+            continue
+        key = (node.args[0], tuple(node.args[1]))
+        if key in seen:
+            node.replace_all_uses_with(seen[key])
+            gm.graph.erase_node(node)
+            changed = True
+        else:
+            seen[key] = node
+    if changed:
+        gm.graph.lint()
+        gm.recompile()
+    return PassResult(gm, changed)

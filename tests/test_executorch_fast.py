@@ -1,0 +1,117 @@
+"""ExecuTorch's fast form (docs/DECISIONS.md, "ExecuTorch's training step speed").
+
+The convolutions rewritten as matrix products must be the same functions (values and
+gradients) as PyTorch's convolutions, for every configuration they accept, and leave the
+others alone; the written program must call the optimized kernels (no portable convolution,
+``addmm``, or repeated transpose of one tensor) and still train like PyTorch eager.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mobile_lr.export import export_bundle
+from mobile_lr.export.executorch_fast import fast_form
+from mobile_lr.recipes import OptimizerSpec, Recipe
+from mobile_lr.runtime import open_runtime
+from mobile_lr.runtime.torch_rt import TorchRuntime
+
+CONVS = [
+    ("dense 3x3 stride 2 pad 1", lambda: nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 9, 11)),
+    ("dense 10x4 stride (2,1) pad (5,1)", lambda: nn.Conv2d(1, 6, (10, 4), stride=(2, 1), padding=(5, 1)),
+     (3, 1, 25, 10)),
+    ("pointwise, no bias", lambda: nn.Conv2d(6, 5, 1, bias=False), (2, 6, 4, 4)),
+    ("pointwise stride 2", lambda: nn.Conv2d(4, 4, 1, stride=2), (2, 4, 7, 7)),
+    ("dilated", lambda: nn.Conv2d(2, 3, 3, padding=2, dilation=2), (2, 2, 8, 8)),
+    ("depthwise 3x3 pad 1", lambda: nn.Conv2d(6, 6, 3, padding=1, groups=6), (2, 6, 8, 8)),
+    ("depthwise 5x5 stride 2", lambda: nn.Conv2d(4, 4, 5, stride=2, padding=2, groups=4, bias=False),
+     (3, 4, 9, 9)),
+    ("conv1d", lambda: nn.Conv1d(3, 7, 5, stride=2, padding=1), (2, 3, 17)),
+    ("depthwise conv1d", lambda: nn.Conv1d(5, 5, 3, padding=1, groups=5), (2, 5, 12)),
+]
+
+
+@pytest.mark.parametrize(("what", "make", "shape"), CONVS, ids=[c[0] for c in CONVS])
+def test_the_fast_convolution_is_the_convolution_values_and_gradients(what, make, shape):
+    torch.manual_seed(0)
+    conv = make().double()
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    ref = conv(x)
+    grads_ref = torch.autograd.grad((ref * ref).sum(), [x, *conv.parameters()])
+    with fast_form(conv) as changed:
+        got = conv(x)
+        grads = torch.autograd.grad((got * got).sum(), [x, *conv.parameters()])
+    assert changed == [""]
+    assert got.shape == ref.shape
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    for g, r in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-11, atol=1e-11)
+    assert "forward" not in vars(conv)  # restored after the block
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(4, 6, 3, groups=2),
+                                  nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
+                                  nn.Conv2d(2, 2, 3, padding="same"), nn.Conv2d(2, 4, 3, groups=2)],
+                         ids=["grouped", "reflect padding", "padding 'same'", "depthwise multiplier 2"])
+def test_other_convolutions_are_left_alone(conv):
+    with fast_form(conv) as changed:
+        assert changed == []
+
+
+class _Net(nn.Module):
+    """Stem conv, depthwise + pointwise with batch norm, a Linear head: every rewritten form."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+                                      nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
+                                      nn.Conv2d(8, 12, 1))
+        self.hidden = nn.Linear(12, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.hidden(self.features(x).mean((2, 3)))))
+
+
+def _program_ops(path) -> collections.Counter:
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary((path / "model.pte").read_bytes())
+    program = getattr(program, "program", program)
+    plan = next(p for p in program.execution_plan if p.name == "forward")
+    ops = collections.Counter()
+    for chain in plan.chains:
+        for ins in chain.instructions:
+            index = getattr(ins.instr_args, "op_index", None)
+            if index is not None:
+                op = plan.operators[index]
+                ops[f"{op.name}.{op.overload}"] += 1
+    return ops
+
+
+def test_the_program_calls_optimized_kernels_and_trains_like_eager(tmp_path):
+    torch.manual_seed(0)
+    model = _Net()
+    x = torch.randn(16, 1, 12, 12)
+    y = torch.randint(0, 4, (16,))
+    recipe = Recipe(name="fast-form", model=model, example_input=x, loss="cross_entropy",
+                    trainable=tuple(n for n, _ in model.named_parameters() if not n.startswith("features.0")),
+                    optimizer=OptimizerSpec("adamw", eps=1e-8, weight_decay=0.01))
+    manifest = export_bundle(recipe, tmp_path / "b", backends=("executorch",))
+    assert manifest.backends["executorch"].status == "ok", manifest.backends["executorch"].reason
+    ops = _program_ops(tmp_path / "b")
+    assert not [op for op in ops if "convolution" in op or "addmm" in op], ops
+    assert ops["aten::mm.out"] >= 4  # the stem, the pointwise conv, two Linears (and their gradients)
+    et = open_runtime("executorch", tmp_path / "b")
+    eager = TorchRuntime(recipe)
+    xs, ys = x.numpy(), y.numpy()
+    for _ in range(5):
+        a, b = et.step(xs, ys, 0.01), eager.step(xs, ys, 0.01)
+        assert a == pytest.approx(b, rel=1e-5)
+    for name, w in eager.parameters().items():
+        np.testing.assert_allclose(et.parameters()[name], w, rtol=1e-4, atol=1e-6)

@@ -113,5 +113,7 @@ def test_the_program_calls_optimized_kernels_and_trains_like_eager(tmp_path):
     for _ in range(5):
         a, b = et.step(xs, ys, 0.01), eager.step(xs, ys, 0.01)
         assert a == pytest.approx(b, rel=1e-5)
-    for name, w in eager.parameters().items():
-        np.testing.assert_allclose(et.parameters()[name], w, rtol=1e-4, atol=1e-6)
+    trained = et.parameters()  # the trainable ones: the frozen ones are constants of the program
+    assert set(trained) == set(recipe.trainable)
+    for name, w in trained.items():
+        np.testing.assert_allclose(w, eager.parameters()[name], rtol=1e-4, atol=1e-6)

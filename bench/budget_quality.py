@@ -241,18 +241,15 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
 
 
 def library_setup(engine: str, manifest: Any, nominal: int) -> ManagerSetup:
-    """The library's recommended set-up for ``engine`` (``recommended_setup`` where it exists)."""
-    import mobile_lr.manager as mgr
+    """The library's recommended set-up for ``engine`` at base LR 1 (the grid LR scales it; for
+    schedule-free the schedule's ``base_lr`` carries the set-up's LR factor)."""
+    from mobile_lr.manager import recommended_setup
 
-    if hasattr(mgr, "recommended_setup"):
-        s = mgr.recommended_setup(engine, manifest, 1.0, nominal)
-        cfg = s.config.to_dict() if hasattr(s.config, "to_dict") else dict(s.config)
-        cfg.pop("nominal_steps", None)
-        return ManagerSetup("manager", s.schedule, cfg, dict(s.runtime_options),
-                            f"recommended_setup({engine!r}, ...)")
-    averaging = mgr.recommended_averaging(engine, manifest)
-    return ManagerSetup("manager", mgr.recommended_schedule(1.0, averaging), dict(mgr.RECOMMENDED_CONFIG),
-                        mgr.recommended_runtime_options(averaging), f"recommended set-up ({averaging})")
+    s = recommended_setup(engine, manifest, 1.0, nominal)
+    cfg = s.config.to_dict()
+    cfg.pop("nominal_steps", None)
+    return ManagerSetup("manager", s.schedule, cfg, dict(s.runtime_options),
+                        f"recommended_setup({engine!r}, ...)")
 
 
 def peer_methods(oracles: bool) -> list[Method]:

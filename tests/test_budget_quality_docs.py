@@ -52,3 +52,28 @@ def test_summary_is_recomputed_from_the_per_seed_accuracies():
                     if "paired_gap_to_best_peer" in row[c]:
                         assert np.isclose(row[c]["paired_gap_to_best_peer"]["mean"],
                                           want[c]["paired_gap_to_best_peer"]["mean"]), (key, n, c)
+
+
+def test_manager_rows_are_the_recommended_setup_of_every_engine():
+    """The measured `phone` rows are what `recommended_setup` gives each engine: the same runtime
+    options and manager config, and the same LR at every step (up to the set-up's stated LR factor
+    over the bundle's base LR) under the plan histories a cut budget makes."""
+    from mobile_lr.manager import ManagerConfig, recommended_setup
+    from mobile_lr.schedules import parse_spec
+
+    nominal = RESULTS["config"]["nominal_steps"]
+    rows = {n: m for n, m in RESULTS["methods"].items() if m["kind"] == "manager"}
+    assert rows
+    plans = ([(0, nominal)], [(0, 11), (3, 9), (6, 10)], [(0, nominal), (5, 10)],
+             [(0, 140), (3, 116), (30, 121)], [(0, 30), (3, 25), (7, 26)])
+    for engine in RESULTS["engines"]:
+        rec = recommended_setup(engine, None, 1.0, nominal)
+        for name, m in rows.items():
+            assert rec.runtime_options == m["runtime_options"], (engine, name)
+            want = ManagerConfig.from_dict({**m["config"], "nominal_steps": nominal}).to_dict()
+            assert rec.config.to_dict() == want, (engine, name)
+            ours, theirs = parse_spec(m["schedule"]), parse_spec(rec.schedule)
+            k = rec.schedule["base_lr"] / m["schedule"]["base_lr"]
+            for plan in plans:
+                assert all(abs(theirs.lr(t, plan) - k * ours.lr(t, plan)) <= 1e-12 * k
+                           for t in range(plan[-1][1])), (engine, name, plan)

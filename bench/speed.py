@@ -12,15 +12,21 @@ individually timed calls after ``--warmup`` untimed ones, with the 10th-90th per
 spread; the runtimes take turns in 20 blocks so that load from elsewhere on a shared
 machine hits them alike.
 
-Manager overhead: ``ScheduleManager.next()`` + ``observe()`` (which re-plans the budget from
-the device state every step) on the mid-range profile with a cosine schedule, against
-``CosineAnnealingLR.step()`` on an SGD optimizer. End-to-end: the same manager driving the ORT
-runtime (next, step at the manager's LR, observe) against ``rt.step`` alone.
+Manager overhead: ``ScheduleManager.next()`` + ``observe()`` on the mid-range profile with a
+cosine schedule, against ``CosineAnnealingLR.step()`` on an SGD optimizer, interleaved: while
+the plan in force holds (the common step), with a full plan forced before every step (what
+every step cost before the hold), and with ``update_device()`` every step on a simulated
+phone; then the Kotlin manager's same loops on the JVM (``android-demo/core/scripts/bench.sh``,
+best of blocks). End-to-end: the same manager driving the ORT runtime (next, step at the
+manager's LR, observe) against ``rt.step`` alone. Goals: held step <= 0.2x torch's (at least
+<= 1x), manager + ORT <= 1.05x bare ORT on digits-mlp; the table says met or missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -130,24 +136,138 @@ def runtime_steps(steps: int, warmup: int) -> list[dict[str, Any]]:
     return rows
 
 
-def scheduler_overhead(steps: int, warmup: int) -> list[dict[str, Any]]:
+def _interleaved_manager(steps: int, warmup: int, rounds: int = 20) -> dict[str, dict[str, float]]:
+    """torch's scheduler step and the manager's three loops, in turns (``rounds`` blocks each),
+    every call timed on its own:
+
+    * ``held``: ``next()`` + ``observe()`` at the profile's step cost: the plan in force holds
+      (mobile_lr/manager/hold.py), no planner runs;
+    * ``planned``: the same with the hold dropped after every step, so a full plan (gate,
+      budget, record) runs before each one, as every step did before the hold;
+    * ``reported``: ``update_device()`` + ``next()`` + ``observe()`` on a simulated phone told
+      its state every step (the phone's own step is not timed).
+    """
     import torch
 
-    mgr, p = _manager()
-
-    def manager_step():
-        mgr.next()
-        mgr.observe(loss=1.0, step_seconds=p.step_seconds, energy_j=p.step_joules)
+    from mobile_lr.device import SimulatedDevice
 
     w = torch.nn.Parameter(torch.zeros(4))
     opt = torch.optim.SGD([w], lr=0.05)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10**8)
     opt.step()          # torch warns when the scheduler steps before the optimizer
-    torch_t = _time(sched.step, steps, warmup)
-    mgr_t = _time(manager_step, steps, warmup)
-    return [{"what": "torch CosineAnnealingLR.step()", **torch_t},
-            {"what": "ScheduleManager.next()+observe()", **mgr_t,
-             "vs_torch": mgr_t["median_us"] / torch_t["median_us"]}]
+    held, p = _manager()
+    planned, _ = _manager()
+    reported, _ = _manager()
+    dev = SimulatedDevice(p, reported.device)
+    secs, joules = p.step_seconds, p.step_joules
+    clock = time.perf_counter
+
+    def t_torch() -> float:
+        t0 = clock()
+        sched.step()
+        return clock() - t0
+
+    def t_held() -> float:
+        t0 = clock()
+        held.next()
+        held.observe(loss=1.0, step_seconds=secs, energy_j=joules)
+        return clock() - t0
+
+    def t_planned() -> float:
+        planned.hold.drop()     # the next decision makes a full plan
+        t0 = clock()
+        planned.next()
+        planned.observe(loss=1.0, step_seconds=secs, energy_j=joules)
+        return clock() - t0
+
+    def t_reported() -> float:
+        r = dev.train_step()
+        state = dev.state
+        t0 = clock()
+        reported.update_device(state)
+        reported.next()
+        reported.observe(loss=1.0, step_seconds=r.seconds, energy_j=r.energy_j)
+        return clock() - t0
+
+    fns = {"torch": t_torch, "held": t_held, "planned": t_planned, "reported": t_reported}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    ts: dict[str, list[float]] = {k: [] for k in fns}
+    per = max(1, steps // rounds)
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            ts[k].extend(fn() for _ in range(per))
+    return {k: _stats(v, len(v)) for k, v in ts.items()}
+
+
+def kotlin_steps() -> dict[str, Any]:
+    """The Kotlin manager on the JVM (android-demo/core/scripts/bench.sh): ns per step of the
+    same three loops, or why it did not run."""
+    import shutil
+    import subprocess
+
+    from mobile_lr.device import load_profile
+
+    root = Path(__file__).resolve().parent.parent
+    script = root / "android-demo" / "core" / "scripts" / "bench.sh"
+    if shutil.which("kotlinc") is None or shutil.which("java") is None:
+        return {"skipped": "kotlinc or java not found (make kotlin-deps)"}
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = Path(tmp) / "mid-range.json"
+        prof.write_text(json.dumps(load_profile("mid-range").to_dict()), encoding="utf-8")
+        proc = subprocess.run(["bash", str(script), str(prof)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"skipped": f"bench.sh failed: {proc.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+GOAL_VS_TORCH, MIN_VS_TORCH, GOAL_VS_ORT = 0.2, 1.0, 1.05
+
+
+def scheduler_overhead(steps: int, warmup: int) -> list[dict[str, Any]]:
+    times = _interleaved_manager(steps, warmup)
+    base = times["torch"]["median_us"]
+    names = {"torch": "torch CosineAnnealingLR.step()",
+             "held": "manager next()+observe(), plan in force holds",
+             "planned": "manager next()+observe(), full plan every step",
+             "reported": "manager update_device()+next()+observe(), phone reports every step"}
+    rows = [{"what": names[k], "runtime": "python", **t, "vs_torch": t["median_us"] / base}
+            for k, t in times.items()]
+    kt = kotlin_steps()
+    if "skipped" in kt:
+        rows.append({"what": "Kotlin manager (JVM)", "runtime": "kotlin", **kt})
+    else:
+        for k in ("held", "planned", "reported"):
+            us = kt[f"{k}_ns"] / 1000.0
+            rows.append({"what": names[k].replace("manager", "Kotlin manager"), "runtime": "kotlin",
+                         "median_us": us, "vs_torch": us / base,
+                         "n": kt["steps"] * kt["blocks"], "note": "best of blocks"})
+    return rows
+
+
+def goals(rt_rows: list[dict[str, Any]], sch_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's goals against this run's numbers (met or missed, with the number)."""
+    out = []
+    by = {r["what"]: r for r in sch_rows if r.get("runtime") == "python"}
+    for key, label in (("manager next()+observe(), plan in force holds", "held step"),
+                       ("manager update_device()+next()+observe(), phone reports every step",
+                        "reported step")):
+        if key in by:
+            x = by[key]["vs_torch"]
+            out.append({"goal": f"manager {label} <= {GOAL_VS_TORCH}x torch scheduler step "
+                                f"(at least <= {MIN_VS_TORCH}x)", "value": x,
+                        "status": "met" if x <= GOAL_VS_TORCH else
+                        f"missed goal, {'met' if x <= MIN_VS_TORCH else 'missed'} minimum"})
+    for r in rt_rows:
+        if r.get("recipe") == "digits-mlp" and r["what"] == "manager + ORT step":
+            x = r["vs_bare_ort"]
+            out.append({"goal": f"manager + ORT step <= {GOAL_VS_ORT}x bare ORT step (digits-mlp)",
+                        "value": x, "status": "met" if x <= GOAL_VS_ORT else "missed"})
+    for r in sch_rows:
+        if r.get("runtime") == "kotlin" and "median_us" in r:
+            out.append({"goal": f"reported: {r['what']}", "value": r["median_us"], "status": "µs"})
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -155,22 +275,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=50)
     ap.add_argument("--quick", action="store_true", help="100 steps, 20 warm-up")
+    ap.add_argument("--manager-steps", type=int, default=20000,
+                    help="timed calls of each manager loop (default 20000)")
     args = ap.parse_args(argv)
     steps, warmup = (100, 20) if args.quick else (args.steps, args.warmup)
+    load = os.getloadavg()
     rt_rows = runtime_steps(steps, warmup)
-    sch_rows = scheduler_overhead(max(steps, 2000), warmup)
+    sch_rows = scheduler_overhead(args.manager_steps // (10 if args.quick else 1), 200)
     cols = [("recipe", "recipe", "s"), ("what", "what", "s"), ("median_us", "median µs", ".0f"),
             ("p10_us", "p10", ".0f"), ("p90_us", "p90", ".0f"), ("vs_torch", "÷ torch", ".2f"),
             ("vs_bare_ort", "÷ bare ORT", ".2f")]
     print(f"training step, batch 32, 1 thread, median of {steps}")
     print_table(rt_rows, cols)
-    print("\nLR scheduling per step")
-    print_table(sch_rows, [("what", "what", "s"), ("median_us", "median µs", ".1f"),
-                           ("p10_us", "p10", ".1f"), ("p90_us", "p90", ".1f"),
-                           ("vs_torch", "÷ torch", ".1f")])
-    result = {"runtime_steps": rt_rows, "scheduler_overhead": sch_rows, "threads": 1,
-              "steps": steps, "warmup": warmup,
+    print("\nLR scheduling per step (Python rows interleaved in one process; Kotlin: the JVM, "
+          "best of blocks)")
+    print_table(sch_rows, [("what", "what", "s"), ("median_us", "median µs", ".2f"),
+                           ("p10_us", "p10", ".2f"), ("p90_us", "p90", ".2f"),
+                           ("vs_torch", "÷ torch", ".2f")])
+    goal_rows = goals(rt_rows, sch_rows)
+    print("\ngoals")
+    print_table(goal_rows, [("goal", "goal", "s"), ("value", "value", ".3f"),
+                            ("status", "status", "s")])
+    result = {"runtime_steps": rt_rows, "scheduler_overhead": sch_rows, "goals": goal_rows,
+              "threads": 1, "steps": steps, "warmup": warmup, "load_before": load,
+              "load_after": os.getloadavg(),
               "command": "python -m bench.speed" + (" --quick" if args.quick else "")}
+    print(f"load {load[0]:.1f} before, {result['load_after'][0]:.1f} after")
     path = write_result("speed", result)
     print(f"wrote bench/results/{path.name}")
     return result

@@ -437,14 +437,17 @@ class CostEstimator:
                 ) -> tuple[float, float | None] | None:
         """Record one step; non-finite or non-positive values are ignored. Returns what was
         recorded: (full-speed seconds, full-speed power or None), None if nothing."""
-        if not (math.isfinite(seconds) and seconds > 0.0 and 0.0 < throttle <= 1.0):
+        # (chained comparisons: finite and positive, NaN fails; the manager calls this per step)
+        if not (0.0 < seconds < math.inf and 0.0 < throttle <= 1.0):
             return None
         self.count += 1
         full_s = seconds * throttle
         self.seconds.append(full_s)   # a deque of the last ``window``
-        if energy_j is not None and math.isfinite(energy_j) and energy_j > 0.0:
-            power = energy_j / seconds
-            full = max(self.idle_power_w + (power - self.idle_power_w) / throttle, 1e-9)
+        if energy_j is not None and 0.0 < energy_j < math.inf:
+            idle = self.idle_power_w
+            full = idle + (energy_j / seconds - idle) / throttle
+            if full < 1e-9:       # max(full, 1e-9) (full is finite here)
+                full = 1e-9
             self.powers.append(full)
             return full_s, full
         return full_s, None

@@ -293,3 +293,21 @@ def test_budgets_cli_json_and_errors(tmp_path, capsys):
     assert "unknown scenario 'beach'" in capsys.readouterr().err
     assert main(["budgets", "--devices", "0"]) == 2
     assert main(["budgets", "--profiles", "tablet"]) == 2
+
+
+def test_chunks_over_processes_give_the_same_summary(monkeypatch):
+    """Each chunk of a cell has its own seeded generator, so spreading the chunks over two
+    processes changes nothing; a cell of many chunks is summarised as one."""
+    from mobile_lr.sim import budgets
+
+    monkeypatch.setattr(budgets, "CHUNK", 37)
+    args = (["low-end", "flagship"], ["commute-low-battery"], 300)
+    one = simulate_budgets(*args, seed=5, workers=1)
+    two = simulate_budgets(*args, seed=5, workers=2)
+    assert one == two
+    assert one["config"]["chunk"] == 37
+    assert one["total"]["device_days"] == 300 and len(one["cells"]) == 2
+    assert sum(c["device_days"] for c in one["cells"]) == 300
+    assert one["total"]["floor_violations"] == 0
+    monkeypatch.setattr(budgets, "CHUNK", 1000)   # other chunks draw other phones
+    assert simulate_budgets(*args, seed=5)["total"]["device_days"] == 300

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from mobile_lr.budget import load_policy
 from mobile_lr.cli.output import finite, out_dir, print_json
 from mobile_lr.device import BUILTIN_PROFILES
 from mobile_lr.extras import optional_imports
-from mobile_lr.sim.budgets import simulate_budgets
+from mobile_lr.sim.budgets import CHUNK, simulate_budgets
 from mobile_lr.sim.scenario import builtin_scenarios
 from mobile_lr.validation import ValidationError, check_int
 
@@ -47,6 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cap-nominal", action="store_true",
                    help="stop a phone once it has run the scenario's nominal steps (the "
                         "manager's 'done'); default: count every affordable step")
+    p.add_argument("--workers", type=int, default=0,
+                   help="processes the phones' chunks are spread over (default 0: one per "
+                        f"{CHUNK:,} device-days, at most the CPU count); the result does not "
+                        "depend on it")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", type=Path, help=f"directory to write {JSON_NAME} and {FIGURE_NAME} into")
     p.set_defaults(func=cmd_budgets)
@@ -60,12 +65,14 @@ def _names(text: str, field: str) -> list[str]:
 
 
 MAX_DEVICES = 1_000_000
-MAX_DEVICE_DAYS = 10_000_000  # ~1 GB of arrays and minutes of work; bench/budgets.py measures the scale
+MAX_DEVICE_DAYS = 10_000_000  # ~0.6 GB of outcomes (60 B each) and minutes; bench/budgets.py measures it
 
 
 def cmd_budgets(args: argparse.Namespace) -> int:
     check_int(args.devices, "--devices", lo=1, hi=MAX_DEVICES)
     check_int(args.days, "--days", lo=1, hi=MAX_DEVICE_DAYS // args.devices)
+    check_int(args.workers, "--workers", lo=0, hi=256)
+    workers = args.workers or max(1, min(os.cpu_count() or 1, args.devices * args.days // CHUNK))
     profiles = _names(args.profiles, "--profiles")
     scenarios = builtin_scenarios() if args.scenarios is None \
         else _names(args.scenarios, "--scenarios")
@@ -79,7 +86,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     try:
         out = simulate_budgets(profiles, scenarios, args.devices, args.seed, days=args.days,
                              policy=policy, cap_nominal=args.cap_nominal,
-                             progress=None if bar is None else bar.update)
+                             progress=None if bar is None else bar.update, workers=workers)
     finally:
         if bar is not None:
             bar.close()

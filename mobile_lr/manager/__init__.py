@@ -10,11 +10,16 @@
     manager.state_dict() / ScheduleManager.from_state_dict(obj)   # plain JSON, exact resume
 
 It combines a schedule (:mod:`mobile_lr.schedules`), the budget planner and the
-user's policy. Before every step it plans (closed-form segments, tens of µs)
+user's policy. Before a step it plans (closed-form segments, tens of µs)
 from the device state it was last told with a *pessimistic* per-step cost
 (:meth:`mobile_lr.budget.CostEstimator.pessimistic`); it runs the step only if
 the plan affords at least one, so it never starts a step whose predicted end is
-below the battery floor or above the allowed thermal status. The planned total
+below the battery floor or above the allowed thermal status. Between two such full plans
+the plan in force *holds* (:mod:`.hold`): a closed-form envelope proves how many more steps
+the gate would run while observed costs stay in the estimator's band, and those steps cost
+one LR evaluation each (no planner); the full plan comes back when an observation leaves the
+band, a report changes the charger or the status, a window begins, or the total is due for
+its re-check. The planned total
 ``step + affordable`` is written into the schedule's plan history when it
 differs from the one in force by more than ``remaining // replan_tolerance``
 steps (any change near the end), so the schedule re-plans on real drift

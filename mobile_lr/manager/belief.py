@@ -20,7 +20,7 @@ class DeviceBelief:
     reckoning), with an ambient estimated where the phone cannot measure it; the learnt cost
     of a step; the end of the OS window in force."""
 
-    KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device")
+    KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device", "base")
 
     def __init__(self, profile: DeviceProfile, config: ManagerConfig,
                  state: DeviceState | None = None) -> None:
@@ -30,23 +30,30 @@ class DeviceBelief:
             window=config.estimator_window, min_observations=config.min_observations,
             prior_factor=config.prior_factor, margin=config.margin,
             unobserved_power_factor=config.unobserved_power_factor)
-        self._device = state if state is not None else DeviceState.initial(profile, 1.0)
-        self._folded = 0   # steps of ``since`` already in ``_device``
+        # dead reckoning: the last report (or the initial state) advanced by the steps since as
+        # one interval at their mean load, so the believed state costs one advance however many
+        # steps ran without a report
+        self._base = state if state is not None else DeviceState.initial(profile, 1.0)
+        self._load = self._busy = 0.0     # mean load (W) and seconds of the steps since
+        self._device: DeviceState | None = self._base   # the folded state (None: stale)
         self.ambient = AmbientEstimator(profile)
         self.reported: DeviceState | None = None     # the last state the caller reported
-        self.since: list[tuple[float, float]] = []   # (load W, s) of the steps since then
         self.window_end_s: float | None = None
 
     @property
+    def since(self) -> list[tuple[float, float]]:
+        """The steps since the last report as (mean load W, seconds): one interval, or none."""
+        return [(self._load, self._busy)] if self._busy > 0.0 else []
+
+    @property
     def device(self) -> DeviceState:
-        """The believed state: the last report advanced by every step since (folded in when
-        asked for: the O(1) path of the manager bounds it instead)."""
-        while self._folded < len(self.since):
-            load, seconds = self.since[self._folded]
-            end, _ = advance(self.profile, self._view(self._device), load, seconds)
+        """The believed state: the last report advanced by the steps since (one interval at
+        their mean load), folded when asked for."""
+        if self._device is None:
+            base = self._base
+            end, _ = advance(self.profile, self._view(base), self._load, self._busy)
             self._device = DeviceState(end.level, end.charging, end.temperature_c,
-                                       end.thermal_status, end.time_s, self._device.ambient_c)
-            self._folded += 1
+                                       end.thermal_status, end.time_s, base.ambient_c)
         return self._device
 
     def update(self, state: DeviceState) -> None:
@@ -55,8 +62,8 @@ class DeviceBelief:
             raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
         if state.ambient_c is None and self.reported is not None:
             self.ambient.observe(self.reported, state, self.since)
-        self.reported, self.since = state, []
-        self._device, self._folded = state, 0
+        self.reported = self._base = self._device = state
+        self._load = self._busy = 0.0
 
     def view(self) -> DeviceState:
         """The state the planner uses: the ambient, when unknown, is the estimated one."""
@@ -96,14 +103,20 @@ class DeviceBelief:
         else:
             cost = self.estimator.estimate()
             load = self.profile.load_power(throttle, max(cost.power_w, self.profile.idle_power_w))
-        self.since.append((load, seconds))
+        self._merge(load, seconds)
         return observed
+
+    def _merge(self, load: float, seconds: float) -> None:
+        busy = self._busy + seconds
+        self._load = load if self._busy == 0.0 else (self._load * self._busy + load * seconds) / busy
+        self._busy, self._device = busy, None
 
     def state_dict(self) -> dict[str, Any]:
         return {"window_end_s": self.window_end_s, "estimator": self.estimator.state_dict(),
                 "ambient": self.ambient.state_dict(),
                 "reported": None if self.reported is None else self.reported.to_dict(),
-                "since": [list(x) for x in self.since], "device": self.device.to_dict()}
+                "since": [list(x) for x in self.since], "device": self.device.to_dict(),
+                "base": None if self._base is self.reported else self._base.to_dict()}
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
         self.window_end_s = obj.get("window_end_s")
@@ -111,6 +124,14 @@ class DeviceBelief:
         self.ambient.load_state_dict(obj["ambient"])
         rep = obj.get("reported")
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
-        self.since = [(float(a), float(b)) for a, b in obj.get("since", [])]
+        self._load = self._busy = 0.0
+        for load, seconds in obj.get("since", []):   # one interval (older states: each step)
+            self._merge(float(load), float(seconds))
         self._device = DeviceState.from_dict(obj["device"], "device")
-        self._folded = len(self.since)
+        base = obj.get("base")
+        if base is not None:
+            self._base = DeviceState.from_dict(base, "base")
+        elif self.reported is not None:
+            self._base = self.reported
+        else:   # a state written before "base": the folded state is the start
+            self._base, self._load, self._busy = self._device, 0.0, 0.0

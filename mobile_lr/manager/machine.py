@@ -19,6 +19,7 @@ from .belief import DeviceBelief
 from .config import ManagerConfig
 from .decisions import Decision, PendingRun, Rollback, Run, Stop
 from .history import PlanHistory
+from .hold import BAND_WIDEN, PlanHold
 from .peak import PeakLr
 from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
@@ -27,6 +28,13 @@ from .recovery import LossWatch, Recovery
 __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 
 STATE_FORMAT = "mobile-lr.manager-state/1"
+_TRAIN = "train"
+
+
+def _pending(fields: tuple[str, int, float, int]) -> PendingRun:
+    """``PendingRun(*fields)`` without the NamedTuple's Python-level ``__new__`` (a held step
+    builds one)."""
+    return tuple.__new__(PendingRun, fields)
 
 
 class ScheduleManager:
@@ -58,15 +66,23 @@ class ScheduleManager:
         self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
         self.spent = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
         self.forecasts = SessionForecasts(self.profile, self.policy, c, self.belief)
+        self.hold = PlanHold(self.profile, self.policy, c.replan_tolerance)
+        self._fast = False                      # the last Run skipped the full plan
+        self._lr_key: tuple[Any, ...] = ()      # (plan history, plateau state) of ``_lr_fn``
+        self._lr_fn: Any = None
 
     # ------------------------------------------------------------------ caller inputs
     def update_device(self, state: DeviceState) -> None:
         """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
         self.belief.update(state)
+        if self.hold.left > 0:
+            self.hold.reanchor(self.belief.view(), self.belief.estimator.band(BAND_WIDEN),
+                               self._end_s(), self.pending is not None)
 
     def begin_window(self, now_s: float | None = None, length_s: float | None = None) -> None:
         """A new OS window (a Worker started): the session's time budget restarts."""
         self.belief.begin_window(self.policy, now_s, length_s)
+        self.hold.drop()
 
     def mark_checkpoint(self) -> None:
         """The caller saved the model as it is after ``step`` training steps (call it between
@@ -81,12 +97,14 @@ class ScheduleManager:
         if self.pending is None:
             raise ValueError("observe() without a Run to observe")
         run, self.pending = self.pending, None
+        spent = self.spent
         if step_seconds is not None:
-            self.belief.stepped(step_seconds, energy_j, self.profile.throughput[run.status])
-            self.spent["seconds"] += float(step_seconds)
+            self.hold.observed(self.belief.stepped(step_seconds, energy_j,
+                                                   self.profile.throughput[run.status]))
+            spent["seconds"] += float(step_seconds)
         if energy_j is not None and math.isfinite(energy_j):
-            self.spent["energy_j"] += float(energy_j)
-        self.spent["steps"] += 1
+            spent["energy_j"] += float(energy_j)
+        spent["steps"] += 1
         if run.phase == "range-test":
             if self.range_test.observe(math.nan if loss is None else loss,
                                        self.schedule.base_lr):
@@ -97,12 +115,17 @@ class ScheduleManager:
                 self.stopped = self.recovery.failed(LossWatch.REASON,
                                                     self.loss_watch.config.lr_factor)
         else:
+            self.hold.drop()
             self.stopped = self.recovery.failed()
 
     def observe_eval(self, metric: float) -> None:
         """An evaluation metric for a ``plateau`` schedule (ignored by other shapes)."""
         if self.plateau_state is not None and math.isfinite(metric):
             self.plateau_state = self.schedule.plateau_observe(self.plateau_state, metric)
+            if self.hold.left > 0:
+                self._lr_fn = self.schedule.lr_function(self.history.entries,
+                                                        self.plateau_state)
+                self._lr_key = (list(self.history.entries), self.plateau_state)
 
     # ------------------------------------------------------------------ decisions
     @property
@@ -119,23 +142,43 @@ class ScheduleManager:
     peak_factor = property(lambda self: self.peak.factor, doc="the peak-LR factor (once set)")
     pending_rollback = property(lambda self: self.recovery.pending, doc="the rollback owed")
     last_forecast = property(lambda self: self.forecasts.last, doc="the last gate forecast")
-    predicted_end = property(lambda self: self.forecasts.predicted_end,
-                             doc="the predicted end of the step the last gate forecast allowed")
+
+    @property
+    def predicted_end(self) -> DeviceState | None:
+        """The predicted end (at the pessimistic cost) of the step the last decision ran: the
+        gate's, or on a step that skipped the full plan the same prediction made when asked
+        (ask before ``observe``)."""
+        if self._fast and self.pending is not None:
+            return self.belief.step_end(self.belief.estimator.pessimistic())
+        return self.forecasts.predicted_end
 
     def lr_at(self, t: int) -> float:
         """The LR the current plan history gives step ``t`` (no side effects)."""
         hist = self.history.entries or [(0, self.nominal_steps)]
-        return self.schedule.lr(t, hist, self.plateau_state) * self.lr_scale
+        if self._lr_key != (hist, self.plateau_state):   # re-planned: prepare the LR once
+            self._lr_key = (list(hist), self.plateau_state)
+            self._lr_fn = self.schedule.lr_function(hist, self.plateau_state)
+        return self._lr_fn(t) * self.lr_scale
 
     def next(self) -> Decision:
         """The next decision; see the package doc."""
         self.forecasts.predicted_end = None
+        self._fast = False
         if self.recovery.pending is not None:   # before a stop: a diverged run ends restored
             return self._roll_back()
         if self.stopped is not None:
             return self.stopped
         if self.step >= self.nominal_steps:
             return self._stop(Stop(Reason.DONE))
+        hold = self.hold
+        if hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
+            hold.left -= 1
+            hold.stride -= 1
+            self._fast = True
+            step = self.step
+            lr = self._lr_fn(step) * hold.scale
+            self.pending = _pending((_TRAIN, step, lr, hold.status))
+            return Run(step, lr)
         deadline = self.policy.deadline_s
         if deadline is not None and self.belief.device.time_s >= deadline:
             return self._stop(Stop(Reason.DEADLINE))
@@ -162,8 +205,18 @@ class ScheduleManager:
         if not (math.isfinite(lr) and lr >= 0.0):  # a valid spec never yields this
             return self._stop(Stop(Reason.DIVERGED, f"schedule gave LR {lr!r}"))
         self.history.last_run_total = self.planned_total
-        self.pending = PendingRun("train", self.step, lr, int(self.belief.device.thermal_status))
+        view = self.belief.view()
+        self.pending = PendingRun("train", self.step, lr, int(view.thermal_status))
+        self.hold.arm(view, self.belief.estimator.band(BAND_WIDEN), self._end_s(),
+                      self.planned_total - self.step, self.lr_scale)
         return Run(self.step, lr)
+
+    def _end_s(self) -> float:
+        """The end of the time budget: the OS window's, cut at the deadline."""
+        end = self.belief.window_end_s
+        deadline = self.policy.deadline_s
+        end = math.inf if end is None else end
+        return end if deadline is None else min(end, deadline)
 
     def _stop(self, stop: Stop) -> Stop:
         self.stopped = stop
@@ -171,6 +224,7 @@ class ScheduleManager:
 
     def _roll_back(self) -> Rollback:
         rb = self.recovery.take()
+        self.hold.drop()
         self.step = rb.to_step
         if self.loss_watch is not None:
             self.loss_watch.rolled_back()
@@ -194,7 +248,7 @@ class ScheduleManager:
 
     # ------------------------------------------------------------------ state
     def _parts(self) -> tuple[Any, ...]:
-        parts = (self.history, self.recovery, self.range_test, self.peak, self.belief)
+        parts = (self.history, self.recovery, self.range_test, self.peak, self.belief, self.hold)
         return parts if self.loss_watch is None else (*parts, self.loss_watch)
 
     def state_dict(self) -> dict[str, Any]:
@@ -225,6 +279,9 @@ class ScheduleManager:
         self.spent = dict(obj["spent"])
         for part in self._parts():
             part.load_state_dict(obj)
+        self._fast = False
+        if self.hold.left > 0:
+            self.lr_at(self.step)   # prepares the LR function the held steps use
 
     @classmethod
     def from_state_dict(cls, obj: Mapping[str, Any]) -> ScheduleManager:
@@ -241,7 +298,7 @@ class ScheduleManager:
 #: The keys of a manager's state: its inputs, its own, its parts'.
 STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",
               "plateau_state", "spent", *PlanHistory.KEYS, *Recovery.KEYS, *RangeTest.KEYS,
-              *PeakLr.KEYS, *DeviceBelief.KEYS, *LossWatch.KEYS)
+              *PeakLr.KEYS, *DeviceBelief.KEYS, *PlanHold.KEYS, *LossWatch.KEYS)
 
 
 def _inputs(schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,

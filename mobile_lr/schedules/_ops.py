@@ -29,17 +29,11 @@ class _ScalarOps:
         except OverflowError:
             return math.inf
 
-    @staticmethod
-    def cos(x: float) -> float:
-        return math.cos(x)
+    cos = staticmethod(math.cos)   # the C function itself: no Python frame per call
 
-    @staticmethod
-    def sqrt(x: float) -> float:
-        return math.sqrt(x)
+    sqrt = staticmethod(math.sqrt)   # the C function itself: no Python frame per call
 
-    @staticmethod
-    def log(x: float) -> float:
-        return math.log(x)
+    log = staticmethod(math.log)   # the C function itself: no Python frame per call
 
     @staticmethod
     def floor(x: float) -> float:

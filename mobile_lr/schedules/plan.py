@@ -119,16 +119,19 @@ class Warp:
     def __init__(self, segs: Sequence[Segment]) -> None:
         self.segs = tuple(segs)
         self.starts = [seg.start for seg in self.segs]
+        # what the scalar path reads of each piece, unpacked once (a manager asks every step)
+        self._pieces = [(seg.start, seg.u0, seg.slope, float(seg.end), seg.end - seg.start <= 0)
+                        for seg in self.segs]
 
     def __call__(self, ops: Ops, s: Any) -> tuple[Any, Any]:
         segs = self.segs
         if ops.name == "scalar":
             # the last piece that starts at or before s (the first one before any): u_at
-            seg = segs[bisect_right(self.starts, s, 1) - 1]
-            end = float(seg.end)
-            if seg.end - seg.start <= 0:
+            start, u0, slope, end, flat = self._pieces[bisect_right(self.starts, s, 1) - 1]
+            if flat:
                 return end, end
-            return min(seg.u0 + (s - seg.start) * seg.slope, end), end
+            u = u0 + (s - start) * slope
+            return (end if end < u else u), end    # min(u, end), as builtin min picks
         u = None
         e = None
         for seg in segs:

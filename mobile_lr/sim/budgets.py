@@ -39,14 +39,15 @@ against the scalar planner driving a :class:`mobile_lr.device.SimulatedDevice`.
 
 The executed steps are the plan's steps at the profile's cost: a manager that
 has calibrated its cost on the phone (the estimator is warm) plans with that
-cost times a small margin and re-plans before every step, so it runs within a
+cost times a small margin and re-plans as it goes, so it runs within a
 step or two of this count (it stops one pessimistic step short of each limit).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -389,13 +390,19 @@ def _finite_min(x: np.ndarray) -> float | None:
 
 
 def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
-    """Distributions of steps, energy and battery used; stop reasons; floor violations."""
+    """Distributions of steps, energy and battery used; stop reasons; floor violations. Parts
+    of one (profile, scenario) cell (chunks of its phones, days) are summarised together, and
+    each statistic concatenates its parts only while it is computed."""
+    def cat(cs: Sequence[CellResult], name: str) -> np.ndarray:
+        return np.concatenate([getattr(c, name) for c in cs])
+
     def block(cs: Sequence[CellResult]) -> dict[str, Any]:
-        steps = np.concatenate([c.steps for c in cs]).astype(float)
-        energy = np.concatenate([c.energy_j for c in cs])
+        steps = cat(cs, "steps").astype(float)
+        energy = cat(cs, "energy_j")
         pct = np.concatenate([100.0 * c.energy_j / c.battery_j for c in cs])
-        secs = np.concatenate([c.train_seconds for c in cs])
-        stop = np.concatenate([c.stop_reason for c in cs])
+        secs = cat(cs, "train_seconds")
+        stop = cat(cs, "stop_reason")
+        status = cat(cs, "max_status")
         limiting = dict.fromkeys(LIMITING_FACTORS, 0)
         for c in cs:
             for key, val in c.limiting.items():
@@ -406,11 +413,10 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
             "energy_j": _dist(energy),
             "energy_pct_of_battery": _dist(pct),
             "train_minutes": _dist(secs / 60.0),
-            "end_level": _dist(np.concatenate([c.end_level for c in cs])),
-            "min_level": _finite_min(np.concatenate([c.min_level for c in cs])),
-            "thermal_pauses": _dist(np.concatenate([c.thermal_pauses for c in cs]).astype(float)),
-            "max_status": {name: int(np.count_nonzero(np.concatenate(
-                [c.max_status for c in cs]) == k)) for k, name in enumerate(
+            "end_level": _dist(cat(cs, "end_level")),
+            "min_level": _finite_min(cat(cs, "min_level")),
+            "thermal_pauses": _dist(cat(cs, "thermal_pauses").astype(float)),
+            "max_status": {name: int(np.count_nonzero(status == k)) for k, name in enumerate(
                 ("NONE", "LIGHT", "MODERATE", "SEVERE", "CRITICAL", "EMERGENCY", "SHUTDOWN"))},
             "stop_reasons": {name: int(np.count_nonzero(stop == k))
                              for name in STOP_REASONS
@@ -422,67 +428,111 @@ def summarise(cells: Sequence[CellResult]) -> dict[str, Any]:
                                        for c in cs)),
         }
 
-    out: dict[str, Any] = {"total": block(cells), "cells": []}
+    groups: dict[tuple[str, str], list[CellResult]] = {}
     for c in cells:
-        out["cells"].append({"profile": c.profile, "scenario": c.scenario,
-                             "nominal_steps": c.nominal_steps, **block([c])})
+        groups.setdefault((c.profile, c.scenario), []).append(c)
+    out: dict[str, Any] = {"total": block(cells), "cells": []}
+    for (profile, scenario), cs in groups.items():
+        out["cells"].append({"profile": profile, "scenario": scenario,
+                             "nominal_steps": cs[0].nominal_steps, **block(cs)})
     return out
+
+
+#: Phones per task: a task's arrays are its working set (memory bounded by the chunk, not by
+#: the fleet), long enough that numpy's per-call overhead is amortised (bench/budgets.py).
+CHUNK = 20_000
 
 
 def simulate_budgets(profiles: Sequence[str | DeviceProfile], scenarios: Sequence[str | Scenario],
                    devices: int, seed: int, *, days: int = 1, policy: Policy | None = None,
                    cap_nominal: bool = False,
-                   progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[int], None] | None = None,
+                   workers: int = 1) -> dict[str, Any]:
     """Simulate ``devices`` phones for ``days`` days each, spread evenly over every
     (profile, scenario) cell (phone ``i`` goes to cell ``i mod cells``); each phone keeps
     its battery's state of health (drawn from the profile class's range, docs/DEVICES.md §6)
     and draws a fresh day of its scenario every day. ``policy`` replaces every scenario's
-    own. Returns :func:`summarise`'s dict with the configuration."""
+    own. Returns :func:`summarise`'s dict with the configuration.
+
+    The phones of a cell run in chunks of :data:`CHUNK`, each with its own generator seeded by
+    ``(seed, cell, chunk)``, so the result does not depend on ``workers``: the number of
+    processes the chunks are spread over (1: this one)."""
     if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
         raise ValidationError("--devices", f"{devices} is not a positive count", "an int >= 1")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValidationError("--days", f"{days} is not a positive count", "an int >= 1")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValidationError("--workers", f"{workers} is not a positive count", "an int >= 1")
     if not profiles:
         raise ValidationError("--profiles", "empty list", ", ".join(BUILTIN_PROFILES))
     if not scenarios:
         raise ValidationError("--scenarios", "empty list", ", ".join(builtin_scenarios()))
     profs = [pr if isinstance(pr, DeviceProfile) else load_profile(pr) for pr in profiles]
     scens = [load_scenario(sc) for sc in scenarios]
-    rng = np.random.default_rng(seed)
     cells_def = [(pr, sc) for pr in profs for sc in scens]
     counts = [len(range(i, devices, len(cells_def))) for i in range(len(cells_def))]
-    merged: list[CellResult] = []
-    for (pr, sc), count in zip(cells_def, counts, strict=True):
-        if count == 0:
-            continue
-        lo, hi = _SOH_RANGE.get(pr.name, (pr.state_of_health, pr.state_of_health))
-        battery_j = pr.battery_wh * 3600.0 * rng.uniform(lo, hi, count)
-        parts = []
-        for _ in range(days):
-            day = make_day(sc, pr, rng, count)
-            parts.append(simulate_cell(day, battery_j, policy=policy, cap_nominal=cap_nominal))
-            if progress is not None:
-                progress(count)
-        merged.append(_concat(parts))
-    out = summarise(merged)
+    tasks = [_Task(k, j, min(CHUNK, count - j * CHUNK), cells_def[k], seed, days, policy,
+                   cap_nominal)
+             for k, count in enumerate(counts) for j in range(-(-count // CHUNK))]
+    parts: list[list[CellResult]] = [[] for _ in cells_def]
+    for k, res in _run_tasks(tasks, workers):
+        parts[k].extend(res)
+        if progress is not None:
+            progress(sum(len(r.steps) for r in res))
+    out = summarise([r for ps in parts for r in ps])
     out["config"] = {"profiles": [pr.name for pr in profs], "scenarios": [sc.name for sc in scens],
                      "devices": devices, "days": days, "seed": seed, "cap_nominal": cap_nominal,
                      "policy": None if policy is None else policy.to_dict(),
                      "spread": {"level": LEVEL_SPREAD, "ambient_c": AMBIENT_SPREAD_C,
-                                "event_time_factor": EVENT_SPREAD}}
+                                "event_time_factor": EVENT_SPREAD}, "chunk": CHUNK}
     return out
 
 
-def _concat(parts: Sequence[CellResult]) -> CellResult:
-    if len(parts) == 1:
-        return parts[0]
-    cat = {name: np.concatenate([getattr(c, name) for c in parts])
-           for name in ("steps", "train_seconds", "energy_j", "battery_j", "start_level",
-                        "end_level", "min_level", "floor_violations", "max_status",
-                        "thermal_pauses", "windows_used", "stop_reason")}
-    limiting = dict.fromkeys(LIMITING_FACTORS, 0)
-    for c in parts:
-        for key, val in c.limiting.items():
-            limiting[key] += val
-    return CellResult(parts[0].profile, parts[0].scenario, nominal_steps=parts[0].nominal_steps,
-                      limiting=limiting, plans=sum(c.plans for c in parts), **cat)
+@dataclass(frozen=True)
+class _Task:
+    """One chunk of one cell: ``count`` phones, their generator seeded by (seed, cell, chunk)."""
+
+    cell: int
+    chunk: int
+    count: int
+    spec: tuple[DeviceProfile, Scenario]
+    seed: int
+    days: int
+    policy: Policy | None
+    cap_nominal: bool
+
+    def __call__(self) -> tuple[int, list[CellResult]]:
+        pr, sc = self.spec
+        rng = np.random.default_rng([self.seed, self.cell, self.chunk])
+        lo, hi = _SOH_RANGE.get(pr.name, (pr.state_of_health, pr.state_of_health))
+        battery_j = pr.battery_wh * 3600.0 * rng.uniform(lo, hi, self.count)
+        return self.cell, [_compact(simulate_cell(make_day(sc, pr, rng, self.count), battery_j,
+                                                  policy=self.policy,
+                                                  cap_nominal=self.cap_nominal))
+                           for _ in range(self.days)]
+
+
+def _compact(r: CellResult) -> CellResult:
+    """The outcome kept per device-day (what :func:`summarise` reads), its counts in small
+    integers: about 60 bytes a device-day where the simulation's arrays are chunk-sized."""
+    return replace(r, steps=r.steps.astype(np.int32), floor_violations=r.floor_violations.astype(
+        np.int32), max_status=r.max_status.astype(np.int8), thermal_pauses=r.thermal_pauses.astype(
+        np.int32), windows_used=r.windows_used.astype(np.int16), stop_reason=r.stop_reason.astype(
+        np.int8))
+
+
+def _call(task: _Task) -> tuple[int, list[CellResult]]:
+    return task()
+
+
+def _run_tasks(tasks: Sequence[_Task], workers: int) -> Iterator[tuple[int, list[CellResult]]]:
+    """The tasks' results in order, computed here or by ``workers`` processes (forked where the
+    platform can: the children inherit the imported code instead of importing it again)."""
+    workers = min(workers, len(tasks))
+    if workers <= 1:
+        yield from map(_call, tasks)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ctx.Pool(workers) as pool:
+        yield from pool.imap(_call, tasks)

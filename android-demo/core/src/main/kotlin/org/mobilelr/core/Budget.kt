@@ -187,6 +187,10 @@ object Budget {
     }
 }
 
+/** What [CostEstimator.band] guarantees (twin of `mobile_lr.budget.CostBand`). */
+data class CostBand(val capSeconds: Double, val capPowerW: Double, val maxSeconds: Double, val maxPowerW: Double,
+                    val maxLoadPowerW: Double, val energiesLeft: Double)
+
 /**
  * Robust running estimate of the full-speed step time and power (twin of
  * `mobile_lr.budget.CostEstimator`): median of the last [window] observations once there
@@ -202,10 +206,11 @@ class CostEstimator(
     val margin: Double = 0.1,
     val unobservedPowerFactor: Double = 1.5
 ) {
-    var seconds: List<Double> = emptyList()
-        private set
-    var powers: List<Double> = emptyList()
-        private set
+    // the last [window] observations, kept in place (no copy per step)
+    private val secondsBuf = ArrayList<Double>()
+    private val powersBuf = ArrayList<Double>()
+    val seconds: List<Double> get() = secondsBuf
+    val powers: List<Double> get() = powersBuf
     var count: Long = 0
         private set
 
@@ -218,22 +223,25 @@ class CostEstimator(
         checkNumber(unobservedPowerFactor, "estimator.unobserved_power_factor", lo = 1.0)
     }
 
-    private fun tail(xs: List<Double>, x: Double): List<Double> {
-        val all = ArrayList(xs)
-        all.add(x)
-        return if (all.size > window) ArrayList(all.subList(all.size - window, all.size)) else all
+    private fun push(xs: ArrayList<Double>, x: Double) {
+        xs.add(x)
+        if (xs.size > window) xs.removeAt(0)
     }
 
-    /** Record one step; non-finite or non-positive values are ignored. */
-    fun observe(stepSeconds: Double, energyJ: Double? = null, throttle: Double = 1.0) {
-        if (!(Py.isFinite(stepSeconds) && stepSeconds > 0.0 && throttle > 0.0 && throttle <= 1.0)) return
+    /** Record one step; non-finite or non-positive values are ignored. Returns what was recorded:
+     *  (full-speed seconds, full-speed power or null), null if nothing. */
+    fun observe(stepSeconds: Double, energyJ: Double? = null, throttle: Double = 1.0): Pair<Double, Double?>? {
+        if (!(Py.isFinite(stepSeconds) && stepSeconds > 0.0 && throttle > 0.0 && throttle <= 1.0)) return null
         count += 1
-        seconds = tail(seconds, stepSeconds * throttle)
+        val fullS = stepSeconds * throttle
+        push(secondsBuf, fullS)
         if (energyJ != null && Py.isFinite(energyJ) && energyJ > 0.0) {
             val power = energyJ / stepSeconds
-            val full = idlePowerW + (power - idlePowerW) / throttle
-            powers = tail(powers, Py.max(full, 1e-9))
+            val full = Py.max(idlePowerW + (power - idlePowerW) / throttle, 1e-9)
+            push(powersBuf, full)
+            return Pair(fullS, full)
         }
+        return Pair(fullS, null)
     }
 
     val warm: Boolean get() = seconds.size >= minObservations
@@ -278,6 +286,33 @@ class CostEstimator(
         return StepCost(s * ks, s * ks * p * kp)
     }
 
+    private fun largest(xs: List<Double>): Double {
+        var mx = xs[0]
+        for (x in xs) mx = Py.max(mx, x)
+        return mx
+    }
+
+    /** How far observations may go before [pessimistic] can exceed a cap (null while the step time
+     *  is still the prior's); see `CostEstimator.band` in Python. */
+    fun band(widen: Double): CostBand? {
+        if (!warm) return null
+        val lo = (1.0 + margin) * (1.0 + 1e-12)
+        val maxS = largest(seconds) * widen
+        val maxP: Double
+        val capP: Double
+        val left: Double
+        if (powers.size >= minObservations) {
+            maxP = largest(powers) * widen
+            left = Double.POSITIVE_INFINITY
+            capP = lo * maxP
+        } else {
+            maxP = prior.powerW * unobservedPowerFactor * (1.0 + 1e-12)
+            capP = maxP
+            left = (minObservations - powers.size - 1).toDouble()
+        }
+        return CostBand(lo * maxS, capP, maxS, maxP, Py.max(maxP, prior.powerW), left)
+    }
+
     fun toJson(): Map<String, Any?> = linkedMapOf("seconds" to ArrayList(seconds), "powers" to ArrayList(powers),
         "count" to count)
 
@@ -291,8 +326,10 @@ class CostEstimator(
         }
         val s = lists.getValue("seconds")
         val p = lists.getValue("powers")
-        seconds = ArrayList(s.subList(Py.max(0L, (s.size - window).toLong()).toInt(), s.size))
-        powers = ArrayList(p.subList(Py.max(0L, (p.size - window).toLong()).toInt(), p.size))
+        secondsBuf.clear()
+        secondsBuf.addAll(s.subList(Py.max(0L, (s.size - window).toLong()).toInt(), s.size))
+        powersBuf.clear()
+        powersBuf.addAll(p.subList(Py.max(0L, (p.size - window).toLong()).toInt(), p.size))
         count = getIntOr(obj, "count", path, seconds.size.toLong(), lo = 0)!!
     }
 }

@@ -214,6 +214,8 @@ class ScheduleManager(
     val lossWatch: LossWatch? = config.divergence?.let { LossWatch(it) }
     val peak = PeakLr(config.peakLr)
     val forecasts = SessionForecasts(profile, policy, config, belief)
+    val hold = PlanHold(profile, policy, config.replanTolerance)
+    private var fast = false   // the last Run skipped the full plan (the plan in force held)
     var step: Long = 0
         private set
     var pending: Pending? = null
@@ -233,14 +235,23 @@ class ScheduleManager(
     val peakFactor: Double? get() = peak.factor
     val lastForecast: Forecast? get() = forecasts.last
     val lastPlan: Forecast? get() = forecasts.last
-    val predictedEnd: DeviceState? get() = forecasts.predictedEnd
+    /** The predicted end (at the pessimistic cost) of the step the last decision ran: the gate's, or
+     *  on a held step the same prediction made when asked (ask before [observe]). */
+    val predictedEnd: DeviceState?
+        get() = if (fast && pending != null) belief.stepEnd(belief.estimator.pessimistic()) else forecasts.predictedEnd
 
     // ------------------------------------------------------------------ caller inputs
     /** The device state the caller just read (BatteryManager + PowerManager on a phone). */
-    fun updateDevice(state: DeviceState) = belief.update(state)
+    fun updateDevice(state: DeviceState) {
+        belief.update(state)
+        if (hold.left > 0) hold.reanchor(belief.view(), belief.estimator.band(PlanHold.BAND_WIDEN), endS(), pending != null)
+    }
 
     /** A new OS window (a Worker started): the session's time budget restarts. */
-    fun beginWindow(nowS: Double? = null, lengthS: Double? = null) = belief.beginWindow(policy, nowS, lengthS)
+    fun beginWindow(nowS: Double? = null, lengthS: Double? = null) {
+        belief.beginWindow(policy, nowS, lengthS)
+        hold.drop()
+    }
 
     /**
      * The caller saved the model as it is after [step] steps; a rollback returns there.
@@ -260,7 +271,7 @@ class ScheduleManager(
         val run = pending ?: throw IllegalStateException("observe() without a Run to observe")
         pending = null
         if (stepSeconds != null) {
-            belief.stepped(stepSeconds, energyJ, profile.throughput[run.status])
+            hold.observed(belief.stepped(stepSeconds, energyJ, profile.throughput[run.status]))
             spent["seconds"] = (spent["seconds"] as Double) + stepSeconds
         }
         if (energyJ != null && Py.isFinite(energyJ)) spent["energy_j"] = (spent["energy_j"] as Double) + energyJ
@@ -274,6 +285,7 @@ class ScheduleManager(
                 stopped = recovery.failed(LossWatch.REASON, watch.config.lrFactor)
             }
         } else {
+            hold.drop()
             stopped = recovery.failed()
         }
     }
@@ -296,9 +308,16 @@ class ScheduleManager(
 
     fun next(): Decision {
         forecasts.predictedEnd = null
+        fast = false
         if (recovery.pending != null) return rollBack()  // before a stop: a diverged run ends restored
         stopped?.let { return it }
         if (step >= nominalSteps) return stop(Decision.Stop(Reason.DONE))
+        if (hold.take()) {  // the plan in force holds (Hold.kt): no full plan
+            fast = true
+            val lr = schedule.lr(step, history.entries, plateauState) * hold.scale
+            pending = Pending("train", step, lr, hold.status)
+            return Decision.Run(step, lr)
+        }
         val deadline = policy.deadlineS
         if (deadline != null && belief.device.timeS >= deadline) return stop(Decision.Stop(Reason.DEADLINE))
         if (belief.windowEndS == null) beginWindow()
@@ -319,8 +338,17 @@ class ScheduleManager(
         val lr = lrAt(step)
         if (!(Py.isFinite(lr) && lr >= 0.0)) return stop(Decision.Stop(Reason.DIVERGED, "schedule gave LR ${pyFloat(lr)}"))
         history.lastRunTotal = history.total
-        pending = Pending("train", step, lr, belief.device.thermalStatus)
+        val view = belief.view()
+        pending = Pending("train", step, lr, view.thermalStatus)
+        hold.arm(view, belief.estimator.band(PlanHold.BAND_WIDEN), endS(), history.total!! - step, lrScale)
         return Decision.Run(step, lr)
+    }
+
+    /** The end of the time budget: the OS window's, cut at the deadline. */
+    private fun endS(): Double {
+        val end = belief.windowEndS ?: Double.POSITIVE_INFINITY
+        val deadline = policy.deadlineS
+        return if (deadline == null) end else Py.min(end, deadline)
     }
 
     private fun stop(s: Decision.Stop): Decision.Stop {
@@ -330,6 +358,7 @@ class ScheduleManager(
 
     private fun rollBack(): Decision.Rollback {
         val rb = recovery.take()
+        hold.drop()
         step = rb.toStep
         lossWatch?.rolledBack()
         history.rolledBack(rb.toStep)
@@ -394,7 +423,9 @@ class ScheduleManager(
         "ambient" to belief.ambient.toJson(),
         "reported" to belief.reported?.toJson(),
         "since" to belief.since.map { listOf(it.first, it.second) },
-        "device" to belief.device.toJson())
+        "device" to belief.device.toJson(),
+        "base" to belief.baseJson,
+        "hold" to hold.toJson())
 
     /** Restore the mutable state saved by [stateDict] (same inputs assumed). */
     fun loadStateDict(value: Any?) {
@@ -419,6 +450,8 @@ class ScheduleManager(
         peak.load(obj)
         belief.load(obj)
         lossWatch?.load(obj)
+        hold.load(obj["hold"])
+        fast = false
     }
 
     companion object {

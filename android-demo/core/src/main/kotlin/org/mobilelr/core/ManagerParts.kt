@@ -11,25 +11,49 @@ class DeviceBelief(val profile: DeviceProfile, config: ManagerConfig, state: Dev
     val estimator = CostEstimator(StepCost.fromProfile(profile), profile.idlePowerW,
         config.estimatorWindow.toInt(), config.minObservations.toInt(), config.priorFactor, config.margin,
         config.unobservedPowerFactor)
-    var device: DeviceState = state ?: DeviceState.initial(profile, 1.0)
+    // dead reckoning: the last report (or the initial state) advanced by the steps since as one
+    // interval at their mean load (one advance however many steps ran without a report)
+    private var base: DeviceState = state ?: DeviceState.initial(profile, 1.0)
+    private var meanLoad = 0.0
+    private var busy = 0.0
+    private var folded: DeviceState? = base
     val ambient = AmbientEstimator(profile)
     var reported: DeviceState? = null
-    var since = ArrayList<Pair<Double, Double>>()
     var windowEndS: Double? = null
+
+    /** The steps since the last report as (mean load W, seconds): one interval, or none. */
+    val since: List<Pair<Double, Double>> get() = if (busy > 0.0) listOf(Pair(meanLoad, busy)) else emptyList()
+
+    /** The believed state, folded when asked for. */
+    val device: DeviceState
+        get() {
+            folded?.let { return it }
+            val b = base
+            val end = Device.advance(profile, viewOf(b), meanLoad, busy).first
+            val d = DeviceState(end.level, end.charging, end.temperatureC, end.thermalStatus, end.timeS, b.ambientC)
+            folded = d
+            return d
+        }
+
+    /** The start of the dead reckoning when it is not the last report (state JSON "base"). */
+    val baseJson: Map<String, Any?>? get() = if (base === reported) null else base.toJson()
 
     fun update(state: DeviceState) {
         val rep = reported
         if (state.ambientC == null && rep != null) ambient.observe(rep, state, since)
         reported = state
-        since = ArrayList()
-        device = state
+        base = state
+        folded = state
+        meanLoad = 0.0
+        busy = 0.0
     }
 
     /** The state the planner uses: the ambient, when unknown, is the estimated one. */
-    fun view(): DeviceState {
-        if (device.ambientC != null) return device
-        return DeviceState(device.level, device.charging, device.temperatureC, device.thermalStatus, device.timeS,
-            ambient.value)
+    fun view(): DeviceState = viewOf(device)
+
+    private fun viewOf(d: DeviceState): DeviceState {
+        if (d.ambientC != null) return d
+        return DeviceState(d.level, d.charging, d.temperatureC, d.thermalStatus, d.timeS, ambient.value)
     }
 
     fun beginWindow(policy: Policy, nowS: Double?, lengthS: Double?) {
@@ -38,24 +62,30 @@ class DeviceBelief(val profile: DeviceProfile, config: ManagerConfig, state: Dev
     }
 
     /** The predicted end of the next step at [cost], throttled by the status now. */
-    fun stepEnd(cost: StepCost, view: DeviceState): DeviceState {
+    fun stepEnd(cost: StepCost, view: DeviceState = view()): DeviceState {
         val p = profile
         val m = p.throughput[device.thermalStatus]
         return Device.advance(p, view, p.loadPower(m, Py.max(cost.powerW, p.idlePowerW)), cost.seconds / m).first
     }
 
-    /** A step ran: learn its cost, and advance the believed state by it until the next report. */
-    fun stepped(seconds: Double, energyJ: Double?, throttle: Double) {
-        estimator.observe(seconds, energyJ, throttle)
-        if (!(Py.isFinite(seconds) && seconds > 0.0)) return
-        val load = if (energyJ != null && Py.isFinite(energyJ) && energyJ > 0.0) {
-            energyJ / seconds
+    /** A step ran: learn its cost, and advance the believed state by it until the next report.
+     *  Returns what the estimator recorded (null: nothing, and the believed state does not move). */
+    fun stepped(seconds: Double, energyJ: Double?, throttle: Double): Pair<Double, Double?>? {
+        val observed = estimator.observe(seconds, energyJ, throttle) ?: return null
+        val l = if (observed.second != null) {
+            energyJ!! / seconds
         } else {
             profile.loadPower(throttle, Py.max(estimator.estimate().powerW, profile.idlePowerW))
         }
-        since.add(Pair(load, seconds))
-        val end = Device.advance(profile, view(), load, seconds).first
-        device = DeviceState(end.level, end.charging, end.temperatureC, end.thermalStatus, end.timeS, device.ambientC)
+        merge(l, seconds)
+        return observed
+    }
+
+    private fun merge(l: Double, seconds: Double) {
+        val total = busy + seconds
+        meanLoad = if (busy == 0.0) l else (meanLoad * busy + l * seconds) / total
+        busy = total
+        folded = null
     }
 
     fun load(obj: Map<String, Any?>) {
@@ -63,12 +93,25 @@ class DeviceBelief(val profile: DeviceProfile, config: ManagerConfig, state: Dev
         estimator.load(obj["estimator"])
         ambient.load(obj["ambient"])
         reported = obj["reported"]?.let { DeviceState.fromJson(it, "reported") }
-        since = ArrayList()
+        meanLoad = 0.0
+        busy = 0.0
         for (x in (obj["since"] as List<*>? ?: emptyList<Any?>())) {
             val pair = x as List<*>
-            since.add(Pair((pair[0] as Number).toDouble(), (pair[1] as Number).toDouble()))
+            merge((pair[0] as Number).toDouble(), (pair[1] as Number).toDouble())
         }
-        device = DeviceState.fromJson(obj["device"], "device")
+        val d = DeviceState.fromJson(obj["device"], "device")
+        folded = d
+        val b = obj["base"]
+        val rep = reported
+        if (b != null) {
+            base = DeviceState.fromJson(b, "base")
+        } else if (rep != null) {
+            base = rep
+        } else {  // a state written before "base": the folded state is the start
+            base = d
+            meanLoad = 0.0
+            busy = 0.0
+        }
     }
 }
 

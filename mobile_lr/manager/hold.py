@@ -1,0 +1,201 @@
+"""When the plan in force still holds: the manager's O(1) step between two full plans.
+
+A full plan (the gate forecast at the pessimistic cost, the run's budget, the plan history's
+record) costs tens of microseconds; a training step's decision should cost what a scheduler's
+``step()`` does. Between two full plans the manager runs on a *certificate*: a number of steps
+that provably pass the gate, so the decision is ``Run(step, lr)`` with the total in force.
+
+The certificate is an envelope in closed form, valid for any steps whose observed costs stay in
+the estimator's band (:meth:`mobile_lr.budget.CostEstimator.band`): every step (observed, hence
+dead-reckoned, or the next one the gate would check at the pessimistic cost) takes at most
+``D = cap_seconds / m`` seconds at a load of at most ``P = P_idle + (P_cap - P_idle)·m``
+(``m`` the throughput of the status at the anchor), so after ``k`` steps from the anchor state
+
+* the time is at most ``t0 + k·D``: the window, the deadline;
+* the level is at least ``L0 - k·P·D / E`` (a charger only adds; the load is served first):
+  the floor, the OS's low level;
+* the temperature is at most ``max(T0, U(k·D))`` with ``U`` the RC path at the largest heat
+  (``P`` plus the charger's loss, or its loss of carrying the load when full), and at least
+  ``min(T0, A + (T0 - A)·e^{-k·D/τ})`` (no heat at all): the thermal limit, and the status
+  stays the anchor's (so does the throttle ``m`` the bounds assume).
+
+If all of these hold for ``k`` steps, the gate's first step from the believed state after
+``k - 1`` steps ends inside every limit, so the gate affords one and the manager would run it:
+safety is exact, not approximate (the bounds carry margins far above the rounding). What the
+certificate does not decide is the planned total: the full plan re-checks it every
+``remaining // (2·replan_tolerance)`` steps (half the steps the tolerance allows the total to
+drift by; near the plan's end, every step), and at once when a device report changes
+the charger or the status, an observation leaves the band, a window begins, or the envelope
+runs out. A device report that changes neither re-anchors the envelope at the reported state.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from mobile_lr.budget import CostBand, Policy, effective_floor
+from mobile_lr.device import DeviceProfile, DeviceState
+from mobile_lr.physics import MAX_STEPS
+from mobile_lr.validation import ValidationError
+
+__all__ = ["BAND_WIDEN", "Limits", "PlanHold", "certified_steps"]
+
+#: Observations may exceed the window's largest by this factor and stay in the band.
+BAND_WIDEN = 1.25
+_REL = 1e-9      # relative margin on the step time and the load (covers rounding of sums)
+_LEVEL = 1e-9    # battery margin (fraction)
+_TEMP = 1e-7     # temperature margin (K)
+
+
+class Limits(NamedTuple):
+    """What the envelope reads of a profile and a policy, derived once (a report re-anchors the
+    envelope, which should cost little): per status, the temperature a step must stay below
+    (the thermal limit or the next status's edge) and above (this status's edge down)."""
+
+    profile: DeviceProfile
+    max_thermal: int
+    needs_charger: bool          # unplugged, the gate blocks
+    floors: tuple[float, float]  # the effective floor unplugged, plugged in
+    tops: tuple[float, ...]
+    downs: tuple[float, ...]
+    heat_when_plugged: tuple[float, float]   # the charger's loss, its heat per W when full
+
+    @classmethod
+    def of(cls, p: DeviceProfile, policy: Policy) -> Limits:
+        c = p.physics
+        theta = policy.thermal_limit_c(p)
+        return cls(p, int(policy.max_thermal), policy.charging_only or p.requires_charging,
+                   (float(effective_floor(p, policy, False)), float(effective_floor(p, policy, True))),
+                   tuple(min(theta, c.edges[s + 1]) - _TEMP for s in range(len(p.throughput))),
+                   tuple(-math.inf if s == 0 else c.thresholds_down[s - 1] + _TEMP
+                         for s in range(len(p.throughput))), (c.loss_w, c.full_heat))
+
+
+def certified_steps(k: Limits, view: DeviceState, band: CostBand, end_s: float) -> int:
+    """Steps from ``view`` that provably each end inside every limit while the costs stay in
+    ``band`` (see the module doc); ``end_s`` is the end of the time budget (window, deadline)."""
+    p = k.profile
+    s0 = int(view.thermal_status)
+    charging = view.charging
+    if s0 > k.max_thermal or (not charging and k.needs_charger):
+        return 0
+    m = p.throughput[s0]
+    d = band.cap_seconds / m * (1.0 + _REL)
+    load = p.load_power(m, max(band.cap_power_w, band.max_load_power_w, p.idle_power_w)) \
+        * (1.0 + _REL)
+    n = (end_s - view.time_s) / d
+    n = min(n, (view.level - k.floors[charging] - _LEVEL) * p.battery_j / (load * d))
+    loss, full_heat = k.heat_when_plugged
+    heat = load + (max(loss, full_heat * load) if charging else 0.0)
+    amb, t0, tau = view.ambient_c, view.temperature_c, p.tau_s
+    assert amb is not None   # the belief's view carries the estimated ambient
+    top = k.tops[s0]
+    if not t0 < top:
+        return 0
+    steady = amb + heat * p.thermal_resistance_k_per_w
+    if steady > top:
+        n = min(n, tau * math.log((steady - t0) / (steady - top)) / d)
+    if s0 >= 1:
+        down = k.downs[s0]
+        if not t0 >= down:
+            return 0
+        if amb < down:
+            n = min(n, tau * math.log((t0 - amb) / (down - amb)) / d)
+    # one spare step for the rounding of the bounds themselves; NaN gives none
+    return int(min(float(MAX_STEPS), n)) - 1 if n >= 2.0 else 0
+
+
+class PlanHold:
+    """The certificate in force: ``left`` more Runs without a full plan, while observations stay
+    at most ``max_seconds`` (full speed) and ``max_power_w``, and at most ``energies_left`` more
+    carry an energy. ``status`` is the thermal status the envelope keeps (the steps' throttle)."""
+
+    KEYS = ("hold",)
+
+    def __init__(self, profile: DeviceProfile, policy: Policy, tolerance: int) -> None:
+        self.limits, self.tolerance = Limits.of(profile, policy), tolerance
+        self.left = 0          # Runs allowed without a full plan
+        self.stride = 0        # ... of which the plan's re-check allows
+        self.status = 0
+        self.charging = False
+        self.max_seconds = self.max_power_w = self.energies_left = 0.0
+        self.scale = 1.0       # the manager's LR factor at the full plan (fixed until the next)
+
+    def arm(self, view: DeviceState, band: CostBand | None, end_s: float, remaining: int,
+            scale: float) -> None:
+        """After a full plan that issued a Run from ``view`` (``remaining`` = planned total -
+        step): the Runs that may follow it without one."""
+        self.stride = max(0, remaining // (2 * self.tolerance) - 1)
+        self.scale = scale
+        self._anchor(view, band, end_s, pending=1)
+
+    def reanchor(self, state: DeviceState, band: CostBand | None, end_s: float,
+                 pending: bool) -> None:
+        """A device report: re-anchor the envelope there, or end the hold if the charger or the
+        status changed (the budget may have moved far: plan again)."""
+        if self.left <= 0:
+            return
+        if state.charging != self.charging or int(state.thermal_status) != self.status:
+            self.left = 0
+            return
+        self._anchor(state, band, end_s, pending=int(pending))
+
+    def _anchor(self, view: DeviceState, band: CostBand | None, end_s: float,
+                pending: int) -> None:
+        self.status, self.charging = int(view.thermal_status), view.charging
+        if band is None:
+            self.left = 0
+            return
+        self.max_seconds, self.max_power_w = band.max_seconds, band.max_power_w
+        self.energies_left = float(band.energies_left)
+        self.left = min(self.stride, certified_steps(self.limits, view, band, end_s) - pending)
+
+    def take(self) -> bool:
+        """Whether the next Run may skip the full plan (and count it)."""
+        if self.left > 0:
+            self.left -= 1
+            self.stride -= 1
+            return True
+        return False
+
+    def observed(self, recorded: tuple[float, float | None] | None) -> None:
+        """What the estimator recorded of a step: outside the band, the hold ends."""
+        if recorded is None or self.left <= 0:
+            return
+        full_s, full_p = recorded
+        if full_s > self.max_seconds:
+            self.left = 0
+        elif full_p is not None:
+            self.energies_left -= 1.0
+            if full_p > self.max_power_w or self.energies_left < 0.0:
+                self.left = 0
+
+    def drop(self) -> None:
+        self.left = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.left <= 0:
+            return {"hold": None}
+        return {"hold": {"left": self.left, "stride": self.stride, "status": self.status,
+                         "charging": self.charging, "max_seconds": self.max_seconds,
+                         "max_power_w": self.max_power_w,
+                         "energies_left": None if math.isinf(self.energies_left)
+                         else self.energies_left,
+                         "scale": self.scale}}
+
+    def load_state_dict(self, obj: Mapping[str, Any]) -> None:
+        h = obj.get("hold")
+        if h is None:
+            self.left = 0
+            return
+        try:
+            self.left, self.stride, self.status = int(h["left"]), int(h["stride"]), int(h["status"])
+            self.charging = bool(h["charging"])
+            self.max_seconds, self.max_power_w = float(h["max_seconds"]), float(h["max_power_w"])
+            left = h["energies_left"]
+            self.energies_left = math.inf if left is None else float(left)
+            self.scale = float(h["scale"])
+        except (KeyError, TypeError, ValueError):
+            raise ValidationError("hold", "expected the manager's hold record") from None

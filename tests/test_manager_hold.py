@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from mobile_lr.budget import Policy, plan
 from mobile_lr.device import BUILTIN_PROFILES, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.testing.events import EVENT_KINDS, apply_event
 
 pytestmark = pytest.mark.core
 
@@ -64,7 +65,7 @@ def long_runs(draw):
               "replan_tolerance": draw(st.integers(1, 20)),
               "min_observations": draw(st.integers(1, 5))}
     events = draw(st.lists(st.tuples(st.integers(0, 600),
-                                     st.sampled_from(["plug", "unplug", "ambient", "idle", "window"]),
+                                     st.sampled_from(EVENT_KINDS),
                                      st.floats(-10.0, 10.0)), max_size=5))
     # 0: the caller never reports; without energies the dead reckoning uses the estimated power,
     # so the truth must be reported every step (the guarantee's premise)
@@ -96,16 +97,7 @@ def run_long(profile, truth, state, policy, spec, config, events, report_every, 
 
     for it in range(max_iters):
         for kind, x in by_iter.get(it, []):
-            if kind == "plug":
-                dev.set_charging(True)
-            elif kind == "unplug":
-                dev.set_charging(False)
-            elif kind == "ambient":
-                dev.set_ambient(min(45.0, max(0.0, dev.ambient_c + x)))
-            elif kind == "idle":
-                dev.idle(abs(x) * 60.0)
-            else:
-                mgr.begin_window()
+            apply_event(dev, mgr, kind, x)
             report()
         if report_every and it % report_every == 0:
             report()

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from mobile_lr.budget import Policy
 from mobile_lr.device import BUILTIN_PROFILES, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.testing.events import EVENT_KINDS, apply_event
 
 pytestmark = pytest.mark.core
 
@@ -88,7 +89,7 @@ def scenarios(draw):
         config["peak_lr"] = {"type": "budget_power", "power": 0.5, "max_factor": 3.0}
     events = draw(st.lists(st.tuples(
         st.integers(0, 400),
-        st.sampled_from(["plug", "unplug", "ambient", "idle", "window"]),
+        st.sampled_from(EVENT_KINDS),
         st.floats(-12.0, 12.0)), max_size=6))
     nan_every = draw(st.sampled_from([0, 0, 0, 37]))
     tell_ambient = draw(st.booleans())
@@ -109,16 +110,7 @@ def run_scenario(profile, truth, state, policy, spec, shape, config, events, nan
     stop = None
     for it in range(max_iters):
         for kind, x in by_iter.get(it, []):
-            if kind == "plug":
-                dev.set_charging(True)
-            elif kind == "unplug":
-                dev.set_charging(False)
-            elif kind == "ambient":
-                dev.set_ambient(min(45.0, max(0.0, dev.ambient_c + x)))
-            elif kind == "idle":
-                dev.idle(abs(x) * 60.0)
-            else:
-                mgr.begin_window()
+            apply_event(dev, mgr, kind, x)
         seen = dev.state if tell_ambient else replace(dev.state, ambient_c=None)
         mgr.update_device(seen)
         decision = mgr.next()

@@ -3,6 +3,7 @@ the OS window, from what the caller reports and the steps run since."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -110,6 +111,11 @@ class DeviceBelief:
         busy = self._busy + seconds
         self._load = load if self._busy == 0.0 else (self._load * self._busy + load * seconds) / busy
         self._busy, self._device = busy, None
+
+    def end_s(self, policy: Policy) -> float:
+        """The end of the time budget: the OS window's, cut at the policy's deadline."""
+        end = math.inf if self.window_end_s is None else self.window_end_s
+        return end if policy.deadline_s is None else min(end, policy.deadline_s)
 
     def state_dict(self) -> dict[str, Any]:
         return {"window_end_s": self.window_end_s, "estimator": self.estimator.state_dict(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -13,7 +12,7 @@ from mobile_lr.device import DeviceProfile, DeviceState, load_profile
 from mobile_lr.physics import SCALAR
 from mobile_lr.rules import Reason
 from mobile_lr.schedules import Schedule, parse_spec
-from mobile_lr.validation import ValidationError, check_keys, get_int, get_object
+from mobile_lr.validation import ValidationError
 
 from .belief import DeviceBelief
 from .config import ManagerConfig
@@ -21,13 +20,13 @@ from .decisions import Decision, PendingRun, Rollback, Run, Stop
 from .history import PlanHistory
 from .hold import BAND_WIDEN, PlanHold
 from .peak import PeakLr
+from .persist import STATE_FORMAT, STATE_KEYS, ManagerState
 from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
 from .recovery import LossWatch, Recovery
 
 __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 
-STATE_FORMAT = "mobile-lr.manager-state/1"
 _TRAIN = "train"
 
 
@@ -37,7 +36,7 @@ def _pending(fields: tuple[str, int, float, int]) -> PendingRun:
     return tuple.__new__(PendingRun, fields)
 
 
-class ScheduleManager:
+class ScheduleManager(ManagerState):
     """Schedule + planner + policy, driven one decision at a time (see the package doc), over
     parts that own their state: ``belief``, ``forecasts``, ``history``, ``range_test``,
     ``recovery``, ``peak``; the rules after a forecast are :mod:`mobile_lr.rules`."""
@@ -77,7 +76,7 @@ class ScheduleManager:
         self.belief.update(state)
         if self.hold.left > 0:
             self.hold.reanchor(self.belief.view(), self.belief.estimator.band(BAND_WIDEN),
-                               self._end_s(), self.pending is not None)
+                               self.belief.end_s(self.policy), self.pending is not None)
 
     def begin_window(self, now_s: float | None = None, length_s: float | None = None) -> None:
         """A new OS window (a Worker started): the session's time budget restarts."""
@@ -207,16 +206,9 @@ class ScheduleManager:
         self.history.last_run_total = self.planned_total
         view = self.belief.view()
         self.pending = PendingRun("train", self.step, lr, int(view.thermal_status))
-        self.hold.arm(view, self.belief.estimator.band(BAND_WIDEN), self._end_s(),
+        self.hold.arm(view, self.belief.estimator.band(BAND_WIDEN), self.belief.end_s(self.policy),
                       self.planned_total - self.step, self.lr_scale)
         return Run(self.step, lr)
-
-    def _end_s(self) -> float:
-        """The end of the time budget: the OS window's, cut at the deadline."""
-        end = self.belief.window_end_s
-        deadline = self.policy.deadline_s
-        end = math.inf if end is None else end
-        return end if deadline is None else min(end, deadline)
 
     def _stop(self, stop: Stop) -> Stop:
         self.stopped = stop
@@ -245,60 +237,6 @@ class ScheduleManager:
         i, lr = move
         self.pending = PendingRun("range-test", i, lr, int(self.belief.device.thermal_status))
         return Run(i, lr, "range-test")
-
-    # ------------------------------------------------------------------ state
-    def _parts(self) -> tuple[Any, ...]:
-        parts = (self.history, self.recovery, self.range_test, self.peak, self.belief, self.hold)
-        return parts if self.loss_watch is None else (*parts, self.loss_watch)
-
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume exactly, as plain JSON (with the inputs)."""
-        own = {"step": self.step, "pending": None if self.pending is None
-               else self.pending.to_dict(),
-               "stopped": None if self.stopped is None else self.stopped.to_dict(),
-               "plateau_state": self.plateau_state, "spent": self.spent}
-        state = {"format": STATE_FORMAT, "schedule": self.schedule.to_dict(),
-                 "profile": self.profile.to_dict(), "policy": self.policy.to_dict(),
-                 "config": self.config.to_dict(), **own}
-        for part in self._parts():
-            state.update(part.state_dict())
-        return json.loads(json.dumps(state))
-
-    def load_state_dict(self, obj: Mapping[str, Any]) -> None:
-        """Restore the mutable state saved by :meth:`state_dict` (same inputs assumed)."""
-        obj = get_object(obj, "")
-        if obj.get("format") != STATE_FORMAT:
-            raise ValidationError("format", f"unknown manager state {obj.get('format')!r}",
-                                  STATE_FORMAT)
-        self.step = get_int(obj, "step", "", lo=0)
-        pending = obj.get("pending")
-        self.pending = None if pending is None else PendingRun(**pending)
-        stopped = obj.get("stopped")
-        self.stopped = None if stopped is None else Stop(**stopped)
-        self.plateau_state = obj.get("plateau_state")
-        self.spent = dict(obj["spent"])
-        for part in self._parts():
-            part.load_state_dict(obj)
-        self._fast = False
-        if self.hold.left > 0:
-            self.lr_at(self.step)   # prepares the LR function the held steps use
-
-    @classmethod
-    def from_state_dict(cls, obj: Mapping[str, Any]) -> ScheduleManager:
-        """A manager rebuilt entirely from :meth:`state_dict` (schedule, profile, policy too)."""
-        obj = get_object(obj, "")
-        check_keys(obj, "", STATE_KEYS)
-        mgr = cls(parse_spec(obj["schedule"]), DeviceProfile.from_dict(obj["profile"], "profile"),
-                  Policy.from_dict(obj["policy"], "policy"),
-                  ManagerConfig.from_dict(obj["config"], "config"))
-        mgr.load_state_dict(obj)
-        return mgr
-
-
-#: The keys of a manager's state: its inputs, its own, its parts'.
-STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",
-              "plateau_state", "spent", *PlanHistory.KEYS, *Recovery.KEYS, *RangeTest.KEYS,
-              *PeakLr.KEYS, *DeviceBelief.KEYS, *PlanHold.KEYS, *LossWatch.KEYS)
 
 
 def _inputs(schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,

@@ -29,8 +29,10 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # The report's browser test needs Chromium: installed when missing, and required (not skipped).
+# Two workers (pytest-xdist) on the two cores CI has; a module's tests stay on one worker, in
+# order, so its bundles are built once (tests/conftest.py, docs/DECISIONS.md).
 pytest: $(STAMP) browser-deps
-	MOBILE_LR_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest tests mobile_lr
+	MOBILE_LR_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests mobile_lr
 
 browser-deps:
 	@bash tests/ensure-chromium.sh

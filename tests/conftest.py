@@ -4,9 +4,15 @@ takes seconds, so each bundle is made once per test session and tests copy it be
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # two workers on two cores: torch's thread pool per worker would oversubscribe them (its
+    # spinning threads made exports ~5x slower on a shared machine); child processes inherit it
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # ---------------------------------------------------------------------- the core install (`--core`)
 
@@ -28,9 +34,25 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return CORE_MARK not in collection_path.read_text(encoding="utf-8")
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("core"):
         items[:] = [item for item in items if item.get_closest_marker("core")]
+    for item in items:   # `make test` runs `pytest -n 2 --dist loadgroup` (pytest-xdist)
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+#: Modules that start Flower's simulation engine (Ray): one worker runs them, one after another.
+_RAY = ("test_federated_fleet.py", "test_federated_sim.py")
+
+
+def _group(item: pytest.Item) -> str:
+    """The worker group of a test: its module, so that a module's fixtures are built once (one
+    worker runs the module's tests in order); a module whose tests share nothing costly may mark
+    finer groups itself (``pytest.mark.xdist_group``), as the zoo's cells do per bundle."""
+    name = item.path.name
+    return "ray" if name in _RAY else str(item.path)
 
 # ---------------------------------------------------------------------- export / runtime bundles
 

@@ -70,7 +70,7 @@ def test_manager_traces_replay_from_their_recorded_calls(traces):
             do = e["do"]
             if do == "next":
                 d = mgr.next()
-                got = {"type": type(d).__name__.lower(), **d.__dict__}
+                got = {"type": type(d).__name__.lower(), **d.to_dict()}
                 want = {k: _num(v) for k, v in e["expect"].items()}
                 assert got == want, (t["name"], i)
                 assert mgr.planned_total == e["planned_total"], (t["name"], i)

@@ -74,7 +74,7 @@ def drive(mgr, dev, start, stop_at):
             dev.set_ambient(22.0)
         mgr.update_device(replace(dev.state, ambient_c=None))
         d = mgr.next()
-        out.append([type(d).__name__, d.__dict__])
+        out.append([type(d).__name__, d.to_dict()])
         if isinstance(d, Stop):
             break
         if isinstance(d, Pause):

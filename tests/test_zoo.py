@@ -126,30 +126,41 @@ def test_data_is_seeded_shaped_and_the_user_is_shifted(name):
         assert recipe.model(torch.from_numpy(u_train.x[:4])).shape == (4, len(recipe.labels))
 
 
+USERS = (7, 8, 9)  #: the users fine-tuned in the personalisation test
+
+
 @pytest.mark.parametrize(("name", "options", "mode", "lr"), [
     ("ds-cnn", {"width": 0.5}, "head", 3e-3),
     ("text-transformer", {"width": 0.25, "layers": 2}, "lora", 3e-3),
     ("gru-sensor", {"width": 0.25, "steps": 32}, "last-k", 1e-2),
 ])
 def test_pretrained_model_loses_on_the_user_and_fine_tuning_wins_it_back(name, options, mode, lr):
-    """The personalisation story each task is built for: population pre-training, a user it fits
-    worse, and a few hundred phone-side steps of the mode on that user's data fixing most of it."""
+    """The personalisation story each task is built for: population pre-training, users it fits
+    worse, and a hundred phone-side steps of the mode on each user's data fixing most of it.
+
+    Users' styles are drawn at random, so one user may sit close to the population (gru-sensor's
+    user 7 does: 0.81 against 0.83); the claim is about users in general, so it is checked on the
+    mean of three users' accuracies, each fine-tuned from the same pre-trained weights."""
     recipe = load_recipe(name, mode=mode, **options)
     pretrain(recipe, epochs=6, lr=lr)
     task = recipe.user_data.__self__
     _, pop_test = task.population()
-    u_train, u_test = recipe.user_data(7, 200)
-    rt = TorchRuntime(recipe)
-    population = rt.evaluate(pop_test.x, pop_test.y)["accuracy"]
-    before = rt.evaluate(u_test.x, u_test.y)["accuracy"]
-    rng = np.random.default_rng(0)
-    for _ in range(120):
-        idx = rng.choice(len(u_train), 32, replace=False)
-        rt.step(u_train.x[idx], u_train.y[idx], 3e-3)
-    after = rt.evaluate(u_test.x, u_test.y)["accuracy"]
+    start = {k: v.clone() for k, v in recipe.model.state_dict().items()}
+    population = TorchRuntime(recipe).evaluate(pop_test.x, pop_test.y)["accuracy"]
+    before, after = [], []
+    for user in USERS:
+        recipe.model.load_state_dict(start)
+        u_train, u_test = recipe.user_data(user, 200)
+        rt = TorchRuntime(recipe)
+        before.append(rt.evaluate(u_test.x, u_test.y)["accuracy"])
+        rng = np.random.default_rng(0)
+        for _ in range(120):
+            idx = rng.choice(len(u_train), 32, replace=False)
+            rt.step(u_train.x[idx], u_train.y[idx], 3e-3)
+        after.append(rt.evaluate(u_test.x, u_test.y)["accuracy"])
     assert population > 0.7
-    assert before < population - 0.1  # the user's data is shifted
-    assert after > before + 0.1  # and the phone-side mode learns it
+    assert np.mean(before) < population - 0.1, (population, before)  # the users' data is shifted
+    assert np.mean(after) > np.mean(before) + 0.1, (before, after)  # and the phone-side mode learns it
 
 
 def test_export_cli_passes_mode_and_options(tmp_path, capsys):

@@ -107,6 +107,7 @@ def _cases():
         for engine in ENGINES:
             reason = KNOWN.get((name, mode, engine))
             marks = [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
+            marks.append(pytest.mark.xdist_group(f"zoo-{name}-{mode}"))  # one worker per bundle
             yield pytest.param(name, mode, engine, marks=marks, id=f"{name}-{mode}-{engine}")
 
 
@@ -129,7 +130,10 @@ _DEDUP = pytest.mark.xfail(strict=True, reason="engines: the inference ONNX expo
                            "initializers (every LoRA B is 0), so the torch runtime misses fc.0.lora_b")
 
 
-@pytest.mark.parametrize("mode", ["last-k", pytest.param("lora", marks=_DEDUP)])
+@pytest.mark.parametrize("mode", [
+    pytest.param("last-k", marks=pytest.mark.xdist_group("zoo-gru-sensor-last-k")),
+    pytest.param("lora", marks=[_DEDUP, pytest.mark.xdist_group("zoo-gru-sensor-lora")]),
+])
 def test_the_manifest_records_mode_and_options_and_the_torch_runtime_rebuilds_them(bundles, mode):
     """A bundle at a small width (with LoRA: adapters too): PyTorch eager rebuilt from the bundle
     is the recipe's model."""
@@ -147,6 +151,7 @@ def test_the_manifest_records_mode_and_options_and_the_torch_runtime_rebuilds_th
         np.testing.assert_array_equal(rt.predict(x), recipe.model(torch.from_numpy(x)).numpy())
 
 
+@pytest.mark.xdist_group("zoo-gru-sensor-last-k")
 def test_a_zoo_bundle_refuses_a_checkpoint_of_another_mode(bundles, tmp_path):
     """Modes are different bundles: a head checkpoint cannot be loaded into a last-k runtime."""
     from mobile_lr.runtime import CheckpointError

@@ -9,13 +9,19 @@ from typing import Any, NamedTuple
 __all__ = ["Decision", "Pause", "PendingRun", "Rollback", "Run", "Stop"]
 
 
-@dataclass(frozen=True)
-class Run:
-    """Run training step ``step`` at ``lr``; ``phase`` is ``"train"`` or ``"range-test"``."""
+class Run(NamedTuple):
+    """Run training step ``step`` at ``lr``; ``phase`` is ``"train"`` or ``"range-test"``.
+
+    A named tuple, not a frozen dataclass like the other decisions: one is made for every
+    training step, and a frozen dataclass's ``__init__`` (``object.__setattr__`` per field)
+    cost more than the rest of a held step (docs/DECISIONS.md, the manager's held step)."""
 
     step: int
     lr: float
     phase: str = "train"
+
+    def to_dict(self) -> dict[str, Any]:
+        return self._asdict()
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,9 @@ class Pause:
 
     reason: str
     resume_hint: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

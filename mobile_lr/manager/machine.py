@@ -30,10 +30,9 @@ __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 _TRAIN = "train"
 
 
-def _pending(fields: tuple[str, int, float, int]) -> PendingRun:
-    """``PendingRun(*fields)`` without the NamedTuple's Python-level ``__new__`` (a held step
-    builds one)."""
-    return tuple.__new__(PendingRun, fields)
+# ``PendingRun(*fields)`` / ``Run(*fields)`` without the named tuples' Python-level ``__new__``
+# (a held step builds one of each)
+_new = tuple.__new__
 
 
 class ScheduleManager(ManagerState):
@@ -111,6 +110,7 @@ class ScheduleManager(ManagerState):
         elif loss is None or math.isfinite(loss):
             self.step += 1
             if self.loss_watch is not None and loss is not None and self.loss_watch.observe(loss):
+                self.hold.drop()
                 self.stopped = self.recovery.failed(LossWatch.REASON,
                                                     self.loss_watch.config.lr_factor)
         else:
@@ -147,8 +147,9 @@ class ScheduleManager(ManagerState):
         """The predicted end (at the pessimistic cost) of the step the last decision ran: the
         gate's, or on a step that skipped the full plan the same prediction made when asked
         (ask before ``observe``)."""
-        if self._fast and self.pending is not None:
-            return self.belief.step_end(self.belief.estimator.pessimistic())
+        if self._fast:
+            return None if self.pending is None else \
+                self.belief.step_end(self.belief.estimator.pessimistic())
         return self.forecasts.predicted_end
 
     def lr_at(self, t: int) -> float:
@@ -161,6 +162,17 @@ class ScheduleManager(ManagerState):
 
     def next(self) -> Decision:
         """The next decision; see the package doc."""
+        hold = self.hold
+        if hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
+            # (a hold implies no rollback owed, no stop and step < nominal_steps: whatever sets
+            # one drops the hold, and the hold is shorter than the plan's remaining steps)
+            hold.left -= 1
+            hold.stride -= 1
+            self._fast = True
+            step = self.step
+            lr = self._lr_fn(step) * hold.scale
+            self.pending = _new(PendingRun, (_TRAIN, step, lr, hold.status))
+            return _new(Run, (step, lr, _TRAIN))
         self.forecasts.predicted_end = None
         self._fast = False
         if self.recovery.pending is not None:   # before a stop: a diverged run ends restored
@@ -169,15 +181,6 @@ class ScheduleManager(ManagerState):
             return self.stopped
         if self.step >= self.nominal_steps:
             return self._stop(Stop(Reason.DONE))
-        hold = self.hold
-        if hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
-            hold.left -= 1
-            hold.stride -= 1
-            self._fast = True
-            step = self.step
-            lr = self._lr_fn(step) * hold.scale
-            self.pending = _pending((_TRAIN, step, lr, hold.status))
-            return Run(step, lr)
         deadline = self.policy.deadline_s
         if deadline is not None and self.belief.device.time_s >= deadline:
             return self._stop(Stop(Reason.DEADLINE))

@@ -122,12 +122,32 @@ class Warp:
         # what the scalar path reads of each piece, unpacked once (a manager asks every step)
         self._pieces = [(seg.start, seg.u0, seg.slope, float(seg.end), seg.end - seg.start <= 0)
                         for seg in self.segs]
+        self._last = self._pieces[-1]   # the piece a manager's steps fall in between re-plans
+
+    def scalar_of(self, formula: Any, ops: Ops) -> Any:
+        """``g(s) == formula(ops, *self(ops, s))`` for a float ``s``, in one call: the piece
+        of the last re-plan inlined (the steps of a manager between two re-plans fall there;
+        the same arithmetic, so the same bits)."""
+        start, u0, slope, end, flat = self._last
+        warp = self
+
+        def g(s: float) -> Any:
+            if s >= start:
+                if flat:
+                    return formula(ops, end, end)
+                u = u0 + (s - start) * slope
+                return formula(ops, end if end < u else u, end)
+            return formula(ops, *warp(ops, s))
+
+        return g
 
     def __call__(self, ops: Ops, s: Any) -> tuple[Any, Any]:
         segs = self.segs
         if ops.name == "scalar":
             # the last piece that starts at or before s (the first one before any): u_at
-            start, u0, slope, end, flat = self._pieces[bisect_right(self.starts, s, 1) - 1]
+            last = self._last
+            start, u0, slope, end, flat = last if s >= last[0] else \
+                self._pieces[bisect_right(self.starts, s, 1) - 1]
             if flat:
                 return end, end
             u = u0 + (s - start) * slope

@@ -162,6 +162,9 @@ class Schedule:
         if plain is None:
             return lambda t: float(at(SCALAR, float(t)))
         # no warm-up, a plain shape: for t >= 0 the shape's own step is t (max(t - 0, 0) = t)
+        scalar = getattr(plain, "scalar", None)
+        if scalar is not None:   # a shape's scalar path in one call (a manager's every step)
+            return lambda t: float(scalar(float(t)) if t >= 0 else at(SCALAR, float(t)))
         return lambda t: float(plain(SCALAR, float(t)) if t >= 0 else at(SCALAR, float(t)))
 
     def lrs(self, ts: Sequence[int] | np.ndarray, plan: _plan.PlanHistory | None = None,

@@ -277,16 +277,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="100 steps, 20 warm-up")
     ap.add_argument("--manager-steps", type=int, default=20000,
                     help="timed calls of each manager loop (default 20000)")
+    ap.add_argument("--manager-only", action="store_true",
+                    help="the LR-scheduling section alone (torch's scheduler step, the manager's "
+                         "loops, Kotlin), written to bench/results/speed_manager.json")
     args = ap.parse_args(argv)
     steps, warmup = (100, 20) if args.quick else (args.steps, args.warmup)
     load = os.getloadavg()
-    rt_rows = runtime_steps(steps, warmup)
+    rt_rows = [] if args.manager_only else runtime_steps(steps, warmup)
     sch_rows = scheduler_overhead(args.manager_steps // (10 if args.quick else 1), 200)
     cols = [("recipe", "recipe", "s"), ("what", "what", "s"), ("median_us", "median µs", ".0f"),
             ("p10_us", "p10", ".0f"), ("p90_us", "p90", ".0f"), ("vs_torch", "÷ torch", ".2f"),
             ("vs_bare_ort", "÷ bare ORT", ".2f")]
-    print(f"training step, batch 32, 1 thread, median of {steps}")
-    print_table(rt_rows, cols)
+    if rt_rows:
+        print(f"training step, batch 32, 1 thread, median of {steps}")
+        print_table(rt_rows, cols)
     print("\nLR scheduling per step (Python rows interleaved in one process; Kotlin: the JVM, "
           "best of blocks)")
     print_table(sch_rows, [("what", "what", "s"), ("median_us", "median µs", ".2f"),
@@ -299,9 +303,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {"runtime_steps": rt_rows, "scheduler_overhead": sch_rows, "goals": goal_rows,
               "threads": 1, "steps": steps, "warmup": warmup, "load_before": load,
               "load_after": os.getloadavg(),
-              "command": "python -m bench.speed" + (" --quick" if args.quick else "")}
+              "command": "python -m bench.speed" + (" --quick" if args.quick else "")
+              + (" --manager-only" if args.manager_only else "")}
     print(f"load {load[0]:.1f} before, {result['load_after'][0]:.1f} after")
-    path = write_result("speed", result)
+    if args.manager_only:
+        del result["runtime_steps"], result["steps"], result["warmup"]
+    path = write_result("speed_manager" if args.manager_only else "speed", result)
     print(f"wrote bench/results/{path.name}")
     return result
 

@@ -56,7 +56,7 @@ import numpy as np
 
 from bench.budget_tasks import TASKS, BenchTask
 from bench.machine import RESULTS as RESULTS_DIR
-from bench.machine import machine_info
+from bench.machine import command_without_out, machine_info
 from mobile_lr.datasets import Split
 from mobile_lr.device import DeviceProfile, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import ManagerConfig, Pause, Rollback, Run, ScheduleManager, Stop
@@ -693,13 +693,6 @@ def _csv(value: str, allowed: Sequence[str], what: str) -> list[str]:
     return items
 
 
-def _without_out(command: str) -> str:
-    """A command line without its ``--out PATH`` (a path of the machine that ran it)."""
-    words = command.split(" ")
-    keep = [w for i, w in enumerate(words) if w != "--out" and (i == 0 or words[i - 1] != "--out")]
-    return " ".join(keep)
-
-
 def merge(paths: Sequence[Path], out: Path, keep: Sequence[float] | None = None) -> int:
     """Combine partial result files into one: cells run in different processes, or one cell's
     LR grid split over processes (its per-seed accuracies are joined and the summary recomputed).
@@ -742,7 +735,7 @@ def merge(paths: Sequence[Path], out: Path, keep: Sequence[float] | None = None)
         doc["ort_linear_scheduler_check"] = (doc["ort_linear_scheduler_check"]
                                              or other["ort_linear_scheduler_check"])
     doc["config"]["lr_grid"] = sorted(grid)
-    doc["command"] = " ; ".join(_without_out(c.strip()) for c in doc["command"].split(" ; "))
+    doc["command"] = " ; ".join(command_without_out(c.strip()) for c in doc["command"].split(" ; "))
     cuts = doc["config"]["cuts"]
     kinds = {n: m["kind"] for n, m in doc["methods"].items()}
     for key, cell in doc["cells"].items():
@@ -854,7 +847,7 @@ def _document(args: argparse.Namespace, cells: Mapping[str, Any], methods: Mappi
               tasks: Sequence[str], engines: Sequence[str], seeds: int, grid: Sequence[float],
               cuts: Sequence[int], nominal: int, ort_check: Any, elapsed: float) -> dict[str, Any]:
     argv = " ".join(sys.argv[1:]) if Path(sys.argv[0]).name in ("budget_quality.py", "__main__.py") else ""
-    argv = _without_out(argv)
+    argv = command_without_out(argv)
     return {
         "format": RESULT_FORMAT,
         "bench": "budget_quality",

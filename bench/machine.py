@@ -38,14 +38,22 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "versions": versions}
 
 
-def write_result(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``bench/results/<name>.json`` with the machine and the date added."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
+def write_result(name: str, payload: dict[str, Any], path: Path | None = None) -> Path:
+    """Write ``bench/results/<name>.json`` (or ``path``) with the machine and the date added."""
     out = {"bench": name, "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": machine_info(), **payload}
-    path = RESULTS / f"{name}.json"
+    path = path or RESULTS / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+def command_without_out(command: str) -> str:
+    """A command line without its ``--out PATH``: the path is of the machine that ran it, and a
+    merged result's commands name the partial files' paths nowhere."""
+    words = command.split(" ")
+    keep = [w for i, w in enumerate(words) if w != "--out" and (i == 0 or words[i - 1] != "--out")]
+    return " ".join(keep)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> None:

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench.machine import print_table, write_result
+from bench.machine import RESULTS, command_without_out, print_table, write_result
 from bench.memory import STATUS_FN, bundle_sizes, theoretical
 from bench.speed import _interleaved
 
@@ -66,6 +66,8 @@ QUICK: dict[str, dict[str, Any]] = {
     "gru-sensor": {"width": 0.125, "layers": 1, "steps": 4},
     "lstm-sensor": {"width": 0.125, "layers": 1, "steps": 4}}
 _MB = 1024 * 1024
+# what a result file says of the run that made it (a merged file lists them under "runs")
+_RUN_KEYS = ("command", "date_utc", "steps", "budget_s", "load_before", "load_after", "seconds")
 
 _CHILD = STATUS_FN + r"""
 import json, sys
@@ -239,7 +241,8 @@ def _goals(rows: list[dict[str, Any]], base: dict[str, float]) -> dict[str, Any]
     ratio = {f"{m}/{mode}": by[(m, mode, "executorch")]["step_ms"] / by[(m, mode, "ort")]["step_ms"]
              for m, mode in cells if by.get((m, mode, "executorch"), {}).get("trains")
              and by.get((m, mode, "ort"), {}).get("trains")}
-    memory = {f"{r['model']}/{r['mode']}/{r['engine']}": r["peak_mb"] <= 2 * r["min_mb"] + base[r["engine"]]
+    memory = {f"{r['model']}/{r['mode']}/{r['engine']}":
+              r["peak_mb"] <= 2 * r["min_mb"] + (r.get("baseline_mb") or base[r["engine"]])
               for r in rows if r["peak_mb"] is not None and math.isfinite(r["peak_mb"])}
     return {"cells": len(cells), "train_on_both": len(trains_both),
             "et_vs_ort": ratio, "et_within_1_5x_ort": sum(v <= 1.5 for v in ratio.values()),
@@ -266,6 +269,60 @@ def _load() -> list[float] | None:
         return None
 
 
+def _report(result: dict[str, Any]) -> None:
+    """The table, the rows that do not train and the goals' tally of a result."""
+    rows, base, goals = result["rows"], result["baselines_mb"], result["goals"]
+    print("zoo: model x mode x engine (1 thread; step on the recipe's batch; memory in a fresh process)")
+    print_table(rows, [("model", "model", "s"), ("mode", "mode", "s"), ("engine", "engine", "s"),
+                       ("params_total", "params", ","), ("params_trainable", "trainable", ","),
+                       ("trains", "trains", ""), ("step_ms", "step ms", ".2f"), ("p10_ms", "p10", ".2f"),
+                       ("p90_ms", "p90", ".2f"), ("vs_torch", "÷ torch", ".2f"),
+                       ("peak_mb", "peak MB", ".1f"), ("min_mb", "min MB", ".1f"),
+                       ("bundle_vs_params", "bundle ÷ params", ".2f"), ("export_s", "export s", ".1f")])
+    for r in rows:
+        if not r["trains"]:
+            print(f"  {r['model']} {r['mode']} {r['engine']}: {r['status']}: {(r['reason'] or '')[:160]}")
+    print("\nengine baselines (digits-mlp steady-step peak, MB): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in base.items() if v is not None))
+    print(f"goals: {goals['train_on_both']}/{goals['cells']} cells train on both engines; "
+          f"ExecuTorch within 1.5x of ORT in {goals['et_within_1_5x_ort']}/{len(goals['et_vs_ort'])}; "
+          f"peak <= 2 x min + baseline in {goals['memory_within_goal']}/{goals['memory_measured']}")
+
+
+def _order(row: dict[str, Any]) -> tuple[int, int, int]:
+    return (list(SIZES).index(row["model"]), MODES.index(row["mode"]), ENGINES.index(row["engine"]))
+
+
+def merge(paths: list[Path], out: Path) -> dict[str, Any]:
+    """Combine result files of runs over parts of the zoo (one model or mode per process) into
+    one: their rows by (model, mode, engine), a later file's row replacing an earlier one's (a
+    re-run); each row keeps the engine baseline of its own run, against which its memory goal
+    is judged; the goals are recomputed over all rows; ``runs`` lists each run's command, date,
+    load and settings (a merged file merged again keeps its runs)."""
+    rows: dict[tuple[str, str, str], dict[str, Any]] = {}
+    runs: list[dict[str, Any]] = []
+    base: dict[str, float] = {}
+    sizes: dict[str, Any] = {}
+    for p in paths:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+        if doc.get("bench") != "zoo" or not isinstance(doc.get("rows"), list):
+            raise SystemExit(f"error: {p.name} is not a bench.zoo result")
+        for r in doc["rows"]:
+            r.setdefault("baseline_mb", doc["baselines_mb"].get(r["engine"]))
+            rows[(r["model"], r["mode"], r["engine"])] = r
+        runs += doc.get("runs") or [{k: doc.get(k) for k in _RUN_KEYS}]
+        base.update({k: v for k, v in doc["baselines_mb"].items() if v is not None})
+        sizes.update(doc.get("sizes", {}))
+    merged = sorted(rows.values(), key=_order)
+    result = {"rows": merged, "baselines_mb": base, "goals": _goals(merged, base), "threads": 1, "lr": LR,
+              "sizes": sizes, "runs": [{**r, "command": command_without_out(r["command"])} for r in runs],
+              "command": " ; ".join(command_without_out(r["command"]) for r in runs)}
+    write_result("zoo", result, out)
+    _report(result)
+    print(f"merged {len(paths)} files into {out.name}: {len(merged)} rows", file=sys.stderr)
+    return result
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(prog="python -m bench.zoo", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -279,7 +336,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--size", action="append", default=[], metavar="MODEL:KEY=VALUE",
                     help="a recipe option for one model (JSON value, repeatable), over the default "
                          "(realistic) or --quick sizes, e.g. gru-sensor:steps=16")
+    ap.add_argument("--out", type=Path, default=RESULTS / "zoo.json",
+                    help="the result file, rewritten after every cell (a run cut short keeps its cells)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, metavar="FILE",
+                    help="combine these result files (runs over parts of the zoo) into --out and exit")
     args = ap.parse_args(argv)
+    if args.merge:
+        missing = [str(p) for p in args.merge if not p.is_file()]
+        if missing:
+            ap.error(f"--merge: no such file: {', '.join(missing)}")
+        return merge(args.merge, args.out)
     import torch
 
     torch.set_num_threads(1)
@@ -289,46 +355,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             _override(sizes, item)
         except ValueError as err:
             ap.error(str(err))  # one line, exit 2
-    load_before = _load()
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     engines = tuple(e.strip() for e in args.engines.split(",") if e.strip())
+    for what, items, allowed in (("model", models, SIZES), ("mode", modes, MODES),
+                                 ("engine", engines, ENGINES)):
+        bad = [i for i in items if i not in allowed]
+        if bad:
+            ap.error(f"unknown {what} {', '.join(bad)} (choose from {', '.join(allowed)})")
     if "torch" not in engines:
         engines = (*engines, "torch")  # the reference of vs_torch
     steps, budget = (10, 5.0) if args.quick else (args.steps, args.budget_s)
+    command = ("python -m bench.zoo " + " ".join(sys.argv[1:] if argv is None else argv)).strip()
+    run = {"command": command, "steps": steps, "budget_s": budget, "load_before": _load()}
     rows: list[dict[str, Any]] = []
     t_all = time.perf_counter()
+
+    def document() -> dict[str, Any]:
+        return {"rows": rows, "baselines_mb": base, "goals": _goals(rows, base), "threads": 1, "lr": LR,
+                "sizes": {m: sizes[m] for m in models}, **run, "load_after": _load(),
+                "seconds": time.perf_counter() - t_all}
+
     with tempfile.TemporaryDirectory() as tmp:
         base = baselines(engines, Path(tmp), args.mem_steps)
         for name in models:
             for mode in modes:
                 t0 = time.perf_counter()
-                rows += cell(name, sizes[name], mode, engines, Path(tmp), steps, budget, args.mem_steps)
+                new = cell(name, sizes[name], mode, engines, Path(tmp), steps, budget, args.mem_steps)
+                rows += [{**r, "baseline_mb": base[r["engine"]]} for r in new]
+                write_result("zoo", document(), args.out)  # a run cut short keeps the cells done
                 print(f"  {name} {mode}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    goals = _goals(rows, base)
-    load_after = _load()
-    print("zoo: model x mode x engine (1 thread; step on the recipe's batch; memory in a fresh process)")
-    print_table(rows, [("model", "model", "s"), ("mode", "mode", "s"), ("engine", "engine", "s"),
-                       ("params_total", "params", ","), ("params_trainable", "trainable", ","),
-                       ("trains", "trains", ""), ("step_ms", "step ms", ".2f"), ("p10_ms", "p10", ".2f"),
-                       ("p90_ms", "p90", ".2f"), ("vs_torch", "÷ torch", ".2f"),
-                       ("peak_mb", "peak MB", ".1f"), ("min_mb", "min MB", ".1f"),
-                       ("bundle_vs_params", "bundle ÷ params", ".2f"), ("export_s", "export s", ".1f")])
-    for r in rows:
-        if not r["trains"]:
-            print(f"  {r['model']} {r['mode']} {r['engine']}: {r['status']}: {(r['reason'] or '')[:160]}")
-    print("\nengine baselines (digits-mlp steady-step peak, MB): "
-          + ", ".join(f"{k} {v:.1f}" for k, v in base.items()))
-    print(f"goals: {goals['train_on_both']}/{goals['cells']} cells train on both engines; "
-          f"ExecuTorch within 1.5x of ORT in {goals['et_within_1_5x_ort']}/{len(goals['et_vs_ort'])}; "
-          f"peak <= 2 x min + baseline in {goals['memory_within_goal']}/{goals['memory_measured']}")
-    command = "python -m bench.zoo " + " ".join(sys.argv[1:] if argv is None else argv)
-    result = {"rows": rows, "baselines_mb": base, "goals": goals, "threads": 1, "lr": LR,
-              "sizes": {m: sizes[m] for m in models}, "steps": steps, "budget_s": budget,
-              "load_before": load_before, "load_after": load_after,
-              "seconds": time.perf_counter() - t_all, "command": command.strip()}
-    path = write_result("zoo", result)
-    print(f"wrote bench/results/{path.name}")
+    result = document()
+    path = write_result("zoo", result, args.out)
+    _report(result)
+    print(f"wrote {path.name}")
     return result
 
 

@@ -300,14 +300,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("\ngoals")
     print_table(goal_rows, [("goal", "goal", "s"), ("value", "value", ".3f"),
                             ("status", "status", "s")])
-    result = {"runtime_steps": rt_rows, "scheduler_overhead": sch_rows, "goals": goal_rows,
-              "threads": 1, "steps": steps, "warmup": warmup, "load_before": load,
-              "load_after": os.getloadavg(),
+    # the training-step section's keys only where it ran
+    steps_run = {} if args.manager_only else {"runtime_steps": rt_rows, "steps": steps, "warmup": warmup}
+    result = {**steps_run, "scheduler_overhead": sch_rows, "goals": goal_rows, "threads": 1,
+              "load_before": load, "load_after": os.getloadavg(),
               "command": "python -m bench.speed" + (" --quick" if args.quick else "")
               + (" --manager-only" if args.manager_only else "")}
     print(f"load {load[0]:.1f} before, {result['load_after'][0]:.1f} after")
-    if args.manager_only:
-        del result["runtime_steps"], result["steps"], result["warmup"]
     path = write_result("speed_manager" if args.manager_only else "speed", result)
     print(f"wrote bench/results/{path.name}")
     return result

@@ -210,6 +210,13 @@ def _sched(shape: Mapping[str, Any], budget: Mapping[str, Any] | None = None,
 
 
 _CONST = {"type": "constant", "factor": 1.0}
+
+
+def _ramp(fraction: float, start: float) -> dict[str, Any]:
+    """OneCycleLR, linear, warming from ``start`` x to the peak over ``fraction`` of the plan in
+    force, then holding the peak (its final LR is the peak: final_div_factor = 1 / div_factor)."""
+    return {"type": "onecycle", "anneal_strategy": "linear", "pct_start": fraction,
+            "div_factor": 1.0 / start, "final_div_factor": start}
 _LIN = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
 
 #: Candidate set-ups for the phone's engines (prototyped here with the public API; the
@@ -232,6 +239,23 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
     ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
                  "the measured phone set-up (= sf-w2): schedule-free AdamW, warm-up <= 2 steps from 0.3x "
                  "(<= 5 % of the first plan), the LR held, no peak factor"),
+    # a plan-following warm-up: OneCycleLR's linear first phase over a share of the plan in force
+    # (replan: a re-plan re-times it; a cut revealed mid-warm-up ends it), then the peak held
+    # (final LR = initial / final_div_factor = the peak)
+    ManagerSetup("sf-pw10", _sched(_ramp(0.1, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+                 "schedule-free, warm-up over 10 % of the plan in force from 0.3x, re-timed by re-plans"),
+    ManagerSetup("sf-pw10-01", _sched(_ramp(0.1, 0.1), {"mode": "replan"}, warmup=None), {}, _SF,
+                 "schedule-free, warm-up over 10 % of the plan in force from 0.1x, re-timed by re-plans"),
+    ManagerSetup("sf-pw10-06", _sched(_ramp(0.1, 0.6), {"mode": "replan"}, warmup=None), {}, _SF,
+                 "schedule-free, warm-up over 10 % of the plan in force from 0.6x, re-timed by re-plans"),
+    ManagerSetup("sf-pw05", _sched(_ramp(0.05, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+                 "schedule-free, warm-up over 5 % of the plan in force from 0.3x, re-timed by re-plans"),
+    ManagerSetup("sf-pw20", _sched(_ramp(0.2, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+                 "schedule-free, warm-up over 20 % of the plan in force from 0.3x, re-timed by re-plans"),
+    ManagerSetup("sf-rise", _sched({"type": "linear", "start_factor": 0.5, "end_factor": 1.0},
+                                   {"mode": "replan"}, warmup=_WARMUP2), {}, _SF,
+                 "schedule-free, 2-step warm-up, then the LR rising 0.5x -> 1x over the plan in force "
+                 "(later iterates weigh more in the average)"),
     ManagerSetup("sf-decay10", _sched(_LIN, {"mode": "wsd", "decay_fraction": 0.1}), {"peak_lr": _PEAK},
                  _SF, "schedule-free, linear decay to 0 over the last 10 % of the budget in force"),
     ManagerSetup("sf-decay05", _sched({"type": "linear", "start_factor": 1.0, "end_factor": 0.2},

@@ -236,9 +236,12 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  {}, _SF, "schedule-free, warm-up over 10 % of the first plan, no peak factor"),
     ManagerSetup("sf-w2", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
                  "schedule-free, warm-up <= 2 steps, no peak factor"),
-    ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
-                 "the measured phone set-up (= sf-w2): schedule-free AdamW, warm-up <= 2 steps from 0.3x "
-                 "(<= 5 % of the first plan), the LR held, no peak factor"),
+    ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 1.0},
+                 "the measured phone set-up: schedule-free AdamW averaging step k with weight (k + 1) x "
+                 "lr_max^2 (sf_r 1), warm-up <= 2 steps from 0.3x (<= 5 % of the first plan), the LR held, "
+                 "no peak factor"),
+    ManagerSetup("sf-w2-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
+                 "sf-w2 with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
     # a plan-following warm-up: OneCycleLR's linear first phase over a share of the plan in force
     # (replan: a re-plan re-times it; a cut revealed mid-warm-up ends it), then the peak held
     # (final LR = initial / final_div_factor = the peak)
@@ -248,6 +251,8 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  "schedule-free, warm-up over 10 % of the plan in force from 0.1x, re-timed by re-plans"),
     ManagerSetup("sf-pw10-06", _sched(_ramp(0.1, 0.6), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 10 % of the plan in force from 0.6x, re-timed by re-plans"),
+    ManagerSetup("phone-pw10-06", _sched(_ramp(0.1, 0.6), {"mode": "replan"}, warmup=None), {},
+                 {**_SF, "sf_r": 1.0}, "sf-pw10-06 with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
     ManagerSetup("sf-pw05", _sched(_ramp(0.05, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 5 % of the plan in force from 0.3x, re-timed by re-plans"),
     ManagerSetup("sf-pw20", _sched(_ramp(0.2, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
@@ -327,15 +332,15 @@ class Engines:
 
                 portable_lib._unsafe_reset_threadpool(1)  # one thread, as torch and ORT here
 
-    def make(self, engine: str, optimizer: str, ema: float | None = None) -> Any:
+    def make(self, engine: str, optimizer: str, ema: float | None = None, sf_r: float = 0.0) -> Any:
         if engine == "torch":
             from mobile_lr.runtime.torch_rt import TorchRuntime
 
-            return TorchRuntime(self.recipe, optimizer=optimizer, ema=ema)
+            return TorchRuntime(self.recipe, optimizer=optimizer, ema=ema, sf_r=sf_r)
         from mobile_lr.runtime import open_runtime
 
         assert self.bundle is not None
-        return open_runtime(engine, self.bundle, optimizer=optimizer, ema=ema)
+        return open_runtime(engine, self.bundle, optimizer=optimizer, ema=ema, sf_r=sf_r)
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -519,7 +524,8 @@ def run_manager(eng: Engines, engine: str, m: Method, lr: float, train: Split, t
     out: dict[int, float] = {}
     info: dict[int, dict[str, Any]] = {}
     for c in cuts:
-        trainer = Trainer(lambda: eng.make(engine, opts.get("optimizer", "recipe"), opts.get("ema")),
+        trainer = Trainer(lambda: eng.make(engine, opts.get("optimizer", "recipe"), opts.get("ema"),
+                                           opts.get("sf_r", 0.0)),
                           train, batches, checkpoints="divergence" in setup.config)
         try:
             done, hist, peak, lrs = drive(setup, lr, scenario_for(setup, m.scenario, c, nominal), nominal,

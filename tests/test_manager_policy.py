@@ -133,7 +133,9 @@ def test_runtime_options_per_flavour_build_a_real_runtime():
     sf = recommended_setup("torch", None, BASE, 300)
     assert sf.averaging == RECOMMENDED_AVERAGING["torch"] == "schedulefree"
     assert RECOMMENDED_AVERAGING["ort"] == RECOMMENDED_AVERAGING["executorch"] == "schedulefree"
-    assert sf.runtime_options == {"optimizer": "schedulefree"}
+    assert sf.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
+    assert recommended_setup("torch", None, BASE, 300, {"sf_r": 0.0}).runtime_options == {
+        "optimizer": "schedulefree"}
     recipe = load_recipe("digits-mlp")
     x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
     for setup in (sf, EMA_SETUP):
@@ -175,6 +177,9 @@ def test_schedule_free_end_decay_is_a_short_cool_down_over_the_budget_in_force()
     ({"runtime_options": {"optimizer": "schedulefree"}}, "setup.runtime_options.optimizer",
      ("'schedulefree'", "averaging 'ema'")),
     ({"runtime_options": {}}, "setup.runtime_options.ema", ("averaging 'ema'",)),
+    # schedule-free's averaging weight with the EMA
+    ({"runtime_options": {"ema": 0.9, "sf_r": 1.0}}, "setup.runtime_options.sf_r", ("averaging 'ema'",)),
+    ({"runtime_options": {"ema": 0.9, "sf_r": -1.0}}, "setup.runtime_options.sf_r", ("out of range",)),
     ({"schedule": {"format": "mobile-lr.schedule/1", "base_lr": BASE,
                    "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}},
      "setup.schedule.budget.mode", ("'fixed'", "averaging 'ema'")),

@@ -21,9 +21,11 @@ def _batches(user_data, n, seed=0):
             for idx in (rng.choice(len(train.x), 32, replace=False) for _ in range(n))]
 
 
-def test_matches_the_pytorch_runtime(mlp_bundle, mlp_recipe_factory, user_data):
-    et = open_runtime("executorch", mlp_bundle, optimizer="schedulefree")
-    ref = open_runtime("torch", mlp_recipe_factory(), optimizer="schedulefree")
+@pytest.mark.parametrize("sf_r", [0.0, 1.0])
+def test_matches_the_pytorch_runtime(mlp_bundle, mlp_recipe_factory, user_data, sf_r):
+    et = open_runtime("executorch", mlp_bundle, optimizer="schedulefree", sf_r=sf_r)
+    ref = open_runtime("torch", mlp_recipe_factory(), optimizer="schedulefree", sf_r=sf_r)
+    assert et._optimizer.param_groups[0]["r"] == sf_r
     for (x, y), lr in zip(_batches(user_data, len(LRS)), LRS, strict=True):
         assert et.step(x, y, lr) == pytest.approx(ref.step(x, y, lr), abs=TOL)
     mine, theirs = et.parameters(), ref.parameters()  # both at the averaged point x
@@ -59,3 +61,5 @@ def test_resume_is_exact_and_modes_do_not_mix(mlp_bundle, user_data, tmp_path):
         open_runtime("executorch", mlp_bundle, optimizer="schedulefree", ema=0.9)
     with pytest.raises(ValidationError, match="optimizer"):
         open_runtime("executorch", mlp_bundle, optimizer="lion")
+    with pytest.raises(ValidationError, match="sf_r"):
+        open_runtime("executorch", mlp_bundle, sf_r=1.0)

@@ -70,9 +70,12 @@ def test_derived_graph_changes_only_beta1(sf_bundle):
     assert after["adam_mode"] == 0  # the exporter's PyTorch formula, kept
 
 
-def test_matches_schedulefree_package(sf_bundle, user_data):
-    ort = open_runtime("ort", sf_bundle, optimizer="schedulefree")
-    ref = open_runtime("torch", sf_bundle, optimizer="schedulefree")
+@pytest.mark.parametrize("sf_r", [0.0, 1.0])
+def test_matches_schedulefree_package(sf_bundle, user_data, sf_r):
+    """Also with the package's polynomial averaging weight ``r`` (the set-up's ``sf_r``)."""
+    ort = open_runtime("ort", sf_bundle, optimizer="schedulefree", sf_r=sf_r)
+    ref = open_runtime("torch", sf_bundle, optimizer="schedulefree", sf_r=sf_r)
+    assert ref._optimizer.param_groups[0]["r"] == sf_r
     for (x, y), lr in zip(batches(user_data, len(LRS)), LRS, strict=True):
         # equal losses mean the gradient is taken at the same point y
         assert ort.step(x, y, lr) == pytest.approx(ref.step(x, y, lr), abs=TOL)
@@ -130,6 +133,27 @@ def test_checkpoint_of_other_mode_refused(sf_bundle, user_data, tmp_path):
     plain.save(tmp_path / "plain.npz")
     with pytest.raises(CheckpointError, match="optimizer"):
         open_runtime("ort", sf_bundle, optimizer="schedulefree").load(tmp_path / "plain.npz")
+
+
+def test_checkpoint_of_other_averaging_weight_refused(sf_bundle, user_data, tmp_path):
+    (x, y), = batches(user_data, 1)
+    for kind in ("ort", "torch"):
+        r1 = open_runtime(kind, sf_bundle, optimizer="schedulefree", sf_r=1.0)
+        r1.step(x, y, 0.01)
+        r1.save(tmp_path / f"{kind}-r1.npz")
+        with pytest.raises(CheckpointError, match=r"sf_r=1\.0"):
+            open_runtime(kind, sf_bundle, optimizer="schedulefree").load(tmp_path / f"{kind}-r1.npz")
+        again = open_runtime(kind, sf_bundle, optimizer="schedulefree", sf_r=1.0)
+        again.load(tmp_path / f"{kind}-r1.npz")
+        assert again.step_count == 1
+
+
+def test_averaging_weight_needs_schedulefree(sf_bundle):
+    for kind in ("ort", "torch"):
+        with pytest.raises(ValidationError, match="sf_r"):
+            open_runtime(kind, sf_bundle, sf_r=1.0)
+        with pytest.raises(ValidationError, match="sf_r"):
+            open_runtime(kind, sf_bundle, optimizer="schedulefree", sf_r=-1.0)
 
 
 def test_wrong_bundles_and_options_refused(mlp_bundle, mlp_sgd_bundle, sf_bundle):
@@ -208,7 +232,7 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
         recommended_setup("ort", sgd, 0.01, 100, {"averaging": "schedulefree"})
     assert err.value.field == "options.averaging"
     pol = make_setup("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
-    assert pol.runtime_options == {"optimizer": "schedulefree"}
+    assert pol.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
     assert make_setup("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
         "ema": 0.9}
     train, test = user_data

@@ -75,6 +75,9 @@ class SetupOptions(Record):
         help="schedulefree flavour: its LR over the bundle's base LR (the bundle's optimizer's)")
     peak_power: float = number(0.3, lo=0.0,
                                help="ema flavour: peak LR x (nominal / first plan) ** this")
+    sf_r: float = number(
+        1.0, lo=0.0, help="schedulefree flavour: the averaging weight power r (step k weighs "
+                          "(k + 1) ** r x lr_max ** 2; 0: the package's uniform average)")
     sf_peak_power: float = number(0.0, lo=0.0,
                                   help="schedulefree flavour: the same (0: no peak-LR factor)")
     peak_max_factor: float = number(2.5, lo=1.0, help="the peak-LR factor's cap")
@@ -92,7 +95,7 @@ def _schedule(value: Any, path: str) -> dict[str, Any]:
     return dict(spec)
 
 
-_OPTION_KEYS = ("optimizer", "ema", "threads")
+_OPTION_KEYS = ("optimizer", "ema", "threads", "sf_r")
 
 
 def _runtime_options(value: Any, path: str) -> dict[str, Any]:
@@ -105,6 +108,8 @@ def _runtime_options(value: Any, path: str) -> dict[str, Any]:
                               "recipe, schedulefree")
     if opts.get("ema") is not None:
         check_number(opts["ema"], join(path, "ema"), lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+    if "sf_r" in opts:
+        check_number(opts["sf_r"], join(path, "sf_r"), lo=0.0)
     return dict(opts)
 
 
@@ -139,6 +144,10 @@ class RecommendedSetup(Record):
             if opts.get("ema") is None:
                 raise ValidationError("runtime_options.ema", "missing: averaging 'ema' evaluates "
                                       "at an EMA of the weights", "a decay in (0, 1)")
+            if opts.get("sf_r"):
+                raise ValidationError(
+                    "runtime_options.sf_r", "does not go with averaging 'ema' (it weighs "
+                    "schedule-free AdamW's average)", "no sf_r, or averaging 'schedulefree'")
             if mode not in ("wsd", "replan"):
                 raise ValidationError(
                     "schedule.budget.mode", f"{mode!r} does not go with averaging 'ema' (its "
@@ -193,14 +202,16 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     the peak is raised by ``min(peak_max_factor, (nominal / first plan) ** peak_power)``.
     ``"schedulefree"``: the LR ``sf_lr_factor × base_lr`` is held (the optimizer's own
     averaging does what the cool-down does), with a final decay over ``sf_cooldown_fraction``
-    of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not). Where the runtime's
-    default flavour cannot run the bundle (schedule-free AdamW on an SGD or LR-dropout bundle)
-    the other one is chosen; an explicit ``options.averaging`` it cannot run is refused.
+    of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not); its
+    average weighs step ``k`` by ``(k + 1) ** sf_r`` (runtime option ``sf_r``), so the long runs'
+    average is not held back by the first steps. Where the runtime's default flavour cannot run
+    the bundle (schedule-free AdamW on an SGD or LR-dropout bundle) the other one is chosen; an
+    explicit ``options.averaging`` it cannot run is refused.
 
     >>> from mobile_lr.schedules import parse_spec
     >>> sf = recommended_setup("ort", None, 0.01, 300)
     >>> sf.averaging, sf.runtime_options, sf.config.nominal_steps, sf.config.peak_lr
-    ('schedulefree', {'optimizer': 'schedulefree'}, 300, {'type': 'none'})
+    ('schedulefree', {'optimizer': 'schedulefree', 'sf_r': 1.0}, 300, {'type': 'none'})
     >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 1, 2, 299)]
     [0.0075, 0.01625, 0.025, 0.025]
     >>> s = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"})
@@ -236,5 +247,7 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
         config["divergence"] = o.divergence.to_dict()
     opts: dict[str, Any] = {"optimizer": "schedulefree"} if averaging == "schedulefree" \
         else {"ema": o.ema}
+    if averaging == "schedulefree" and o.sf_r > 0.0:
+        opts["sf_r"] = o.sf_r
     return RecommendedSetup(runtime=runtime, averaging=averaging, schedule=spec,
                             config=ManagerConfig.from_dict(config), runtime_options=opts)

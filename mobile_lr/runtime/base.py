@@ -35,7 +35,7 @@ from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint, write
 from mobile_lr.validation import ValidationError, check_int, check_number
 
 __all__ = ["LR_DROPOUT_FORMAT", "WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info",
-           "logits_metrics", "lr_dropout_info"]
+           "check_sf_r", "logits_metrics", "lr_dropout_info"]
 
 WEIGHTS = ("auto", "ema", "raw")
 # A checkpoint may hold at most this much more than the runtime's own state (a zip member that
@@ -145,6 +145,17 @@ class ModelIO:
         return np.zeros((n, *self.output_shape), dtype=np.float32)
 
 
+def check_sf_r(value: Any, optimizer: Any) -> float:
+    """The schedule-free averaging's polynomial weight power ``r`` (the ``schedulefree`` package's
+    ``r``: step ``k`` is averaged with weight ``(k + 1) ** r * lr_max ** 2``, so ``r > 0`` lets later
+    iterates count more; docs/DECISIONS.md). Only schedule-free AdamW has one."""
+    r = check_number(value, "sf_r", lo=0.0)
+    if r != 0.0 and optimizer != "schedulefree":
+        raise ValidationError("sf_r", f"averaging weights belong to schedule-free AdamW, not to "
+                                      f"optimizer {optimizer!r}", "sf_r=0, or optimizer='schedulefree'")
+    return float(r)
+
+
 def backend_info(manifest: Manifest, name: str) -> BackendInfo:
     """The manifest's ``backends.<name>`` block (:meth:`Manifest.backend`)."""
     return manifest.backend(name)
@@ -204,6 +215,8 @@ class RuntimeBase:
     """Shared behaviour; subclasses implement the engine-specific hooks (``_...`` methods)."""
 
     kind = "base"
+    #: schedule-free AdamW's averaging weight power (:func:`check_sf_r`); 0 for other optimizers
+    sf_r = 0.0
 
     def __init__(self, identity: str, io: ModelIO, trainable_names: tuple[str, ...],
                  ema: float | None) -> None:
@@ -309,7 +322,8 @@ class RuntimeBase:
         """Everything a checkpoint holds, in memory: ``(meta, arrays)``."""
         meta = {"runtime": self.kind, "bundle": self.identity, "step": self.step_count,
                 "ema_decay": self.ema_decay, "ema_updates": self._ema.updates if self._ema else 0,
-                "trainable": list(self.trainable_names), "engine": self._state_meta(),
+                "trainable": list(self.trainable_names),
+                "engine": {**self._state_meta(), **({"sf_r": self.sf_r} if self.sf_r else {})},
                 "extra": dict(extra or {})}
         arrays = self._state_arrays()
         if self._ema is not None:
@@ -356,6 +370,10 @@ class RuntimeBase:
         found = (meta.get("engine") or {}).get("optimizer_choice", "recipe")
         if choice is not None and found != choice:
             raise CheckpointError(name, f"written with optimizer {found!r}, not {choice!r}")
+        found_r = (meta.get("engine") or {}).get("sf_r", 0.0)
+        if found_r != self.sf_r:
+            raise CheckpointError(name, f"written with schedule-free weight power sf_r={found_r!r}, "
+                                        f"not {self.sf_r!r}")
         unknown = sorted(k for k in arrays if k not in known and not k.startswith(_LAZY_STATE))
         if unknown:
             raise CheckpointError(name, f"unknown arrays {unknown[:5]}", "the arrays this runtime writes")

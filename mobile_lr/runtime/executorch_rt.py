@@ -37,7 +37,7 @@ import numpy as np
 from mobile_lr.bundle import load_bundle
 from mobile_lr.extras import require
 from mobile_lr.recipes import OptimizerSpec
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, check_sf_r, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import (
     OPTIMIZER_CHOICES,
@@ -69,7 +69,7 @@ class ExecuTorchRuntime(RuntimeBase):
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None,
                  optimizer: str | OptimizerSpec | None = "recipe", expected_sha256: str | None = None,
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, sf_r: float = 0.0) -> None:
         import torch
         from executorch.extension.pybindings.portable_lib import _load_for_executorch_from_buffer
 
@@ -81,6 +81,7 @@ class ExecuTorchRuntime(RuntimeBase):
         if choice == "schedulefree" and ema is not None:
             raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
                                   "ema=None with optimizer='schedulefree'")
+        self.sf_r = check_sf_r(sf_r, choice)
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend = backend_info(bundle.manifest, "executorch")
         info = backend.options
@@ -113,7 +114,7 @@ class ExecuTorchRuntime(RuntimeBase):
         self.optimizer_choice = choice
         self._threads = threads
         self._spec = spec or bundle.manifest.optimizer
-        self._optimizer = make_optimizer(self._spec, list(self._params.values()), choice)
+        self._optimizer = make_optimizer(self._spec, list(self._params.values()), choice, self.sf_r)
         self._init_ema()
 
     def _run_training(self, xb: np.ndarray, yb: np.ndarray) -> list[Any]:

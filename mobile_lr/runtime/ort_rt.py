@@ -57,7 +57,14 @@ import numpy as np
 
 from mobile_lr.bundle import load_bundle
 from mobile_lr.extras import require
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, logits_metrics, lr_dropout_info
+from mobile_lr.runtime.base import (
+    ModelIO,
+    RuntimeBase,
+    backend_info,
+    check_sf_r,
+    logits_metrics,
+    lr_dropout_info,
+)
 from mobile_lr.runtime.checkpoint import CheckpointError, atomic_write
 from mobile_lr.runtime.ort_schedulefree import ScheduleFreeState, schedulefree_graph
 from mobile_lr.validation import ValidationError
@@ -82,12 +89,13 @@ class OrtRuntime(RuntimeBase):
     kind = "ort"
 
     def __init__(self, bundle_dir: str | os.PathLike[str], *, ema: float | None = None, threads: int = 1,
-                 expected_sha256: str | None = None, optimizer: str = "recipe") -> None:
+                 expected_sha256: str | None = None, optimizer: str = "recipe", sf_r: float = 0.0) -> None:
         if optimizer not in OPTIMIZER_CHOICES:
             raise ValidationError("optimizer", f"unknown value {optimizer!r}", ", ".join(OPTIMIZER_CHOICES))
         if optimizer == "schedulefree" and ema is not None:
             raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
                                   "ema=None with optimizer='schedulefree'")
+        self.sf_r = check_sf_r(sf_r, optimizer)
         bundle = load_bundle(bundle_dir, expected_sha256)
         backend_info(bundle.manifest, "ort")
         self.lr_dropout = lr_dropout_info(bundle.manifest, "ort")
@@ -110,7 +118,7 @@ class OrtRuntime(RuntimeBase):
         self._init_ema()
         self._sf: ScheduleFreeState | None = None
         if self._sf_graph is not None:
-            self._sf = ScheduleFreeState(self._flat(), sf_beta1, sf_decay)
+            self._sf = ScheduleFreeState(self._flat(), sf_beta1, sf_decay, self.sf_r)
 
     # ---------------------------------------------------------------- engine
 

@@ -12,7 +12,7 @@ points: ``z`` (the base sequence, moved by an RMS-normalised gradient step),
     v      = beta2 * v + (1 - beta2) * g(y)^2
     d      = g(y) / (sqrt(v / (1 - beta2^(k+1))) + eps) + weight_decay * y
     z      = z - lr * d
-    c      = lr_max^2 / sum over steps of lr_max^2         (r = 0, weight_lr_power = 2)
+    c      = (k+1)^r lr_max^2 / sum over steps of (k+1)^r lr_max^2   (weight_lr_power = 2)
     x      = (1 - c) * x + c * z
 
 The ``z`` step is ORT's own AdamW kernel run with first-moment coefficient 0 and
@@ -103,8 +103,9 @@ class ScheduleFreeState:
     step, as in the package) and ``weight_sum`` the sum of the averaging weights.
     """
 
-    def __init__(self, flat: np.ndarray, beta1: float, weight_decay: float) -> None:
+    def __init__(self, flat: np.ndarray, beta1: float, weight_decay: float, r: float = 0.0) -> None:
         self.beta1 = float(beta1)
+        self.r = float(r)
         self.weight_decay = float(weight_decay)
         self.z = np.array(flat, dtype=np.float32, copy=True)
         self.x = np.array(flat, dtype=np.float32, copy=True)
@@ -123,7 +124,7 @@ class ScheduleFreeState:
         if self.weight_decay:
             z = z + np.float32(lr * self.weight_decay) * (self.z - y)
         self.lr_max = max(lr, self.lr_max)
-        weight = self.lr_max ** 2
+        weight = (self.k + 1) ** self.r * self.lr_max ** 2
         self.weight_sum += weight
         c = weight / self.weight_sum if self.weight_sum > 0 else 0.0
         self.z = np.array(z, dtype=np.float32, copy=True)

@@ -53,12 +53,12 @@ OPTIMIZER_CHOICES = ("recipe", "schedulefree")
 
 
 def make_optimizer(spec: OptimizerSpec, params: Sequence[torch.Tensor],
-                   choice: str = "recipe") -> torch.optim.Optimizer:
+                   choice: str = "recipe", sf_r: float = 0.0) -> torch.optim.Optimizer:
     """The recipe's optimizer over ``params`` (LR 0 until the first :func:`set_lr`).
 
     ``choice="schedulefree"`` gives ``schedulefree.AdamWScheduleFree`` with the
     recipe's betas, eps and weight decay (and no internal warm-up: the schedule
-    owns the LR).
+    owns the LR) and the averaging weight power ``r = sf_r``.
     """
     if choice not in OPTIMIZER_CHOICES:
         raise ValidationError("optimizer", f"unknown value {choice!r}", ", ".join(OPTIMIZER_CHOICES))
@@ -68,7 +68,7 @@ def make_optimizer(spec: OptimizerSpec, params: Sequence[torch.Tensor],
             import schedulefree
 
         opt = schedulefree.AdamWScheduleFree(params, lr=0.0, betas=tuple(spec.betas), eps=spec.eps,
-                                             weight_decay=spec.weight_decay, warmup_steps=0)
+                                             weight_decay=spec.weight_decay, warmup_steps=0, r=sf_r)
         opt.train()
         return opt
     if spec.type == "adamw":

@@ -44,7 +44,7 @@ with optional_imports(__name__):
 
 from mobile_lr.bundle import load_bundle
 from mobile_lr.recipes import BUILTIN_RECIPES, OptimizerSpec, Recipe, batchnorm_modules, load_recipe
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, logits_metrics
+from mobile_lr.runtime.base import ModelIO, RuntimeBase, check_sf_r, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import (
     eval_point,
@@ -163,7 +163,7 @@ class TorchRuntime(RuntimeBase):
     def __init__(self, source: Recipe | str | os.PathLike[str], *, ema: float | None = None,
                  optimizer: str | OptimizerSpec = "recipe", threads: int | None = 1,
                  expected_sha256: str | None = None,
-                 recipes: Mapping[str, RecipeSource] | None = None) -> None:
+                 recipes: Mapping[str, RecipeSource] | None = None, sf_r: float = 0.0) -> None:
         if isinstance(source, Recipe):
             recipe = copy.deepcopy(source)
             recipe.apply_trainable()
@@ -180,6 +180,7 @@ class TorchRuntime(RuntimeBase):
         if optimizer == "schedulefree" and ema is not None:
             raise ValidationError("ema", "schedule-free AdamW already averages its iterates",
                                   "ema=None with optimizer='schedulefree'")
+        self.sf_r = check_sf_r(sf_r, optimizer)
         super().__init__(identity, _model_io(recipe), recipe.trainable, ema)
         self.recipe = recipe
         self.model = recipe.model
@@ -188,7 +189,7 @@ class TorchRuntime(RuntimeBase):
         self._frozen_bn = [self.model.get_submodule(n) for n in batchnorm_modules(self.model)]
         named = dict(self.model.named_parameters())
         self._params = {n: named[n] for n in self.trainable_names}
-        self._optimizer = make_optimizer(recipe.optimizer, list(self._params.values()), optimizer)
+        self._optimizer = make_optimizer(recipe.optimizer, list(self._params.values()), optimizer, self.sf_r)
         self._init_ema()
 
     def _thread_limit(self) -> contextlib.AbstractContextManager[None]:

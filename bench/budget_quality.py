@@ -217,6 +217,8 @@ def _ramp(fraction: float, start: float) -> dict[str, Any]:
     force, then holding the peak (its final LR is the peak: final_div_factor = 1 / div_factor)."""
     return {"type": "onecycle", "anneal_strategy": "linear", "pct_start": fraction,
             "div_factor": 1.0 / start, "final_div_factor": start}
+
+
 _LIN = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
 
 #: Candidate set-ups for the phone's engines (prototyped here with the public API; the
@@ -236,12 +238,14 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  {}, _SF, "schedule-free, warm-up over 10 % of the first plan, no peak factor"),
     ManagerSetup("sf-w2", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
                  "schedule-free, warm-up <= 2 steps, no peak factor"),
-    ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 1.0},
-                 "the measured phone set-up: schedule-free AdamW averaging step k with weight (k + 1) x "
-                 "lr_max^2 (sf_r 1), warm-up <= 2 steps from 0.3x (<= 5 % of the first plan), the LR held, "
-                 "no peak factor"),
-    ManagerSetup("sf-w2-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
-                 "sf-w2 with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
+    ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
+                 "the measured phone set-up (= sf-w2): schedule-free AdamW, warm-up <= 2 steps from 0.3x "
+                 "(<= 5 % of the first plan), the LR held, no peak factor"),
+    # schedule-free's polynomial averaging weight: step k weighs (k + 1) ** r x lr_max ** 2
+    ManagerSetup("phone-r1", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 1.0},
+                 "phone with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
+    ManagerSetup("phone-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
+                 "phone with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
     # a plan-following warm-up: OneCycleLR's linear first phase over a share of the plan in force
     # (replan: a re-plan re-times it; a cut revealed mid-warm-up ends it), then the peak held
     # (final LR = initial / final_div_factor = the peak)

@@ -133,9 +133,9 @@ def test_runtime_options_per_flavour_build_a_real_runtime():
     sf = recommended_setup("torch", None, BASE, 300)
     assert sf.averaging == RECOMMENDED_AVERAGING["torch"] == "schedulefree"
     assert RECOMMENDED_AVERAGING["ort"] == RECOMMENDED_AVERAGING["executorch"] == "schedulefree"
-    assert sf.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
-    assert recommended_setup("torch", None, BASE, 300, {"sf_r": 0.0}).runtime_options == {
-        "optimizer": "schedulefree"}
+    assert sf.runtime_options == {"optimizer": "schedulefree"}
+    assert recommended_setup("torch", None, BASE, 300, {"sf_r": 1.0}).runtime_options == {
+        "optimizer": "schedulefree", "sf_r": 1.0}
     recipe = load_recipe("digits-mlp")
     x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
     for setup in (sf, EMA_SETUP):

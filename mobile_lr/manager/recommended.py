@@ -76,7 +76,7 @@ class SetupOptions(Record):
     peak_power: float = number(0.3, lo=0.0,
                                help="ema flavour: peak LR x (nominal / first plan) ** this")
     sf_r: float = number(
-        1.0, lo=0.0, help="schedulefree flavour: the averaging weight power r (step k weighs "
+        0.0, lo=0.0, help="schedulefree flavour: the averaging weight power r (step k weighs "
                           "(k + 1) ** r x lr_max ** 2; 0: the package's uniform average)")
     sf_peak_power: float = number(0.0, lo=0.0,
                                   help="schedulefree flavour: the same (0: no peak-LR factor)")
@@ -203,15 +203,16 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     ``"schedulefree"``: the LR ``sf_lr_factor × base_lr`` is held (the optimizer's own
     averaging does what the cool-down does), with a final decay over ``sf_cooldown_fraction``
     of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not); its
-    average weighs step ``k`` by ``(k + 1) ** sf_r`` (runtime option ``sf_r``), so the long runs'
-    average is not held back by the first steps. Where the runtime's default flavour cannot run
-    the bundle (schedule-free AdamW on an SGD or LR-dropout bundle) the other one is chosen; an
-    explicit ``options.averaging`` it cannot run is refused.
+    average weighs step ``k`` by ``(k + 1) ** sf_r`` (runtime option ``sf_r``, left out at 0, the
+    package's default; a larger ``r`` lets the later steps count more: measured in
+    docs/DECISIONS.md). Where the runtime's default flavour cannot run the bundle (schedule-free
+    AdamW on an SGD or LR-dropout bundle) the other one is chosen; an explicit
+    ``options.averaging`` it cannot run is refused.
 
     >>> from mobile_lr.schedules import parse_spec
     >>> sf = recommended_setup("ort", None, 0.01, 300)
     >>> sf.averaging, sf.runtime_options, sf.config.nominal_steps, sf.config.peak_lr
-    ('schedulefree', {'optimizer': 'schedulefree', 'sf_r': 1.0}, 300, {'type': 'none'})
+    ('schedulefree', {'optimizer': 'schedulefree'}, 300, {'type': 'none'})
     >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 1, 2, 299)]
     [0.0075, 0.01625, 0.025, 0.025]
     >>> s = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"})

@@ -359,7 +359,8 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
                                            "divergence": {"patience": 4}}),
               ("ort", "sgd", 0.01, 100, {"averaging": "schedulefree"}),
               ("ort", "adamw", 0.01, 100, {"averaging": "schedulefree"}, True),
-              ("phone", None, 0.01, 100, {})]
+              ("phone", None, 0.01, 100, {}),
+              ("executorch", "adamw", 0.01, 200, {"sf_r": 2.0}), ("ort", None, 0.01, 300, {"sf_r": 1.0})]
     for case in inputs:
         runtime, optimizer, base_lr, nominal, options = case[:5]
         manifest, manifest_json = _manifest(optimizer, lr_dropout=len(case) > 5)
@@ -381,7 +382,9 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
                (sf, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"},
                                   "budget": {"mode": "replan"}}}),
                (sf, {"averaging": "ema"}),
-               (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}})]
+               (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}}),
+               (good, {"runtime_options": {"ema": 0.9, "sf_r": 1.0}}),
+               (sf, {"runtime_options": {"optimizer": "schedulefree", "sf_r": -1.0}})]
     for base, change in changes:
         setup = {**base, **change}
         try:

@@ -14,13 +14,14 @@ data class SetupOptions(
     val sfCooldownFraction: Double = 0.0,
     val sfLrFactor: Double = 2.5,
     val peakPower: Double = 0.3,
+    val sfR: Double = 0.0,
     val sfPeakPower: Double = 0.0,
     val peakMaxFactor: Double = 2.5,
     val divergence: DivergenceConfig? = null
 ) {
     companion object {
         private val FIELDS = listOf("averaging", "ema", "warmup_steps", "warmup_start_factor", "warmup_max_fraction",
-            "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_peak_power",
+            "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_r", "sf_peak_power",
             "peak_max_factor", "divergence")
 
         fun fromJson(value: Any?, path: String = "options"): SetupOptions {
@@ -42,6 +43,7 @@ data class SetupOptions(
                 getNumberOr(obj, "sf_cooldown_fraction", path, d.sfCooldownFraction, lo = 0.0, hi = 1.0)!!,
                 getNumberOr(obj, "sf_lr_factor", path, d.sfLrFactor, lo = 0.0, loOpen = true)!!,
                 getNumberOr(obj, "peak_power", path, d.peakPower, lo = 0.0)!!,
+                getNumberOr(obj, "sf_r", path, d.sfR, lo = 0.0)!!,
                 getNumberOr(obj, "sf_peak_power", path, d.sfPeakPower, lo = 0.0)!!,
                 getNumberOr(obj, "peak_max_factor", path, d.peakMaxFactor, lo = 1.0)!!,
                 obj["divergence"]?.let { DivergenceConfig.fromJson(it, join(path, "divergence")) })
@@ -94,6 +96,7 @@ class RecommendedSetup(
             throw ValidationError("setup.runtime_options.optimizer", "unknown value ${pyRepr(optimizer)}", "recipe, schedulefree")
         }
         if (opts["ema"] != null) checkNumber(opts["ema"], "setup.runtime_options.ema", 0.0, 1.0, true, true)
+        if ("sf_r" in opts) checkNumber(opts["sf_r"], "setup.runtime_options.sf_r", lo = 0.0)
     }
 
     private fun check(mode: String) {
@@ -107,6 +110,8 @@ class RecommendedSetup(
                 "'recipe' with runtime_options.ema, or averaging 'schedulefree'")
             if (runtimeOptions["ema"] == null) throw ValidationError("setup.runtime_options.ema",
                 "missing: averaging 'ema' evaluates at an EMA of the weights", "a decay in (0, 1)")
+            if (((runtimeOptions["sf_r"] as? Number)?.toDouble() ?: 0.0) != 0.0) throw ValidationError("setup.runtime_options.sf_r",
+                "does not go with averaging 'ema' (it weighs schedule-free AdamW's average)", "no sf_r, or averaging 'schedulefree'")
             if (mode != "wsd" && mode != "replan") throw ValidationError("setup.schedule.budget.mode",
                 "${pyRepr(mode)} does not go with averaging 'ema' (its schedule must cool down as the budget in force ends)",
                 "wsd, replan")
@@ -129,7 +134,7 @@ class RecommendedSetup(
         /** The measured default flavour per runtime kind (`RECOMMENDED_AVERAGING`). */
         val AVERAGING: Map<String, String> = mapOf("torch" to "schedulefree", "ort" to "schedulefree",
             "executorch" to "schedulefree")
-        private val OPTION_KEYS = listOf("optimizer", "ema", "threads")
+        private val OPTION_KEYS = listOf("optimizer", "ema", "threads", "sf_r")
 
         /**
          * The recommended set-up for [runtime] training a bundle whose manifest is [manifest] (its
@@ -160,8 +165,9 @@ class RecommendedSetup(
                 linkedMapOf("type" to "budget_power", "power" to power, "max_factor" to options.peakMaxFactor)
             } else linkedMapOf("type" to "none")
             val config = ManagerConfig(nominalSteps = nominalSteps, peakLr = peak, divergence = options.divergence)
-            val opts: Map<String, Any?> = if (averaging == "schedulefree") linkedMapOf("optimizer" to "schedulefree")
+            val opts: MutableMap<String, Any?> = if (averaging == "schedulefree") linkedMapOf("optimizer" to "schedulefree")
                 else linkedMapOf("ema" to options.ema)
+            if (averaging == "schedulefree" && options.sfR > 0.0) opts["sf_r"] = options.sfR
             return RecommendedSetup(runtime, averaging, spec, config, opts)
         }
 

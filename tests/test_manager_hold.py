@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from mobile_lr.budget import Policy, plan
 from mobile_lr.device import BUILTIN_PROFILES, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.manager.hold import BAND_WIDEN, certified_steps
 from mobile_lr.testing.events import EVENT_KINDS, apply_event
 
 pytestmark = pytest.mark.core
@@ -87,13 +88,22 @@ def run_long(profile, truth, state, policy, spec, config, events, report_every, 
         by_iter.setdefault(it, []).append((kind, x))
     theta = policy.thermal_limit_c(profile)
     limit_next = profile.threshold(int(policy.max_thermal) + 1)
-    held = runs = 0
+    held = runs = kept = 0
     reported_at = dev.state.time_s   # the manager's believed state is exact at a report
 
     def report() -> None:
-        nonlocal reported_at
+        nonlocal reported_at, kept
+        hold = mgr.hold
+        before = hold.envelope
         mgr.update_device(dev.state if tell_ambient else replace(dev.state, ambient_c=None))
         reported_at = dev.state.time_s
+        if hold.left > 0:   # the report kept the hold, or re-anchored it: the same either way
+            band = mgr.estimator.band(BAND_WIDEN)
+            assert band is not None
+            fresh = certified_steps(hold.limits, mgr.belief.view(), band,
+                                    mgr.belief.end_s(policy)) - (mgr.pending is not None)
+            assert hold.left == min(hold.stride, fresh), (hold.left, hold.stride, fresh)
+            kept += before is not None and hold.envelope is before
 
     for it in range(max_iters):
         for kind, x in by_iter.get(it, []):
@@ -147,14 +157,15 @@ def run_long(profile, truth, state, policy, spec, config, events, report_every, 
         assert after.temperature_c < limit_next + slack, (before, after, slack)
         mgr.observe(loss=1.0, step_seconds=result.seconds,
                     energy_j=result.energy_j if measure_energy else None)
-    return mgr, runs, held
+    return mgr, runs, held, kept
 
 
 @settings(max_examples=1200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(long_runs())
 def test_held_steps_are_steps_the_gate_would_run_and_the_phone_stays_safe(case):
-    _, runs, held = run_long(*case)
+    _, runs, held, kept = run_long(*case)
     event(f"held steps: {'none' if held == 0 else 'some' if held < runs // 2 else 'most'}")
+    event(f"reports that kept the hold: {'none' if kept == 0 else 'some'}")
 
 
 def _steady(**kw):
@@ -215,3 +226,27 @@ def test_a_report_that_changes_the_charger_or_the_status_ends_the_hold():
     assert mgr._fast
     mgr.observe(loss=1.0, step_seconds=p.step_seconds * 3, energy_j=p.step_joules * 3)
     assert mgr.hold.left == 0    # far outside the band: plan again
+
+
+def test_a_report_inside_the_envelope_keeps_the_hold_and_one_past_a_bound_re_anchors():
+    mgr, p = _steady()
+    for _ in range(50):
+        mgr.next()
+        mgr.observe(loss=1.0, step_seconds=p.step_seconds, energy_j=p.step_joules)
+    hold = mgr.hold
+    env = hold.envelope
+    assert env is not None and hold.left == hold.stride > 0
+    k = hold._base - hold.left          # the steps run since the anchor (none in flight)
+    dev = mgr.device
+    assert env.contains(k, dev)         # the dead-reckoned truth is inside
+    mgr.update_device(dev)
+    assert hold.envelope is env and hold.left == hold.stride   # kept: no new certificate
+    # past one bound at a time: the battery, the clock, the heat, a warmer ambient
+    drained = env.level - (k + 1) * env.load * env.d / env.battery_j
+    for worse in (replace(dev, level=drained), replace(dev, time_s=env.time_s + (k + 1) * env.d),
+                  replace(dev, temperature_c=env.steady + 1.0),
+                  replace(dev, ambient_c=env.ambient_c + 0.5)):
+        assert not env.contains(k, worse), worse
+    mgr.update_device(replace(dev, level=drained))
+    assert hold.envelope is not env          # re-anchored at the report
+    assert hold.left == hold.stride > 0

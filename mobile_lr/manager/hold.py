@@ -40,7 +40,7 @@ from mobile_lr.device import DeviceProfile, DeviceState
 from mobile_lr.physics import MAX_STEPS
 from mobile_lr.validation import ValidationError
 
-__all__ = ["BAND_WIDEN", "Limits", "PlanHold", "certified_steps"]
+__all__ = ["BAND_WIDEN", "Envelope", "Limits", "PlanHold", "certified_steps", "envelope"]
 
 #: Observations may exceed the window's largest by this factor and stay in the band.
 BAND_WIDEN = 1.25
@@ -73,38 +73,87 @@ class Limits(NamedTuple):
                          for s in range(len(p.throughput))), (c.loss_w, c.full_heat))
 
 
-def certified_steps(k: Limits, view: DeviceState, band: CostBand, end_s: float) -> int:
-    """Steps from ``view`` that provably each end inside every limit while the costs stay in
-    ``band`` (see the module doc); ``end_s`` is the end of the time budget (window, deadline)."""
+class Envelope(NamedTuple):
+    """The bounds of the module doc from one anchor state: each step at most ``d`` seconds at a
+    load of at most ``load`` W, heating toward at most ``steady`` (cooling toward ``ambient``)."""
+
+    time_s: float
+    level: float
+    temperature_c: float
+    ambient_c: float
+    status: int
+    charging: bool
+    d: float
+    load: float
+    battery_j: float
+    steady: float
+    tau: float
+
+    def steps(self, k: Limits, end_s: float) -> int:
+        """Steps from the anchor that provably each end inside every limit (the certificate)."""
+        d, t0, amb, tau = self.d, self.temperature_c, self.ambient_c, self.tau
+        n = (end_s - self.time_s) / d
+        n = min(n, (self.level - k.floors[self.charging] - _LEVEL) * self.battery_j
+                / (self.load * d))
+        top = k.tops[self.status]
+        if not t0 < top:
+            return 0
+        steady = self.steady
+        if steady > top:
+            n = min(n, tau * math.log((steady - t0) / (steady - top)) / d)
+        if self.status >= 1:
+            down = k.downs[self.status]
+            if not t0 >= down:
+                return 0
+            if amb < down:
+                n = min(n, tau * math.log((t0 - amb) / (down - amb)) / d)
+        # one spare step for the rounding of the bounds themselves; NaN gives none
+        return int(min(float(MAX_STEPS), n)) - 1 if n >= 2.0 else 0
+
+    def contains(self, steps: int, state: DeviceState) -> bool:
+        """Whether ``state`` (a report, at the anchor's status and charger) is no worse in any
+        bound than the envelope after ``steps`` steps from the anchor: then every step the
+        certificate allows after those stays inside the limits from ``state`` too (the bounds
+        are monotone in the start state and compose: ``k`` steps then ``j`` are ``k + j``)."""
+        amb = state.ambient_c
+        kd = steps * self.d
+        if not (state.time_s <= self.time_s + kd and amb is not None and amb <= self.ambient_c
+                and (self.level - state.level) * self.battery_j <= steps * self.load * self.d):
+            return False
+        t0, e = self.temperature_c, math.exp(-kd / self.tau)
+        steady = self.steady
+        if not state.temperature_c <= max(t0, steady + (t0 - steady) * e):
+            return False
+        return self.status == 0 or (amb == self.ambient_c and state.temperature_c
+                                    >= min(t0, amb + (t0 - amb) * e))
+
+
+def envelope(k: Limits, view: DeviceState, band: CostBand) -> Envelope | None:
+    """The envelope from ``view`` while the costs stay in ``band`` (None: no step is allowed:
+    above the allowed status, or unplugged where the charger is required)."""
     p = k.profile
     s0 = int(view.thermal_status)
     charging = view.charging
     if s0 > k.max_thermal or (not charging and k.needs_charger):
-        return 0
+        return None
     m = p.throughput[s0]
     d = band.cap_seconds / m * (1.0 + _REL)
     load = p.load_power(m, max(band.cap_power_w, band.max_load_power_w, p.idle_power_w)) \
         * (1.0 + _REL)
-    n = (end_s - view.time_s) / d
-    n = min(n, (view.level - k.floors[charging] - _LEVEL) * p.battery_j / (load * d))
     loss, full_heat = k.heat_when_plugged
     heat = load + (max(loss, full_heat * load) if charging else 0.0)
-    amb, t0, tau = view.ambient_c, view.temperature_c, p.tau_s
+    amb = view.ambient_c
     assert amb is not None   # the belief's view carries the estimated ambient
-    top = k.tops[s0]
-    if not t0 < top:
-        return 0
-    steady = amb + heat * p.thermal_resistance_k_per_w
-    if steady > top:
-        n = min(n, tau * math.log((steady - t0) / (steady - top)) / d)
-    if s0 >= 1:
-        down = k.downs[s0]
-        if not t0 >= down:
-            return 0
-        if amb < down:
-            n = min(n, tau * math.log((t0 - amb) / (down - amb)) / d)
-    # one spare step for the rounding of the bounds themselves; NaN gives none
-    return int(min(float(MAX_STEPS), n)) - 1 if n >= 2.0 else 0
+    return Envelope(view.time_s, view.level, view.temperature_c, amb, s0, charging, d, load,
+                    p.battery_j,
+                    amb + heat * p.thermal_resistance_k_per_w, p.tau_s)
+
+
+def certified_steps(k: Limits, view: DeviceState, band: CostBand, end_s: float) -> int:
+    """Steps from ``view`` that provably each end inside every limit while the costs stay in
+    ``band`` (see the module doc); ``end_s`` is the end of the time budget (window, deadline)."""
+    env = envelope(k, view, band)
+    return 0 if env is None else env.steps(k, end_s)
 
 
 class PlanHold:
@@ -122,6 +171,9 @@ class PlanHold:
         self.charging = False
         self.max_seconds = self.max_power_w = self.energies_left = 0.0
         self.scale = 1.0       # the manager's LR factor at the full plan (fixed until the next)
+        self.envelope: Envelope | None = None   # the bounds from the anchor state
+        self._base = 0
+        self.widened = False   # an observation since the anchor widened the estimator's band
 
     def arm(self, view: DeviceState, band: CostBand | None, end_s: float, remaining: int,
             scale: float) -> None:
@@ -150,7 +202,24 @@ class PlanHold:
             return
         self.max_seconds, self.max_power_w = band.max_seconds, band.max_power_w
         self.energies_left = float(band.energies_left)
-        self.left = min(self.stride, certified_steps(self.limits, view, band, end_s) - pending)
+        env = self.envelope = envelope(self.limits, view, band)
+        self.left = min(self.stride, (0 if env is None else env.steps(self.limits, end_s))
+                        - pending)
+        self._base = pending + self.left   # steps since the anchor = _base - left - pending now
+        self.widened = False
+
+    def keeps(self, state: DeviceState, pending: bool) -> bool:
+        """Whether a device report leaves the Runs left as a re-anchor there would: the
+        re-check's stride, not the certificate, bounds them (``left == stride``), no observation
+        since the anchor widened the estimator's band, and the report is inside the envelope
+        after the steps run since the anchor, so a certificate from it allows at least the
+        steps left (a few comparisons and one ``exp`` instead of the band and a certificate).
+        The hold keeps the anchor's band, which proves it safe; a re-anchor would read the
+        window's band, narrower once the anchor's largest observation has left the window."""
+        env = self.envelope
+        return (env is not None and not self.widened and self.left == self.stride
+                and state.charging == self.charging and int(state.thermal_status) == self.status
+                and env.contains(self._base - self.left - int(pending), state))
 
     def take(self) -> bool:
         """Whether the next Run may skip the full plan (and count it)."""
@@ -167,10 +236,16 @@ class PlanHold:
         full_s, full_p = recorded
         if full_s > self.max_seconds:
             self.left = 0
-        elif full_p is not None:
+            return
+        # above the anchor window's largest: the band a re-anchor would read is wider
+        if full_s * BAND_WIDEN > self.max_seconds:
+            self.widened = True
+        if full_p is not None:
             self.energies_left -= 1.0
             if full_p > self.max_power_w or self.energies_left < 0.0:
                 self.left = 0
+            elif full_p * BAND_WIDEN > self.max_power_w and self.energies_left == math.inf:
+                self.widened = True   # (before enough energies the cap is the prior's)
 
     def drop(self) -> None:
         self.left = 0
@@ -187,6 +262,7 @@ class PlanHold:
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
         h = obj.get("hold")
+        self.envelope = None   # not saved: the first report re-anchors (to the same hold)
         if h is None:
             self.left = 0
             return

@@ -72,10 +72,14 @@ class ScheduleManager(ManagerState):
     # ------------------------------------------------------------------ caller inputs
     def update_device(self, state: DeviceState) -> None:
         """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
-        self.belief.update(state)
-        if self.hold.left > 0:
-            self.hold.reanchor(self.belief.view(), self.belief.estimator.band(BAND_WIDEN),
-                               self.belief.end_s(self.policy), self.pending is not None)
+        belief = self.belief
+        belief.update(state)
+        hold = self.hold
+        if hold.left > 0:
+            view, pending = belief.view(), self.pending is not None
+            if not hold.keeps(view, pending):   # else a re-anchor would leave the hold as it is
+                hold.reanchor(view, belief.estimator.band(BAND_WIDEN), belief.end_s(self.policy),
+                              pending)
 
     def begin_window(self, now_s: float | None = None, length_s: float | None = None) -> None:
         """A new OS window (a Worker started): the session's time budget restarts."""

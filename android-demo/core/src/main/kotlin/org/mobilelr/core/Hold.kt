@@ -21,6 +21,12 @@ class PlanHold(private val profile: DeviceProfile, private val policy: Policy, p
     /** The manager's LR factor at the full plan (fixed until the next one). */
     var scale: Double = 1.0
         private set
+    /** The bounds from the anchor state (not saved: the first report after a load re-anchors). */
+    var envelope: Envelope? = null
+        private set
+    private var base: Long = 0
+    /** An observation since the anchor widened the estimator's band. */
+    private var widened = false
 
     fun arm(view: DeviceState, band: CostBand?, endS: Double, remaining: Long, scale: Double) {
         stride = Py.max(0L, Math.floorDiv(remaining, 2 * tolerance) - 1)
@@ -47,7 +53,22 @@ class PlanHold(private val profile: DeviceProfile, private val policy: Policy, p
         maxSeconds = band.maxSeconds
         maxPowerW = band.maxPowerW
         energiesLeft = band.energiesLeft
-        left = Py.min(stride, certifiedSteps(profile, policy, view, band, endS) - pending)
+        val env = envelope(profile, policy, view, band)
+        envelope = env
+        left = Py.min(stride, (env?.steps(profile, policy, endS) ?: 0L) - pending)
+        base = pending + left
+        widened = false
+    }
+
+    /**
+     * Whether a device report leaves the Runs left as a re-anchor there would (`keeps` in
+     * `hold.py`): the stride bounds them, no observation widened the band, and the report is inside
+     * the envelope after the steps run since the anchor.
+     */
+    fun keeps(state: DeviceState, pending: Boolean): Boolean {
+        val env = envelope ?: return false
+        return !widened && left == stride && state.charging == charging && state.thermalStatus == status &&
+            env.contains(base - left - (if (pending) 1L else 0L), state)
     }
 
     fun take(): Boolean {
@@ -64,9 +85,13 @@ class PlanHold(private val profile: DeviceProfile, private val policy: Policy, p
         val fullP = recorded.second
         if (recorded.first > maxSeconds) {
             left = 0
-        } else if (fullP != null) {
+            return
+        }
+        if (recorded.first * BAND_WIDEN > maxSeconds) widened = true
+        if (fullP != null) {
             energiesLeft -= 1.0
             if (fullP > maxPowerW || energiesLeft < 0.0) left = 0
+            else if (fullP * BAND_WIDEN > maxPowerW && energiesLeft == Double.POSITIVE_INFINITY) widened = true
         }
     }
 
@@ -82,6 +107,7 @@ class PlanHold(private val profile: DeviceProfile, private val policy: Policy, p
     }
 
     fun load(value: Any?) {
+        envelope = null
         if (value == null) {
             left = 0
             return
@@ -105,35 +131,64 @@ class PlanHold(private val profile: DeviceProfile, private val policy: Policy, p
         /** Observations may exceed the window's largest by this factor and stay in the band. */
         const val BAND_WIDEN = 1.25
         private const val REL = 1e-9
-        private const val LEVEL = 1e-9
-        private const val TEMP = 1e-7
 
-        /** Steps from [view] that provably each end inside every limit while the costs stay in [band]. */
-        fun certifiedSteps(p: DeviceProfile, policy: Policy, view: DeviceState, band: CostBand, endS: Double): Long {
+        /** The envelope from [view] while the costs stay in [band] (null: no step is allowed). */
+        fun envelope(p: DeviceProfile, policy: Policy, view: DeviceState, band: CostBand): Envelope? {
             val s0 = view.thermalStatus
-            if (s0 > policy.maxThermal || (!view.charging && (policy.chargingOnly || p.requiresCharging))) return 0
+            if (s0 > policy.maxThermal || (!view.charging && (policy.chargingOnly || p.requiresCharging))) return null
             val m = p.throughput[s0]
             val d = band.capSeconds / m * (1.0 + REL)
             val load = p.loadPower(m, Py.max(Py.max(band.capPowerW, band.maxLoadPowerW), p.idlePowerW)) * (1.0 + REL)
-            var n = (endS - view.timeS) / d
-            n = Py.min(n, (view.level - Budget.effectiveFloor(p, policy, view.charging) - LEVEL) * p.batteryJ / (load * d))
             val eta = p.chargeEfficiency
             val lossW = (1.0 - eta) * p.chargePowerW
             val fullHeat = (1.0 - eta) / eta
             val heat = load + (if (view.charging) Py.max(lossW, fullHeat * load) else 0.0)
             val amb = view.ambientC!!
-            val t0 = view.temperatureC
-            val tau = p.tauS
-            val top = Py.min(policy.thermalLimitC(p), p.threshold(s0 + 1)) - TEMP
-            if (!(t0 < top)) return 0
-            val steady = amb + heat * p.thermalResistanceKPerW
-            if (steady > top) n = Py.min(n, tau * Py.log((steady - t0) / (steady - top)) / d)
-            if (s0 >= 1) {
-                val down = p.thresholdsC[s0 - 1] - p.hysteresisC + TEMP
-                if (!(t0 >= down)) return 0
-                if (amb < down) n = Py.min(n, tau * Py.log((t0 - amb) / (down - amb)) / d)
-            }
-            return if (n >= 2.0) Py.min(1e9, n).toLong() - 1 else 0
+            return Envelope(view.timeS, view.level, view.temperatureC, amb, s0, view.charging, d, load, p.batteryJ,
+                amb + heat * p.thermalResistanceKPerW, p.tauS)
         }
+
+        /** Steps from [view] that provably each end inside every limit while the costs stay in [band]. */
+        fun certifiedSteps(p: DeviceProfile, policy: Policy, view: DeviceState, band: CostBand, endS: Double): Long =
+            envelope(p, policy, view, band)?.steps(p, policy, endS) ?: 0L
+    }
+}
+
+/** The bounds of `hold.py`'s module doc from one anchor state (its `Envelope`). */
+class Envelope(val timeS: Double, val level: Double, val temperatureC: Double, val ambientC: Double, val status: Int,
+               val charging: Boolean, val d: Double, val load: Double, val batteryJ: Double, val steady: Double,
+               val tau: Double) {
+    /** Steps from the anchor that provably each end inside every limit (the certificate). */
+    fun steps(p: DeviceProfile, policy: Policy, endS: Double): Long {
+        val t0 = temperatureC
+        val amb = ambientC
+        var n = (endS - timeS) / d
+        n = Py.min(n, (level - Budget.effectiveFloor(p, policy, charging) - LEVEL) * batteryJ / (load * d))
+        val top = Py.min(policy.thermalLimitC(p), p.threshold(status + 1)) - TEMP
+        if (!(t0 < top)) return 0
+        if (steady > top) n = Py.min(n, tau * Py.log((steady - t0) / (steady - top)) / d)
+        if (status >= 1) {
+            val down = p.thresholdsC[status - 1] - p.hysteresisC + TEMP
+            if (!(t0 >= down)) return 0
+            if (amb < down) n = Py.min(n, tau * Py.log((t0 - amb) / (down - amb)) / d)
+        }
+        return if (n >= 2.0) Py.min(1e9, n).toLong() - 1 else 0
+    }
+
+    /** Whether [state] is no worse in any bound than the envelope after [steps] steps (`contains`). */
+    fun contains(steps: Long, state: DeviceState): Boolean {
+        val amb = state.ambientC ?: return false
+        val kd = steps * d
+        if (!(state.timeS <= timeS + kd && amb <= ambientC && (level - state.level) * batteryJ <= steps * load * d)) {
+            return false
+        }
+        val e = Py.exp(-kd / tau)
+        if (!(state.temperatureC <= Py.max(temperatureC, steady + (temperatureC - steady) * e))) return false
+        return status == 0 || (amb == ambientC && state.temperatureC >= Py.min(temperatureC, amb + (temperatureC - amb) * e))
+    }
+
+    private companion object {
+        const val LEVEL = 1e-9
+        const val TEMP = 1e-7
     }
 }

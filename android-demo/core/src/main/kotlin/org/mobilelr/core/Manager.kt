@@ -244,7 +244,11 @@ class ScheduleManager(
     /** The device state the caller just read (BatteryManager + PowerManager on a phone). */
     fun updateDevice(state: DeviceState) {
         belief.update(state)
-        if (hold.left > 0) hold.reanchor(belief.view(), belief.estimator.band(PlanHold.BAND_WIDEN), endS(), pending != null)
+        if (hold.left > 0) {
+            val view = belief.view()
+            // inside the envelope a re-anchor would leave the hold as it is (Hold.kt, keeps)
+            if (!hold.keeps(view, pending != null)) hold.reanchor(view, belief.estimator.band(PlanHold.BAND_WIDEN), endS(), pending != null)
+        }
     }
 
     /** A new OS window (a Worker started): the session's time budget restarts. */

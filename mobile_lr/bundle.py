@@ -77,6 +77,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "LR_DROPOUT_FORMAT",
     "MANIFEST",
+    "MAX_BATCH",
     "MAX_FILE_BYTES",
     "MAX_MANIFEST_BYTES",
     "OPTIMIZERS",
@@ -102,6 +103,7 @@ __all__ = [
 BUNDLE_FORMAT = "mobile-lr.bundle/1"
 LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
 MANIFEST = "manifest.json"
+MAX_BATCH = 1 << 20  # the largest ExecuTorch max_batch a manifest may carry
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; an exported manifest is ~3 kB
 MAX_FILE_BYTES = 2 << 30  # 2 GiB per file: protobuf's own limit for an ONNX model without external data
 # Kinds of file a bundle may hold: ONNX models, the ORT checkpoint (a flatbuffer),
@@ -317,7 +319,7 @@ class BackendInfo:
             _str(obj, "parameter_prefix", path)
             if not isinstance(obj.get("dynamic_batch"), bool):
                 raise ValidationError(join(path, "dynamic_batch"), "expected true or false", "true, false")
-            _int(obj, "max_batch", path, lo=1, hi=1 << 20)
+            _int(obj, "max_batch", path, lo=1, hi=MAX_BATCH)
             if not files:
                 raise ValidationError(join(path, "files"), "empty", "the program file")
         if name == "ort" and status == "ok" and "inference_model" in obj:

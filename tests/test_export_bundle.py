@@ -205,6 +205,37 @@ def test_cli_export_prints_identity_and_exit_codes(tmp_path, capsys):
     assert "cannot import" in capsys.readouterr().err
 
 
+def test_max_batch_bounds_the_executorch_program_and_a_larger_batch_is_refused_naming_the_flag(
+        tmp_path, capsys, mlp_bundle):
+    """ExecuTorch plans a step's memory at the program's largest batch: by default the recipe's,
+    ``--max-batch N`` for more; the manifest records it and the runtime refuses a larger batch."""
+    import numpy as np
+
+    from mobile_lr.runtime import open_runtime
+
+    x, y = np.zeros((64, 64), np.float32), np.zeros(64, np.int64)
+    out = tmp_path / "b48"
+    assert main(["export", "digits-mlp", "--backend", "executorch", "--max-batch", "48", "--out", str(out),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["manifest"]["backends"]["executorch"]["max_batch"] == 48
+    for bundle, largest in ((mlp_bundle, 32), (out, 48)):  # mlp_bundle: the default, digits-mlp's batch
+        assert json.loads((bundle / MANIFEST).read_text())["backends"]["executorch"]["max_batch"] == largest
+        rt = open_runtime("executorch", bundle)
+        assert np.isfinite(rt.step(x[:largest], y[:largest], 0.01))
+        with pytest.raises(ValidationError, match=f"batch of {largest + 1} samples; this program takes at "
+                                                  f"most {largest}; allowed: .*--max-batch N"):
+            rt.step(x[:largest + 1], y[:largest + 1], 0.01)
+        assert np.isfinite(rt.evaluate(x, y)["loss"])  # evaluation runs in chunks of max_batch
+    for bad in ("0", "16", str((1 << 20) + 1)):  # below the recipe's batch (32), above the manifest's bound
+        assert main(["export", "digits-mlp", "--max-batch", bad, "--out", str(tmp_path / "bad")]) == 2
+        ours = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mobile-lr")]
+        assert ours == [f"mobile-lr export: error: --max-batch: {bad} is out of range; allowed: an integer "
+                        "from the recipe's batch (32) to 1048576"]  # the runtime's own log lines aside
+        assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValidationError, match="max_batch: True is out of range"):
+        export_bundle(load_recipe("digits-mlp"), tmp_path / "c", max_batch=True)
+
+
 def test_recipes_validate_their_fields():
     recipe = load_recipe("digits-mlp")
     with pytest.raises(ValidationError, match="trainable"):

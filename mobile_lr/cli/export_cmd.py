@@ -77,6 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "evaluation and never updates them (weight and bias train where listed); "
                          "train: training steps update the statistics, on the engines that can "
                          "(the others are reported unsupported, naming the modules)")
+    ex.add_argument("--max-batch", type=int, default=None, metavar="N",
+                    help="largest training batch the ExecuTorch program takes (default: the recipe's "
+                         "batch, 32 for the built-in recipes); ExecuTorch plans a step's memory at "
+                         "this batch, so it grows in proportion; a larger batch is refused at the "
+                         "step. ONNX Runtime takes any batch")
     ex.add_argument("--force", action="store_true", help="replace an existing bundle in --out")
     ex.add_argument("--json", action="store_true", help="print the manifest as JSON")
     ex.set_defaults(func=cmd_export)
@@ -111,6 +116,10 @@ def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.lr_dropout_keep is None:
         raise ValueError(f"--lr-dropout-keep: required with --optimizer {args.optimizer}; "
                          "allowed: 0 <= P <= 1")
+    if args.max_batch is not None:
+        raise ValueError("--max-batch: sizes the ExecuTorch program; LR dropout is built for ONNX Runtime "
+                         "Training only, which takes any batch; allowed: no --max-batch with "
+                         f"--optimizer {args.optimizer}")
     if args.backend not in (None, ["ort"]):
         raise ValueError(f"--backend: {','.join(args.backend)}: LR dropout is built for ONNX Runtime "
                          "Training only; allowed: ort")
@@ -120,12 +129,14 @@ def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from mobile_lr.export import export_bundle
+    from mobile_lr.export.pipeline import check_max_batch
     from mobile_lr.recipes import load_recipe, pretrain
 
     options = dict(args.option)
     if args.mode is not None:
         options["mode"] = args.mode
     recipe = load_recipe(args.recipe, **options)
+    check_max_batch(recipe, args.max_batch, "--max-batch")  # before the pre-training
     if args.pretrain_epochs < 0:
         raise ValueError(f"--pretrain-epochs: {args.pretrain_epochs} is out of range; allowed: N >= 0")
     if args.pretrain_epochs:
@@ -137,7 +148,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                                "batchnorm": args.batchnorm,
                                "log": lambda msg: print(msg, file=sys.stderr)}
     if lrd is None:
-        manifest = export_bundle(recipe, args.out, backends=args.backend or ["ort", "executorch"], **options)
+        manifest = export_bundle(recipe, args.out, backends=args.backend or ["ort", "executorch"],
+                                 max_batch=args.max_batch, **options)
     else:
         from mobile_lr.export.lr_dropout_block import export_lrd_bundle
 

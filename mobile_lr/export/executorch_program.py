@@ -17,8 +17,10 @@ evaluates the weights the ``forward`` method is training (two methods of one pro
 not share weights; parameters passed in do). Without it, evaluation would run the
 training graph: dropout on, a different loss at every call.
 
-The batch axis is exported dynamic (1..``max_batch``); where a model's dynamic export
-fails, the program is exported at the example batch size and the manifest says
+The batch axis is exported dynamic (1..``max_batch``, by default the recipe's own batch:
+ExecuTorch plans every buffer at the upper bound of its shape, so the bound *is* the step's
+memory, docs/DECISIONS.md "Its peak memory is planned at the largest batch"); where a model's
+dynamic export fails, the program is exported at the example batch size and the manifest says
 ``"dynamic_batch": false`` with that size. Before the program is written, every operator
 it calls is looked up in the kernels the installed ExecuTorch runtime registers
 (lowering succeeds even when a backward kernel is missing, which otherwise only shows when
@@ -47,12 +49,11 @@ from mobile_lr.export.forms import eval_form, training_form
 from mobile_lr.export.onnx_artifacts import UnsupportedModel, refuse_batchnorm_training
 from mobile_lr.recipes import Recipe
 
-__all__ = ["DEFAULT_MAX_BATCH", "EVAL_METHOD", "PTE_FILE", "WRAPPED_PREFIX", "EvalWrapper", "TrainingWrapper",
+__all__ = ["EVAL_METHOD", "PTE_FILE", "WRAPPED_PREFIX", "EvalWrapper", "TrainingWrapper",
            "example_target", "write_executorch_program"]
 
 PTE_FILE = "model.pte"
 EVAL_METHOD = "eval"
-DEFAULT_MAX_BATCH = 1024
 WRAPPED_PREFIX = "model."  # parameter names in the program are "model." + the recipe's names
 
 
@@ -190,8 +191,10 @@ def _lowering_error(err: Exception) -> str:
 
 
 def write_executorch_program(recipe: Recipe, out_dir: str | os.PathLike[str], *,
-                             max_batch: int = DEFAULT_MAX_BATCH, batchnorm: str = "frozen") -> dict[str, Any]:
+                             max_batch: int | None = None, batchnorm: str = "frozen") -> dict[str, Any]:
     """Write ``model.pte``; returns the manifest's ``backends.executorch`` fields (without status).
+
+    ``max_batch`` (default: the recipe's batch) is the largest training batch the program takes.
 
     Raises :class:`UnsupportedModel` with the reason when the model does not export or calls an
     operator the runtime has no kernel for.
@@ -199,6 +202,7 @@ def write_executorch_program(recipe: Recipe, out_dir: str | os.PathLike[str], *,
     refuse_batchnorm_training(recipe, batchnorm, "ExecuTorch 1.4.1",
                               "its kernel library has no out variant of _native_batch_norm_legit_functional, "
                               "the training form")
+    max_batch = recipe.batch_size if max_batch is None else max_batch
     recipe.apply_trainable()
     errors = []
     program = None

@@ -28,8 +28,8 @@ with optional_imports(__name__):
     import torch
 
 import mobile_lr
-from mobile_lr.bundle import Manifest, check_replaceable, replace_bundle, write_manifest
-from mobile_lr.export.executorch_program import DEFAULT_MAX_BATCH, write_executorch_program
+from mobile_lr.bundle import MAX_BATCH, Manifest, check_replaceable, replace_bundle, write_manifest
+from mobile_lr.export.executorch_program import write_executorch_program
 from mobile_lr.export.flops import count_flops, count_step_flops
 from mobile_lr.export.forms import check_batchnorm_mode, eval_form
 from mobile_lr.export.onnx_artifacts import (
@@ -42,7 +42,8 @@ from mobile_lr.export.proof import prove_backends
 from mobile_lr.recipes import Recipe, batchnorm_modules, load_recipe
 from mobile_lr.validation import ValidationError, read_json
 
-__all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "count_flops", "export_bundle", "versions"]
+__all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "check_max_batch", "count_flops", "export_bundle",
+           "versions"]
 
 BACKENDS = ("ort", "executorch")
 LABELS_FORMAT = "mobile-lr.labels/1"
@@ -150,11 +151,25 @@ def _stage_dir(out: Path) -> Path:
     return staging
 
 
+def check_max_batch(recipe: Recipe, max_batch: int | None, field: str = "max_batch") -> int:
+    """The ExecuTorch program's largest batch: ``max_batch``, or the recipe's batch for None.
+
+    Below the recipe's batch the proof (run on the example batch) could not run; the upper bound
+    is the manifest reader's."""
+    if max_batch is None:
+        return recipe.batch_size
+    if isinstance(max_batch, bool) or not isinstance(max_batch, int) \
+            or not recipe.batch_size <= max_batch <= MAX_BATCH:
+        raise ValidationError(field, f"{max_batch!r} is out of range",
+                              f"an integer from the recipe's batch ({recipe.batch_size}) to {MAX_BATCH}")
+    return max_batch
+
+
 def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
                   backends: Sequence[str] = BACKENDS,
                   schedule: Mapping[str, Any] | str | os.PathLike[str] | None = None,
                   policy: Mapping[str, Any] | str | os.PathLike[str] | None = None, *,
-                  force: bool = False, max_batch: int = DEFAULT_MAX_BATCH, batchnorm: str = "frozen",
+                  force: bool = False, max_batch: int | None = None, batchnorm: str = "frozen",
                   log: Callable[[str], None] | None = None) -> Manifest:
     """Export ``recipe`` (a :class:`Recipe` or a recipe name) to a bundle in ``out_dir``.
 
@@ -162,8 +177,11 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     staged bundle has been opened with its runtime, its evaluation loss matched PyTorch eager's and
     one training step ran (:mod:`mobile_lr.export.proof`); one that cannot represent the model or
     fails that proof gets ``{"status": "unsupported", "reason": ...}`` and its files are left out;
-    the other backends are still written. ``batchnorm``: ``"frozen"`` (running statistics used,
-    never updated) or ``"train"`` (refused by the engines that cannot, naming the modules).
+    the other backends are still written. ``max_batch`` is the largest training batch the
+    ExecuTorch program takes (default: the recipe's batch; ExecuTorch plans the step's memory at
+    it, so a larger bound costs memory in proportion; ONNX Runtime takes any batch).
+    ``batchnorm``: ``"frozen"`` (running statistics used, never updated) or ``"train"`` (refused by
+    the engines that cannot, naming the modules).
     ``out_dir`` must be new or empty unless ``force`` (then it must be a bundle that verifies, which
     is replaced by one atomic rename exchange: see :func:`mobile_lr.bundle.replace_bundle`).
     """
@@ -174,8 +192,7 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     if not backends or any(b not in BACKENDS for b in backends):
         raise ValidationError("backend", f"{','.join(backends) or 'nothing'} is not a backend list",
                               ", ".join(BACKENDS))
-    if max_batch < recipe.batch_size:
-        raise ValidationError("max_batch", f"{max_batch} is below the example batch {recipe.batch_size}")
+    max_batch = check_max_batch(recipe, max_batch)
     check_batchnorm_mode(batchnorm)
     schedule_spec = _schedule(schedule)
     policy_obj = _policy(policy)

@@ -21,8 +21,10 @@ ones are constants baked into it, which nothing at runtime can change, so
 :meth:`ExecuTorchRuntime.parameters` returns the trainable ones.
 
 Batch size: the program's batch axis is dynamic (1..``max_batch`` of the
-manifest); a program exported at a fixed batch (the fallback) trains only at
-that batch and evaluates by padding the last chunk.
+manifest: the exporter's ``--max-batch``, by default the recipe's batch; a larger training
+batch is refused naming that flag; evaluation and prediction run in chunks of ``max_batch``);
+a program exported at a fixed batch (the fallback) trains only at that batch and evaluates by
+padding the last chunk.
 """
 
 from __future__ import annotations
@@ -171,7 +173,9 @@ class ExecuTorchRuntime(RuntimeBase):
         lr = self._lr(lr)
         if len(xb) > self._max_batch or (not self._dynamic and len(xb) != self._max_batch):
             raise ValidationError("x", f"batch of {len(xb)} samples; this program takes "
-                                       f"{'at most ' if self._dynamic else ''}{self._max_batch}")
+                                       f"{'at most ' if self._dynamic else ''}{self._max_batch}",
+                                  "a batch the program takes; export with --max-batch N "
+                                  "(export_bundle(max_batch=N)) to train larger ones")
         outs = self._run_training(xb, yb)
         loss = float(outs[0])
         for pname, p in self._params.items():

@@ -20,6 +20,7 @@ from mobile_lr.export.executorch_fast import fast_form
 from mobile_lr.recipes import OptimizerSpec, Recipe
 from mobile_lr.runtime import open_runtime
 from mobile_lr.runtime.torch_rt import TorchRuntime
+from mobile_lr.zoo.modes import LoRAConv
 
 CONVS = [
     ("dense 3x3 stride 2 pad 1", lambda: nn.Conv2d(3, 8, 3, stride=2, padding=1), (2, 3, 9, 11)),
@@ -33,7 +34,17 @@ CONVS = [
      (3, 4, 9, 9)),
     ("conv1d", lambda: nn.Conv1d(3, 7, 5, stride=2, padding=1), (2, 3, 17)),
     ("depthwise conv1d", lambda: nn.Conv1d(5, 5, 3, padding=1, groups=5), (2, 5, 12)),
+    # the zoo's LoRA on a pointwise convolution runs functional convolutions (forward_with)
+    ("LoRA pointwise stride 2", lambda: _lora(nn.Conv2d(4, 6, 1, stride=2)), (2, 4, 7, 7)),
+    ("LoRA pointwise conv1d, no bias", lambda: _lora(nn.Conv1d(5, 3, 1, bias=False)), (2, 5, 9)),
 ]
+
+
+def _lora(conv: nn.Conv1d | nn.Conv2d) -> LoRAConv:
+    lora = LoRAConv(conv, rank=2, alpha=4.0)
+    with torch.no_grad():
+        lora.lora_b.normal_()   # B starts at 0: the update must be visible in the check
+    return lora
 
 
 @pytest.mark.parametrize(("what", "make", "shape"), CONVS, ids=[c[0] for c in CONVS])

@@ -69,11 +69,57 @@ def _zero_pad(xt: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
     return xt
 
 
-def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """A dense or depthwise convolution in the fast form (module docstring), or None (kept)."""
-    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.padding_mode != "zeros" \
-            or isinstance(conv.padding, str):
+def _conv_fn(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+             dilation: tuple[int, int], depthwise: bool, one_d: bool):
+    """``f(x, weight, bias)``: the convolution of this geometry in the fast form (module
+    docstring); the weight is read at each call, so it is the program's parameter."""
+
+    def f(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        cin, cout = int(x.shape[1]), int(weight.shape[0])
+        x4 = x.unsqueeze(-2) if one_d else x
+        h, w = int(x4.shape[-2]), int(x4.shape[-1])  # static: the spatial sizes are the model's
+        oh = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        xt = x4.transpose(0, 1)  # (C, B, H, W): the batch joins the spatial axes of the product
+        xt = _zero_pad(xt, padding)
+        parts = _patches(xt, kernel, stride, dilation, (oh, ow))
+        wm = weight.reshape(cout, -1)  # (Cout, Cin*kh*kw) dense; (C, kh*kw) depthwise
+        if depthwise:
+            y = None
+            for k, part in enumerate(parts):
+                term = part.reshape(cin, -1) * wm[:, k:k + 1]
+                y = term if y is None else y + term
+        else:
+            cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
+            y = torch.mm(wm, cols.reshape(cin * len(parts), -1))
+        if bias is not None:
+            y = y + bias.unsqueeze(1)
+        y = y.reshape(cout, -1, oh, ow).transpose(0, 1)
+        return y.squeeze(-2) if one_d else y
+
+    return f
+
+
+def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+               stride: Any = 1) -> torch.Tensor:
+    """A dense convolution without padding or dilation (``conv1d``/``conv2d``'s arguments) in
+    the fast form: what a module's :meth:`forward_with` is given."""
+    one_d = weight.dim() == 3
+    kernel = (1, int(weight.shape[-1])) if one_d else (int(weight.shape[-2]), int(weight.shape[-1]))
+    return _conv_fn(kernel, _pair(stride, one_d), (0, 0), (1, 1), False, one_d)(x, weight, bias)
+
+
+def _conv_as_matmul(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+    """A dense or depthwise convolution in the fast form (module docstring); a module that runs
+    functional convolutions through ``forward_with(conv)`` (the zoo's LoRA convolution) with the
+    fast form's; None for anything else (kept)."""
+    forward_with = getattr(mod, "forward_with", None)
+    if callable(forward_with):
+        return lambda x: forward_with(x, _pointwise)
+    if not isinstance(mod, (nn.Conv1d, nn.Conv2d)) or mod.padding_mode != "zeros" \
+            or isinstance(mod.padding, str):
         return None
+    conv = mod
     cin, cout, groups = conv.in_channels, conv.out_channels, conv.groups
     depthwise = groups > 1 and groups == cin == cout
     if groups != 1 and not depthwise:
@@ -83,30 +129,8 @@ def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
                                          (conv.kernel_size, conv.stride, conv.padding, conv.dilation))
     if one_d:
         padding = (0, padding[1])
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        x4 = x.unsqueeze(-2) if one_d else x
-        h, w = int(x4.shape[-2]), int(x4.shape[-1])  # static: the spatial sizes are the model's
-        oh = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        xt = x4.transpose(0, 1)  # (C, B, H, W): the batch joins the spatial axes of the product
-        xt = _zero_pad(xt, padding)
-        parts = _patches(xt, kernel, stride, dilation, (oh, ow))
-        weight = conv.weight.reshape(cout, -1)  # (Cout, Cin*kh*kw) dense; (C, kh*kw) depthwise
-        if depthwise:
-            y = None
-            for k, part in enumerate(parts):
-                term = part.reshape(cin, -1) * weight[:, k:k + 1]
-                y = term if y is None else y + term
-        else:
-            cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
-            y = torch.mm(weight, cols.reshape(cin * len(parts), -1))
-        if conv.bias is not None:
-            y = y + conv.bias.unsqueeze(1)
-        y = y.reshape(cout, -1, oh, ow).transpose(0, 1)
-        return y.squeeze(-2) if one_d else y
-
-    return forward
+    f = _conv_fn(kernel, stride, padding, dilation, depthwise, one_d)
+    return lambda x: f(x, conv.weight, conv.bias)
 
 
 @contextlib.contextmanager

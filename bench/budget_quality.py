@@ -60,6 +60,7 @@ from bench.machine import command_without_out, machine_info
 from mobile_lr.datasets import Split
 from mobile_lr.device import DeviceProfile, DeviceState, SimulatedDevice, load_profile
 from mobile_lr.manager import ManagerConfig, Pause, Rollback, Run, ScheduleManager, Stop
+from mobile_lr.manager.recommended import plan_warmup
 
 RESULTS = RESULTS_DIR / "budget_quality.json"
 RESULT_FORMAT = "mobile-lr.bench.budget_quality/2"
@@ -210,15 +211,6 @@ def _sched(shape: Mapping[str, Any], budget: Mapping[str, Any] | None = None,
 
 
 _CONST = {"type": "constant", "factor": 1.0}
-
-
-def _ramp(fraction: float, start: float) -> dict[str, Any]:
-    """OneCycleLR, linear, warming from ``start`` x to the peak over ``fraction`` of the plan in
-    force, then holding the peak (its final LR is the peak: final_div_factor = 1 / div_factor)."""
-    return {"type": "onecycle", "anneal_strategy": "linear", "pct_start": fraction,
-            "div_factor": 1.0 / start, "final_div_factor": start}
-
-
 _LIN = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
 
 #: Candidate set-ups for the phone's engines (prototyped here with the public API; the
@@ -238,28 +230,28 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  {}, _SF, "schedule-free, warm-up over 10 % of the first plan, no peak factor"),
     ManagerSetup("sf-w2", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
                  "schedule-free, warm-up <= 2 steps, no peak factor"),
-    ManagerSetup("phone", _sched(_CONST, warmup=_WARMUP2), {}, _SF,
-                 "the measured phone set-up (= sf-w2): schedule-free AdamW, warm-up <= 2 steps from 0.3x "
-                 "(<= 5 % of the first plan), the LR held, no peak factor"),
     # schedule-free's polynomial averaging weight: step k weighs (k + 1) ** r x lr_max ** 2
-    ManagerSetup("phone-r1", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 1.0},
-                 "phone with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
-    ManagerSetup("phone-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
-                 "phone with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
+    ManagerSetup("sf-w2-r1", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 1.0},
+                 "sf-w2 with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
+    ManagerSetup("sf-w2-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
+                 "sf-w2 with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
     # a plan-following warm-up: OneCycleLR's linear first phase over a share of the plan in force
     # (replan: a re-plan re-times it; a cut revealed mid-warm-up ends it), then the peak held
     # (final LR = initial / final_div_factor = the peak)
-    ManagerSetup("sf-pw10", _sched(_ramp(0.1, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+    ManagerSetup("sf-pw10", _sched(plan_warmup(0.1, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 10 % of the plan in force from 0.3x, re-timed by re-plans"),
-    ManagerSetup("sf-pw10-01", _sched(_ramp(0.1, 0.1), {"mode": "replan"}, warmup=None), {}, _SF,
+    ManagerSetup("sf-pw10-01", _sched(plan_warmup(0.1, 0.1), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 10 % of the plan in force from 0.1x, re-timed by re-plans"),
-    ManagerSetup("sf-pw10-06", _sched(_ramp(0.1, 0.6), {"mode": "replan"}, warmup=None), {}, _SF,
+    ManagerSetup("sf-pw10-06", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 10 % of the plan in force from 0.6x, re-timed by re-plans"),
-    ManagerSetup("phone-pw10-06", _sched(_ramp(0.1, 0.6), {"mode": "replan"}, warmup=None), {},
-                 {**_SF, "sf_r": 1.0}, "sf-pw10-06 with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
-    ManagerSetup("sf-pw05", _sched(_ramp(0.05, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+    ManagerSetup("phone", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None), {},
+                 {**_SF, "sf_r": 1.0},
+                 "the measured phone set-up (= sf-pw10-06 with sf_r 1): schedule-free AdamW averaging step k "
+                 "with weight (k + 1) x lr_max^2, a warm-up over 10 % of the plan in force from 0.6x "
+                 "(re-timed by re-plans), then the LR held, no peak factor"),
+    ManagerSetup("sf-pw05", _sched(plan_warmup(0.05, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 5 % of the plan in force from 0.3x, re-timed by re-plans"),
-    ManagerSetup("sf-pw20", _sched(_ramp(0.2, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
+    ManagerSetup("sf-pw20", _sched(plan_warmup(0.2, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 20 % of the plan in force from 0.3x, re-timed by re-plans"),
     ManagerSetup("sf-rise", _sched({"type": "linear", "start_factor": 0.5, "end_factor": 1.0},
                                    {"mode": "replan"}, warmup=_WARMUP2), {}, _SF,

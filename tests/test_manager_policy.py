@@ -110,17 +110,21 @@ def test_schedule_free_gets_no_peak_factor_by_default():
     mgr = ScheduleManager(sf.schedule, p, None, sf.config, DeviceState.initial(p, 0.20003))
     d = mgr.next()
     assert 10 < mgr.plan_history[0][1] < 100 and mgr.peak_factor == 1.0
-    assert d.lr == pytest.approx(0.3 * SF * BASE)
+    assert d.lr == pytest.approx(0.6 * SF * BASE)   # the plan-following warm-up's first LR
     raised = recommended_setup("ort", None, BASE, 300, {"sf_peak_power": 0.3})
     assert raised.config.peak_lr == {"type": "budget_power", "power": 0.3, "max_factor": 2.5}
 
 
 def test_schedule_free_flavour_holds_the_peak_whatever_the_budget_does():
     s = parse_spec(recommended_schedule(BASE, "schedulefree"))
-    assert s.lr(0, [(0, 300)]) == pytest.approx(0.3 * SF * BASE)
+    assert s.lr(0, [(0, 300)]) == pytest.approx(0.6 * SF * BASE)
     for plan in ([(0, 300)], [(0, 300), (100, 150)], [(0, 30)]):
         last = plan[-1][1]
-        assert [s.lr(t, plan) for t in (5, last - 1, last)] == pytest.approx([SF * BASE] * 3)
+        assert [s.lr(t, plan) for t in (30, last - 1, last)] == pytest.approx([SF * BASE] * 3)
+    # the step warm-up instead (sf_warmup_fraction 0): 2 steps from 0.3 x
+    steps = parse_spec(recommended_setup("ort", None, BASE, 300, {"sf_warmup_fraction": 0.0}).schedule)
+    want = [0.3 * SF * BASE, SF * BASE, SF * BASE]
+    assert [steps.lr(t, [(0, 300)]) for t in (0, 2, 299)] == pytest.approx(want)
 
 
 def test_runtime_options_per_flavour_build_a_real_runtime():
@@ -133,9 +137,9 @@ def test_runtime_options_per_flavour_build_a_real_runtime():
     sf = recommended_setup("torch", None, BASE, 300)
     assert sf.averaging == RECOMMENDED_AVERAGING["torch"] == "schedulefree"
     assert RECOMMENDED_AVERAGING["ort"] == RECOMMENDED_AVERAGING["executorch"] == "schedulefree"
-    assert sf.runtime_options == {"optimizer": "schedulefree"}
-    assert recommended_setup("torch", None, BASE, 300, {"sf_r": 1.0}).runtime_options == {
-        "optimizer": "schedulefree", "sf_r": 1.0}
+    assert sf.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
+    assert recommended_setup("torch", None, BASE, 300, {"sf_r": 0.0}).runtime_options == {
+        "optimizer": "schedulefree"}
     recipe = load_recipe("digits-mlp")
     x, y = recipe.example_input.numpy(), np.arange(len(recipe.example_input)) % 10
     for setup in (sf, EMA_SETUP):
@@ -164,12 +168,34 @@ def test_the_set_up_carries_its_nominal_steps_and_one_base_lr_convention():
 
 
 def test_schedule_free_end_decay_is_a_short_cool_down_over_the_budget_in_force():
-    sf = recommended_setup("torch", None, BASE, 300, {"sf_cooldown_fraction": 0.1})
+    sf = recommended_setup("torch", None, BASE, 300, {"sf_cooldown_fraction": 0.1, "sf_warmup_fraction": 0.0})
     s = parse_spec(sf.schedule)
     # 298 steps after the 2-step warm-up: the last int(0.1 * 298) = 29, from t = 2 + 269 = 271
     assert s.lr(270, [(0, 300)]) == pytest.approx(SF * BASE)
     assert s.lr(285, [(0, 300)]) == pytest.approx(SF * BASE * (1 - 14 / 29))
     assert s.lr(300, [(0, 300)]) == 0.0
+
+
+def test_schedule_free_plan_warmup_follows_the_plan_in_force():
+    """``sf_warmup_fraction``: OneCycleLR's linear first phase over that share of the plan in
+    force, then the peak held; a re-plan re-times it, so a cut learnt mid-warm-up ends it."""
+    sf = recommended_setup("ort", None, BASE, 200, {"sf_warmup_fraction": 0.1, "sf_r": 1.0})
+    assert "warmup" not in sf.schedule and sf.schedule["budget"] == {"mode": "replan"}
+    assert sf.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
+    s, peak = parse_spec(sf.schedule), SF * BASE
+    assert s.lr(0, [(0, 200)]) == pytest.approx(0.6 * peak)
+    assert s.lr(10, [(0, 200)]) == pytest.approx(peak * (0.6 + 0.4 * 10 / 19))
+    assert [s.lr(t, [(0, 200)]) for t in (19, 100, 199)] == pytest.approx([peak] * 3)
+    # the battery tells at step 5 that 10 steps is all: the warm-up (1 step of 10) is over
+    assert s.lr(5, [(0, 200), (5, 10)]) == pytest.approx(peak)
+    assert RecommendedSetup.from_dict(sf.to_dict()) == sf
+    with pytest.raises(ValidationError) as err:
+        recommended_setup("ort", None, BASE, 200, {"sf_warmup_fraction": 0.1, "sf_cooldown_fraction": 0.1})
+    assert err.value.field == "options.sf_warmup_fraction"
+    # a ramp that decays after its peak is still a re-planned decaying curve
+    decaying = {**sf.schedule, "shape": {**sf.schedule["shape"], "final_div_factor": 10.0}}
+    with pytest.raises(ValidationError, match="'replan'"):
+        replace(sf, schedule=decaying)
 
 
 @pytest.mark.parametrize(("change", "field", "words"), [
@@ -183,6 +209,9 @@ def test_schedule_free_end_decay_is_a_short_cool_down_over_the_budget_in_force()
     ({"schedule": {"format": "mobile-lr.schedule/1", "base_lr": BASE,
                    "shape": {"type": "constant"}, "budget": {"mode": "fixed"}}},
      "setup.schedule.budget.mode", ("'fixed'", "averaging 'ema'")),
+    # the schedule-free flavour's plan-following warm-up never cools down
+    ({"schedule": recommended_setup("ort", None, BASE, 300).schedule}, "setup.schedule.shape",
+     ("holds its peak", "averaging 'ema'")),
     ({"averaging": "schedulefree"}, "setup.runtime_options.optimizer",
      ("'recipe'", "averaging 'schedulefree'")),
     ({"averaging": "schedulefree", "runtime_options": {"optimizer": "schedulefree", "ema": 0.9}},

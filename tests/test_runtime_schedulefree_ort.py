@@ -232,7 +232,7 @@ def test_simulator_manager_with_schedulefree_on_ort(mlp_bundle, mlp_sgd_bundle, 
         recommended_setup("ort", sgd, 0.01, 100, {"averaging": "schedulefree"})
     assert err.value.field == "options.averaging"
     pol = make_setup("manager", bundle_schedule(mlp_bundle), 100, "ort", adamw)
-    assert pol.runtime_options == {"optimizer": "schedulefree"}
+    assert pol.runtime_options == {"optimizer": "schedulefree", "sf_r": 1.0}
     assert make_setup("manager", bundle_schedule(mlp_sgd_bundle), 100, "ort", sgd).runtime_options == {
         "ema": 0.9}
     train, test = user_data

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from mobile_lr.bundle import Manifest
 
 __all__ = ["AVERAGINGS", "RECOMMENDED_AVERAGING", "RUNTIME_KINDS", "RecommendedSetup",
-           "SetupOptions", "recommended_setup"]
+           "SetupOptions", "plan_warmup", "recommended_setup"]
 
 #: The runtimes a set-up is made for (:data:`mobile_lr.runtime.RUNTIMES`).
 RUNTIME_KINDS = ("torch", "ort", "executorch")
@@ -76,8 +76,15 @@ class SetupOptions(Record):
     peak_power: float = number(0.3, lo=0.0,
                                help="ema flavour: peak LR x (nominal / first plan) ** this")
     sf_r: float = number(
-        0.0, lo=0.0, help="schedulefree flavour: the averaging weight power r (step k weighs "
+        1.0, lo=0.0, help="schedulefree flavour: the averaging weight power r (step k weighs "
                           "(k + 1) ** r x lr_max ** 2; 0: the package's uniform average)")
+    sf_warmup_fraction: float = number(
+        0.1, lo=0.0, hi=1.0, help="schedulefree flavour: warm up over this share of the plan in "
+                                  "force (a re-plan re-times it), from sf_warmup_start_factor x the "
+                                  "peak, instead of the warmup_steps warm-up (0: that one)")
+    sf_warmup_start_factor: float = number(
+        0.6, lo=0.0, hi=1.0, lo_open=True, help="schedulefree flavour: the first LR of the "
+                                                "sf_warmup_fraction warm-up over the peak")
     sf_peak_power: float = number(0.0, lo=0.0,
                                   help="schedulefree flavour: the same (0: no peak-LR factor)")
     peak_max_factor: float = number(2.5, lo=1.0, help="the peak-LR factor's cap")
@@ -152,6 +159,11 @@ class RecommendedSetup(Record):
                 raise ValidationError(
                     "schedule.budget.mode", f"{mode!r} does not go with averaging 'ema' (its "
                     "schedule must cool down as the budget in force ends)", "wsd, replan")
+            if mode == "replan" and _holds_after_warmup(self.schedule.get("shape", {})):
+                raise ValidationError(
+                    "schedule.shape", "a shape that holds its peak does not go with averaging "
+                    "'ema' in budget mode 'replan' (its schedule must cool down as the budget in "
+                    "force ends)", "a decaying shape, or budget mode wsd")
         else:
             if optimizer != "schedulefree":
                 raise ValidationError(
@@ -162,7 +174,7 @@ class RecommendedSetup(Record):
                 raise ValidationError(
                     "runtime_options.ema", "does not go with averaging 'schedulefree' (it "
                     "averages its iterates already)", "no ema, or averaging 'ema'")
-            if mode == "replan" and self.schedule.get("shape", {}).get("type") != "constant":
+            if mode == "replan" and not _holds_after_warmup(self.schedule.get("shape", {})):
                 raise ValidationError(
                     "schedule.budget.mode", "'replan' does not go with averaging 'schedulefree' "
                     "(a re-planned curve decays from step 0; schedule-free's average does that)",
@@ -171,6 +183,24 @@ class RecommendedSetup(Record):
     def manager_kwargs(self) -> dict[str, Any]:
         """``schedule`` and ``config`` as :class:`~mobile_lr.manager.ScheduleManager` takes them."""
         return {"schedule": self.schedule, "config": self.config}
+
+
+def plan_warmup(fraction: float, start_factor: float) -> dict[str, Any]:
+    """A warm-up over ``fraction`` of the plan in force, then the peak held: OneCycleLR's linear
+    first phase from ``start_factor`` x the peak, with a final LR of the peak itself
+    (``final_div_factor = 1 / div_factor``), so its second phase is flat. In budget mode
+    ``replan`` a re-plan re-times it, and a cut learnt mid-warm-up ends it."""
+    return {"type": "onecycle", "anneal_strategy": "linear", "pct_start": float(fraction),
+            "div_factor": 1.0 / start_factor, "final_div_factor": float(start_factor)}
+
+
+def _holds_after_warmup(shape: Mapping[str, Any]) -> bool:
+    """A shape that never decays below its peak: constant, or :func:`plan_warmup`'s ramp."""
+    if shape.get("type") == "constant":
+        return True
+    return (shape.get("type") == "onecycle" and not shape.get("three_phase", False)
+            and abs(float(shape.get("div_factor", 25.0)) * float(shape.get("final_div_factor", 1e4)) - 1.0)
+            <= 1e-9)
 
 
 def _averaging(runtime: str, manifest: Manifest | None, wanted: str | None) -> str:
@@ -194,27 +224,31 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     """The recommended set-up for ``runtime`` training the bundle of ``manifest`` (None: any
     bundle) for ``nominal_steps`` steps from the bundle's ``base_lr``.
 
-    Both flavours warm up for at most ``warmup_steps`` from ``warmup_start_factor`` × the peak
-    (never more than ``warmup_max_fraction`` of the first plan). ``"ema"``: then the peak is
+    The EMA flavour (and the schedule-free one with ``sf_warmup_fraction`` 0) warms up for at
+    most ``warmup_steps`` from ``warmup_start_factor`` × the peak (never more than
+    ``warmup_max_fraction`` of the first plan). ``"ema"``: then the peak is
     held and a linear cool-down to 0 runs over the last ``cooldown_fraction`` of the budget in
     force (budget mode ``wsd``: a budget cut moves the cool-down; steps already held at the
     peak are never re-decayed); for a plan of 300, warm-up 0..1, cool-down over steps 241..299;
     the peak is raised by ``min(peak_max_factor, (nominal / first plan) ** peak_power)``.
     ``"schedulefree"``: the LR ``sf_lr_factor × base_lr`` is held (the optimizer's own
     averaging does what the cool-down does), with a final decay over ``sf_cooldown_fraction``
-    of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not); its
-    average weighs step ``k`` by ``(k + 1) ** sf_r`` (runtime option ``sf_r``, left out at 0, the
-    package's default; a larger ``r`` lets the later steps count more: measured in
-    docs/DECISIONS.md). Where the runtime's default flavour cannot run the bundle (schedule-free
-    AdamW on an SGD or LR-dropout bundle) the other one is chosen; an explicit
-    ``options.averaging`` it cannot run is refused.
+    of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not); it
+    warms up over ``sf_warmup_fraction`` of the plan in force from ``sf_warmup_start_factor``
+    (:func:`plan_warmup`: a re-plan re-times it, so a short budget learnt early spends little
+    on it while a long one gets a long warm-up); its average weighs step ``k`` by
+    ``(k + 1) ** sf_r`` (runtime option ``sf_r``; 0 is the package's uniform average, and a
+    larger ``r`` lets the later steps count more, so a long run's average is not held back by
+    its first steps). Both measured in docs/DECISIONS.md. Where the runtime's default flavour
+    cannot run the bundle (schedule-free AdamW on an SGD or LR-dropout bundle) the other one is
+    chosen; an explicit ``options.averaging`` it cannot run is refused.
 
     >>> from mobile_lr.schedules import parse_spec
     >>> sf = recommended_setup("ort", None, 0.01, 300)
     >>> sf.averaging, sf.runtime_options, sf.config.nominal_steps, sf.config.peak_lr
-    ('schedulefree', {'optimizer': 'schedulefree'}, 300, {'type': 'none'})
-    >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 1, 2, 299)]
-    [0.0075, 0.01625, 0.025, 0.025]
+    ('schedulefree', {'optimizer': 'schedulefree', 'sf_r': 1.0}, 300, {'type': 'none'})
+    >>> [round(parse_spec(sf.schedule).lr(t, [(0, 300)]), 6) for t in (0, 1, 29, 299)]
+    [0.015, 0.015345, 0.025, 0.025]
     >>> s = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"})
     >>> s.averaging, s.runtime_options, s.config.peak_lr["power"]
     ('ema', {'ema': 0.9}, 0.3)
@@ -228,13 +262,21 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     o = options if isinstance(options, SetupOptions) else SetupOptions.from_dict(options or {})
     averaging = _averaging(runtime, manifest, o.averaging)
     spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": float(base_lr)}
-    if o.warmup_steps > 0:
+    ramp = averaging == "schedulefree" and o.sf_warmup_fraction > 0.0
+    if ramp and o.sf_cooldown_fraction > 0.0:
+        raise ValidationError("options.sf_warmup_fraction", "does not go with sf_cooldown_fraction "
+                              "(the warm-up follows the plan by re-planning, the cool-down by "
+                              "the budget mode wsd)", "one of them 0")
+    if o.warmup_steps > 0 and not ramp:
         spec["warmup"] = {"steps": o.warmup_steps, "start_factor": o.warmup_start_factor,
                           "max_fraction": o.warmup_max_fraction}
     decay = o.cooldown_fraction if averaging == "ema" else o.sf_cooldown_fraction
     if averaging == "schedulefree":
         spec["base_lr"] = float(base_lr) * o.sf_lr_factor
-    if decay > 0.0:
+    if ramp:
+        spec["shape"] = plan_warmup(o.sf_warmup_fraction, o.sf_warmup_start_factor)
+        spec["budget"] = {"mode": "replan"}
+    elif decay > 0.0:
         spec["shape"] = {"type": "linear", "start_factor": 1.0, "end_factor": 0.0}
         spec["budget"] = {"mode": "wsd", "decay_fraction": decay}
     else:

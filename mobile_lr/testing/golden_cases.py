@@ -353,14 +353,18 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
               ("executorch", "adamw", 0.003, 120, {}),
               ("ort", "adamw", 0.02, 49, {"averaging": "schedulefree"}),
               ("ort", "sgd", 0.05, 200, {}), ("ort", "adamw", 0.01, 300, {"sf_peak_power": 0.3}),
-              ("torch", "adamw", 0.01, 80, {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1}),
+              ("torch", "adamw", 0.01, 80, {"sf_lr_factor": 2.5, "sf_cooldown_fraction": 0.1,
+                                           "sf_warmup_fraction": 0.0}),
               ("ort", "adamw", 0.01, 300, {"averaging": "ema", "ema": 0.85, "cooldown_fraction": 0.3,
                                            "warmup_steps": 0, "peak_power": 0.5, "peak_max_factor": 2.0,
                                            "divergence": {"patience": 4}}),
               ("ort", "sgd", 0.01, 100, {"averaging": "schedulefree"}),
               ("ort", "adamw", 0.01, 100, {"averaging": "schedulefree"}, True),
               ("phone", None, 0.01, 100, {}),
-              ("executorch", "adamw", 0.01, 200, {"sf_r": 2.0}), ("ort", None, 0.01, 300, {"sf_r": 1.0})]
+              ("executorch", "adamw", 0.01, 200, {"sf_r": 2.0}), ("ort", None, 0.01, 300, {"sf_r": 1.0}),
+              ("ort", "adamw", 0.01, 200, {"sf_warmup_fraction": 0.1, "sf_r": 1.0}),
+              ("torch", None, 0.02, 50, {"sf_warmup_fraction": 0.2, "sf_warmup_start_factor": 0.3}),
+              ("ort", None, 0.01, 200, {"sf_warmup_fraction": 0.1, "sf_cooldown_fraction": 0.1})]
     for case in inputs:
         runtime, optimizer, base_lr, nominal, options = case[:5]
         manifest, manifest_json = _manifest(optimizer, lr_dropout=len(case) > 5)
@@ -376,6 +380,7 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
     changes = [(good, {"runtime_options": {"optimizer": "schedulefree"}}),
                (good, {"runtime_options": {}}),
                (good, {"schedule": sf["schedule"]}),
+               (good, {"schedule": {**sf["schedule"], "budget": {"mode": "fixed"}}}),
                (good, {"config": {"peak_lr": {"type": "none"}}}),
                (sf, {"runtime_options": {"ema": 0.9}}),
                (sf, {"runtime_options": {"optimizer": "schedulefree", "ema": 0.9}}),
@@ -384,7 +389,10 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
                (sf, {"averaging": "ema"}),
                (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}}),
                (good, {"runtime_options": {"ema": 0.9, "sf_r": 1.0}}),
-               (sf, {"runtime_options": {"optimizer": "schedulefree", "sf_r": -1.0}})]
+               (sf, {"runtime_options": {"optimizer": "schedulefree", "sf_r": -1.0}}),
+               (sf, {"schedule": {**sf["schedule"], "budget": {"mode": "replan"}, "shape": {
+                   "type": "onecycle", "anneal_strategy": "linear", "pct_start": 0.1,
+                   "div_factor": 2.0, "final_div_factor": 5.0}}})]
     for base, change in changes:
         setup = {**base, **change}
         try:

@@ -14,15 +14,17 @@ data class SetupOptions(
     val sfCooldownFraction: Double = 0.0,
     val sfLrFactor: Double = 2.5,
     val peakPower: Double = 0.3,
-    val sfR: Double = 0.0,
+    val sfR: Double = 1.0,
+    val sfWarmupFraction: Double = 0.1,
+    val sfWarmupStartFactor: Double = 0.6,
     val sfPeakPower: Double = 0.0,
     val peakMaxFactor: Double = 2.5,
     val divergence: DivergenceConfig? = null
 ) {
     companion object {
         private val FIELDS = listOf("averaging", "ema", "warmup_steps", "warmup_start_factor", "warmup_max_fraction",
-            "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_r", "sf_peak_power",
-            "peak_max_factor", "divergence")
+            "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_r", "sf_warmup_fraction",
+            "sf_warmup_start_factor", "sf_peak_power", "peak_max_factor", "divergence")
 
         fun fromJson(value: Any?, path: String = "options"): SetupOptions {
             val obj = getObject(value, path)
@@ -44,6 +46,8 @@ data class SetupOptions(
                 getNumberOr(obj, "sf_lr_factor", path, d.sfLrFactor, lo = 0.0, loOpen = true)!!,
                 getNumberOr(obj, "peak_power", path, d.peakPower, lo = 0.0)!!,
                 getNumberOr(obj, "sf_r", path, d.sfR, lo = 0.0)!!,
+                getNumberOr(obj, "sf_warmup_fraction", path, d.sfWarmupFraction, lo = 0.0, hi = 1.0)!!,
+                getNumberOr(obj, "sf_warmup_start_factor", path, d.sfWarmupStartFactor, lo = 0.0, hi = 1.0, loOpen = true)!!,
                 getNumberOr(obj, "sf_peak_power", path, d.sfPeakPower, lo = 0.0)!!,
                 getNumberOr(obj, "peak_max_factor", path, d.peakMaxFactor, lo = 1.0)!!,
                 obj["divergence"]?.let { DivergenceConfig.fromJson(it, join(path, "divergence")) })
@@ -115,14 +119,16 @@ class RecommendedSetup(
             if (mode != "wsd" && mode != "replan") throw ValidationError("setup.schedule.budget.mode",
                 "${pyRepr(mode)} does not go with averaging 'ema' (its schedule must cool down as the budget in force ends)",
                 "wsd, replan")
+            if (mode == "replan" && holdsAfterWarmup(schedule["shape"] as Map<*, *>?)) throw ValidationError("setup.schedule.shape",
+                "a shape that holds its peak does not go with averaging 'ema' in budget mode 'replan' (its schedule must cool down as the budget in force ends)",
+                "a decaying shape, or budget mode wsd")
         } else {
             if (optimizer != "schedulefree") throw ValidationError("setup.runtime_options.optimizer",
                 "${pyRepr(optimizer)} does not go with averaging 'schedulefree' (the schedule holds the peak for an averaging optimizer)",
                 "'schedulefree', or averaging 'ema'")
             if (runtimeOptions["ema"] != null) throw ValidationError("setup.runtime_options.ema",
                 "does not go with averaging 'schedulefree' (it averages its iterates already)", "no ema, or averaging 'ema'")
-            val shape = (schedule["shape"] as Map<*, *>?)?.get("type")
-            if (mode == "replan" && shape != "constant") throw ValidationError("setup.schedule.budget.mode",
+            if (mode == "replan" && !holdsAfterWarmup(schedule["shape"] as Map<*, *>?)) throw ValidationError("setup.schedule.budget.mode",
                 "'replan' does not go with averaging 'schedulefree' (a re-planned curve decays from step 0; schedule-free's average does that)",
                 "fixed, wsd")
         }
@@ -137,6 +143,25 @@ class RecommendedSetup(
         private val OPTION_KEYS = listOf("optimizer", "ema", "threads", "sf_r")
 
         /**
+         * A warm-up over [fraction] of the plan in force from [startFactor] x the peak, then the
+         * peak held (see `mobile_lr.manager.recommended.plan_warmup`): OneCycleLR's linear first
+         * phase whose final LR is the peak, re-timed by re-plans in budget mode `replan`.
+         */
+        fun planWarmup(fraction: Double, startFactor: Double): Map<String, Any?> = linkedMapOf(
+            "type" to "onecycle", "anneal_strategy" to "linear", "pct_start" to fraction,
+            "div_factor" to 1.0 / startFactor, "final_div_factor" to startFactor)
+
+        /** A shape that never decays below its peak: constant, or [planWarmup]'s ramp. */
+        private fun holdsAfterWarmup(shape: Map<*, *>?): Boolean {
+            val type = shape?.get("type")
+            if (type == "constant") return true
+            if (type != "onecycle" || shape["three_phase"] == true) return false
+            val div = (shape["div_factor"] as Number?)?.toDouble() ?: 25.0
+            val fin = (shape["final_div_factor"] as Number?)?.toDouble() ?: 1e4
+            return Math.abs(div * fin - 1.0) <= 1e-9
+        }
+
+        /**
          * The recommended set-up for [runtime] training a bundle whose manifest is [manifest] (its
          * JSON; null: any bundle) for [nominalSteps] steps from the bundle's [baseLr] (the LR of
          * the manifest's optimizer); see `mobile_lr.manager.recommended_setup`.
@@ -147,13 +172,20 @@ class RecommendedSetup(
             checkNumber(baseLr, "base_lr", lo = 0.0, loOpen = true)
             val averaging = averagingFor(runtime, manifest, options.averaging)
             val spec = linkedMapOf<String, Any?>("format" to "mobile-lr.schedule/1", "base_lr" to baseLr)
-            if (options.warmupSteps > 0) {
+            val ramp = averaging == "schedulefree" && options.sfWarmupFraction > 0.0
+            if (ramp && options.sfCooldownFraction > 0.0) throw ValidationError("options.sf_warmup_fraction",
+                "does not go with sf_cooldown_fraction (the warm-up follows the plan by re-planning, the cool-down by the budget mode wsd)",
+                "one of them 0")
+            if (options.warmupSteps > 0 && !ramp) {
                 spec["warmup"] = linkedMapOf<String, Any?>("steps" to options.warmupSteps, "start_factor" to options.warmupStartFactor,
                     "max_fraction" to options.warmupMaxFraction)
             }
             val decay = if (averaging == "ema") options.cooldownFraction else options.sfCooldownFraction
             if (averaging == "schedulefree") spec["base_lr"] = baseLr * options.sfLrFactor
-            if (decay > 0.0) {
+            if (ramp) {
+                spec["shape"] = planWarmup(options.sfWarmupFraction, options.sfWarmupStartFactor)
+                spec["budget"] = linkedMapOf<String, Any?>("mode" to "replan")
+            } else if (decay > 0.0) {
                 spec["shape"] = linkedMapOf<String, Any?>("type" to "linear", "start_factor" to 1.0, "end_factor" to 0.0)
                 spec["budget"] = linkedMapOf<String, Any?>("mode" to "wsd", "decay_fraction" to decay)
             } else {

@@ -11,7 +11,8 @@ floor or above the thermal limit); they differ in what the learning rate does:
 * ``manager`` — the battery-aware manager with the recommended set-up of
   :mod:`mobile_lr.manager` for the runtime and bundle
   (:func:`~mobile_lr.manager.recommended_setup`, bench/budget_quality): schedule-free
-  AdamW at ``sf_lr_factor`` × the bundle's base LR after a 2-step warm-up, held; on a
+  AdamW (averaging weight ``sf_r`` 1) at ``sf_lr_factor`` × the bundle's base LR after a
+  warm-up over 10 % of the plan in force, held; on a
   bundle schedule-free AdamW cannot run (SGD, LR dropout) the EMA flavour: warm-up, hold
   the peak (raised for a short first plan), cool down over the last 20 % of the budget in
   force (budget mode ``wsd``: a cut learnt from the battery moves the cool-down) and an EMA

@@ -148,9 +148,11 @@ def run_long(profile, truth, state, policy, spec, config, events, report_every, 
         slack = 0.0
         if not tell_ambient:
             # an ambient the phone cannot measure (the manager's estimate starts at the
-            # profile's): the dead-reckoned temperature drifts from the truth by up to the
-            # mismatch's RC response since the last report, beyond what the margin covers
-            mismatch = abs(dev.ambient_c - profile.ambient_c)
+            # profile's and moves with the reports): the dead-reckoned temperature drifts from
+            # the truth by up to the mismatch's RC response since the last report, beyond what
+            # the margin covers (an ambient event can move the truth away from the estimate)
+            mismatch = max(abs(dev.ambient_c - profile.ambient_c),
+                           abs(dev.ambient_c - mgr.belief.ambient.value))
             slack = max(0.0, mismatch * (1 - math.exp(-(after.time_s - reported_at)
                                                        / profile.tau_s))
                         - policy.thermal_margin_c)

@@ -109,17 +109,16 @@ def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return _conv_fn(kernel, _pair(stride, one_d), (0, 0), (1, 1), False, one_d)(x, weight, bias)
 
 
-def _conv_as_matmul(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
     """A dense or depthwise convolution in the fast form (module docstring); a module that runs
     functional convolutions through ``forward_with(conv)`` (the zoo's LoRA convolution) with the
     fast form's; None for anything else (kept)."""
-    forward_with = getattr(mod, "forward_with", None)
+    forward_with = getattr(conv, "forward_with", None)
     if callable(forward_with):
         return lambda x: forward_with(x, _pointwise)
-    if not isinstance(mod, (nn.Conv1d, nn.Conv2d)) or mod.padding_mode != "zeros" \
-            or isinstance(mod.padding, str):
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.padding_mode != "zeros" \
+            or isinstance(conv.padding, str):
         return None
-    conv = mod
     cin, cout, groups = conv.in_channels, conv.out_channels, conv.groups
     depthwise = groups > 1 and groups == cin == cout
     if groups != 1 and not depthwise:

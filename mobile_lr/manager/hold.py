@@ -145,8 +145,7 @@ def envelope(k: Limits, view: DeviceState, band: CostBand) -> Envelope | None:
     amb = view.ambient_c
     assert amb is not None   # the belief's view carries the estimated ambient
     return Envelope(view.time_s, view.level, view.temperature_c, amb, s0, charging, d, load,
-                    p.battery_j,
-                    amb + heat * p.thermal_resistance_k_per_w, p.tau_s)
+                    p.battery_j, amb + heat * p.thermal_resistance_k_per_w, p.tau_s)
 
 
 def certified_steps(k: Limits, view: DeviceState, band: CostBand, end_s: float) -> int:

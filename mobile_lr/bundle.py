@@ -474,6 +474,16 @@ class Manifest:
             raise ValidationError(f"backends.{name}", f"unsupported in this bundle: {info.reason}")
         return info
 
+    def max_train_batch(self, backend: str) -> int | None:
+        """The largest training batch ``backend``'s artifacts take (``None``: no limit).
+
+        ExecuTorch plans its buffers for ``max_batch`` at export and refuses larger batches; a
+        caller that picks its own batch (the simulator) caps it here instead of failing mid-run.
+        """
+        info = self.backends.get(backend)
+        value = None if info is None else info.options.get("max_batch")
+        return None if value is None else int(value)
+
     def lr_dropout_for(self, runtime: str) -> LrDropoutInfo | None:
         """The LR-dropout block (``None`` without one), if ``runtime`` can train it: a runtime not
         listed would train the bundle's optimizer *without* the mask, so it refuses the bundle."""

@@ -109,6 +109,22 @@ def test_calibrate_charges_the_step_measured_here(kws, scenario, tmp_path, capsy
     assert seconds == pytest.approx([cost["phone_step_s"]] * len(seconds), rel=1e-9)
 
 
+def test_an_executorch_bundle_with_a_smaller_batch_trains_at_its_largest(scenario, tmp_path, capsys):
+    """The simulator's batch (32) is capped at the program's ``max_batch``: a recipe exported at
+    batch 16 trains in ExecuTorch instead of having every step refused, and its step costs 16."""
+    bundle = tmp_path / "kws16"
+    assert main(["export", "ds-cnn", "--mode", "head", "--option", "width=0.25", "--option", "blocks=1",
+                 "--option", "batch_size=16", "--backend", "executorch", "--out", str(bundle)]) == 0
+    assert load_bundle(bundle).manifest.max_train_batch("executorch") == 16
+    doc = _simulate(bundle, scenario, tmp_path / "s", capsys, "--backend", "executorch")
+    cost = doc["step_cost"]
+    assert cost["batch_size"] == 16
+    model = load_bundle(bundle).manifest.model
+    assert cost["flops_per_step"] == round(model.flops_per_step * 16 / model.info["flops_batch"])
+    rows = _steps(tmp_path / "s")
+    assert len(rows) == doc["runs"][0]["steps"] == 12 and all(np.isfinite(float(r["loss"])) for r in rows)
+
+
 def test_a_bundle_of_another_recipe_still_costs_the_step_factor(mlp_sgd_bundle, scenario, tmp_path, capsys):
     doc = _simulate(mlp_sgd_bundle, scenario, tmp_path / "m", capsys)
     cost = doc["step_cost"]

@@ -130,7 +130,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from mobile_lr.report import format_table, write_report
     from mobile_lr.sim.scenario import load_scenario
     from mobile_lr.sim.setups import parse_setup_list
-    from mobile_lr.sim.simulate import BATCH_SIZE, bundle_schedule, calibrate, json_default, simulate
+    from mobile_lr.sim.simulate import bundle_schedule, calibrate, json_default, session_batch, simulate
     from mobile_lr.sim.workload import bundle_data, phone_step
 
     policies = parse_setup_list(args.compare)
@@ -139,7 +139,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     manifest = load_bundle(args.bundle, args.sha256).manifest  # a bad bundle: up front
     data = load_user_data(args.data, manifest.model.labels.classes) if args.data else bundle_data(manifest)
     options = runtime_options(args)
-    batch = min(BATCH_SIZE, len(data[0][1]))
+    batch = session_batch(manifest, args.backend, len(data[0][1]))
     step = phone_step(manifest, profile, scenario, batch_size=batch)  # a bad FLOP count: before the work
     out = out_dir(args.out or Path("runs") / f"{profile.name}-{scenario.name}")  # before the work
     calib = None

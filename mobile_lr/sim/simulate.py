@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr.bundle import load_bundle
+from mobile_lr.bundle import Manifest, load_bundle
 from mobile_lr.device import DeviceProfile, SimulatedDevice, load_profile
 from mobile_lr.manager import ScheduleManager
 from mobile_lr.runtime import open_runtime
@@ -35,7 +35,7 @@ from mobile_lr.sim.setups import make_setup
 from mobile_lr.sim.workload import PHONE_GFLOPS, Data, PhoneStep, bundle_data, phone_gflops, phone_step
 
 __all__ = ["BATCH_SIZE", "PHONE_GFLOPS", "Calibration", "PolicyRun", "bundle_schedule", "calibrate",
-           "json_default", "simulate", "write_steps_csv"]
+           "json_default", "session_batch", "simulate", "write_steps_csv"]
 
 @dataclass(frozen=True)
 class PolicyRun:
@@ -64,6 +64,14 @@ class Calibration:
 
 
 BATCH_SIZE = 32  # the simulated sessions' mini-batch (fewer when the user has fewer samples)
+
+
+def session_batch(manifest: Manifest, backend: str, samples: int, wanted: int = BATCH_SIZE) -> int:
+    """The simulated session's mini-batch: ``wanted``, at most the user's ``samples`` and at most
+    the largest batch ``backend``'s artifacts take (an ExecuTorch bundle from a recipe with a smaller
+    batch plans its buffers for that one)."""
+    cap = manifest.max_train_batch(backend)
+    return max(1, min(wanted, samples, wanted if cap is None else cap))
 
 
 def bundle_schedule(bundle_dir: str | Path) -> dict[str, Any]:
@@ -139,8 +147,9 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
     manifest = load_bundle(bundle_dir).manifest  # the manager's averaging depends on the optimizer
     if data is None:
         data = bundle_data(manifest)
+    batch_size = session_batch(manifest, backend, len(data[0][1]), batch_size)
     if step is None:
-        step = phone_step(manifest, prof, scen, batch_size=min(batch_size, len(data[0][1])))
+        step = phone_step(manifest, prof, scen, batch_size=batch_size)
     step_s = step.phone_step_s
     # The app knows its model's step cost (calibrated on the phone): the manager's profile
     # carries it, so the first plan is sized right; the observed steps refine it.

@@ -22,8 +22,9 @@ Per (model, mode, engine) the row has:
   steady step (its session or program, weights, state and activations). ``baseline_mb`` is the
   same figure for ``digits-mlp`` (9.6 k parameters): the engine's fixed cost;
 * ``min_mb``: parameters (float32) + gradients and AdamW's two moments of the trainable ones +
-  the activations a backward pass needs (outputs of every leaf module from the first one with
-  a trainable parameter on, and the input batch), from the PyTorch model;
+  the activations a backward pass needs (what each leaf module from the first one with a
+  trainable parameter on must keep for its backward, ``bench.memory.backward_keeps``, and the
+  input batch), from the PyTorch model;
 * ``bundle_bytes`` (the engine's files: ORT's four artifacts, ExecuTorch's ``model.pte``)
   against ``param_bytes``; ``export_s``: that backend's export.
 

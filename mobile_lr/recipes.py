@@ -143,10 +143,14 @@ class Recipe:
                 or self.example_input.dtype not in (torch.float32, torch.int64):
             raise ValidationError("recipe.example_input",
                                   "expected a float32 tensor (B, ...) or int64 token ids (B, ...)")
+        if self.example_input.shape[0] < 1:
+            raise ValidationError("recipe.example_input", "an empty batch", "at least one sample")
         if isinstance(self.loss, str) and self.loss not in LOSSES:
             raise ValidationError("recipe.loss", f"unknown value {self.loss!r}",
                                   ", ".join(LOSSES) + " or a CustomLoss")
         names = [n for n, _ in self.model.named_parameters()]
+        if not names:
+            raise ValidationError("recipe.model", f"{type(self.model).__name__} has no parameters to train")
         if not self.trainable:
             self.trainable = tuple(names)
         self.trainable = tuple(self.trainable)
@@ -160,6 +164,42 @@ class Recipe:
         if isinstance(self.optimizer, Mapping):
             self.optimizer = OptimizerSpec.from_dict(self.optimizer)
         self.labels = tuple(self.labels)
+
+    def check_output(self) -> None:
+        """Run the model once on ``example_input`` (eval mode, no gradient) and refuse, in one
+        line, what no engine could train: a forward that fails, an output that is not one
+        floating tensor of the batch (a tuple, or a Hugging Face ``ModelOutput``: return its
+        ``.logits``), non-finite values at the initial weights, or class logits that do not match
+        ``labels``. Cheaper and clearer than the same failure deep inside an exporter."""
+        model, x = self.model, self.example_input
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                out = model(x)
+        except Exception as err:
+            raise ValidationError("recipe.model", f"fails on example_input of shape {tuple(x.shape)}: "
+                                                  f"{_first_line(err)}") from None
+        finally:
+            model.train(was_training)
+        if not isinstance(out, torch.Tensor):
+            hint = "; return its .logits" if hasattr(out, "logits") else ""
+            raise ValidationError("recipe.model", f"forward returns {type(out).__name__}, not one "
+                                                  f"tensor{hint}", "a float tensor (B, ...)")
+        b = self.batch_size
+        if not out.is_floating_point() or out.dim() < 1 or out.shape[0] != b:
+            raise ValidationError("recipe.model", f"forward returns a {out.dtype} tensor of shape "
+                                                  f"{tuple(out.shape)}", f"a float tensor ({b}, ...)")
+        if not bool(torch.isfinite(out).all()):
+            raise ValidationError("recipe.model", "the output at example_input is not finite (NaN or inf): "
+                                                  "check the weights")
+        if self.loss == "cross_entropy":
+            if out.dim() != 2:
+                raise ValidationError("recipe.model", f"cross_entropy needs logits ({b}, classes), got shape "
+                                                      f"{tuple(out.shape)}")
+            if self.labels and len(self.labels) != out.shape[1]:
+                raise ValidationError("recipe.labels", f"{len(self.labels)} names for a model of "
+                                                       f"{out.shape[1]} classes", f"{out.shape[1]} names")
 
     # ------------------------------------------------------------------ derived facts
 
@@ -256,11 +296,19 @@ def _resolve(spec: str) -> Callable[..., Recipe]:
     except ImportError as err:
         raise ValidationError("recipe", f"cannot import {mod_name!r}: {err}",
                               "an importable package.module:function") from None
+    except Exception as err:   # the user's module fails while it is imported (a syntax error, ...)
+        raise ValidationError("recipe", f"importing {mod_name!r} failed: {_first_line(err)}") from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise ValidationError("recipe", f"{mod_name!r} has no function {func_name!r}",
                               "an importable package.module:function")
     return func
+
+
+def _first_line(err: BaseException) -> str:
+    """``Type: message``, the message's first line (what a user needs of their own code's error)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
 def _check_options(spec: str, func: Callable[..., Recipe], options: Mapping[str, Any]) -> None:
@@ -284,7 +332,12 @@ def load_recipe(spec: str, state_dict: Mapping[str, Any] | None = None, **option
     """
     func = _resolve(spec)
     _check_options(spec, func, options)
-    recipe = func(**options)
+    try:
+        recipe = func(**options)
+    except ValidationError:
+        raise
+    except Exception as err:   # the user's recipe function fails: one line naming it, not its traceback
+        raise ValidationError("recipe", f"{spec!r} failed: {_first_line(err)}") from None
     if not isinstance(recipe, Recipe):
         raise ValidationError("recipe", f"{spec!r} returned {type(recipe).__name__}, not a Recipe")
     if not recipe.entry:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+from typing import Any
 
 import onnx
 import pytest
@@ -278,3 +280,78 @@ def test_step_flops_follow_the_trainable_split_and_see_what_hooks_miss():
         forward, _ = count_step_flops(_Recurrent(cell), seq, ["head.weight", "head.bias"])
         assert forward == 2 * n * steps * gates * 8 * (3 + 8) + 2 * n * 8 * 2
         assert count_flops(_Recurrent(cell), seq) == forward
+
+
+class _Pair(nn.Module):
+    """Returns (logits, features): what many user models (and Hugging Face's with
+    ``return_dict=False``) do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fc(x), x
+
+
+class _Argmax(_Pair):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.fc(x).argmax(1)
+
+
+class _Output(_Pair):
+    """Returns an output object with ``.logits``, as Hugging Face's models do."""
+
+    def forward(self, x: torch.Tensor) -> Any:  # type: ignore[override]
+        return types.SimpleNamespace(logits=self.fc(x))
+
+
+def _nan_linear() -> nn.Module:
+    m = nn.Linear(4, 3)
+    with torch.no_grad():
+        m.weight[0, 0] = float("nan")
+    return m
+
+
+@pytest.mark.parametrize(("model", "x", "labels", "match"), [
+    (nn.Linear(4, 3), torch.zeros(8, 5), ("a", "b", "c"),
+     r"recipe\.model: fails on example_input of shape \(8, 5\): RuntimeError: mat1 and mat2"),
+    (_Pair(), torch.zeros(8, 4), ("a", "b", "c"), "recipe.model: forward returns tuple, not one tensor"),
+    (_Output(), torch.zeros(8, 4), ("a", "b", "c"),
+     r"forward returns SimpleNamespace, not one tensor; return its \.logits"),
+    (_Argmax(), torch.zeros(8, 4), ("a", "b", "c"), r"forward returns a torch\.int64 tensor of shape \(8,\)"),
+    (_nan_linear(), torch.zeros(8, 4), ("a", "b", "c"), "output at example_input is not finite"),
+    (nn.Linear(4, 3), torch.zeros(8, 4), ("a", "b"), "recipe.labels: 2 names for a model of 3 classes"),
+    (nn.Linear(4, 3), torch.zeros(8, 2, 4), (), r"cross_entropy needs logits \(8, classes\)"),
+])
+def test_a_model_no_engine_could_train_is_refused_in_one_line_before_any_work(tmp_path, model, x, labels,
+                                                                                match):
+    recipe = Recipe(name="user", model=model, example_input=x, loss="cross_entropy", labels=labels)
+    with pytest.raises(ValidationError, match=match):
+        export_bundle(recipe, tmp_path / "b")
+    assert not (tmp_path / "b").exists() and not list(tmp_path.iterdir())  # no staging left behind
+
+
+def test_recipes_that_cannot_be_built_get_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    """A user's recipe module or function that fails, an empty batch, a model without parameters:
+    the CLI names the recipe and the error's first line, never a traceback."""
+    (tmp_path / "user_recipes.py").write_text(
+        "import torch\nfrom torch import nn\nfrom mobile_lr.recipes import Recipe\n\n"
+        "def raises():\n    raise RuntimeError('a bug in the user code')\n\n"
+        "def empty():\n"
+        "    return Recipe(name='e', model=nn.Linear(4, 3), example_input=torch.zeros(0, 4))\n\n"
+        "def no_params():\n    return Recipe(name='n', model=nn.ReLU(), example_input=torch.zeros(8, 4), "
+        "loss='mse')\n")
+    (tmp_path / "broken_recipes.py").write_text("def f(:\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for spec, line in (
+            ("user_recipes:raises",
+             "recipe: 'user_recipes:raises' failed: RuntimeError: a bug in the user code"),
+            ("user_recipes:empty", "recipe.example_input: an empty batch; allowed: at least one sample"),
+            ("user_recipes:no_params", "recipe.model: ReLU has no parameters to train"),
+            ("broken_recipes:f", "recipe: importing 'broken_recipes' failed: SyntaxError: ")):
+        capsys.readouterr()
+        assert main(["export", spec, "--out", str(tmp_path / "out"), "--backend", "ort"]) == 2
+        err = capsys.readouterr().err
+        assert f"mobile-lr export: error: {line}" in err and "Traceback" not in err, err
+        assert not (tmp_path / "out").exists()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import re
 import sys
 from collections.abc import Sequence
@@ -90,8 +91,16 @@ def _describe(err: BaseException) -> tuple[str, str | None, dict[str, str]]:
     return str(err), getattr(err, "field", None), extra
 
 
+# Noise to a user, about code not theirs, each with an install path: torchao (which ExecuTorch and
+# transformers import) warns that its CUDA-only kernels do not load on a CPU build, and torch logs a
+# deprecation note each time torchao registers an Enum as a pytree constant
+_QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
     args = None
     try:
         args = build_parser().parse_args(argv)

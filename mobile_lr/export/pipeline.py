@@ -199,6 +199,7 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     out = Path(out_dir)
     check_replaceable(out, force)  # before the work: a file, a non-empty dir, or one that is not a bundle
     recipe.apply_trainable()
+    recipe.check_output()   # a model no engine could train: one line now, not a trace from an exporter
     staging = _stage_dir(out)
     try:
         say("exporting the inference model")

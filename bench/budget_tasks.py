@@ -16,6 +16,11 @@ it (nothing in the project was tuned on them):
 * ``new-family``: digits-mlp on users of a handwriting family the project never used:
   strokes thinned (grey erosion) or blurred, the digit shifted off-centre and its ink
   contrast lowered, per-sample jitter; seed ``s`` draws the family member ``4000 + s``.
+* ``activity`` (added in the third round, after every set-up choice: it only checks them): an
+  MLP (18-48-48-6) on activity-recognition features of generated 3-axis accelerometer windows
+  (six activities, each a gravity direction and a gait of its own frequency, amplitude and
+  harmonic); a user wears the phone turned by their own rotation, walks at their own cadence
+  and moves with their own vigour, drawn from the seed ``5000 + s``.
 
 ``sizes`` (``--width``) scale the zoo model; everything is deterministic given the seeds.
 """
@@ -32,7 +37,7 @@ import numpy as np
 
 from mobile_lr.datasets import USER_POOL, Split, load_digits_data, user_split
 
-__all__ = ["TASKS", "BenchTask", "Tabular", "new_family_split"]
+__all__ = ["TASKS", "Activity", "BenchTask", "Tabular", "new_family_split"]
 
 N_TRAIN = 200
 NEW_USER_BASE = 1000
@@ -168,6 +173,93 @@ def _tabular_recipe() -> Any:
     return load_recipe("bench.budget_tasks:tabular_mlp", state_dict=_tabular_state())
 
 
+# --------------------------------------------------------------------------- activity
+
+
+class Activity:
+    """Generated accelerometer windows (64 samples at 20 Hz, 3 axes) summarised as 18 features
+    (per axis: mean, standard deviation and the log energy of four frequency bands), 6 activities;
+    a user's phone is rotated, their cadence and vigour scaled."""
+
+    features = 18
+    classes = 6
+    rate_hz = 20.0
+    window = 64
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(91)
+        g = np.array([0.0, 0.0, 1.0]) + rng.normal(0.0, 0.35, (self.classes, 3))  # upright, tilted a little
+        self.gravity = 9.8 * g / np.linalg.norm(g, axis=1, keepdims=True)
+        self.freq = np.array([0.3, 1.8, 2.6, 1.5, 1.7, 1.2])  # Hz: still .. cycling
+        vigour = np.array([[0.1], [1], [2.5], [1.2], [1.4], [0.8]])
+        self.amp = rng.uniform(0.5, 3.0, (self.classes, 3)) * vigour
+        self.harmonic = rng.uniform(0.1, 0.6, self.classes)
+        x, _ = self._draw(np.random.default_rng([0, 9]), 600, np.eye(3), 1.0, 1.0)
+        self.mu, self.sd = x.mean(axis=0), x.std(axis=0) + 1e-6
+
+    def _draw(self, rng: np.random.Generator, n: int, rot: np.ndarray, cadence: float,
+              vigour: float) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.permutation(np.arange(n) % self.classes).astype(np.int64)
+        t = np.arange(self.window) / self.rate_hz
+        f = (self.freq[y] * cadence * rng.uniform(0.8, 1.2, n))[:, None, None]
+        phase = rng.uniform(0.0, 2 * math.pi, (n, 3, 1))
+        wave = (np.sin(2 * math.pi * f * t + phase)
+                + self.harmonic[y][:, None, None] * np.sin(4 * math.pi * f * t))
+        sig = self.gravity[y][:, :, None] + vigour * self.amp[y][:, :, None] * wave
+        sig = np.einsum("ij,njt->nit", rot, sig) + rng.normal(0.0, 2.5, (n, 3, self.window))
+        spec = np.abs(np.fft.rfft(sig - sig.mean(axis=2, keepdims=True), axis=2)) ** 2
+        bands = [spec[:, :, a:b].sum(axis=2) for a, b in ((1, 4), (4, 8), (8, 14), (14, 33))]
+        x = np.concatenate([sig.mean(axis=2), sig.std(axis=2)] + [np.log1p(b) for b in bands], axis=1)
+        if hasattr(self, "mu"):
+            x = (x - self.mu) / self.sd
+        return x.astype(np.float32), y
+
+    def population(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._draw(np.random.default_rng([0, 10]), 1200, np.eye(3), 1.0, 1.0)
+
+    def user(self, seed: int, n_train: int = N_TRAIN) -> tuple[Split, Split]:
+        rng = np.random.default_rng([seed, 11])
+        axis = rng.normal(0.0, 1.0, 3)
+        axis /= np.linalg.norm(axis)
+        a = rng.uniform(0.3, 0.8)  # radians: how the phone sits in the user's pocket
+        k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+        rot = np.eye(3) + math.sin(a) * k + (1 - math.cos(a)) * k @ k
+        cadence, vigour = float(rng.uniform(0.8, 1.25)), float(rng.uniform(0.7, 1.4))
+        x, y = self._draw(rng, n_train + 300, rot, cadence, vigour)
+        return Split(x[:n_train], y[:n_train]), Split(x[n_train:], y[n_train:])
+
+
+def activity_mlp(seed: int = 0, batch_size: int = 32) -> Any:
+    """MLP 18-48-48-6 on :class:`Activity`, every parameter trainable, AdamW (weight decay 0.01)."""
+    import torch
+    from torch import nn
+
+    from mobile_lr.recipes import OptimizerSpec, Recipe
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Linear(18, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 6))
+    return Recipe(name="activity-mlp", model=model, example_input=torch.zeros(batch_size, 18),
+                  loss="cross_entropy", optimizer=OptimizerSpec("adamw", weight_decay=0.01),
+                  labels=("still", "walk", "run", "stairs-up", "stairs-down", "cycle"),
+                  entry="bench.budget_tasks:activity_mlp", pretrain_data=Activity().population)
+
+
+@lru_cache(maxsize=1)
+def _activity_state() -> dict[str, np.ndarray]:
+    from mobile_lr.recipes import pretrain
+
+    recipe = activity_mlp()
+    pretrain(recipe, epochs=10, seed=0)
+    return {k: v.detach().numpy().copy() for k, v in recipe.model.state_dict().items()}
+
+
+def _activity_recipe() -> Any:
+    from mobile_lr.recipes import load_recipe
+
+    return load_recipe("bench.budget_tasks:activity_mlp", state_dict=_activity_state())
+
+
 # --------------------------------------------------------------------------- ds-cnn
 
 DSCNN_OPTIONS: dict[str, Any] = {"width": 0.25, "mode": "last-k", "k": 1}
@@ -205,4 +297,6 @@ TASKS: dict[str, BenchTask] = {t.name: t for t in (
               _tabular_recipe, lambda s: Tabular().user(3000 + s)),
     BenchTask("new-family", "held-out", "digits-mlp, a new handwriting family, user 4000 + s",
               _digits_recipe, lambda s: new_family_split(4000 + s)),
+    BenchTask("activity", "held-out", "MLP 18-48-48-6 on generated accelerometer windows, user 5000 + s",
+              _activity_recipe, lambda s: Activity().user(5000 + s)),
 )}

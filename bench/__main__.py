@@ -13,7 +13,7 @@ import sys
 import time
 
 # In order: the quick ones first, the long kill/fuzz run last.
-BENCHES = ("speed", "budgets", "memory", "zoo", "budget_quality", "fleet_train", "faults")
+BENCHES = ("speed", "budgets", "memory", "zoo", "budget_quality", "budget_ceiling", "fleet_train", "faults")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,7 +6,7 @@ the last full run. A battery-aware manager is only worth having if, when the pho
 ends a fine-tune early, the model is at least as good as what the budget-unaware peers give.
 
 Cells: a task (:mod:`bench.budget_tasks`: the tuning tasks ``digits`` and ``new-users``,
-the held-out ``ds-cnn``, ``tabular`` and ``new-family``) on an engine (``torch``: PyTorch
+the held-out ``ds-cnn``, ``tabular``, ``new-family`` and ``activity``) on an engine (``torch``: PyTorch
 eager; ``ort``: ONNX Runtime Training; ``executorch``); every method of a cell trains in
 that engine, from the task's pre-trained weights, on the same user and batches per seed
 (batch 32, reshuffled each epoch; a seed changes the batch order and, except on
@@ -72,7 +72,7 @@ BATCH = 32
 PROFILE = "mid-range"
 CHARGER_W = 5.0
 ENGINES = ("torch", "ort", "executorch")
-DEFAULT_TASKS = ("tabular", "new-family", "ds-cnn", "new-users", "digits")
+DEFAULT_TASKS = ("tabular", "new-family", "ds-cnn", "activity", "new-users", "digits")
 #: (task, engine) cells the default run skips: ExecuTorch's portable convolution kernels take
 #: ~0.1 s per DS-CNN step here (measured), 30x ORT's: 10 seeds x 5 LRs would take hours.
 SKIP_CELLS = frozenset({("ds-cnn", "executorch")})
@@ -235,6 +235,8 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  "sf-w2 with the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
     ManagerSetup("sf-w2-r2", _sched(_CONST, warmup=_WARMUP2), {}, {**_SF, "sf_r": 2.0},
                  "sf-w2 with the averaging weight (k + 1)^2 x lr_max^2 (sf_r 2)"),
+    ManagerSetup("sf-r1-nowarm", _sched(_CONST, warmup=None), {}, {**_SF, "sf_r": 1.0},
+                 "schedule-free, no warm-up, the LR held, the averaging weight (k + 1) x lr_max^2 (sf_r 1)"),
     # a plan-following warm-up: OneCycleLR's linear first phase over a share of the plan in force
     # (replan: a re-plan re-times it; a cut revealed mid-warm-up ends it), then the peak held
     # (final LR = initial / final_div_factor = the peak)

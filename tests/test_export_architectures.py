@@ -8,7 +8,9 @@ Three small models cover them (small widths: what is tested is the ops, not the 
   are frozen, the last block, the adapter and its bias train;
 * ``text``: token ids (int64) into an ``nn.Embedding`` and an ``nn.TransformerEncoder``
   (LayerNorm, multi-head attention, dropout), mean-pooled into a linear head;
-* ``sensor``: a GRU and an LSTM over accelerometer-like windows.
+* ``sensor``: a GRU and an LSTM over accelerometer-like windows;
+* ``activations``: an MLP through SiLU, Mish, ELU, SELU, CELU and Softplus, which one engine
+  or the other cannot differentiate as they are (the training form writes them out).
 
 For each model and each engine (ONNX Runtime Training, ExecuTorch, PyTorch eager): the
 export proves both engines ("ok" only after the exporter opened, evaluated and stepped
@@ -111,6 +113,20 @@ class SensorRNN(nn.Module):
         return self.head(h[:, -1])
 
 
+class ActivationMLP(nn.Module):
+    ACTS = (nn.SiLU(), nn.Mish(), nn.ELU(0.5), nn.SELU(), nn.CELU(0.7), nn.Softplus(2.0, 3.0))
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Linear(5, 8)]
+        for act in self.ACTS:
+            layers += [act, nn.Linear(8, 8)]
+        self.net = nn.Sequential(*layers, nn.Linear(8, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
 def _seeded(make, seed: int = 0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -144,7 +160,12 @@ def sensor_recipe() -> Recipe:
     return Recipe("tiny-sensor", _seeded(SensorRNN), _example((6, 3, 3)), optimizer=OptimizerSpec("sgd"))
 
 
-RECIPES = {"image": image_recipe, "text": text_recipe, "sensor": sensor_recipe}
+def activations_recipe() -> Recipe:
+    return Recipe("tiny-activations", _seeded(ActivationMLP), _example((6, 5)) * 3.0)
+
+
+RECIPES = {"image": image_recipe, "text": text_recipe, "sensor": sensor_recipe,
+           "activations": activations_recipe}
 
 
 @pytest.fixture(scope="session", params=sorted(RECIPES))
@@ -231,3 +252,26 @@ def test_dropout_is_on_in_training_and_off_in_evaluation(tmp_path):
         np.testing.assert_allclose(rt.predict(x), eager_out.numpy(), rtol=1e-5, atol=1e-6)
         train_losses = {rt.step(x, y, 0.0) for _ in range(4)}  # lr 0: the weights stay, the masks change
         assert len(train_losses) >= 2 and max(abs(t - eager) for t in train_losses) > 1e-3, kind
+
+
+def test_the_written_out_activations_are_torchs_in_value_and_gradient():
+    """Far into both tails (where a naive ``exp`` overflows), at 0 (where ``relu``'s slope is a
+    convention) and around Softplus's threshold: value and gradient as torch's own."""
+    from mobile_lr.export.forms import _elementary_activation
+
+    x = torch.cat([torch.randn(2000, dtype=torch.float64) * 5,
+                   torch.tensor([-200.0, -30.0, -1e-6, 0.0, 1e-6, 1.49, 1.51, 30.0, 200.0],
+                                dtype=torch.float64)])
+    for act in (*ActivationMLP.ACTS, nn.ELU(), nn.CELU(), nn.Softplus()):
+        ours = _elementary_activation(act)
+        assert ours is not None, act
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        a, b = act(xa), ours(xb)
+        a.sum().backward()
+        b.sum().backward()
+        assert torch.allclose(b, a, rtol=1e-9, atol=1e-12), act
+        # torch's CELU rounds its input scale 1/alpha to float32 (1/0.7: 2.4e-8 off), which far
+        # in the tail (exp(x/alpha) at x = -200) moves its own gradient by 5e-6 relative
+        rtol = 1e-5 if isinstance(act, nn.CELU) and act.alpha != 1.0 else 1e-9
+        assert torch.allclose(xb.grad, xa.grad, rtol=rtol, atol=1e-12), act
+    assert _elementary_activation(nn.ReLU()) is None and _elementary_activation(nn.GELU()) is None

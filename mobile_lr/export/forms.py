@@ -29,6 +29,16 @@ ONNX Runtime 1.19.2's ``AveragePoolGrad`` dies of SIGFPE on the CPU, while both 
 convolution. A global average (output 1x1) stays a mean, which both differentiate. Pooling
 called as a function inside ``forward`` is not rewritten.
 
+Activations one engine cannot differentiate are written out in ops both do (``relu``, ``exp``,
+``log``, ``sigmoid``, ``tanh``, ``mul``, ``add``) in the training graphs: ``nn.SiLU`` as
+``x * sigmoid(x)`` and ``nn.Mish`` (ExecuTorch 1.4.1's joint graph of their fused backward needs
+``aten::empty_permuted``, which it has no kernel for, once the batch is dynamic); ``nn.ELU``,
+``nn.SELU``, ``nn.CELU`` and ``nn.Softplus`` (ONNX Runtime 1.19.2 registers no gradient for them).
+The forms never overflow where the framework's do not: ``exp`` only ever sees ``min(x, 0)``
+(``x - relu(x)``), and softplus is ``relu(z) + log1p(exp(-|z|))`` (``x`` itself past
+``threshold``, as torch's). Called as functions inside ``forward`` they
+are not rewritten.
+
 Dropout stays a dropout in the training graphs and disappears from the evaluation ones;
 ExecuTorch's program therefore has a second method, exported in eval mode
 (:mod:`mobile_lr.export.executorch_program`).
@@ -124,7 +134,7 @@ def training_form(model: nn.Module, batchnorm: str = "frozen") -> Iterator[None]
     """The model as a training graph captures it: train mode (dropout on), batch norm frozen
     unless ``batchnorm="train"`` (then it normalizes with the batch and updates its statistics)."""
     check_batchnorm_mode(batchnorm)
-    with model_mode(model, True), _plain_attention(), patched_modules(model, _pool_as_conv):
+    with model_mode(model, True), _plain_attention(), patched_modules(model, _training_rewrite):
         if batchnorm == "train":
             yield
         else:
@@ -170,6 +180,39 @@ def _pool_as_conv(pool: nn.Module):  # -> Callable[[Tensor], Tensor] | None
         return f.conv2d(x, weight, stride=st, padding=pad, groups=channels)
 
     return forward
+
+
+def _negative_part(x: torch.Tensor) -> torch.Tensor:
+    """``min(x, 0)`` as ``x - relu(x)``: what ``exp`` may see without overflowing anywhere, with
+    slope 1 at 0 (so ELU's gradient there is ``alpha``, as torch's)."""
+    return x - torch.relu(x)
+
+
+def _softplus(z: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(z))`` without overflow: ``relu(z) + log1p(exp(-|z|))`` (slope 1/2 at 0)."""
+    r = torch.relu(z)
+    return r + torch.log1p(torch.exp(z - 2.0 * r))
+
+
+def _elementary_activation(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+    """The activation written in ops every engine differentiates (see the module doc), or None."""
+    if isinstance(mod, nn.SiLU):
+        return lambda x: x * torch.sigmoid(x)
+    if isinstance(mod, nn.Mish):
+        return lambda x: x * torch.tanh(_softplus(x))
+    if isinstance(mod, nn.Softplus):   # torch's: x itself past the threshold
+        beta, threshold = float(mod.beta), float(mod.threshold)
+        return lambda x: torch.where(beta * x > threshold, x, _softplus(beta * x) / beta)
+    if isinstance(mod, nn.CELU | nn.ELU | nn.SELU):
+        alpha = 1.6732632423543772 if isinstance(mod, nn.SELU) else float(mod.alpha)
+        scale = 1.0507009873554805 if isinstance(mod, nn.SELU) else 1.0
+        inner = 1.0 / alpha if isinstance(mod, nn.CELU) else 1.0
+        return lambda x: scale * (torch.relu(x) + alpha * (torch.exp(inner * _negative_part(x)) - 1.0))
+    return None
+
+
+def _training_rewrite(mod: nn.Module):  # -> Callable | None
+    return _pool_as_conv(mod) or _elementary_activation(mod)
 
 
 def _gru_cell(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,

@@ -9,7 +9,7 @@ Three small models cover them (small widths: what is tested is the ops, not the 
 * ``text``: token ids (int64) into an ``nn.Embedding`` and an ``nn.TransformerEncoder``
   (LayerNorm, multi-head attention, dropout), mean-pooled into a linear head;
 * ``sensor``: a GRU and an LSTM over accelerometer-like windows;
-* ``activations``: an MLP through SiLU, Mish, ELU, SELU, CELU and Softplus, which one engine
+* ``activations``: an MLP through SiLU, Mish, ELU, SELU, CELU, Softplus, PReLU and GroupNorm, which one engine
   or the other cannot differentiate as they are (the training form writes them out).
 
 For each model and each engine (ONNX Runtime Training, ExecuTorch, PyTorch eager): the
@@ -113,13 +113,16 @@ class SensorRNN(nn.Module):
         return self.head(h[:, -1])
 
 
-class ActivationMLP(nn.Module):
-    ACTS = (nn.SiLU(), nn.Mish(), nn.ELU(0.5), nn.SELU(), nn.CELU(0.7), nn.Softplus(2.0, 3.0))
+def _written_out_modules() -> tuple[nn.Module, ...]:
+    return (nn.SiLU(), nn.Mish(), nn.ELU(0.5), nn.SELU(), nn.CELU(0.7), nn.Softplus(2.0, 3.0), nn.PReLU(8),
+            nn.GroupNorm(2, 8))
 
+
+class ActivationMLP(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         layers: list[nn.Module] = [nn.Linear(5, 8)]
-        for act in self.ACTS:
+        for act in _written_out_modules():
             layers += [act, nn.Linear(8, 8)]
         self.net = nn.Sequential(*layers, nn.Linear(8, 3))
 
@@ -257,21 +260,25 @@ def test_dropout_is_on_in_training_and_off_in_evaluation(tmp_path):
 def test_the_written_out_activations_are_torchs_in_value_and_gradient():
     """Far into both tails (where a naive ``exp`` overflows), at 0 (where ``relu``'s slope is a
     convention) and around Softplus's threshold: value and gradient as torch's own."""
-    from mobile_lr.export.forms import _elementary_activation
+    from mobile_lr.export.forms import _written_out
 
-    x = torch.cat([torch.randn(2000, dtype=torch.float64) * 5,
+    x = torch.cat([torch.randn(2007, dtype=torch.float64) * 5,
                    torch.tensor([-200.0, -30.0, -1e-6, 0.0, 1e-6, 1.49, 1.51, 30.0, 200.0],
                                 dtype=torch.float64)])
-    for act in (*ActivationMLP.ACTS, nn.ELU(), nn.CELU(), nn.Softplus()):
-        ours = _elementary_activation(act)
+    x = x.reshape(-1, 8)   # (N, C) for PReLU's and GroupNorm's channels
+    for act in (*_written_out_modules(), nn.ELU(), nn.CELU(), nn.Softplus(), nn.PReLU(), nn.GroupNorm(4, 8)):
+        act = act.double()
+        for p in act.parameters():   # away from the initial 1 / 0.25 / 0
+            p.data.uniform_(-1.0, 1.0)
+        ours = _written_out(act)
         assert ours is not None, act
         xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
         a, b = act(xa), ours(xb)
-        a.sum().backward()
-        b.sum().backward()
+        (a * a.detach()).sum().backward()   # a gradient that differs per element
+        (b * b.detach()).sum().backward()
         assert torch.allclose(b, a, rtol=1e-9, atol=1e-12), act
         # torch's CELU rounds its input scale 1/alpha to float32 (1/0.7: 2.4e-8 off), which far
         # in the tail (exp(x/alpha) at x = -200) moves its own gradient by 5e-6 relative
         rtol = 1e-5 if isinstance(act, nn.CELU) and act.alpha != 1.0 else 1e-9
         assert torch.allclose(xb.grad, xa.grad, rtol=rtol, atol=1e-12), act
-    assert _elementary_activation(nn.ReLU()) is None and _elementary_activation(nn.GELU()) is None
+    assert _written_out(nn.ReLU()) is None and _written_out(nn.GELU()) is None

@@ -33,7 +33,9 @@ Activations one engine cannot differentiate are written out in ops both do (``re
 ``log``, ``sigmoid``, ``tanh``, ``mul``, ``add``) in the training graphs: ``nn.SiLU`` as
 ``x * sigmoid(x)`` and ``nn.Mish`` (ExecuTorch 1.4.1's joint graph of their fused backward needs
 ``aten::empty_permuted``, which it has no kernel for, once the batch is dynamic); ``nn.ELU``,
-``nn.SELU``, ``nn.CELU`` and ``nn.Softplus`` (ONNX Runtime 1.19.2 registers no gradient for them).
+``nn.SELU``, ``nn.CELU``, ``nn.Softplus``, ``nn.PReLU`` (ONNX Runtime 1.19.2 registers no gradient
+for them) and ``nn.GroupNorm`` (exported through InstanceNormalization, which it cannot
+differentiate either).
 The forms never overflow where the framework's do not: ``exp`` only ever sees ``min(x, 0)``
 (``x - relu(x)``), and softplus is ``relu(z) + log1p(exp(-|z|))`` (``x`` itself past
 ``threshold``, as torch's). Called as functions inside ``forward`` they
@@ -194,8 +196,8 @@ def _softplus(z: torch.Tensor) -> torch.Tensor:
     return r + torch.log1p(torch.exp(z - 2.0 * r))
 
 
-def _elementary_activation(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """The activation written in ops every engine differentiates (see the module doc), or None."""
+def _written_out(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
+    """The module written in ops every engine differentiates (see the module doc), or None."""
     if isinstance(mod, nn.SiLU):
         return lambda x: x * torch.sigmoid(x)
     if isinstance(mod, nn.Mish):
@@ -203,6 +205,14 @@ def _elementary_activation(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | N
     if isinstance(mod, nn.Softplus):   # torch's: x itself past the threshold
         beta, threshold = float(mod.beta), float(mod.threshold)
         return lambda x: torch.where(beta * x > threshold, x, _softplus(beta * x) / beta)
+    if isinstance(mod, nn.PReLU):   # its weight (one, or one per channel on axis 1) still trains
+        def prelu(x: torch.Tensor) -> torch.Tensor:
+            w = mod.weight if mod.weight.numel() == 1 else mod.weight.reshape(1, -1, *([1] * (x.dim() - 2)))
+            return torch.relu(x) + w * _negative_part(x)
+
+        return prelu
+    if isinstance(mod, nn.GroupNorm):
+        return _group_norm(mod)
     if isinstance(mod, nn.CELU | nn.ELU | nn.SELU):
         alpha = 1.6732632423543772 if isinstance(mod, nn.SELU) else float(mod.alpha)
         scale = 1.0507009873554805 if isinstance(mod, nn.SELU) else 1.0
@@ -211,8 +221,26 @@ def _elementary_activation(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | N
     return None
 
 
+def _group_norm(mod: nn.GroupNorm):  # -> Callable[[Tensor], Tensor]
+    """GroupNorm as its mean and biased variance over each group (ONNX exports it through
+    InstanceNormalization, which ORT cannot differentiate)."""
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        g = x.reshape(shape[0], mod.num_groups, -1)
+        mean = g.mean(-1, keepdim=True)
+        centred = g - mean
+        var = (centred * centred).mean(-1, keepdim=True)
+        y = (centred / torch.sqrt(var + mod.eps)).reshape(shape)
+        if mod.affine:
+            view = (1, -1, *([1] * (x.dim() - 2)))
+            y = y * mod.weight.reshape(view) + mod.bias.reshape(view)
+        return y
+
+    return forward
+
+
 def _training_rewrite(mod: nn.Module):  # -> Callable | None
-    return _pool_as_conv(mod) or _elementary_activation(mod)
+    return _pool_as_conv(mod) or _written_out(mod)
 
 
 def _gru_cell(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,

@@ -112,8 +112,8 @@ def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
     """Capture what native code writes to stderr (ORT's gradient builder logs every graph pass at INFO).
 
     Both routes are captured: fd 2 (ORT) and Python's ``sys.stderr`` (ExecuTorch's pybindings
-    forward their C++ log there). On an exception the captured tail is replayed to stderr (unless
-    ``replay_on_error`` is false) so that no error is lost.
+    forward their C++ log there). On an exception the captured tail, without ORT's INFO lines, is
+    replayed to stderr (unless ``replay_on_error`` is false) so that no error is lost.
     """
     sys.stderr.flush()
     saved = os.dup(2)
@@ -133,8 +133,12 @@ def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
             os.close(saved)
             sink.seek(0)
             log.text = sink.read().decode("utf-8", "replace") + python_side.getvalue()
-            if failed and replay_on_error and log.text.strip():
-                print(log.text[-4000:], file=sys.stderr)
+            # ORT's INFO lines (each graph pass: "[I:onnxruntime:...]") are not the error: only
+            # the rest is replayed
+            kept = "\n".join(line for line in log.text.splitlines()
+                              if "[I:onnxruntime:" not in line and line.strip())
+            if failed and replay_on_error and kept:
+                print(kept[-4000:], file=sys.stderr)
 
 
 def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,

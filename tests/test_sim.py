@@ -282,3 +282,31 @@ def test_lr_find_warns_when_the_suggestion_sits_at_the_edge_of_an_undiverged_swe
     assert main(["lr-find", "--bundle", str(untrained_bundle), "--end-factor", "100000", "--json"]) == 0
     wide = json.loads(capsys.readouterr().out)
     assert wide["diverged"] is True and not any("never diverged" in w for w in wide["warnings"])
+
+
+def test_an_own_models_bundle_needs_its_data_and_trains_on_it(tmp_path, capsys):
+    """The digits user fits the digits recipes only: an own model's bundle without ``--data`` gets
+    one line naming the flag (not the runtime's shape error for data the user never gave), and
+    with ``--data`` it trains."""
+    import torch
+    from torch import nn
+
+    from mobile_lr.export import export_bundle
+    from mobile_lr.recipes import Recipe
+
+    torch.manual_seed(0)
+    bundle = tmp_path / "own"
+    export_bundle(Recipe("own", nn.Sequential(nn.Linear(5, 8), nn.SiLU(), nn.Linear(8, 3)), torch.randn(8, 5),
+                         labels=("a", "b", "c")), bundle, backends=("ort",))
+    assert main(["simulate", "--bundle", str(bundle), "--profile", "mid-range", "--scenario", "hot-day"]) == 2
+    assert ("mobile-lr simulate: error: data: the bundle's model 'own' has no built-in user data (the digits "
+            "recipes and the zoo have); allowed: --data FILE.npz") in capsys.readouterr().err
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    data = tmp_path / "own.npz"
+    np.savez(data, x_train=x[:80], y_train=y[:80], x_test=x[80:], y_test=y[80:])
+    assert main(["simulate", "--bundle", str(bundle), "--profile", "mid-range", "--scenario", "hot-day",
+                 "--data", str(data), "--compare", "manager", "--json", "--out", str(tmp_path / "r")]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["steps"] > 0 and 0.0 <= run["accuracy"] <= 1.0

@@ -21,6 +21,7 @@ own task's user data (:func:`bundle_data`), not on the digits demo user.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,6 +135,14 @@ def bundle_data(manifest: Manifest, n_train: int = 200) -> Data:
 
     zoo = zoo_model(manifest)
     if zoo is None:
+        model = manifest.model
+        features = math.prod(model.input.shape[1:])
+        if model.input.dtype != "float32" or features != 64 or model.labels.classes != 10:
+            # (the digits user would be refused by the runtime with a shape error the caller
+            # never asked for)
+            raise ValidationError("data", f"the bundle's model {model.recipe!r} has no built-in user data "
+                                          "(the digits recipes and the zoo have)",
+                                  "--data FILE.npz with x_train, y_train, x_test, y_test")
         train, test = user_split(n_train=n_train)
     else:
         from mobile_lr.zoo.catalog import task_for

@@ -142,8 +142,9 @@ class Tabular:
         return Split(x[:n_train], y[:n_train]), Split(x[n_train:], y[n_train:])
 
 
-def tabular_mlp(seed: int = 0, batch_size: int = 32) -> Any:
-    """MLP 16-64-64-5 on :class:`Tabular`, every parameter trainable, AdamW (weight decay 0.01)."""
+def _mlp_recipe(name: str, features: int, hidden: int, labels: tuple[str, ...], population: Any,
+                seed: int, batch_size: int) -> Any:
+    """MLP features-hidden-hidden-classes, every parameter trainable, AdamW (weight decay 0.01)."""
     import torch
     from torch import nn
 
@@ -151,26 +152,37 @@ def tabular_mlp(seed: int = 0, batch_size: int = 32) -> Any:
 
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 5))
-    return Recipe(name="tabular-mlp", model=model, example_input=torch.zeros(batch_size, 16),
+        model = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                              nn.Linear(hidden, len(labels)))
+    return Recipe(name=f"{name}-mlp", model=model, example_input=torch.zeros(batch_size, features),
                   loss="cross_entropy", optimizer=OptimizerSpec("adamw", weight_decay=0.01),
-                  labels=tuple(f"class-{i}" for i in range(5)), entry="bench.budget_tasks:tabular_mlp",
-                  pretrain_data=Tabular().population)
+                  labels=labels, entry=f"bench.budget_tasks:{name}_mlp", pretrain_data=population)
 
 
-@lru_cache(maxsize=1)
-def _tabular_state() -> dict[str, np.ndarray]:
-    from mobile_lr.recipes import pretrain
+def tabular_mlp(seed: int = 0, batch_size: int = 32) -> Any:
+    """MLP 16-64-64-5 on :class:`Tabular`, every parameter trainable, AdamW (weight decay 0.01)."""
+    return _mlp_recipe("tabular", 16, 64, tuple(f"class-{i}" for i in range(5)), Tabular().population,
+                       seed, batch_size)
 
-    recipe = tabular_mlp()
+
+@lru_cache(maxsize=4)
+def _pretrained_state(entry: str) -> dict[str, np.ndarray]:
+    """The recipe at ``entry`` pre-trained on its population (10 epochs, seed 0), once per run."""
+    from mobile_lr.recipes import load_recipe, pretrain
+
+    recipe = load_recipe(entry)
     pretrain(recipe, epochs=10, seed=0)
     return {k: v.detach().numpy().copy() for k, v in recipe.model.state_dict().items()}
 
 
-def _tabular_recipe() -> Any:
+def _pretrained(entry: str) -> Any:
     from mobile_lr.recipes import load_recipe
 
-    return load_recipe("bench.budget_tasks:tabular_mlp", state_dict=_tabular_state())
+    return load_recipe(entry, state_dict=_pretrained_state(entry))
+
+
+def _tabular_recipe() -> Any:
+    return _pretrained("bench.budget_tasks:tabular_mlp")
 
 
 # --------------------------------------------------------------------------- activity
@@ -231,33 +243,12 @@ class Activity:
 
 def activity_mlp(seed: int = 0, batch_size: int = 32) -> Any:
     """MLP 18-48-48-6 on :class:`Activity`, every parameter trainable, AdamW (weight decay 0.01)."""
-    import torch
-    from torch import nn
-
-    from mobile_lr.recipes import OptimizerSpec, Recipe
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = nn.Sequential(nn.Linear(18, 48), nn.ReLU(), nn.Linear(48, 48), nn.ReLU(), nn.Linear(48, 6))
-    return Recipe(name="activity-mlp", model=model, example_input=torch.zeros(batch_size, 18),
-                  loss="cross_entropy", optimizer=OptimizerSpec("adamw", weight_decay=0.01),
-                  labels=("still", "walk", "run", "stairs-up", "stairs-down", "cycle"),
-                  entry="bench.budget_tasks:activity_mlp", pretrain_data=Activity().population)
-
-
-@lru_cache(maxsize=1)
-def _activity_state() -> dict[str, np.ndarray]:
-    from mobile_lr.recipes import pretrain
-
-    recipe = activity_mlp()
-    pretrain(recipe, epochs=10, seed=0)
-    return {k: v.detach().numpy().copy() for k, v in recipe.model.state_dict().items()}
+    return _mlp_recipe("activity", 18, 48, ("still", "walk", "run", "stairs-up", "stairs-down", "cycle"),
+                       Activity().population, seed, batch_size)
 
 
 def _activity_recipe() -> Any:
-    from mobile_lr.recipes import load_recipe
-
-    return load_recipe("bench.budget_tasks:activity_mlp", state_dict=_activity_state())
+    return _pretrained("bench.budget_tasks:activity_mlp")
 
 
 # --------------------------------------------------------------------------- ds-cnn

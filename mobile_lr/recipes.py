@@ -172,7 +172,7 @@ class Recipe:
         ``.logits``), non-finite values at the initial weights, or class logits that do not match
         ``labels``. Cheaper and clearer than the same failure deep inside an exporter."""
         model, x = self.model, self.example_input
-        was_training = model.training
+        modes = [(mod, mod.training) for mod in model.modules()]   # each module's own flag, restored
         model.eval()
         try:
             with torch.no_grad():
@@ -181,7 +181,8 @@ class Recipe:
             raise ValidationError("recipe.model", f"fails on example_input of shape {tuple(x.shape)}: "
                                                   f"{_first_line(err)}") from None
         finally:
-            model.train(was_training)
+            for mod, flag in modes:
+                mod.training = flag
         if not isinstance(out, torch.Tensor):
             hint = "; return its .logits" if hasattr(out, "logits") else ""
             raise ValidationError("recipe.model", f"forward returns {type(out).__name__}, not one "

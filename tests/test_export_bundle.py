@@ -355,3 +355,11 @@ def test_recipes_that_cannot_be_built_get_one_line_and_exit_2(tmp_path, capsys, 
         err = capsys.readouterr().err
         assert f"mobile-lr export: error: {line}" in err and "Traceback" not in err, err
         assert not (tmp_path / "out").exists()
+
+
+def test_the_output_check_leaves_every_modules_own_mode():
+    model = nn.Sequential(nn.Linear(4, 3), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()   # a user's mixed modes (e.g. a frozen trunk kept in eval)
+    Recipe(name="modes", model=model, example_input=torch.zeros(8, 4), labels=("a", "b", "c")).check_output()
+    assert model.training and model[0].training and not model[1].training

@@ -26,11 +26,12 @@ pre-trains on the general population, then exports).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -171,18 +172,13 @@ class Recipe:
         floating tensor of the batch (a tuple, or a Hugging Face ``ModelOutput``: return its
         ``.logits``), non-finite values at the initial weights, or class logits that do not match
         ``labels``. Cheaper and clearer than the same failure deep inside an exporter."""
-        model, x = self.model, self.example_input
-        modes = [(mod, mod.training) for mod in model.modules()]   # each module's own flag, restored
-        model.eval()
+        x = self.example_input
         try:
-            with torch.no_grad():
-                out = model(x)
+            with model_mode(self.model, False), torch.no_grad():
+                out = self.model(x)
         except Exception as err:
             raise ValidationError("recipe.model", f"fails on example_input of shape {tuple(x.shape)}: "
                                                   f"{_first_line(err)}") from None
-        finally:
-            for mod, flag in modes:
-                mod.training = flag
         if not isinstance(out, torch.Tensor):
             hint = "; return its .logits" if hasattr(out, "logits") else ""
             raise ValidationError("recipe.model", f"forward returns {type(out).__name__}, not one "
@@ -276,6 +272,18 @@ class Recipe:
             self.model.load_state_dict(sd, strict=True)
         except RuntimeError as err:
             raise ValidationError("state_dict", str(err).splitlines()[0]) from None
+
+
+@contextlib.contextmanager
+def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """``model.train(training)`` within the block, every module's own flag restored after."""
+    saved = [(mod, mod.training) for mod in model.modules()]
+    model.train(training)
+    try:
+        yield
+    finally:
+        for mod, flag in saved:
+            mod.training = flag
 
 
 def batchnorm_modules(model: nn.Module) -> list[str]:

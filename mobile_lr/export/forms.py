@@ -58,7 +58,7 @@ with optional_imports(__name__):
     import torch
     from torch import nn
 
-from mobile_lr.recipes import batchnorm_modules
+from mobile_lr.recipes import batchnorm_modules, model_mode
 
 __all__ = ["BATCHNORM_MODES", "batchnorm_modules", "check_batchnorm_mode", "describe_modules", "eval_form",
            "frozen_batchnorm", "model_mode", "patched_modules", "training_form", "unrolled_rnns"]
@@ -196,6 +196,11 @@ def _softplus(z: torch.Tensor) -> torch.Tensor:
     return r + torch.log1p(torch.exp(z - 2.0 * r))
 
 
+def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-channel parameter shaped to broadcast over ``x``'s axis 1 (``(1, C, 1, ...)``)."""
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
 def _written_out(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
     """The module written in ops every engine differentiates (see the module doc), or None."""
     if isinstance(mod, nn.SiLU):
@@ -207,7 +212,7 @@ def _written_out(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
         return lambda x: torch.where(beta * x > threshold, x, _softplus(beta * x) / beta)
     if isinstance(mod, nn.PReLU):   # its weight (one, or one per channel on axis 1) still trains
         def prelu(x: torch.Tensor) -> torch.Tensor:
-            w = mod.weight if mod.weight.numel() == 1 else mod.weight.reshape(1, -1, *([1] * (x.dim() - 2)))
+            w = mod.weight if mod.weight.numel() == 1 else _per_channel(mod.weight, x)
             return torch.relu(x) + w * _negative_part(x)
 
         return prelu
@@ -232,8 +237,7 @@ def _group_norm(mod: nn.GroupNorm):  # -> Callable[[Tensor], Tensor]
         var = (centred * centred).mean(-1, keepdim=True)
         y = (centred / torch.sqrt(var + mod.eps)).reshape(shape)
         if mod.affine:
-            view = (1, -1, *([1] * (x.dim() - 2)))
-            y = y * mod.weight.reshape(view) + mod.bias.reshape(view)
+            y = y * _per_channel(mod.weight, x) + _per_channel(mod.bias, x)
         return y
 
     return forward
@@ -325,15 +329,3 @@ def patched_modules(model: nn.Module, make) -> Iterator[list[str]]:  # make: mod
     finally:
         for _, mod in changed:
             del mod.forward
-
-
-@contextlib.contextmanager
-def model_mode(model: nn.Module, training: bool) -> Iterator[None]:
-    """``model.train(training)`` within the block, every module's own flag restored after."""
-    saved = [(mod, mod.training) for mod in model.modules()]
-    model.train(training)
-    try:
-        yield
-    finally:
-        for mod, flag in saved:
-            mod.training = flag

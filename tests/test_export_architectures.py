@@ -1,6 +1,6 @@
 """The architectures phones fine-tune, exported and trained on every engine.
 
-Three small models cover them (small widths: what is tested is the ops, not the size):
+Five small models cover them (small widths: what is tested is the ops, not the size):
 
 * ``image``: a MobileNetV2/V3-style CNN: depthwise and pointwise convolutions, batch norm
   everywhere, inverted residuals, hardswish, squeeze-excite, an average pooling, dropout,
@@ -10,7 +10,9 @@ Three small models cover them (small widths: what is tested is the ops, not the 
   (LayerNorm, multi-head attention, dropout), mean-pooled into a linear head;
 * ``sensor``: a GRU and an LSTM over accelerometer-like windows;
 * ``activations``: an MLP through SiLU, Mish, ELU, SELU, CELU, Softplus, PReLU and GroupNorm, which one engine
-  or the other cannot differentiate as they are (the training form writes them out).
+  or the other cannot differentiate as they are (the training form writes them out);
+* ``functional``: the same functions and the poolings called with ``torch.nn.functional`` inside
+  ``forward``, as users' models do (the training form writes out the calls, not the modules).
 
 For each model and each engine (ONNX Runtime Training, ExecuTorch, PyTorch eager): the
 export proves both engines ("ok" only after the exporter opened, evaluated and stepped
@@ -130,6 +132,38 @@ class ActivationMLP(nn.Module):
         return self.net(x)
 
 
+class FunctionalNet(nn.Module):
+    """A user's model written with ``torch.nn.functional`` calls in its ``forward``, not modules
+    (torchvision's squeeze-excitation, Hugging Face's activations): a batch norm at the root
+    followed by ``F.hardswish``, ``F.silu``, a squeeze-excite through ``F.adaptive_avg_pool2d(x, 1)``
+    and ``F.hardsigmoid``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` to 2x2, ``F.group_norm``,
+    then an MLP through the functional activations and ``F.dropout(training=self.training)``."""
+
+    def __init__(self, c: int = 4, d: int = 8, drop: float = 0.0) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+        self.reduce, self.expand = nn.Conv2d(c, 2, 1), nn.Conv2d(2, c, 1)
+        self.gn_weight, self.gn_bias = nn.Parameter(torch.rand(c) + 0.5), nn.Parameter(torch.randn(c) * 0.1)
+        self.fc = nn.Linear(4 * c, d)
+        self.prelu = nn.Parameter(torch.full((d,), 0.25))
+        self.mlp = nn.ModuleList(nn.Linear(d, d) for _ in range(6))
+        self.head = nn.Linear(d, 3)
+        self.drop = drop
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = nn.functional
+        h = f.silu(self.conv2(f.hardswish(self.bn(self.conv(x)))))
+        h = h * f.hardsigmoid(self.expand(f.relu(self.reduce(f.adaptive_avg_pool2d(h, 1)))))
+        h = f.adaptive_avg_pool2d(f.avg_pool2d(h, 2), (2, 2))
+        h = self.fc(torch.flatten(f.group_norm(h, 2, self.gn_weight, self.gn_bias), 1))
+        acts = (f.mish, lambda v: f.elu(v, 0.5), f.selu, lambda v: f.celu(v, 0.7),
+                lambda v: f.softplus(v, 2.0, 3.0), lambda v: f.prelu(v, self.prelu))
+        for act, layer in zip(acts, self.mlp, strict=True):
+            h = layer(act(h))
+        return self.head(f.dropout(h, self.drop, training=self.training))
+
+
 def _seeded(make, seed: int = 0):
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -167,8 +201,12 @@ def activations_recipe() -> Recipe:
     return Recipe("tiny-activations", _seeded(ActivationMLP), _example((6, 5)) * 3.0)
 
 
+def functional_recipe() -> Recipe:
+    return Recipe("tiny-functional", _seeded(FunctionalNet), _example((6, 1, 8, 8)))
+
+
 RECIPES = {"image": image_recipe, "text": text_recipe, "sensor": sensor_recipe,
-           "activations": activations_recipe}
+           "activations": activations_recipe, "functional": functional_recipe}
 
 
 @pytest.fixture(scope="session", params=sorted(RECIPES))
@@ -199,7 +237,7 @@ def test_every_engine_is_proven_at_export(exported):
         assert info["proof"]["rel_diff"] <= RTOL and np.isfinite(info["proof"]["step_loss"])
     bn = manifest["model"]["batchnorm"]
     assert bn["mode"] == "frozen"
-    assert bool(bn["modules"]) == (manifest["model"]["recipe"] == "tiny-mobilenet")
+    assert bool(bn["modules"]) == (manifest["model"]["recipe"] in ("tiny-mobilenet", "tiny-functional"))
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -257,28 +295,60 @@ def test_dropout_is_on_in_training_and_off_in_evaluation(tmp_path):
         assert len(train_losses) >= 2 and max(abs(t - eager) for t in train_losses) > 1e-3, kind
 
 
+def _same_in_value_and_gradient(fn, x: torch.Tensor, rtol: float = 1e-9) -> None:
+    """``fn(x)`` under the written-out forms against torch's own, in value and gradient, and the
+    form really ran (its autograd node is not torch's fused one)."""
+    from mobile_lr.export.written_out import written_out
+
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    a = fn(xa)
+    with written_out():
+        b = fn(xb)
+    assert type(b.grad_fn) is not type(a.grad_fn), (fn, a.grad_fn)
+    (a * a.detach()).sum().backward()   # a gradient that differs per element
+    (b * b.detach()).sum().backward()
+    assert torch.allclose(b, a, rtol=1e-9, atol=1e-12), fn
+    assert torch.allclose(xb.grad, xa.grad, rtol=rtol, atol=1e-12), fn
+
+
 def test_the_written_out_activations_are_torchs_in_value_and_gradient():
     """Far into both tails (where a naive ``exp`` overflows), at 0 (where ``relu``'s slope is a
-    convention) and around Softplus's threshold: value and gradient as torch's own."""
-    from mobile_lr.export.forms import _written_out
-
+    convention) and around Softplus's threshold: value and gradient as torch's own, for the
+    modules and for the same functions called in a ``forward``."""
+    f = nn.functional
     x = torch.cat([torch.randn(2007, dtype=torch.float64) * 5,
                    torch.tensor([-200.0, -30.0, -1e-6, 0.0, 1e-6, 1.49, 1.51, 30.0, 200.0],
                                 dtype=torch.float64)])
     x = x.reshape(-1, 8)   # (N, C) for PReLU's and GroupNorm's channels
-    for act in (*_written_out_modules(), nn.ELU(), nn.CELU(), nn.Softplus(), nn.PReLU(), nn.GroupNorm(4, 8)):
-        act = act.double()
-        for p in act.parameters():   # away from the initial 1 / 0.25 / 0
-            p.data.uniform_(-1.0, 1.0)
-        ours = _written_out(act)
-        assert ours is not None, act
-        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
-        a, b = act(xa), ours(xb)
-        (a * a.detach()).sum().backward()   # a gradient that differs per element
-        (b * b.detach()).sum().backward()
-        assert torch.allclose(b, a, rtol=1e-9, atol=1e-12), act
+    w, b = torch.rand(8, dtype=torch.float64) + 0.5, torch.randn(8, dtype=torch.float64)
+    functions = (f.silu, f.mish, lambda v: f.elu(v, 0.5), f.selu, torch.selu, lambda v: f.celu(v, alpha=0.7),
+                 lambda v: torch.celu(v, 0.7), lambda v: f.softplus(v, beta=2.0, threshold=3.0),
+                 lambda v: f.prelu(v, w), lambda v: f.group_norm(v, 4, w, b), lambda v: f.group_norm(v, 2))
+    for act in (*_written_out_modules(), nn.ELU(), nn.CELU(), nn.Softplus(), nn.PReLU(), nn.GroupNorm(4, 8),
+                *functions):
+        if isinstance(act, nn.Module):
+            act = act.double()
+            for p in act.parameters():   # away from the initial 1 / 0.25 / 0
+                p.data.uniform_(-1.0, 1.0)
         # torch's CELU rounds its input scale 1/alpha to float32 (1/0.7: 2.4e-8 off), which far
         # in the tail (exp(x/alpha) at x = -200) moves its own gradient by 5e-6 relative
-        rtol = 1e-5 if isinstance(act, nn.CELU) and act.alpha != 1.0 else 1e-9
-        assert torch.allclose(xb.grad, xa.grad, rtol=rtol, atol=1e-12), act
-    assert _written_out(nn.ReLU()) is None and _written_out(nn.GELU()) is None
+        celu = (isinstance(act, nn.CELU) and act.alpha != 1.0) or act in functions[5:7]
+        _same_in_value_and_gradient(act, x, rtol=1e-5 if celu else 1e-9)
+
+
+def test_average_pooling_is_a_depthwise_convolution_where_they_agree():
+    """Module or function, plain or adaptive to a size dividing the input: torch's numbers through
+    a convolution; where a convolution would differ (ceil mode, padding not counted, a global or
+    non-dividing adaptive size) the call runs as it is."""
+    from mobile_lr.export.written_out import written_out
+
+    f = nn.functional
+    x = torch.randn(2, 3, 8, 12, dtype=torch.float64)
+    for pool in (nn.AvgPool2d(2), nn.AvgPool2d(3, 1, 1), nn.AvgPool2d((2, 3), (1, 2)),
+                 nn.AdaptiveAvgPool2d((2, 4)), nn.AdaptiveAvgPool2d((None, 3)),
+                 lambda v: f.avg_pool2d(v, 2, padding=1), lambda v: f.adaptive_avg_pool2d(v, 2)):
+        _same_in_value_and_gradient(pool, x)
+    for kept in (nn.AvgPool2d(3, ceil_mode=True), nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+                 nn.AdaptiveAvgPool2d(1), nn.AdaptiveAvgPool2d(5)):
+        with written_out():
+            assert "Convolution" not in type(kept(x.requires_grad_()).grad_fn).__name__, kept

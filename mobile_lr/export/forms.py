@@ -22,24 +22,32 @@ Mul and Add with broadcast have gradients and kernels on every engine. The evalu
 graphs (``inference_model.onnx``, ORT's eval model, ExecuTorch's ``eval`` method) compute
 the same map (the eval-mode batch norm, or the frozen map itself).
 
-Average pooling (``nn.AvgPool2d``, and ``nn.AdaptiveAvgPool2d`` to a size that divides its
+The rest is written out for *functions*, whether a module calls them or the model's own
+``forward`` does (``nn.SiLU`` is ``F.silu``, torchvision's squeeze-excitation calls
+``F.adaptive_avg_pool2d(x, 1)``): :mod:`mobile_lr.export.written_out` holds one form per
+``torch.nn.functional`` call and a ``TorchFunctionMode`` that applies them while the training
+graphs are captured (both captures see it: TorchScript tracing and ``torch.export``).
+
+Average pooling (``F.avg_pool2d``, and ``F.adaptive_avg_pool2d`` to a size that divides its
 input) is a depthwise convolution with constant weights ``1/(kh kw)`` in the training graphs:
 ExecuTorch 1.4.1 has no ``avg_pool2d_backward`` / ``_adaptive_avg_pool2d_backward`` kernel and
 ONNX Runtime 1.19.2's ``AveragePoolGrad`` dies of SIGFPE on the CPU, while both differentiate a
-convolution. A global average (output 1x1) stays a mean, which both differentiate. Pooling
-called as a function inside ``forward`` is not rewritten.
+convolution. A global average (output 1x1) stays a mean, which both differentiate.
 
 Activations one engine cannot differentiate are written out in ops both do (``relu``, ``exp``,
-``log``, ``sigmoid``, ``tanh``, ``mul``, ``add``) in the training graphs: ``nn.SiLU`` as
-``x * sigmoid(x)`` and ``nn.Mish`` (ExecuTorch 1.4.1's joint graph of their fused backward needs
-``aten::empty_permuted``, which it has no kernel for, once the batch is dynamic); ``nn.ELU``,
-``nn.SELU``, ``nn.CELU``, ``nn.Softplus``, ``nn.PReLU`` (ONNX Runtime 1.19.2 registers no gradient
-for them) and ``nn.GroupNorm`` (exported through InstanceNormalization, which it cannot
-differentiate either).
+``log``, ``sigmoid``, ``tanh``, ``mul``, ``add``) in the training graphs: ``F.silu`` as
+``x * sigmoid(x)`` and ``F.mish`` (ExecuTorch 1.4.1's joint graph of their fused backward needs
+``aten::empty_permuted``, which it has no kernel for, once the batch is dynamic); ``F.elu``,
+``F.selu``, ``F.celu``, ``F.softplus``, ``F.prelu`` (ONNX Runtime 1.19.2 registers no gradient
+for them) and ``F.group_norm`` (exported through InstanceNormalization, which it cannot
+differentiate either), with the modules that call them (``nn.SiLU``, ``nn.Mish``, ``nn.ELU``,
+``nn.SELU``, ``nn.CELU``, ``nn.Softplus``, ``nn.PReLU``, ``nn.GroupNorm``).
 The forms never overflow where the framework's do not: ``exp`` only ever sees ``min(x, 0)``
 (``x - relu(x)``), and softplus is ``relu(z) + log1p(exp(-|z|))`` (``x`` itself past
-``threshold``, as torch's). Called as functions inside ``forward`` they
-are not rewritten.
+``threshold``, as torch's). ``F.hardswish``/``F.hardsigmoid`` need no form: the ONNX graph's
+HardSwish/HardSigmoid nodes are rewritten as Clip (:mod:`mobile_lr.export.onnx_artifacts`), and
+ExecuTorch has their backward kernels; ``F.gelu``, ``F.layer_norm`` and ``F.dropout`` train as
+they are on both.
 
 Dropout stays a dropout in the training graphs and disappears from the evaluation ones;
 ExecuTorch's program therefore has a second method, exported in eval mode
@@ -58,6 +66,7 @@ with optional_imports(__name__):
     import torch
     from torch import nn
 
+from mobile_lr.export.written_out import written_out
 from mobile_lr.recipes import batchnorm_modules, model_mode
 
 __all__ = ["BATCHNORM_MODES", "batchnorm_modules", "check_batchnorm_mode", "describe_modules", "eval_form",
@@ -136,7 +145,7 @@ def training_form(model: nn.Module, batchnorm: str = "frozen") -> Iterator[None]
     """The model as a training graph captures it: train mode (dropout on), batch norm frozen
     unless ``batchnorm="train"`` (then it normalizes with the batch and updates its statistics)."""
     check_batchnorm_mode(batchnorm)
-    with model_mode(model, True), _plain_attention(), patched_modules(model, _training_rewrite):
+    with model_mode(model, True), _plain_attention(), written_out():
         if batchnorm == "train":
             yield
         else:
@@ -150,101 +159,6 @@ def eval_form(model: nn.Module) -> Iterator[None]:
     running statistics), no fused attention fast path."""
     with model_mode(model, False), _plain_attention():
         yield
-
-
-def _pool_as_conv(pool: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """An average pooling as a depthwise convolution with constant weights ``1 / (kh * kw)``, or
-    None where the two differ (padding not counted, ceil mode, a divisor override, an adaptive
-    size that does not divide the input)."""
-    f = torch.nn.functional
-    if isinstance(pool, nn.AvgPool2d):
-        if pool.ceil_mode or pool.divisor_override or (pool.padding and not pool.count_include_pad):
-            return None
-        kernel, stride, padding = (nn.modules.utils._pair(v) for v in
-                                   (pool.kernel_size, pool.stride or pool.kernel_size, pool.padding))
-    elif not isinstance(pool, nn.AdaptiveAvgPool2d):
-        return None
-    else:
-        kernel = stride = padding = None
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        k, st, pad = kernel, stride, padding
-        if k is None:  # adaptive: output (oh, ow) of an (h, w) input it divides
-            out = nn.modules.utils._pair(pool.output_size)
-            h, w = int(x.shape[-2]), int(x.shape[-1])  # static sizes: the kernel is a constant
-            oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
-            if (oh, ow) == (1, 1) or h % oh or w % ow:
-                return f.adaptive_avg_pool2d(x, (oh, ow))  # global: a mean, which every engine differentiates
-            k = st = (h // oh, w // ow)
-            pad = (0, 0)
-        channels = int(x.shape[1])
-        weight = torch.full((channels, 1, *k), 1.0 / (k[0] * k[1]), dtype=x.dtype)
-        return f.conv2d(x, weight, stride=st, padding=pad, groups=channels)
-
-    return forward
-
-
-def _negative_part(x: torch.Tensor) -> torch.Tensor:
-    """``min(x, 0)`` as ``x - relu(x)``: what ``exp`` may see without overflowing anywhere, with
-    slope 1 at 0 (so ELU's gradient there is ``alpha``, as torch's)."""
-    return x - torch.relu(x)
-
-
-def _softplus(z: torch.Tensor) -> torch.Tensor:
-    """``log(1 + exp(z))`` without overflow: ``relu(z) + log1p(exp(-|z|))`` (slope 1/2 at 0)."""
-    r = torch.relu(z)
-    return r + torch.log1p(torch.exp(z - 2.0 * r))
-
-
-def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """A per-channel parameter shaped to broadcast over ``x``'s axis 1 (``(1, C, 1, ...)``)."""
-    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
-
-
-def _written_out(mod: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """The module written in ops every engine differentiates (see the module doc), or None."""
-    if isinstance(mod, nn.SiLU):
-        return lambda x: x * torch.sigmoid(x)
-    if isinstance(mod, nn.Mish):
-        return lambda x: x * torch.tanh(_softplus(x))
-    if isinstance(mod, nn.Softplus):   # torch's: x itself past the threshold
-        beta, threshold = float(mod.beta), float(mod.threshold)
-        return lambda x: torch.where(beta * x > threshold, x, _softplus(beta * x) / beta)
-    if isinstance(mod, nn.PReLU):   # its weight (one, or one per channel on axis 1) still trains
-        def prelu(x: torch.Tensor) -> torch.Tensor:
-            w = mod.weight if mod.weight.numel() == 1 else _per_channel(mod.weight, x)
-            return torch.relu(x) + w * _negative_part(x)
-
-        return prelu
-    if isinstance(mod, nn.GroupNorm):
-        return _group_norm(mod)
-    if isinstance(mod, nn.CELU | nn.ELU | nn.SELU):
-        alpha = 1.6732632423543772 if isinstance(mod, nn.SELU) else float(mod.alpha)
-        scale = 1.0507009873554805 if isinstance(mod, nn.SELU) else 1.0
-        inner = 1.0 / alpha if isinstance(mod, nn.CELU) else 1.0
-        return lambda x: scale * (torch.relu(x) + alpha * (torch.exp(inner * _negative_part(x)) - 1.0))
-    return None
-
-
-def _group_norm(mod: nn.GroupNorm):  # -> Callable[[Tensor], Tensor]
-    """GroupNorm as its mean and biased variance over each group (ONNX exports it through
-    InstanceNormalization, which ORT cannot differentiate)."""
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        g = x.reshape(shape[0], mod.num_groups, -1)
-        mean = g.mean(-1, keepdim=True)
-        centred = g - mean
-        var = (centred * centred).mean(-1, keepdim=True)
-        y = (centred / torch.sqrt(var + mod.eps)).reshape(shape)
-        if mod.affine:
-            y = y * _per_channel(mod.weight, x) + _per_channel(mod.bias, x)
-        return y
-
-    return forward
-
-
-def _training_rewrite(mod: nn.Module):  # -> Callable | None
-    return _pool_as_conv(mod) or _written_out(mod)
 
 
 def _gru_cell(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,

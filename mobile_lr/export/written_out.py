@@ -1,0 +1,166 @@
+"""Functions an engine cannot differentiate or run, written out in ops every engine does.
+
+Each form has the signature of the ``torch.nn.functional`` call it replaces and is applied by
+one :class:`~torch.overrides.TorchFunctionMode` (:func:`written_out`) while the training graphs
+are captured. The modules call the same functions (``nn.SiLU.forward`` is ``F.silu``,
+``nn.AvgPool2d`` is ``F.avg_pool2d``, ``nn.GroupNorm`` is ``F.group_norm``...), so a model gets
+the form whether it holds the module or calls the function inside its ``forward``
+(torchvision's squeeze-excitation calls ``F.adaptive_avg_pool2d(x, 1)``, Hugging Face's
+activations are functional), and each form is written once. The mode is seen by both
+captures: the TorchScript ONNX exporter traces the Python that runs, and ``torch.export``'s
+strict (Dynamo) capture traces through a mode active when it starts (checked on torch 2.13).
+Why each function is written out: :mod:`mobile_lr.export.forms`.
+
+A form returns ``None`` where it does not apply (an average pooling with ceil mode, a
+divisor override, padding not counted, or an input that is not a 4-D batch); the call then
+runs as it is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from mobile_lr.extras import optional_imports
+
+with optional_imports(__name__):
+    import torch
+    from torch.nn import functional as F
+    from torch.nn.modules.utils import _pair
+    from torch.overrides import TorchFunctionMode
+
+__all__ = ["FORMS", "WrittenOut", "written_out"]
+
+SELU_ALPHA = 1.6732632423543772
+SELU_SCALE = 1.0507009873554805
+
+
+def _negative_part(x: torch.Tensor) -> torch.Tensor:
+    """``min(x, 0)`` as ``x - relu(x)``: what ``exp`` may see without overflowing anywhere, with
+    slope 1 at 0 (so ELU's gradient there is ``alpha``, as torch's)."""
+    return x - torch.relu(x)
+
+
+def _stable_softplus(z: torch.Tensor) -> torch.Tensor:
+    """``log(1 + exp(z))`` without overflow: ``relu(z) + log1p(exp(-|z|))`` (slope 1/2 at 0)."""
+    r = torch.relu(z)
+    return r + torch.log1p(torch.exp(z - 2.0 * r))
+
+
+def _per_channel(p: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A per-channel parameter shaped to broadcast over ``x``'s axis 1 (``(1, C, 1, ...)``)."""
+    return p.reshape(1, -1, *([1] * (x.dim() - 2)))
+
+
+def _exponential_linear(x: torch.Tensor, alpha: float, scale: float = 1.0,
+                        inner: float = 1.0) -> torch.Tensor:
+    """``scale * (relu(x) + alpha * (exp(inner * min(x, 0)) - 1))``: ELU, SELU and CELU."""
+    return scale * (torch.relu(x) + alpha * (torch.exp(inner * _negative_part(x)) - 1.0))
+
+
+def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return input * torch.sigmoid(input)
+
+
+def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return input * torch.tanh(_stable_softplus(input))
+
+
+def softplus(input: torch.Tensor, beta: float = 1.0, threshold: float = 20.0) -> torch.Tensor:
+    """torch's: ``input`` itself past the threshold."""
+    return torch.where(beta * input > threshold, input, _stable_softplus(beta * input) / beta)
+
+
+def elu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
+    return _exponential_linear(input, float(alpha))
+
+
+def selu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    return _exponential_linear(input, SELU_ALPHA, SELU_SCALE)
+
+
+def celu(input: torch.Tensor, alpha: float = 1.0, inplace: bool = False) -> torch.Tensor:
+    return _exponential_linear(input, float(alpha), inner=1.0 / float(alpha))
+
+
+def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The weight (one, or one per channel on axis 1) still trains."""
+    w = weight if weight.numel() == 1 else _per_channel(weight, input)
+    return torch.relu(input) + w * _negative_part(input)
+
+
+def group_norm(input: torch.Tensor, num_groups: int, weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """The mean and biased variance over each group (ONNX exports GroupNorm through
+    InstanceNormalization, which ORT cannot differentiate)."""
+    shape = input.shape
+    g = input.reshape(shape[0], num_groups, -1)
+    mean = g.mean(-1, keepdim=True)
+    centred = g - mean
+    var = (centred * centred).mean(-1, keepdim=True)
+    y = (centred / torch.sqrt(var + eps)).reshape(shape)
+    if weight is not None:
+        y = y * _per_channel(weight, input)
+    if bias is not None:
+        y = y + _per_channel(bias, input)
+    return y
+
+
+def _depthwise_mean(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                    padding: tuple[int, int]) -> torch.Tensor:
+    """Average pooling as a depthwise convolution with constant weights ``1 / (kh * kw)``."""
+    channels = int(x.shape[1])
+    weight = torch.full((channels, 1, *kernel), 1.0 / (kernel[0] * kernel[1]), dtype=x.dtype)
+    return F.conv2d(x, weight, stride=stride, padding=padding, groups=channels)
+
+
+def avg_pool2d(input: torch.Tensor, kernel_size: Any, stride: Any = None, padding: Any = 0,
+               ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override: int | None = None) -> torch.Tensor | None:
+    """None where a convolution differs (ceil mode, a divisor override, padding not counted)."""
+    pad = _pair(padding)
+    if input.dim() != 4 or ceil_mode or divisor_override or (any(pad) and not count_include_pad):
+        return None
+    kernel = _pair(kernel_size)
+    return _depthwise_mean(input, kernel, _pair(stride) if stride else kernel, pad)
+
+
+def adaptive_avg_pool2d(input: torch.Tensor, output_size: Any) -> torch.Tensor | None:
+    """An output (oh, ow) that divides the (static) input size; None for a global average (a
+    mean, which every engine differentiates) or a size that does not divide."""
+    if input.dim() != 4:
+        return None
+    out = _pair(output_size)
+    h, w = int(input.shape[-2]), int(input.shape[-1])  # static sizes: the kernel is a constant
+    oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
+    if (oh, ow) == (1, 1) or h % oh or w % ow:
+        return None
+    kernel = (h // oh, w // ow)
+    return _depthwise_mean(input, kernel, kernel, (0, 0))
+
+
+FORMS: dict[Callable[..., Any], Callable[..., torch.Tensor | None]] = {
+    F.silu: silu, F.mish: mish, F.softplus: softplus, F.elu: elu, F.selu: selu, torch.selu: selu,
+    F.celu: celu, torch.celu: celu, F.prelu: prelu, F.group_norm: group_norm,
+    F.avg_pool2d: avg_pool2d, F.adaptive_avg_pool2d: adaptive_avg_pool2d,
+}
+
+
+class WrittenOut(TorchFunctionMode):
+    """Every call of :data:`FORMS`' functions runs its form instead (calls inside a form, and
+    every other function, run as they are: the mode is off while it handles a call)."""
+
+    def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        form = FORMS.get(func)
+        out = form(*args, **kwargs) if form is not None else None
+        return func(*args, **kwargs) if out is None else out
+
+
+@contextlib.contextmanager
+def written_out() -> Iterator[None]:
+    """Within the block the functions of :data:`FORMS` (and the modules calling them) run their forms."""
+    with WrittenOut():
+        yield

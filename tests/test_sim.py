@@ -310,3 +310,42 @@ def test_an_own_models_bundle_needs_its_data_and_trains_on_it(tmp_path, capsys):
                  "--data", str(data), "--compare", "manager", "--json", "--out", str(tmp_path / "r")]) == 0
     (run,) = json.loads(capsys.readouterr().out)["runs"]
     assert run["steps"] > 0 and 0.0 <= run["accuracy"] <= 1.0
+
+
+def test_an_own_token_models_data_keeps_its_integer_ids(tmp_path, capsys):
+    """A model that starts with an embedding simulates on the user's int64 token ids (they were
+    cast to float32 on the way and refused by the runtime); float features for it, or ids of the
+    wrong length, are one line naming the array."""
+    import torch
+    from torch import nn
+
+    from mobile_lr.export import export_bundle
+    from mobile_lr.recipes import Recipe
+
+    class Bag(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb, self.head = nn.Embedding(20, 8), nn.Linear(8, 2)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.emb(ids).mean(1))
+
+    torch.manual_seed(0)
+    bundle = tmp_path / "tokens"
+    export_bundle(Recipe("tokens", Bag(), torch.randint(0, 20, (8, 6)), labels=("a", "b")), bundle,
+                  backends=("ort",))
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 20, (90, 6))
+    y = (ids[:, 0] < 10).astype(np.int64)
+    data = tmp_path / "ids.npz"
+    np.savez(data, x_train=ids[:60], y_train=y[:60], x_test=ids[60:], y_test=y[60:])
+    args = ["simulate", "--bundle", str(bundle), "--profile", "mid-range", "--scenario", "hot-day",
+            "--compare", "manager", "--json", "--out", str(tmp_path / "r")]
+    assert main([*args, "--data", str(data)]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["steps"] > 0 and 0.0 <= run["accuracy"] <= 1.0
+    for name, x in (("floats", ids.astype(np.float32)), ("short", ids[:, :4])):
+        bad = tmp_path / f"{name}.npz"
+        np.savez(bad, x_train=x[:60], y_train=y[:60], x_test=x[60:], y_test=y[60:])
+        assert main([*args, "--data", str(bad)]) == 2
+        assert "mobile-lr simulate: error: --data.x_train: " in capsys.readouterr().err

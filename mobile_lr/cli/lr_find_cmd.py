@@ -66,7 +66,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     manifest = load_bundle(args.bundle, args.sha256).manifest
     options = runtime_options(args)
     if args.data:
-        (xtr, ytr), _ = load_user_data(args.data, manifest.model.labels.classes)
+        (xtr, ytr), _ = load_user_data(args.data, manifest)
     else:  # a zoo model's own task's user, else the demo's digits user
         from mobile_lr.sim.workload import bundle_data
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mobile_lr.bundle import load_bundle
+from mobile_lr.bundle import Manifest, load_bundle
 from mobile_lr.cli.output import out_dir, print_json
 from mobile_lr.device import BUILTIN_PROFILES, load_profile
 from mobile_lr.extras import optional_imports
@@ -90,13 +90,21 @@ def runtime_options(args: argparse.Namespace) -> dict[str, Any]:
     return {**pinned, "recipes": {r.name: r for r in recipes}}
 
 
-def load_user_data(path: Path, classes: int | None = None) -> Data:
-    """A user's data file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (no pickles).
+def load_user_data(path: Path, manifest: Manifest) -> Data:
+    """A user's data file: ``x_train``, ``y_train``, ``x_test``, ``y_test`` (no pickles), in the
+    bundle's input dtype (float32 features, or int64 token ids for a model that starts with an
+    embedding) and shape (the runtimes' own :class:`ModelIO` conversion, so what simulates is what
+    a runtime accepts).
 
     Refused with ``--data`` named: a file that is not an ``.npz`` of at most
     :data:`MAX_DATA_BYTES` inflated, missing arrays, 0-d arrays, inputs and labels of different
-    counts, labels that are not integers or (with ``classes``) outside ``[0, classes)``.
+    counts, inputs that do not fit the model (shape, or floats for token ids), labels that are not
+    integers or outside the model's ``[0, classes)``.
     """
+    from mobile_lr.runtime.base import ModelIO
+
+    io = ModelIO.from_manifest(manifest)
+    classes = io.classes
     keys = ("x_train", "y_train", "x_test", "y_test")
     check_zip_members(path, "--data", MAX_DATA_BYTES, _NPZ_MEMBER)
     try:
@@ -121,7 +129,11 @@ def load_user_data(path: Path, classes: int | None = None) -> Data:
         if classes is not None and (y.min() < 0 or y.max() >= classes):
             raise ValidationError(f"--data.y_{split}", f"labels in [{y.min()}, {y.max()}] are outside the "
                                                        f"model's [0, {classes})", f"0..{classes - 1}")
-        out.append((x.astype(np.float32), y.astype(np.int64)))
+        try:
+            x = io.x(x)
+        except ValidationError as err:
+            raise ValidationError(f"--data.x_{split}", err.problem, err.allowed) from None
+        out.append((x, y.astype(np.int64)))
     return out[0], out[1]
 
 
@@ -137,7 +149,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     scenario = load_scenario(args.scenario)
     manifest = load_bundle(args.bundle, args.sha256).manifest  # a bad bundle: up front
-    data = load_user_data(args.data, manifest.model.labels.classes) if args.data else bundle_data(manifest)
+    data = load_user_data(args.data, manifest) if args.data else bundle_data(manifest)
     options = runtime_options(args)
     batch = session_batch(manifest, args.backend, len(data[0][1]))
     step = phone_step(manifest, profile, scenario, batch_size=batch)  # a bad FLOP count: before the work

@@ -444,13 +444,19 @@ class CostEstimator:
         full_s = seconds * throttle
         self.seconds.append(full_s)   # a deque of the last ``window``
         if energy_j is not None and 0.0 < energy_j < math.inf:
-            idle = self.idle_power_w
-            full = idle + (energy_j / seconds - idle) / throttle
-            if full < 1e-9:       # max(full, 1e-9) (full is finite here)
-                full = 1e-9
+            full = self.full_power(energy_j / seconds, throttle)
             self.powers.append(full)
             return full_s, full
         return full_s, None
+
+    def full_power(self, power_w: float, throttle: float) -> float:
+        """A step's mean power at ``throttle`` normalised to full speed, as :meth:`observe`
+        records it (one place: the manager's held step compares observations in these terms)."""
+        idle = self.idle_power_w
+        full = idle + (power_w - idle) / throttle
+        if full < 1e-9:       # max(full, 1e-9) (full is finite here)
+            full = 1e-9
+        return full
 
     @property
     def warm(self) -> bool:

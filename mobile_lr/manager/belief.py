@@ -19,18 +19,26 @@ __all__ = ["DeviceBelief"]
 class DeviceBelief:
     """The believed device state: the last report, advanced by the steps run since (dead
     reckoning), with an ambient estimated where the phone cannot measure it; the learnt cost
-    of a step; the end of the OS window in force."""
+    of a step; what the steps spent; the end of the OS window in force.
+
+    A held step's observation is only appended to ``deferred`` (raw: seconds, joules,
+    throttle): the manager has checked that it leaves the hold as it is, so nothing reads its
+    effect until someone asks for the estimator, the believed state or the spent totals; those
+    fold the deferred observations first, one by one through :meth:`_record`, the same
+    operations in the same order as an eager observation, so the same bits."""
 
     KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device", "base")
 
     def __init__(self, profile: DeviceProfile, config: ManagerConfig,
                  state: DeviceState | None = None) -> None:
         self.profile = profile
-        self.estimator = CostEstimator(
+        self._estimator = CostEstimator(
             StepCost.from_profile(profile), idle_power_w=profile.idle_power_w,
             window=config.estimator_window, min_observations=config.min_observations,
             prior_factor=config.prior_factor, margin=config.margin,
             unobserved_power_factor=config.unobserved_power_factor)
+        self.deferred: list[tuple[float, float | None, float]] = []   # held steps' observations
+        self._spent: dict[str, Any] = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
         # dead reckoning: the last report (or the initial state) advanced by the steps since as
         # one interval at their mean load, so the believed state costs one advance however many
         # steps ran without a report
@@ -41,15 +49,47 @@ class DeviceBelief:
         self.reported: DeviceState | None = None     # the last state the caller reported
         self.window_end_s: float | None = None
 
+    def fold(self) -> None:
+        """Record the deferred observations, in order (see the class doc)."""
+        deferred = self.deferred
+        if deferred:
+            items = deferred.copy()
+            deferred.clear()
+            for seconds, energy_j, throttle in items:
+                self._record(seconds, energy_j, throttle)
+
+    @property
+    def estimator(self) -> CostEstimator:
+        """The learnt cost of a step (with every observation recorded)."""
+        if self.deferred:
+            self.fold()
+        return self._estimator
+
+    @property
+    def spent(self) -> dict[str, Any]:
+        """Steps, seconds and joules observed so far (the manager's ``spent``)."""
+        if self.deferred:
+            self.fold()
+        return self._spent
+
+    @spent.setter
+    def spent(self, value: dict[str, Any]) -> None:
+        self.fold()
+        self._spent = value
+
     @property
     def since(self) -> list[tuple[float, float]]:
         """The steps since the last report as (mean load W, seconds): one interval, or none."""
+        if self.deferred:
+            self.fold()
         return [(self._load, self._busy)] if self._busy > 0.0 else []
 
     @property
     def device(self) -> DeviceState:
         """The believed state: the last report advanced by the steps since (one interval at
         their mean load), folded when asked for."""
+        if self.deferred:
+            self.fold()
         if self._device is None:
             base = self._base
             end, _ = advance(self.profile, self._view(base), self._load, self._busy)
@@ -61,6 +101,8 @@ class DeviceBelief:
         """The device state the caller just read."""
         if not isinstance(state, DeviceState):
             raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
+        if self.deferred:
+            self.fold()
         if state.ambient_c is None and self.reported is not None:
             self.ambient.observe(self.reported, state, self.since)
         self.reported = self._base = self._device = state
@@ -91,18 +133,33 @@ class DeviceBelief:
                          cost.seconds / m)
         return end
 
-    def stepped(self, seconds: float, energy_j: float | None, throttle: float
+    def record(self, seconds: float | None, energy_j: float | None, throttle: float
+               ) -> tuple[float, float | None] | None:
+        """A step ran (after the deferred ones): count what it spent, learn its cost, and
+        advance the believed state by it until the caller reports again. Returns what the
+        estimator recorded (None: nothing, the step had no valid time, and the believed state
+        does not move)."""
+        if self.deferred:
+            self.fold()
+        return self._record(seconds, energy_j, throttle)
+
+    def _record(self, seconds: float | None, energy_j: float | None, throttle: float
                 ) -> tuple[float, float | None] | None:
-        """A step ran: learn its cost, and advance the believed state by it until the caller
-        reports again. Returns what the estimator recorded (None: nothing, the step had no
-        valid time, and the believed state does not move)."""
-        observed = self.estimator.observe(seconds, energy_j, throttle)
+        spent = self._spent
+        if energy_j is not None and math.isfinite(energy_j):
+            spent["energy_j"] += float(energy_j)
+        spent["steps"] += 1
+        if seconds is None:
+            return None
+        spent["seconds"] += float(seconds)
+        est = self._estimator
+        observed = est.observe(seconds, energy_j, throttle)
         if observed is None:
             return None
         if observed[1] is not None:
             load = energy_j / seconds   # type: ignore[operator]  (observed: it is valid)
         else:
-            cost = self.estimator.estimate()
+            cost = est.estimate()
             load = self.profile.load_power(throttle, max(cost.power_w, self.profile.idle_power_w))
         self._merge(load, seconds)
         return observed
@@ -118,15 +175,17 @@ class DeviceBelief:
         return end if policy.deadline_s is None else min(end, policy.deadline_s)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"window_end_s": self.window_end_s, "estimator": self.estimator.state_dict(),
+        self.fold()
+        return {"window_end_s": self.window_end_s, "estimator": self._estimator.state_dict(),
                 "ambient": self.ambient.state_dict(),
                 "reported": None if self.reported is None else self.reported.to_dict(),
                 "since": [list(x) for x in self.since], "device": self.device.to_dict(),
                 "base": None if self._base is self.reported else self._base.to_dict()}
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
+        self.deferred.clear()
         self.window_end_s = obj.get("window_end_s")
-        self.estimator.load_state_dict(obj["estimator"])
+        self._estimator.load_state_dict(obj["estimator"])
         self.ambient.load_state_dict(obj["ambient"])
         rep = obj.get("reported")
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")

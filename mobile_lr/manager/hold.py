@@ -32,7 +32,7 @@ runs out. A device report that changes neither re-anchors the envelope at the re
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from mobile_lr.budget import CostBand, Policy, effective_floor
@@ -155,15 +155,47 @@ def certified_steps(k: Limits, view: DeviceState, band: CostBand, end_s: float) 
     return 0 if env is None else env.steps(k, end_s)
 
 
+def largest_within(f: Callable[[float], float], y: float, guess: float) -> float:
+    """The largest float ``x`` with ``f(x) <= y`` for a non-decreasing ``f``, searched ulp by
+    ulp from ``guess`` (a value just below the true one, or -inf, when rounding puts it more than
+    64 ulps away: a threshold that is too low only sends more observations the full way)."""
+    x = guess
+    for _ in range(64):
+        if f(x) <= y:
+            break
+        x = math.nextafter(x, -math.inf)
+    else:
+        return -math.inf
+    for _ in range(64):
+        up = math.nextafter(x, math.inf)
+        if not f(up) <= y:
+            break
+        x = up
+    return x
+
+
 class PlanHold:
     """The certificate in force: ``left`` more Runs without a full plan, while observations stay
     at most ``max_seconds`` (full speed) and ``max_power_w``, and at most ``energies_left`` more
-    carry an energy. ``status`` is the thermal status the envelope keeps (the steps' throttle)."""
+    carry an energy. ``status`` is the thermal status the envelope keeps (the steps' throttle).
+
+    ``seconds_keep`` and ``power_keep`` are the same band in the caller's terms (a step's raw
+    seconds at ``throttle``, its joules per second): the largest values :meth:`observed` leaves
+    the hold exactly as it is for (not even ``widened``), found in floats by
+    :func:`largest_within` through the estimator's own normalisation (``full_power``), so the
+    manager's held ``observe`` is two comparisons with the same outcome as the full path.
+    ``power_keep`` is NaN (no energy passes) while energies are counted, and ``seconds_keep``
+    -inf when ``deferrable`` is off (a loss watch must see each loss)."""
 
     KEYS = ("hold",)
 
-    def __init__(self, profile: DeviceProfile, policy: Policy, tolerance: int) -> None:
+    def __init__(self, profile: DeviceProfile, policy: Policy, tolerance: int,
+                 full_power: Callable[[float, float], float], deferrable: bool = True) -> None:
         self.limits, self.tolerance = Limits.of(profile, policy), tolerance
+        self.full_power, self.deferrable = full_power, deferrable
+        self.throttle = 1.0
+        self.seconds_keep, self.power_keep = -math.inf, math.nan
+        self._keep_key: tuple[float, ...] = ()
         self.left = 0          # Runs allowed without a full plan
         self.stride = 0        # ... of which the plan's re-check allows
         self.status = 0
@@ -201,11 +233,27 @@ class PlanHold:
             return
         self.max_seconds, self.max_power_w = band.max_seconds, band.max_power_w
         self.energies_left = float(band.energies_left)
+        self._keeps()
         env = self.envelope = envelope(self.limits, view, band)
         self.left = min(self.stride, (0 if env is None else env.steps(self.limits, end_s))
                         - pending)
         self._base = pending + self.left   # steps since the anchor = _base - left - pending now
         self.widened = False
+
+    def _keeps(self) -> None:
+        """``throttle``, ``seconds_keep`` and ``power_keep`` for the band in force (the same
+        band as the last anchor's: the thresholds stand)."""
+        m = self.limits.profile.throughput[self.status]
+        key = (self.max_seconds, self.max_power_w, m, self.energies_left == math.inf)
+        if key == self._keep_key:
+            return
+        self._keep_key, self.throttle = key, m
+        max_s, max_p, full_power = self.max_seconds, self.max_power_w, self.full_power
+        self.seconds_keep = -math.inf if not self.deferrable else largest_within(
+            lambda s: s * m * BAND_WIDEN, max_s, max_s / BAND_WIDEN / m)
+        idle = self.limits.profile.idle_power_w   # (the guess only: the inverse, in reals)
+        self.power_keep = math.nan if self.energies_left != math.inf else largest_within(
+            lambda r: full_power(r, m) * BAND_WIDEN, max_p, idle + (max_p / BAND_WIDEN - idle) * m)
 
     def keeps(self, state: DeviceState, pending: bool) -> bool:
         """Whether a device report leaves the Runs left as a re-anchor there would: the
@@ -274,3 +322,4 @@ class PlanHold:
             self.scale = float(h["scale"])
         except (KeyError, TypeError, ValueError):
             raise ValidationError("hold", "expected the manager's hold record") from None
+        self._keeps()

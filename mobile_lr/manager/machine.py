@@ -24,6 +24,7 @@ from .persist import STATE_FORMAT, STATE_KEYS, ManagerState
 from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
 from .recovery import LossWatch, Recovery
+from .table import HeldRuns
 
 __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 
@@ -33,6 +34,7 @@ _TRAIN = "train"
 # ``PendingRun(*fields)`` / ``Run(*fields)`` without the named tuples' Python-level ``__new__``
 # (a held step builds one of each)
 _new = tuple.__new__
+_isfinite = math.isfinite
 
 
 class ScheduleManager(ManagerState):
@@ -62,16 +64,22 @@ class ScheduleManager(ManagerState):
         self.pending: PendingRun | None = None  # the Run issued, until observed
         self.stopped: Stop | None = None
         self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
-        self.spent = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
         self.forecasts = SessionForecasts(self.profile, self.policy, c, self.belief)
-        self.hold = PlanHold(self.profile, self.policy, c.replan_tolerance)
+        self.hold = PlanHold(self.profile, self.policy, c.replan_tolerance,
+                             self.belief.estimator.full_power, self.loss_watch is None)
         self._fast = False                      # the last Run skipped the full plan
         self._lr_key: tuple[Any, ...] = ()      # (plan history, plateau state) of ``_lr_fn``
         self._lr_fn: Any = None
+        self._table = HeldRuns()                # the held steps' Runs, made ahead
+        self._deferred = self.belief.deferred   # held steps' observations, folded when read
 
     # ------------------------------------------------------------------ caller inputs
     def update_device(self, state: DeviceState) -> None:
         """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
+        self._update_device(state)
+
+    def _update_device(self, state: DeviceState) -> None:
+        """``update_device`` the full way."""
         belief = self.belief
         belief.update(state)
         hold = self.hold
@@ -96,17 +104,28 @@ class ScheduleManager(ManagerState):
     def observe(self, loss: float | None = None, step_seconds: float | None = None,
                 energy_j: float | None = None) -> None:
         """Report the outcome of the Run just issued."""
+        hold = self.hold
+        # held, and the observation leaves the hold as it is (PlanHold.seconds_keep): the
+        # estimator, the dead reckoning and the totals take it when next read (belief.fold)
+        if (hold.left > 0 and self.pending is not None and step_seconds is not None
+                and 0.0 < step_seconds <= hold.seconds_keep
+                and (energy_j is None or energy_j / step_seconds <= hold.power_keep)
+                and (loss is None or _isfinite(loss))):
+            self.pending = None
+            self.step += 1
+            self._deferred.append((step_seconds, energy_j, hold.throttle))
+            return
+        self._observe(loss, step_seconds, energy_j)
+
+    def _observe(self, loss: float | None, step_seconds: float | None,
+                 energy_j: float | None) -> None:
+        """``observe`` the full way: every observation could take it (the held one only
+        saves the work it proves changes nothing now)."""
         if self.pending is None:
             raise ValueError("observe() without a Run to observe")
         run, self.pending = self.pending, None
-        spent = self.spent
-        if step_seconds is not None:
-            self.hold.observed(self.belief.stepped(step_seconds, energy_j,
-                                                   self.profile.throughput[run.status]))
-            spent["seconds"] += float(step_seconds)
-        if energy_j is not None and math.isfinite(energy_j):
-            spent["energy_j"] += float(energy_j)
-        spent["steps"] += 1
+        self.hold.observed(self.belief.record(step_seconds, energy_j,
+                                              self.profile.throughput[run.status]))
         if run.phase == "range-test":
             if self.range_test.observe(math.nan if loss is None else loss,
                                        self.schedule.base_lr):
@@ -129,6 +148,7 @@ class ScheduleManager(ManagerState):
                 self._lr_fn = self.schedule.lr_function(self.history.entries,
                                                         self.plateau_state)
                 self._lr_key = (list(self.history.entries), self.plateau_state)
+                self._table.clear()
 
     # ------------------------------------------------------------------ decisions
     @property
@@ -137,6 +157,9 @@ class ScheduleManager(ManagerState):
         return self.range_test.scale * (self.peak.factor or 1.0) * self.recovery.nan_scale
 
     # what callers read of the parts
+    spent = property(lambda self: self.belief.spent,
+                     lambda self, value: setattr(self.belief, "spent", value),
+                     doc="steps, seconds and joules observed so far")
     planned_total = property(lambda self: self.history.total, doc="the total in force")
     plan_history = property(lambda self: self.history.entries, doc="(step, total) entries")
     window_end_s = property(lambda self: self.belief.window_end_s, doc="end of the OS window")
@@ -162,10 +185,28 @@ class ScheduleManager(ManagerState):
         if self._lr_key != (hist, self.plateau_state):   # re-planned: prepare the LR once
             self._lr_key = (list(hist), self.plateau_state)
             self._lr_fn = self.schedule.lr_function(hist, self.plateau_state)
+            self._table.clear()
         return self._lr_fn(t) * self.lr_scale
+
+    #: held steps made ahead at a time (HeldRuns); 0: every held step on the spot
+    TABLE_CHUNK = 64
 
     def next(self) -> Decision:
         """The next decision; see the package doc."""
+        hold = self.hold
+        if hold.left > 0:   # held, and the step's Run made ahead (the same as _next's)
+            table = self._table
+            i = self.step - table.at
+            if 0 <= i < table.n:
+                hold.left -= 1
+                hold.stride -= 1
+                self._fast = True
+                self.pending = table.pending[i]
+                return table.runs[i]
+        return self._next()
+
+    def _next(self) -> Decision:
+        """``next`` the full way (a held step's Run made on the spot)."""
         hold = self.hold
         if hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
             # (a hold implies no rollback owed, no stop and step < nominal_steps: whatever sets
@@ -176,6 +217,11 @@ class ScheduleManager(ManagerState):
             step = self.step
             lr = self._lr_fn(step) * hold.scale
             self.pending = _new(PendingRun, (_TRAIN, step, lr, hold.status))
+            # the next held steps' Runs ahead, and the deferred observations folded: they stay
+            # at most a chunk
+            self._table.fill(self._lr_fn, hold.scale, step + 1, min(self.TABLE_CHUNK, hold.left),
+                             hold.status)
+            self.belief.fold()
             return _new(Run, (step, lr, _TRAIN))
         self.forecasts.predicted_end = None
         self._fast = False
@@ -215,6 +261,7 @@ class ScheduleManager(ManagerState):
         self.pending = PendingRun("train", self.step, lr, int(view.thermal_status))
         self.hold.arm(view, self.belief.estimator.band(BAND_WIDEN), self.belief.end_s(self.policy),
                       self.planned_total - self.step, self.lr_scale)
+        self._table.clear()
         return Run(self.step, lr)
 
     def _stop(self, stop: Stop) -> Stop:

@@ -63,6 +63,7 @@ class ManagerState:
         for part in self._parts():
             part.load_state_dict(obj)
         self._fast = False
+        self._table.clear()
         if self.hold.left > 0:
             self.lr_at(self.step)   # prepares the LR function the held steps use
 

@@ -1,0 +1,41 @@
+"""The Runs of the next held steps, made ahead in one go: a held ``next()`` is an index and a
+bound check (:mod:`.hold` proves the steps; this only saves making each decision on the spot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .decisions import PendingRun, Run
+
+__all__ = ["HeldRuns"]
+
+_TRAIN = "train"
+# ``Run(*fields)`` / ``PendingRun(*fields)`` without the named tuples' Python-level ``__new__``
+_new = tuple.__new__
+
+
+class HeldRuns:
+    """``runs[i]`` and ``pending[i]`` are the Run of step ``at + i`` and its pending record,
+    for ``i < n``, at the LR ``lr_fn(step) * scale``: the same expression as an unheld
+    step's, so the same bits. Valid for one LR function, scale and throttle status: the
+    manager clears it whenever one of them can change (a full plan arms a new hold, a plateau
+    metric moves the LR function)."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self.at = self.n = 0
+        self.runs: list[Run] = []
+        self.pending: list[PendingRun] = []
+
+    def fill(self, lr_fn: Callable[[int], float], scale: float, step: int, count: int,
+             status: int) -> None:
+        """The next ``count`` steps from ``step``."""
+        steps = range(step, step + count)
+        lrs = [lr_fn(t) * scale for t in steps]
+        self.runs = [_new(Run, (t, lr, _TRAIN)) for t, lr in zip(steps, lrs, strict=True)]
+        self.pending = [_new(PendingRun, (_TRAIN, t, lr, status))
+                        for t, lr in zip(steps, lrs, strict=True)]
+        self.at, self.n = step, count

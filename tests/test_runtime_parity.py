@@ -173,3 +173,18 @@ def test_frozen_parameters_stay_bit_identical_and_trainable_ones_move(cnn_bundle
     torch_rt = open_runtime("torch", cnn_bundle)
     train(torch_rt, train_set, idx, lr)
     assert np.abs(et_rt.predict(train_set.x) - torch_rt.predict(train_set.x)).max() < 1e-4
+
+
+def test_executorch_runtime_keeps_its_cpu_probe_off_the_terminal(mlp_bundle):
+    """ExecuTorch's first run probes the CPU and reports, on x86, the ARM files it cannot open
+    (``cpuinfo_utils.cpp``: five lines on every simulate): a fresh process (the probe runs once)
+    that opens and steps the runtime writes nothing of it to stderr."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\nfrom mobile_lr.runtime import open_runtime\n"
+            f"rt = open_runtime('executorch', {str(mlp_bundle)!r})\n"
+            "print(rt.step(np.zeros((4, 64), np.float32), np.zeros(4, np.int64), 0.01))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "cpuinfo" not in run.stderr and float(run.stdout.strip().splitlines()[-1]) > 0

@@ -37,13 +37,10 @@ Export rules (docs/DEVICES.md §7.1, checked on the pinned stack):
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
-import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +59,7 @@ from mobile_lr.export.forms import (
     training_form,
     unrolled_rnns,
 )
+from mobile_lr.native import NativeLog, quiet_native_stderr
 from mobile_lr.recipes import CustomLoss, Recipe
 
 __all__ = [
@@ -99,46 +97,6 @@ def refuse_batchnorm_training(recipe: Recipe, batchnorm: str, engine: str, why: 
         raise UnsupportedModel(f"batch-norm statistics cannot train in {engine} "
                                f"({describe_modules(recipe.model, bns)}): {why}; "
                                "export with --batchnorm frozen")
-
-
-class NativeLog:
-    """Text native code wrote to fd 2 inside :func:`quiet_native_stderr` (filled when the block ends)."""
-
-    text = ""
-
-
-@contextlib.contextmanager
-def quiet_native_stderr(replay_on_error: bool = True) -> Iterator[NativeLog]:
-    """Capture what native code writes to stderr (ORT's gradient builder logs every graph pass at INFO).
-
-    Both routes are captured: fd 2 (ORT) and Python's ``sys.stderr`` (ExecuTorch's pybindings
-    forward their C++ log there). On an exception the captured tail, without ORT's INFO lines, is
-    replayed to stderr (unless ``replay_on_error`` is false) so that no error is lost.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    log = NativeLog()
-    python_side = io.StringIO()
-    failed = False
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            with contextlib.redirect_stderr(python_side):
-                yield log
-        except BaseException:
-            failed = True
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            log.text = sink.read().decode("utf-8", "replace") + python_side.getvalue()
-            # ORT's INFO lines (each graph pass: "[I:onnxruntime:...]") are not the error: only
-            # the rest is replayed
-            kept = "\n".join(line for line in log.text.splitlines()
-                              if "[I:onnxruntime:" not in line and line.strip())
-            if failed and replay_on_error and kept:
-                print(kept[-4000:], file=sys.stderr)
 
 
 def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,

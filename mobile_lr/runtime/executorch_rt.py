@@ -38,6 +38,7 @@ import numpy as np
 
 from mobile_lr.bundle import load_bundle
 from mobile_lr.extras import require
+from mobile_lr.native import quiet_native_stderr
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, check_sf_r, logits_metrics
 from mobile_lr.runtime.checkpoint import CheckpointError
@@ -108,7 +109,8 @@ class ExecuTorchRuntime(RuntimeBase):
         # The parameter outputs of a run with clone_outputs=False are the live weights themselves
         # (the same storage at every call); the zero batch below changes nothing.
         n0 = 1 if self._dynamic else self._max_batch
-        outs = self._run_training(self.io.dummy_input(n0), self.io.dummy_target(n0))
+        with quiet_native_stderr():  # the first run's CPU probe lines (mobile_lr.native)
+            outs = self._run_training(self.io.dummy_input(n0), self.io.dummy_target(n0))
         live = dict(zip(fqns, outs[self._param_start:], strict=True))
         self._params = {name: live[prefix + name] for name in self.trainable_names}
         self._grad_index = {name: self._grad_start + fqns.index(prefix + name)

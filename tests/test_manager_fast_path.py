@@ -63,16 +63,20 @@ def _same(a: ScheduleManager, b: ScheduleManager, what: str) -> None:
     assert a.step == b.step and a.pending == b.pending, what
 
 
-def drive(profile, state, policy, spec, config, seed, iters=500):
+def drive(profile, state, policy, spec, config, seed, iters=500, report_every=None,
+          tell_ambient=None):
     rng = random.Random(seed)
     truth = {"step_seconds": profile.step_seconds * rng.uniform(0.5, 2.0),
              "train_power_w": profile.train_power_w * rng.uniform(0.5, 1.5)}
     dev = SimulatedDevice(profile, state, **truth)
     fast = ScheduleManager(spec, profile, policy, config, state)
     full = FullWay(spec, profile, policy, config, state)
-    report_every = rng.choice([0, 1, 2, 5, 23])
+    if report_every is None:
+        report_every = rng.choice([0, 1, 2, 5, 23])
     measured = rng.random() < 0.8
-    held = deferred = 0
+    if tell_ambient is None:
+        tell_ambient = rng.random() < 0.7
+    held = runs = deferred = 0
     for it in range(iters):
         if rng.random() < 0.01:
             kind = rng.choice(EVENT_KINDS)
@@ -80,7 +84,7 @@ def drive(profile, state, policy, spec, config, seed, iters=500):
             if kind == "window":
                 full.begin_window()
         if report_every and it % report_every == 0:
-            s = dev.state
+            s = dev.state if tell_ambient else replace(dev.state, ambient_c=None)
             fast.update_device(s)
             full.update_device(s)
             _same(fast, full, f"report {it}")
@@ -102,6 +106,7 @@ def drive(profile, state, policy, spec, config, seed, iters=500):
             continue
         assert isinstance(a, Run)
         held += fast._fast
+        runs += 1
         dev.step_seconds = truth["step_seconds"] * rng.uniform(0.9, 1.1)
         r = dev.train_step()
         u = rng.random()
@@ -116,7 +121,7 @@ def drive(profile, state, policy, spec, config, seed, iters=500):
             assert fast.state_dict() == full.state_dict(), it
     assert fast.state_dict() == full.state_dict()
     assert fast.estimator.state_dict() == full.estimator.state_dict()
-    return held, deferred
+    return held, runs, deferred
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -126,14 +131,14 @@ def test_the_shortcuts_give_the_full_way_s_decisions_and_state(case):
 
 
 def test_a_steady_run_takes_the_shortcuts():
-    """Most steps of a steady run are held (so the property above compares shortcuts, not
-    two full paths), and the held observations are deferred."""
+    """Most steps of a steady run reporting every step are held (so the property above
+    compares shortcuts, not two full paths), and the held observations are deferred."""
     p = replace(load_profile("mid-range"), step_seconds=0.5)
     state = DeviceState.initial(p, 0.9, ambient_c=22.0)
-    held, deferred = drive(p, state, Policy(window_s=3600.0), {"format": "mobile-lr.schedule/1",
+    held, runs, deferred = drive(p, state, Policy(window_s=3600.0), {"format": "mobile-lr.schedule/1",
                  "base_lr": 0.1, "shape": {"type": "cosine"}}, {"nominal_steps": 5000}, 5,
-                 iters=2000)
-    assert held > 1000 and deferred > 10
+                 iters=2000, report_every=1, tell_ambient=True)
+    assert runs > 500 and held > 0.75 * runs and deferred > 10
 
 
 def _ulps_from(target: float, s: float) -> float:

@@ -25,7 +25,9 @@ class DeviceBelief:
     throttle): the manager has checked that it leaves the hold as it is, so nothing reads its
     effect until someone asks for the estimator, the believed state or the spent totals; those
     fold the deferred observations first, one by one through :meth:`_record`, the same
-    operations in the same order as an eager observation, so the same bits."""
+    operations in the same order as an eager observation, so the same bits. A report replaces
+    the dead reckoning: the observations deferred before it (the first ``_stale``) are then
+    still counted and learnt, in order, but not reckoned (their reckoning would be discarded)."""
 
     KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device", "base")
 
@@ -38,6 +40,7 @@ class DeviceBelief:
             prior_factor=config.prior_factor, margin=config.margin,
             unobserved_power_factor=config.unobserved_power_factor)
         self.deferred: list[tuple[float, float | None, float]] = []   # held steps' observations
+        self._stale = 0   # of which were made before the last report
         self._spent: dict[str, Any] = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
         # dead reckoning: the last report (or the initial state) advanced by the steps since as
         # one interval at their mean load, so the believed state costs one advance however many
@@ -53,10 +56,11 @@ class DeviceBelief:
         """Record the deferred observations, in order (see the class doc)."""
         deferred = self.deferred
         if deferred:
-            items = deferred.copy()
+            items, stale = deferred.copy(), self._stale
             deferred.clear()
-            for seconds, energy_j, throttle in items:
-                self._record(seconds, energy_j, throttle)
+            self._stale = 0
+            for i, (seconds, energy_j, throttle) in enumerate(items):
+                self._record(seconds, energy_j, throttle, i >= stale)
 
     @property
     def estimator(self) -> CostEstimator:
@@ -101,10 +105,9 @@ class DeviceBelief:
         """The device state the caller just read."""
         if not isinstance(state, DeviceState):
             raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
-        if self.deferred:
-            self.fold()
         if state.ambient_c is None and self.reported is not None:
-            self.ambient.observe(self.reported, state, self.since)
+            self.ambient.observe(self.reported, state, self.since)   # (since folds)
+        self._stale = len(self.deferred)
         self.reported = self._base = self._device = state
         self._load = self._busy = 0.0
 
@@ -143,8 +146,8 @@ class DeviceBelief:
             self.fold()
         return self._record(seconds, energy_j, throttle)
 
-    def _record(self, seconds: float | None, energy_j: float | None, throttle: float
-                ) -> tuple[float, float | None] | None:
+    def _record(self, seconds: float | None, energy_j: float | None, throttle: float,
+                reckon: bool = True) -> tuple[float, float | None] | None:
         spent = self._spent
         if energy_j is not None and math.isfinite(energy_j):
             spent["energy_j"] += float(energy_j)
@@ -154,8 +157,8 @@ class DeviceBelief:
         spent["seconds"] += float(seconds)
         est = self._estimator
         observed = est.observe(seconds, energy_j, throttle)
-        if observed is None:
-            return None
+        if observed is None or not reckon:
+            return observed
         if observed[1] is not None:
             load = energy_j / seconds   # type: ignore[operator]  (observed: it is valid)
         else:
@@ -184,6 +187,7 @@ class DeviceBelief:
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
         self.deferred.clear()
+        self._stale = 0
         self.window_end_s = obj.get("window_end_s")
         self._estimator.load_state_dict(obj["estimator"])
         self.ambient.load_state_dict(obj["ambient"])

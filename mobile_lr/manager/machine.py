@@ -76,6 +76,13 @@ class ScheduleManager(ManagerState):
     # ------------------------------------------------------------------ caller inputs
     def update_device(self, state: DeviceState) -> None:
         """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
+        hold = self.hold
+        # held, the ambient known (the report is the planner's view) and inside the envelope:
+        # the hold stays as it is, the report only replaces the belief's state
+        if (hold.left > 0 and type(state) is DeviceState and state.ambient_c is not None
+                and hold.keeps(state, self.pending is not None)):
+            self.belief.update(state)
+            return
         self._update_device(state)
 
     def _update_device(self, state: DeviceState) -> None:

@@ -4,7 +4,7 @@ the OS window, from what the caller reports and the steps run since."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mobile_lr.budget import AmbientEstimator, CostEstimator, Policy, StepCost
@@ -59,8 +59,7 @@ class DeviceBelief:
             items, stale = deferred.copy(), self._stale
             deferred.clear()
             self._stale = 0
-            for i, (seconds, energy_j, throttle) in enumerate(items):
-                self._record(seconds, energy_j, throttle, i >= stale)
+            self._record(items, stale)
 
     @property
     def estimator(self) -> CostEstimator:
@@ -144,33 +143,48 @@ class DeviceBelief:
         does not move)."""
         if self.deferred:
             self.fold()
-        return self._record(seconds, energy_j, throttle)
+        return self._record(((seconds, energy_j, throttle),), 0)
 
-    def _record(self, seconds: float | None, energy_j: float | None, throttle: float,
-                reckon: bool = True) -> tuple[float, float | None] | None:
+    def _record(self, items: Sequence[tuple[float | None, float | None, float]], stale: int
+                ) -> tuple[float, float | None] | None:
+        """:meth:`record` of each of ``items`` in order, the first ``stale`` not reckoned (a
+        report since replaced the reckoning); what the estimator recorded of the last."""
         spent = self._spent
-        if energy_j is not None and math.isfinite(energy_j):
-            spent["energy_j"] += float(energy_j)
-        spent["steps"] += 1
-        if seconds is None:
-            return None
-        spent["seconds"] += float(seconds)
+        energy, seconds_sum, steps = spent["energy_j"], spent["seconds"], spent["steps"]
         est = self._estimator
-        observed = est.observe(seconds, energy_j, throttle)
-        if observed is None or not reckon:
-            return observed
-        if observed[1] is not None:
-            load = energy_j / seconds   # type: ignore[operator]  (observed: it is valid)
-        else:
-            cost = est.estimate()
-            load = self.profile.load_power(throttle, max(cost.power_w, self.profile.idle_power_w))
-        self._merge(load, seconds)
+        observe, p = est.observe, self.profile
+        merges = []
+        observed = None
+        for i, (seconds, energy_j, throttle) in enumerate(items):
+            if energy_j is not None and math.isfinite(energy_j):
+                energy += float(energy_j)
+            steps += 1
+            if seconds is None:
+                observed = None
+                continue
+            seconds_sum += float(seconds)
+            observed = observe(seconds, energy_j, throttle)
+            if observed is None or i < stale:
+                continue
+            if observed[1] is not None:
+                load = energy_j / seconds   # type: ignore[operator]  (observed: it is valid)
+            else:   # (the estimate after this observation, before the next)
+                cost = est.estimate()
+                load = p.load_power(throttle, max(cost.power_w, p.idle_power_w))
+            merges.append((load, seconds))
+        spent["energy_j"], spent["seconds"], spent["steps"] = energy, seconds_sum, steps
+        self._merge(merges)
         return observed
 
-    def _merge(self, load: float, seconds: float) -> None:
-        busy = self._busy + seconds
-        self._load = load if self._busy == 0.0 else (self._load * self._busy + load * seconds) / busy
-        self._busy, self._device = busy, None
+    def _merge(self, steps: Iterable[tuple[float, float]]) -> None:
+        """Fold steps of (load W, seconds) into the one interval since the report."""
+        mean, busy = self._load, self._busy
+        for load, seconds in steps:
+            total = busy + seconds
+            mean = load if busy == 0.0 else (mean * busy + load * seconds) / total
+            busy = total
+            self._device = None
+        self._load, self._busy = mean, busy
 
     def end_s(self, policy: Policy) -> float:
         """The end of the time budget: the OS window's, cut at the policy's deadline."""
@@ -194,8 +208,8 @@ class DeviceBelief:
         rep = obj.get("reported")
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
         self._load = self._busy = 0.0
-        for load, seconds in obj.get("since", []):   # one interval (older states: each step)
-            self._merge(float(load), float(seconds))
+        # one interval (older states: each step)
+        self._merge((float(load), float(seconds)) for load, seconds in obj.get("since", []))
         self._device = DeviceState.from_dict(obj["device"], "device")
         base = obj.get("base")
         if base is not None:

@@ -115,17 +115,23 @@ class Envelope(NamedTuple):
         bound than the envelope after ``steps`` steps from the anchor: then every step the
         certificate allows after those stays inside the limits from ``state`` too (the bounds
         are monotone in the start state and compose: ``k`` steps then ``j`` are ``k + j``)."""
+        # (one unpacking instead of a read per field, and no exp when the report is no warmer
+        # than the anchor at status 0: every call of a phone reporting each step comes here)
+        time_s, level, t0, amb0, status, _, d, load, battery_j, steady, tau = self
         amb = state.ambient_c
-        kd = steps * self.d
-        if not (state.time_s <= self.time_s + kd and amb is not None and amb <= self.ambient_c
-                and (self.level - state.level) * self.battery_j <= steps * self.load * self.d):
+        kd = steps * d
+        if not (state.time_s <= time_s + kd and amb is not None and amb <= amb0
+                and (level - state.level) * battery_j <= steps * load * d):
             return False
-        t0, e = self.temperature_c, math.exp(-kd / self.tau)
-        steady = self.steady
-        if not state.temperature_c <= max(t0, steady + (t0 - steady) * e):
+        temp = state.temperature_c
+        if status == 0 and temp <= t0:
+            return True
+        e = math.exp(-kd / tau)
+        hot = steady + (t0 - steady) * e
+        if not temp <= (hot if hot > t0 else t0):    # max(t0, hot)
             return False
-        return self.status == 0 or (amb == self.ambient_c and state.temperature_c
-                                    >= min(t0, amb + (t0 - amb) * e))
+        cold = amb + (t0 - amb) * e
+        return status == 0 or (amb == amb0 and temp >= (cold if cold < t0 else t0))  # min
 
 
 def envelope(k: Limits, view: DeviceState, band: CostBand) -> Envelope | None:
@@ -264,9 +270,11 @@ class PlanHold:
         The hold keeps the anchor's band, which proves it safe; a re-anchor would read the
         window's band, narrower once the anchor's largest observation has left the window."""
         env = self.envelope
-        return (env is not None and not self.widened and self.left == self.stride
-                and state.charging == self.charging and int(state.thermal_status) == self.status
-                and env.contains(self._base - self.left - int(pending), state))
+        left = self.left
+        # (thermal_status is a ThermalStatus, an int: == compares as int() would)
+        return (env is not None and not self.widened and left == self.stride
+                and state.charging == self.charging and state.thermal_status == self.status
+                and env.contains(self._base - left - pending, state))
 
     def take(self) -> bool:
         """Whether the next Run may skip the full plan (and count it)."""

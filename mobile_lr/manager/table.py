@@ -5,6 +5,7 @@ bound check (:mod:`.hold` proves the steps; this only saves making each decision
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import repeat
 
 from .decisions import PendingRun, Run
 
@@ -35,7 +36,9 @@ class HeldRuns:
         """The next ``count`` steps from ``step``."""
         steps = range(step, step + count)
         lrs = [lr_fn(t) * scale for t in steps]
-        self.runs = [_new(Run, (t, lr, _TRAIN)) for t, lr in zip(steps, lrs, strict=True)]
-        self.pending = [_new(PendingRun, (_TRAIN, t, lr, status))
-                        for t, lr in zip(steps, lrs, strict=True)]
+        # the named tuples' fields zipped and built in C (a Python-level loop cost as much as
+        # the LR itself)
+        self.runs = list(map(_new, repeat(Run), zip(steps, lrs, repeat(_TRAIN))))
+        self.pending = list(map(_new, repeat(PendingRun),
+                                zip(repeat(_TRAIN), steps, lrs, repeat(status))))
         self.at, self.n = step, count

@@ -61,7 +61,7 @@ class ScheduleManager(ManagerState):
         self.loss_watch = None if c.divergence is None else LossWatch(c.divergence)
         self.peak = PeakLr(c.peak_lr)
         self.step = 0                         # training steps done (the schedule's t)
-        self.pending: PendingRun | None = None  # the Run issued, until observed
+        self.pending = None                     # the Run issued, until observed
         self.stopped: Stop | None = None
         self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
         self.forecasts = SessionForecasts(self.profile, self.policy, c, self.belief)
@@ -80,7 +80,7 @@ class ScheduleManager(ManagerState):
         # held, the ambient known (the report is the planner's view) and inside the envelope:
         # the hold stays as it is, the report only replaces the belief's state
         if (hold.left > 0 and type(state) is DeviceState and state.ambient_c is not None
-                and hold.keeps(state, self.pending is not None)):
+                and hold.keeps(state, self._pending is not None)):
             self.belief.update(state)
             return
         self._update_device(state)
@@ -114,11 +114,11 @@ class ScheduleManager(ManagerState):
         hold = self.hold
         # held, and the observation leaves the hold as it is (PlanHold.seconds_keep): the
         # estimator, the dead reckoning and the totals take it when next read (belief.fold)
-        if (hold.left > 0 and self.pending is not None and step_seconds is not None
+        if (hold.left > 0 and self._pending is not None and step_seconds is not None
                 and 0.0 < step_seconds <= hold.seconds_keep
                 and (energy_j is None or energy_j / step_seconds <= hold.power_keep)
                 and (loss is None or _isfinite(loss))):
-            self.pending = None
+            self._pending = None
             self.step += 1
             self._deferred.append((step_seconds, energy_j, hold.throttle))
             return
@@ -164,6 +164,20 @@ class ScheduleManager(ManagerState):
         return self.range_test.scale * (self.peak.factor or 1.0) * self.recovery.nan_scale
 
     # what callers read of the parts
+    @property
+    def pending(self) -> PendingRun | None:
+        """The Run issued and not observed yet, with the status it started at. A held
+        ``next()`` leaves the Run itself here; its record is made when someone reads it (the
+        status is the hold's: it cannot change while a Run is pending without a new one)."""
+        p = self._pending
+        if p.__class__ is Run:
+            p = self._pending = _new(PendingRun, (_TRAIN, p.step, p.lr, self.hold.status))
+        return p
+
+    @pending.setter
+    def pending(self, value: PendingRun | None) -> None:
+        self._pending = value
+
     spent = property(lambda self: self.belief.spent,
                      lambda self, value: setattr(self.belief, "spent", value),
                      doc="steps, seconds and joules observed so far")
@@ -208,8 +222,8 @@ class ScheduleManager(ManagerState):
                 hold.left -= 1
                 hold.stride -= 1
                 self._fast = True
-                self.pending = table.pending[i]
-                return table.runs[i]
+                run = self._pending = table.runs[i]   # (its PendingRun made if read: pending)
+                return run
         return self._next()
 
     def _next(self) -> Decision:
@@ -226,8 +240,7 @@ class ScheduleManager(ManagerState):
             self.pending = _new(PendingRun, (_TRAIN, step, lr, hold.status))
             # the next held steps' Runs ahead, and the deferred observations folded: they stay
             # at most a chunk
-            self._table.fill(self._lr_fn, hold.scale, step + 1, min(self.TABLE_CHUNK, hold.left),
-                             hold.status)
+            self._table.fill(self._lr_fn, hold.scale, step + 1, min(self.TABLE_CHUNK, hold.left))
             self.belief.fold()
             return _new(Run, (step, lr, _TRAIN))
         self.forecasts.predicted_end = None

@@ -7,21 +7,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from itertools import repeat
 
-from .decisions import PendingRun, Run
+from .decisions import Run
 
 __all__ = ["HeldRuns"]
 
 _TRAIN = "train"
-# ``Run(*fields)`` / ``PendingRun(*fields)`` without the named tuples' Python-level ``__new__``
+# ``Run(*fields)`` without the named tuple's Python-level ``__new__``
 _new = tuple.__new__
 
 
 class HeldRuns:
-    """``runs[i]`` and ``pending[i]`` are the Run of step ``at + i`` and its pending record,
-    for ``i < n``, at the LR ``lr_fn(step) * scale``: the same expression as an unheld
-    step's, so the same bits. Valid for one LR function, scale and throttle status: the
-    manager clears it whenever one of them can change (a full plan arms a new hold, a plateau
-    metric moves the LR function)."""
+    """``runs[i]`` is the Run of step ``at + i`` for ``i < n``, at the LR
+    ``lr_fn(step) * scale``: the same expression as an unheld step's, so the same bits. Valid
+    for one LR function and scale: the manager clears it whenever one of them can change (a
+    full plan arms a new hold, a plateau metric moves the LR function)."""
 
     def __init__(self) -> None:
         self.clear()
@@ -29,16 +28,12 @@ class HeldRuns:
     def clear(self) -> None:
         self.at = self.n = 0
         self.runs: list[Run] = []
-        self.pending: list[PendingRun] = []
 
-    def fill(self, lr_fn: Callable[[int], float], scale: float, step: int, count: int,
-             status: int) -> None:
+    def fill(self, lr_fn: Callable[[int], float], scale: float, step: int, count: int) -> None:
         """The next ``count`` steps from ``step``."""
         steps = range(step, step + count)
         lrs = [lr_fn(t) * scale for t in steps]
         # the named tuples' fields zipped and built in C (a Python-level loop cost as much as
         # the LR itself)
         self.runs = list(map(_new, repeat(Run), zip(steps, lrs, repeat(_TRAIN))))
-        self.pending = list(map(_new, repeat(PendingRun),
-                                zip(repeat(_TRAIN), steps, lrs, repeat(status))))
         self.at, self.n = step, count

@@ -19,7 +19,9 @@ every step cost before the hold), and with ``update_device()`` every step on a s
 phone; then the Kotlin manager's same loops on the JVM (``android-demo/core/scripts/bench.sh``,
 best of blocks). End-to-end: the same manager driving the ORT runtime (next, step at the
 manager's LR, observe) against ``rt.step`` alone. Goals: held step <= 0.2x torch's (at least
-<= 1x), manager + ORT <= 1.05x bare ORT on digits-mlp; the table says met or missed.
+<= 1x), manager + ORT <= 1.05x bare ORT on digits-mlp; the table says met or missed, for the
+manager on the median call and amortised (``_stats``: a held step's work made ahead or
+deferred lands on one call in 64).
 """
 
 from __future__ import annotations
@@ -42,9 +44,20 @@ RUNTIME_KINDS = ("ort", "executorch", "torch")
 SPEC = {"format": "mobile-lr.schedule/1", "base_lr": 0.05, "shape": {"type": "cosine"}}
 
 
+BLOCK = 64   # calls per block of the amortised time (the manager's held Runs are made 64 ahead)
+
+
 def _stats(ts: list[float], steps: int) -> dict[str, float]:
+    """Median and 10th-90th percentiles of the calls, and the amortised time: the median over
+    blocks of ``BLOCK`` consecutive calls of their mean. A held step's work done ahead or
+    deferred (its Runs made 64 at a time, its observations folded when read) lands on one call
+    in 64, which the median call does not see; every block has it, and a burst of load from
+    elsewhere moves the median block less than it moves the plain mean (also recorded)."""
     q = np.percentile(ts, [10, 50, 90])
+    n = len(ts) // BLOCK * BLOCK
+    blocks = np.asarray(ts[:n]).reshape(-1, BLOCK).mean(axis=1) if n else np.asarray(ts)
     return {"median_us": float(q[1]) * 1e6, "p10_us": float(q[0]) * 1e6, "p90_us": float(q[2]) * 1e6,
+            "amortised_us": float(np.median(blocks)) * 1e6, "mean_us": float(np.mean(ts)) * 1e6,
             "n": steps}
 
 
@@ -232,7 +245,8 @@ def scheduler_overhead(steps: int, warmup: int) -> list[dict[str, Any]]:
              "held": "manager next()+observe(), plan in force holds",
              "planned": "manager next()+observe(), full plan every step",
              "reported": "manager update_device()+next()+observe(), phone reports every step"}
-    rows = [{"what": names[k], "runtime": "python", **t, "vs_torch": t["median_us"] / base}
+    rows = [{"what": names[k], "runtime": "python", **t, "vs_torch": t["median_us"] / base,
+             "amortised_vs_torch": t["amortised_us"] / times["torch"]["amortised_us"]}
             for k, t in times.items()]
     kt = kotlin_steps()
     if "skipped" in kt:
@@ -253,12 +267,14 @@ def goals(rt_rows: list[dict[str, Any]], sch_rows: list[dict[str, Any]]) -> list
     for key, label in (("manager next()+observe(), plan in force holds", "held step"),
                        ("manager update_device()+next()+observe(), phone reports every step",
                         "reported step")):
-        if key in by:
-            x = by[key]["vs_torch"]
-            out.append({"goal": f"manager {label} <= {GOAL_VS_TORCH}x torch scheduler step "
-                                f"(at least <= {MIN_VS_TORCH}x)", "value": x,
-                        "status": "met" if x <= GOAL_VS_TORCH else
-                        f"missed goal, {'met' if x <= MIN_VS_TORCH else 'missed'} minimum"})
+        # on the median call, and amortised (the work done ahead or deferred counted)
+        for field, how in (("vs_torch", ""), ("amortised_vs_torch", ", amortised")):
+            if key in by:
+                x = by[key][field]
+                out.append({"goal": f"manager {label} <= {GOAL_VS_TORCH}x torch scheduler step "
+                                    f"(at least <= {MIN_VS_TORCH}x){how}", "value": x,
+                            "status": "met" if x <= GOAL_VS_TORCH else
+                            f"missed goal, {'met' if x <= MIN_VS_TORCH else 'missed'} minimum"})
     for r in rt_rows:
         if r.get("recipe") == "digits-mlp" and r["what"] == "manager + ORT step":
             x = r["vs_bare_ort"]
@@ -295,7 +311,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
           "best of blocks)")
     print_table(sch_rows, [("what", "what", "s"), ("median_us", "median µs", ".2f"),
                            ("p10_us", "p10", ".2f"), ("p90_us", "p90", ".2f"),
-                           ("vs_torch", "÷ torch", ".2f")])
+                           ("vs_torch", "÷ torch", ".2f"), ("amortised_us", "amortised µs", ".2f"),
+                           ("amortised_vs_torch", "amortised ÷ torch", ".2f")])
     goal_rows = goals(rt_rows, sch_rows)
     print("\ngoals")
     print_table(goal_rows, [("goal", "goal", "s"), ("value", "value", ".3f"),

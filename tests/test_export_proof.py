@@ -27,14 +27,19 @@ def _recipe(name: str, *layers: nn.Module, shape=(4, 1, 8, 8)) -> Recipe:
         return Recipe(name, model, torch.randn(shape))
 
 
-def test_an_op_without_a_gradient_is_refused_naming_its_module(tmp_path):
-    """ONNX Runtime 1.19.2 has no gradient builder for InstanceNormalization: the reason names the module."""
+def test_an_op_without_a_gradient_is_refused_naming_its_module(tmp_path, monkeypatch):
+    """ONNX Runtime 1.19.2 has no gradient builder for InstanceNormalization (which the training form
+    writes out as a group norm; that form is off here): the reason names the module and what to do."""
+    import mobile_lr.export.written_out as written_out
+
+    monkeypatch.setattr(written_out, "FORMS", {fn: form for fn, form in written_out.FORMS.items()
+                                                if form is not written_out.instance_norm})
     recipe = _recipe("instnorm", nn.InstanceNorm2d(4, affine=True))
     manifest = export_bundle(recipe, tmp_path / "b", backends=("ort",)).to_dict()
     ort = manifest["backends"]["ort"]
     assert ort["status"] == "unsupported" and ort["files"] == []
     assert "0.1 (InstanceNorm2d)" in ort["reason"] and "InstanceNormalization" in ort["reason"]
-    assert "frozen part" in ort["reason"]
+    assert "frozen part" in ort["reason"] and "track_running_stats=False" in ort["reason"]
     assert not ORT_FILES & set(manifest["files"])
     verify_bundle(tmp_path / "b")
 
@@ -89,3 +94,35 @@ def test_training_batchnorm_statistics_is_refused_naming_the_modules(tmp_path, b
     assert info["status"] == "unsupported" and "0.1 (BatchNorm2d)" in info["reason"]
     assert manifest["model"]["batchnorm"] == {"mode": "train", "modules": ["0.1"],
                                               "note": manifest["model"]["batchnorm"]["note"]}
+
+
+class BilinearNet(nn.Module):
+    """A function the model's own ``forward`` calls, at the root: a bilinear upsampling (ORT 1.19.2 has
+    no CPU kernel for ResizeGrad; only nearest upsampling by whole factors is written out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 16 * 16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up = nn.functional.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear")
+        return self.head(torch.flatten(up, 1))
+
+
+def test_a_functional_call_at_the_root_is_named_with_what_to_change(tmp_path):
+    recipe = Recipe("bilinear", BilinearNet(), torch.randn(4, 1, 8, 8))
+    ort = export_bundle(recipe, tmp_path / "b", backends=("ort",)).to_dict()["backends"]["ort"]
+    assert ort["status"] == "unsupported"
+    assert "at <model> (BilinearNet)" in ort["reason"] and "ResizeGrad" in ort["reason"]
+    assert "mode='nearest'" in ort["reason"]
+
+
+def test_a_model_the_onnx_exporter_cannot_write_is_one_line_naming_the_module(tmp_path):
+    """An InstanceNorm keeping running statistics: torch's ONNX exporter cannot write it at a dynamic
+    batch, in any mode. One clear error naming the module, not the exporter's traceback and graph."""
+    from mobile_lr.validation import ValidationError
+
+    recipe = _recipe("instnorm", nn.InstanceNorm2d(4, track_running_stats=True))
+    with pytest.raises(ValidationError, match=r"inference model at 0\.1 \(InstanceNorm2d\): .*instance_norm"):
+        export_bundle(recipe, tmp_path / "b", backends=("ort",))
+    assert not (tmp_path / "b").exists()

@@ -186,34 +186,46 @@ def _lstm_cell(x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], w_ih: 
 
 
 def _rnn_as_cells(rnn: nn.Module):  # -> Callable | None
-    """A GRU/LSTM (unidirectional, no projection) as its cell unrolled over the sequence.
+    """A GRU/LSTM (one or both directions, no projection) as its cell unrolled over the sequence.
 
     ONNX Runtime 1.19.2's fused GRUGrad/LSTMGrad crash (SIGSEGV) in the training step unless every
-    weight of the layer trains and no gradient flows into its input; the unrolled cell is MatMul,
-    Sigmoid and Tanh, which it differentiates. Same equations as PyTorch's (rounding aside)."""
-    if not isinstance(rnn, (nn.GRU, nn.LSTM)) or rnn.bidirectional or getattr(rnn, "proj_size", 0):
+    weight of the layer trains and no gradient flows into its input, and its LSTM kernel refuses a
+    bidirectional layer ("only supports the forward direction"); the unrolled cell is MatMul,
+    Sigmoid and Tanh, which it differentiates. Same equations as PyTorch's (rounding aside): the
+    reverse direction (weights ``*_reverse``) runs from the last step, its outputs are
+    concatenated after the forward ones, and the final states are ordered layer by layer,
+    forward first, as ``h_n``'s."""
+    if not isinstance(rnn, (nn.GRU, nn.LSTM)) or getattr(rnn, "proj_size", 0):
         return None
     lstm = isinstance(rnn, nn.LSTM)
     cell = _lstm_cell if lstm else _gru_cell
+    directions = 2 if rnn.bidirectional else 1
+
+    def run(seq: torch.Tensor, state: Any, weights: list[Any], reverse: bool) -> tuple[torch.Tensor, Any]:
+        steps = int(seq.shape[0])  # static length: the graph is unrolled
+        outs: list[Any] = [None] * steps
+        for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+            outs[t], state = cell(seq[t], state, *weights)
+        return torch.stack(outs), state
 
     def forward(x: torch.Tensor, hx: Any = None) -> tuple[torch.Tensor, Any]:
         seq = x.transpose(0, 1) if rnn.batch_first else x  # (T, B, F)
-        zeros = seq.new_zeros(rnn.num_layers, seq.shape[1], rnn.hidden_size)
+        zeros = seq.new_zeros(rnn.num_layers * directions, seq.shape[1], rnn.hidden_size)
         if hx is None:
             hx = (zeros, zeros) if lstm else zeros
         finals: list[Any] = []
         for layer in range(rnn.num_layers):
-            weights = [getattr(rnn, f"{k}_l{layer}", None)
-                       for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-            state = (hx[0][layer], hx[1][layer]) if lstm else hx[layer]
             outs = []
-            for t in range(int(seq.shape[0])):  # static length: the graph is unrolled
-                out, state = cell(seq[t], state, *weights)
+            for d in range(directions):
+                weights = [getattr(rnn, f"{k}_l{layer}{'_reverse' if d else ''}", None)
+                           for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                k = layer * directions + d
+                out, state = run(seq, (hx[0][k], hx[1][k]) if lstm else hx[k], weights, bool(d))
                 outs.append(out)
-            seq = torch.stack(outs)
+                finals.append(state)
+            seq = torch.cat(outs, -1) if directions == 2 else outs[0]
             if rnn.dropout and layer < rnn.num_layers - 1:
                 seq = torch.nn.functional.dropout(seq, rnn.dropout, rnn.training)
-            finals.append(state)
         output = seq.transpose(0, 1) if rnn.batch_first else seq
         if lstm:
             return output, (torch.stack([s[0] for s in finals]), torch.stack([s[1] for s in finals]))

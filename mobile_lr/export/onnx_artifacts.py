@@ -37,6 +37,7 @@ Export rules (docs/DEVICES.md §7.1, checked on the pinned stack):
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import tempfile
@@ -74,6 +75,7 @@ __all__ = [
     "export_onnx",
     "expose_optional_outputs",
     "module_of_node",
+    "ort_hint",
     "quiet_native_stderr",
     "refuse_batchnorm_training",
     "write_ort_artifacts",
@@ -110,19 +112,48 @@ def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,
     model = recipe.model
     form = training_form(model, batchnorm) if training else eval_form(model)
     rnns = unrolled_rnns(model) if training else contextlib.nullcontext()
-    with form, rnns, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
-        torch.onnx.export(
-            model, (recipe.example_input,), str(path), input_names=["input"],
-            output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=OPSET, export_params=True, do_constant_folding=False,
-            training=torch.onnx.TrainingMode.PRESERVE, dynamo=False)
+    try:
+        with form, rnns, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
+            torch.onnx.export(  # (it prints its whole graph to stdout when an op fails)
+                model, (recipe.example_input,), str(path), input_names=["input"],
+                output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                opset_version=OPSET, export_params=True, do_constant_folding=False,
+                training=torch.onnx.TrainingMode.PRESERVE, dynamo=False)
+    except torch.onnx.errors.OnnxExporterError as err:
+        _refuse_export(err, model, training)
     proto = onnx.load(str(path))
     _check_ir(proto, Path(path).name)
     if training:
         expose_optional_outputs(proto)
         decompose_hard_activations(proto)
     return proto
+
+
+def _modules_like(model: torch.nn.Module, op: str) -> list[str]:
+    """Modules whose class is named like the aten op ``op`` (``instance_norm``: ``InstanceNorm2d``)."""
+    key = op.replace("_", "").lower()
+    return [n for n, m in model.named_modules()
+            if re.sub(r"\d+d$", "", type(m).__name__.lower()) == key]
+
+
+def _refuse_export(err: Exception, model: torch.nn.Module, training: bool) -> None:
+    """The TorchScript exporter's failure in one line, naming the modules of the op it names: an
+    :class:`UnsupportedModel` for the training graph (ORT's alone), a ``ValidationError`` for the
+    inference model (every bundle has one)."""
+    text = str(err).strip()
+    first = re.split(r"\s+\[Caused by|\n", text, maxsplit=1)[0][:300]
+    op = re.search(r"export of (?:operator )?(\w+)", first)
+    names = _modules_like(model, op.group(1)) if op else []
+    where = f" at {describe_modules(model, names)}" if names else ""
+    graph = "training graph" if training else "inference model"
+    why = f"the ONNX exporter (opset {OPSET}) cannot write the {graph}"
+    if training:
+        raise UnsupportedModel(f"{why}{where}: {first}{ort_hint(text)}") from None
+    from mobile_lr.validation import ValidationError
+
+    raise ValidationError("recipe.model", f"{why}{where}: {first}",
+                          "ops the TorchScript ONNX exporter writes, sizes static but the batch's") from None
 
 
 # Optional outputs that ORT's gradient builders take as inputs of the backward node
@@ -205,17 +236,44 @@ def module_of_node(model: torch.nn.Module, node_name: str) -> str | None:
     return f"{name or '<model>'} ({type(mod).__name__})"
 
 
+# What the user can do about an ONNX op ORT cannot differentiate or run, where the training form
+# writes out only some of its uses (mobile_lr/export/written_out.py).
+ORT_HINTS = {
+    "InstanceNormalization|instance_norm": "an InstanceNorm is written out only without running statistics: "
+                             "construct it with track_running_stats=False",
+    "Resize": "only nearest upsampling by whole factors is written out: use mode='nearest' with an "
+              "integer scale_factor",
+    "AveragePool": "average pooling is written out as a convolution only with ceil_mode=False, "
+                   "count_include_pad=True and no divisor_override",
+    "LSTM": "an LSTM with proj_size is not unrolled: use proj_size=0",
+}
+
+
+def ort_hint(text: str) -> str:
+    """``"; construct it with ..."``: what to change for the first op of :data:`ORT_HINTS` that
+    ``text`` (an engine's error) names, or ``""``."""
+    for op, hint in ORT_HINTS.items():
+        if re.search(rf"\b(?:{op})(?:Grad)?\b", text):
+            return f"; {hint}"
+    return ""
+
+
 def engine_error(err: BaseException | str, model: torch.nn.Module, log: str = "") -> str:
     """``" at blocks.1.dw.0 (Conv2d): <the error's last line>"``: an engine's error, naming the
-    model module when the message (or the captured native log) names an ONNX node of it."""
+    model module when the message (or the captured native log) names an ONNX node of it (a node
+    at the root, ``/Softplus``, is a function the model's own ``forward`` calls), and what the
+    user can change where :func:`ort_hint` knows."""
     text = str(err).strip() or type(err).__name__
     lines = [ln for ln in text.splitlines() if ln.strip()]
     message = lines[-1] if lines else text
     if message.startswith("/onnxruntime_src/"):  # drop the C++ signature ORT puts first
         found = re.search(r" was false\. (.+)|\[ONNXRuntimeError\] : \d+ : \w+ : (.+)", message)
         message = next((g for g in found.groups() if g), message) if found else message
-    message = message[:400]
-    for candidate in re.findall(r"(/[\w.\-]+(?:/[\w.\-]+)+)", text + "\n" + log):
+    both = text + "\n" + log
+    message = message[:400] + ort_hint(both)
+    nodes = (re.findall(r"(/[\w.\-]+(?:/[\w.\-]+)+)", both)
+             + re.findall(r"(?:node|name)\W{1,3}(/[\w.\-]+)\b", both))  # a root node: "for node /Elu"
+    for candidate in nodes:
         module = module_of_node(model, candidate)
         if module:
             return f" at {module}: {message}"
@@ -284,7 +342,8 @@ def write_ort_artifacts(recipe: Recipe, out_dir: str | os.PathLike[str], *,
     except Exception as err:  # ORT raises bare RuntimeError/ValueError from native code
         where = engine_error(err, recipe.model)
         raise UnsupportedModel(f"ONNX Runtime cannot build the training graph{where}; keep that module in "
-                               "the frozen part before any trainable layer, or replace it") from err
+                               "the frozen part before any trainable layer, or replace the module (or the "
+                               "torch.nn.functional call in its forward)") from err
     if recipe.optimizer.type == "adamw":
         _use_torch_adamw(out / "optimizer_model.onnx")
     for name in ORT_FILES[:3]:

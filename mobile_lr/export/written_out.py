@@ -140,10 +140,81 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size: Any) -> torch.Tensor |
     return _depthwise_mean(input, kernel, kernel, (0, 0))
 
 
+def instance_norm(input: torch.Tensor, running_mean: torch.Tensor | None = None,
+                  running_var: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+                  bias: torch.Tensor | None = None, use_input_stats: bool = True, momentum: float = 0.1,
+                  eps: float = 1e-5) -> torch.Tensor | None:
+    """A group norm with one group per channel (ORT cannot differentiate InstanceNormalization);
+    None where running statistics are kept (``track_running_stats=True``): their update is not a
+    function of the output, and ORT cannot carry it to the next step."""
+    if not use_input_stats or running_mean is not None or running_var is not None or input.dim() < 3:
+        return None
+    return group_norm(input, int(input.shape[1]), weight, bias, eps)
+
+
+def _edge_rows(x: torch.Tensor, dim: int, before: int, after: int,
+               mode: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The slices a reflect/replicate/circular pad of ``x`` along ``dim`` puts around it, in order."""
+    n = int(x.shape[dim])  # static: padding is of spatial axes
+    if mode == "circular":
+        return ([x.narrow(dim, n - before, before)] if before else [],
+                [x.narrow(dim, 0, after)] if after else [])
+    if mode == "reflect":
+        return ([x.narrow(dim, k, 1) for k in range(before, 0, -1)],
+                [x.narrow(dim, n - 1 - k, 1) for k in range(1, after + 1)])
+    return [x.narrow(dim, 0, 1)] * before, [x.narrow(dim, n - 1, 1)] * after
+
+
+def pad(input: torch.Tensor, pad: Any, mode: str = "constant",
+        value: float | None = None) -> torch.Tensor | None:
+    """Reflection, replication and circular padding as a concatenation of slices of the input (ORT
+    differentiates Pad in constant mode only; Slice and Concat everywhere). None for a constant
+    pad or a negative one (a crop)."""
+    if mode not in ("reflect", "replicate", "circular") or any(int(p) < 0 for p in pad):
+        return None
+    x = input
+    for i in range(len(pad) // 2):  # pairs from the last axis backwards, as F.pad reads them
+        dim = x.dim() - 1 - i
+        head, tail = _edge_rows(x, dim, int(pad[2 * i]), int(pad[2 * i + 1]), mode)
+        x = torch.cat([*head, x, *tail], dim) if head or tail else x
+    return x
+
+
+def _integer_factors(spatial: list[int], size: Any, scale_factor: Any) -> list[int] | None:
+    """The whole-number factor per spatial axis of an upsampling, or None."""
+    if size is not None:
+        sizes = [int(v) for v in (size if isinstance(size, (list, tuple)) else [size] * len(spatial))]
+        factors = [o // i if o % i == 0 else 0 for o, i in zip(sizes, spatial, strict=True)]
+    else:
+        scales = scale_factor if isinstance(scale_factor, (list, tuple)) else [scale_factor] * len(spatial)
+        factors = [int(f) if f is not None and float(f).is_integer() else 0 for f in scales]
+    return factors if all(f >= 1 for f in factors) else None
+
+
+def interpolate(input: torch.Tensor, size: Any = None, scale_factor: Any = None, mode: str = "nearest",
+                align_corners: bool | None = None, recompute_scale_factor: bool | None = None,
+                antialias: bool = False) -> torch.Tensor | None:
+    """Nearest upsampling by whole factors as each element repeated (unsqueeze, expand, flatten):
+    ONNX Runtime 1.19.2 has no CPU kernel for ResizeGrad. None for any other mode or factor."""
+    if mode != "nearest" or antialias or input.dim() < 3:
+        return None
+    factors = _integer_factors([int(v) for v in input.shape[2:]], size, scale_factor)
+    if factors is None:
+        return None
+    y = input
+    for axis, f in enumerate(factors, start=2):
+        if f > 1:
+            shape = [-1] * (y.dim() + 1)
+            shape[axis + 1] = f
+            y = y.unsqueeze(axis + 1).expand(shape).flatten(axis, axis + 1)
+    return y
+
+
 FORMS: dict[Callable[..., Any], Callable[..., torch.Tensor | None]] = {
     F.silu: silu, F.mish: mish, F.softplus: softplus, F.elu: elu, F.selu: selu, torch.selu: selu,
     F.celu: celu, torch.celu: celu, F.prelu: prelu, F.group_norm: group_norm,
-    F.avg_pool2d: avg_pool2d, F.adaptive_avg_pool2d: adaptive_avg_pool2d,
+    F.avg_pool2d: avg_pool2d, F.adaptive_avg_pool2d: adaptive_avg_pool2d, F.instance_norm: instance_norm,
+    F.pad: pad, F.interpolate: interpolate,
 }
 
 

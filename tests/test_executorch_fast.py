@@ -34,6 +34,13 @@ CONVS = [
      (3, 4, 9, 9)),
     ("conv1d", lambda: nn.Conv1d(3, 7, 5, stride=2, padding=1), (2, 3, 17)),
     ("depthwise conv1d", lambda: nn.Conv1d(5, 5, 3, padding=1, groups=5), (2, 5, 12)),
+    ("padding 'same', even kernel", lambda: nn.Conv1d(3, 4, 4, padding="same"), (2, 3, 11)),
+    ("padding 'same', dilated 2d", lambda: nn.Conv2d(2, 3, (3, 2), padding="same", dilation=2), (2, 2, 7, 9)),
+    ("padding 'valid'", lambda: nn.Conv2d(2, 3, 3, padding="valid"), (2, 2, 6, 6)),
+    ("grouped, 2 groups", lambda: nn.Conv1d(4, 6, 3, padding=1, groups=2), (2, 4, 10)),
+    ("depthwise x2 (groups = in, out = 2 in)", lambda: nn.Conv2d(3, 6, 3, padding=1, groups=3), (2, 3, 6, 6)),
+    ("reflect padding", lambda: nn.Conv2d(3, 4, 3, padding=1, padding_mode="reflect"), (2, 3, 6, 7)),
+    ("circular padding, conv1d", lambda: nn.Conv1d(2, 3, 3, padding=2, padding_mode="circular"), (2, 2, 8)),
     # the zoo's LoRA on a pointwise convolution runs functional convolutions (forward_with)
     ("LoRA pointwise stride 2", lambda: _lora(nn.Conv2d(4, 6, 1, stride=2)), (2, 4, 7, 7)),
     ("LoRA pointwise conv1d, no bias", lambda: _lora(nn.Conv1d(5, 3, 1, bias=False)), (2, 5, 9)),
@@ -65,23 +72,23 @@ def test_the_fast_convolution_is_the_convolution_values_and_gradients(what, make
     assert "forward" not in vars(conv)  # restored after the block
 
 
-@pytest.mark.parametrize("conv", [nn.Conv2d(4, 6, 3, groups=2),
-                                  nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect"),
-                                  nn.Conv2d(2, 2, 3, padding="same"), nn.Conv2d(2, 4, 3, groups=2)],
-                         ids=["grouped", "reflect padding", "padding 'same'", "depthwise multiplier 2"])
+@pytest.mark.parametrize("conv", [nn.ConvTranspose2d(2, 3, 3), nn.Conv3d(2, 2, 3)],
+                         ids=["transposed", "3d"])
 def test_other_convolutions_are_left_alone(conv):
     with fast_form(conv) as changed:
         assert changed == []
 
 
 class _Net(nn.Module):
-    """Stem conv, depthwise + pointwise with batch norm, a Linear head: every rewritten form."""
+    """Stem conv, depthwise + pointwise with batch norm, a grouped 'same' conv with reflection
+    padding, a Linear head: every rewritten form."""
 
     def __init__(self) -> None:
         super().__init__()
         self.features = nn.Sequential(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
                                       nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU6(),
-                                      nn.Conv2d(8, 12, 1))
+                                      nn.Conv2d(8, 12, 1), nn.ReLU(),
+                                      nn.Conv2d(12, 12, 2, padding="same", groups=3, padding_mode="reflect"))
         self.hidden = nn.Linear(12, 16)
         self.head = nn.Linear(16, 4)
 
@@ -118,6 +125,7 @@ def test_the_program_calls_optimized_kernels_and_trains_like_eager(tmp_path):
     ops = _program_ops(tmp_path / "b")
     assert not [op for op in ops if "convolution" in op or "addmm" in op], ops
     assert ops["aten::mm.out"] >= 4  # the stem, the pointwise conv, two Linears (and their gradients)
+    assert ops["aten::bmm.out"] >= 1  # the grouped conv
     et = open_runtime("executorch", tmp_path / "b")
     eager = TorchRuntime(recipe)
     xs, ys = x.numpy(), y.numpy()

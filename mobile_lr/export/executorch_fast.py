@@ -11,12 +11,18 @@ form every ``nn.Linear`` and every unrolled GRU gate takes) 1.8 ms against 0.35 
 plus ``add``. The joint forward-backward graph is captured from the model, so the fast form is
 chosen where the graph is made:
 
-* every dense ``Conv1d``/``Conv2d`` (zero padding, ``groups=1``) is a matrix product of its
-  weight with the input's patches (im2col written as strided slices, stacked), and every
-  depthwise one (``groups`` = input = output channels) a sum of ``kh * kw`` products of a
-  shifted slice with one weight per channel; both in a channels-first ``(C, B * H * W)``
-  layout, where the weight broadcasts along the last dimension, a case the optimized ``mul``
-  handles. Their gradients are then ``mm``, ``mul``, ``sum`` and slice scatters;
+* every dense ``Conv1d``/``Conv2d`` is a matrix product of its weight with the input's
+  patches (im2col written as strided slices, stacked), a grouped one a batched product
+  (``bmm``, one per group), and every depthwise one (``groups`` = input = output channels) a
+  sum of ``kh * kw`` products of a shifted slice with one weight per channel; all in a
+  channels-first ``(C, B * H * W)`` layout, where the weight broadcasts along the last
+  dimension, a case the optimized ``mul`` handles. Their gradients are then ``mm``/``bmm``,
+  ``mul``, ``sum`` and slice scatters. Any padding: numbers, ``"same"`` (PyTorch's split, the
+  extra one after), ``"valid"``, and the non-zero ``padding_mode`` s as PyTorch's module applies
+  them (``F.pad`` first). The portable convolution is not only slow: in a training program with
+  a dynamic batch it fails to run for ``padding="same"`` and ``groups`` other than 1 or the
+  channels (``Failed to execute method forward, error: 0x12``, executorch 1.4.1), so no
+  convolution is left to it;
 * every ``aten.addmm`` of the captured graphs becomes ``mm`` + ``add``
   (:func:`addmm_as_mm`).
 
@@ -57,41 +63,66 @@ def _patches(xt: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
             for i in range(kh) for j in range(kw)]
 
 
-def _zero_pad(xt: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """Zeros around the last two axes, as concatenations: the gradient of ``constant_pad_nd`` is
-    a pad by negative amounts, which ExecuTorch's kernel refuses; that of ``cat`` is slices."""
-    for axis, p in ((-2, padding[0]), (-1, padding[1])):
-        if p:
+def _zero_pad(xt: torch.Tensor, padding: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
+    """Zeros around the last two axes (``(before, after)`` each), as concatenations: the gradient
+    of ``constant_pad_nd`` is a pad by negative amounts, which ExecuTorch's kernel refuses; that
+    of ``cat`` is slices."""
+    for axis, sides in ((-2, padding[0]), (-1, padding[1])):
+        parts = []
+        for p in sides:
             shape = list(xt.shape)
             shape[axis] = p
-            zeros = xt.new_zeros(shape)
-            xt = torch.cat([zeros, xt, zeros], dim=axis)
+            parts.append(xt.new_zeros(shape) if p else None)
+        if parts[0] is not None or parts[1] is not None:
+            xt = torch.cat([t for t in (parts[0], xt, parts[1]) if t is not None], dim=axis)
     return xt
 
 
-def _conv_fn(kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
-             dilation: tuple[int, int], depthwise: bool, one_d: bool):
+def _sides(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], one_d: bool
+           ) -> tuple[tuple[int, int], tuple[int, int]]:
+    """A convolution's padding as ``(before, after)`` per spatial axis: ``"valid"`` is none,
+    ``"same"`` PyTorch's split (``d * (k - 1)`` in all, the extra one after, as
+    ``torch.nn.functional.conv2d`` pads an even kernel)."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+        return tuple((t // 2, t - t // 2) for t in totals)  # type: ignore[return-value]
+    ph, pw = _pair(padding, one_d)
+    return (0 if one_d else ph, 0 if one_d else ph), (pw, pw)
+
+
+def _conv_fn(kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[tuple[int, int], tuple[int, int]], dilation: tuple[int, int],
+             groups: int, one_d: bool):
     """``f(x, weight, bias)``: the convolution of this geometry in the fast form (module
-    docstring); the weight is read at each call, so it is the program's parameter."""
+    docstring); the weight is read at each call, so it is the program's parameter. ``groups``
+    equal to the input and output channels is the depthwise form (one weight per channel, a
+    broadcast ``mul``); other groups are a batched matrix product (``bmm``), one per group."""
 
     def f(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         cin, cout = int(x.shape[1]), int(weight.shape[0])
         x4 = x.unsqueeze(-2) if one_d else x
         h, w = int(x4.shape[-2]), int(x4.shape[-1])  # static: the spatial sizes are the model's
-        oh = (h + 2 * padding[0] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
-        ow = (w + 2 * padding[1] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+        oh = (h + sum(padding[0]) - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+        ow = (w + sum(padding[1]) - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
         xt = x4.transpose(0, 1)  # (C, B, H, W): the batch joins the spatial axes of the product
         xt = _zero_pad(xt, padding)
         parts = _patches(xt, kernel, stride, dilation, (oh, ow))
-        wm = weight.reshape(cout, -1)  # (Cout, Cin*kh*kw) dense; (C, kh*kw) depthwise
-        if depthwise:
+        wm = weight.reshape(cout, -1)  # (Cout, Cin/groups * kh*kw); (C, kh*kw) depthwise
+        if groups > 1 and groups == cin == cout:
             y = None
             for k, part in enumerate(parts):
                 term = part.reshape(cin, -1) * wm[:, k:k + 1]
                 y = term if y is None else y + term
         else:
             cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
-            y = torch.mm(wm, cols.reshape(cin * len(parts), -1))
+            cols = cols.reshape(cin * len(parts), -1)
+            if groups == 1:
+                y = torch.mm(wm, cols)
+            else:  # the rows of each group are contiguous in both: (g, Cout/g, .) x (g, ., N)
+                y = torch.bmm(wm.reshape(groups, cout // groups, -1),
+                              cols.reshape(groups, cin // groups * len(parts), -1)).reshape(cout, -1)
         if bias is not None:
             y = y + bias.unsqueeze(1)
         y = y.reshape(cout, -1, oh, ow).transpose(0, 1)
@@ -106,30 +137,31 @@ def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     the fast form: what a module's :meth:`forward_with` is given."""
     one_d = weight.dim() == 3
     kernel = (1, int(weight.shape[-1])) if one_d else (int(weight.shape[-2]), int(weight.shape[-1]))
-    return _conv_fn(kernel, _pair(stride, one_d), (0, 0), (1, 1), False, one_d)(x, weight, bias)
+    return _conv_fn(kernel, _pair(stride, one_d), ((0, 0), (0, 0)), (1, 1), 1, one_d)(x, weight, bias)
 
 
 def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """A dense or depthwise convolution in the fast form (module docstring); a module that runs
-    functional convolutions through ``forward_with(conv)`` (the zoo's LoRA convolution) with the
-    fast form's; None for anything else (kept)."""
+    """A convolution in the fast form (module docstring): any ``groups`` and padding (numbers,
+    ``"same"``, ``"valid"``); a ``padding_mode`` other than zeros pads first, as PyTorch's
+    modules do (``F.pad``, which ExecuTorch differentiates), then convolves unpadded. A module
+    that runs functional convolutions through ``forward_with(conv)`` (the zoo's LoRA
+    convolution) gets the fast form's; None for anything else (kept)."""
     forward_with = getattr(conv, "forward_with", None)
     if callable(forward_with):
         return lambda x: forward_with(x, _pointwise)
-    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)) or conv.padding_mode != "zeros" \
-            or isinstance(conv.padding, str):
-        return None
-    cin, cout, groups = conv.in_channels, conv.out_channels, conv.groups
-    depthwise = groups > 1 and groups == cin == cout
-    if groups != 1 and not depthwise:
+    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
         return None
     one_d = isinstance(conv, nn.Conv1d)
-    kernel, stride, padding, dilation = (_pair(v, one_d) for v in
-                                         (conv.kernel_size, conv.stride, conv.padding, conv.dilation))
-    if one_d:
-        padding = (0, padding[1])
-    f = _conv_fn(kernel, stride, padding, dilation, depthwise, one_d)
-    return lambda x: f(x, conv.weight, conv.bias)
+    kernel, stride, dilation = (_pair(v, one_d) for v in (conv.kernel_size, conv.stride, conv.dilation))
+    padding = _sides(conv.padding, kernel, dilation, one_d)
+    f = _conv_fn(kernel, stride, padding if conv.padding_mode == "zeros" else ((0, 0), (0, 0)),
+                 dilation, conv.groups, one_d)
+    if conv.padding_mode == "zeros":
+        return lambda x: f(x, conv.weight, conv.bias)
+    # F.pad's amounts run from the last axis back: (left, right[, top, bottom])
+    amounts = padding[1] if one_d else (*padding[1], *padding[0])
+    mode = conv.padding_mode
+    return lambda x: f(torch.nn.functional.pad(x, amounts, mode=mode), conv.weight, conv.bias)
 
 
 @contextlib.contextmanager

@@ -17,6 +17,7 @@ from mobile_lr.validation import ValidationError
 from .belief import DeviceBelief
 from .config import ManagerConfig
 from .decisions import Decision, PendingRun, Rollback, Run, Stop
+from .held import HeldRuns, HeldSteps
 from .history import PlanHistory
 from .hold import BAND_WIDEN, PlanHold
 from .peak import PeakLr
@@ -24,23 +25,16 @@ from .persist import STATE_FORMAT, STATE_KEYS, ManagerState
 from .planning import SessionForecasts, budget_stop
 from .range_test import RangeTest
 from .recovery import LossWatch, Recovery
-from .table import HeldRuns
 
 __all__ = ["STATE_FORMAT", "STATE_KEYS", "ScheduleManager"]
 
-_TRAIN = "train"
 
-
-# ``PendingRun(*fields)`` / ``Run(*fields)`` without the named tuples' Python-level ``__new__``
-# (a held step builds one of each)
-_new = tuple.__new__
-_isfinite = math.isfinite
-
-
-class ScheduleManager(ManagerState):
+class ScheduleManager(HeldSteps, ManagerState):
     """Schedule + planner + policy, driven one decision at a time (see the package doc), over
     parts that own their state: ``belief``, ``forecasts``, ``history``, ``range_test``,
-    ``recovery``, ``peak``; the rules after a forecast are :mod:`mobile_lr.rules`."""
+    ``recovery``, ``peak``; the rules after a forecast are :mod:`mobile_lr.rules`. The calls
+    a training loop makes every step (``next``, ``observe``, ``update_device``) are
+    :class:`~.held.HeldSteps`: a held step's shortcut, else the full way here."""
 
     def __init__(self, schedule: Schedule | Mapping[str, Any], profile: DeviceProfile | str,
                  policy: Policy | Mapping[str, Any] | None = None,
@@ -61,7 +55,7 @@ class ScheduleManager(ManagerState):
         self.loss_watch = None if c.divergence is None else LossWatch(c.divergence)
         self.peak = PeakLr(c.peak_lr)
         self.step = 0                         # training steps done (the schedule's t)
-        self.pending = None                     # the Run issued, until observed
+        self.pending = None                   # the Run issued, until observed (held.py)
         self.stopped: Stop | None = None
         self.plateau_state = self.schedule.plateau_start() if self.schedule.is_plateau else None
         self.forecasts = SessionForecasts(self.profile, self.policy, c, self.belief)
@@ -74,19 +68,8 @@ class ScheduleManager(ManagerState):
         self._deferred = self.belief.deferred   # held steps' observations, folded when read
 
     # ------------------------------------------------------------------ caller inputs
-    def update_device(self, state: DeviceState) -> None:
-        """The device state the caller just read (simulator, or BatteryManager + PowerManager)."""
-        hold = self.hold
-        # held, the ambient known (the report is the planner's view) and inside the envelope:
-        # the hold stays as it is, the report only replaces the belief's state
-        if (hold.left > 0 and type(state) is DeviceState and state.ambient_c is not None
-                and hold.keeps(state, self._pending is not None)):
-            self.belief.update(state)
-            return
-        self._update_device(state)
-
     def _update_device(self, state: DeviceState) -> None:
-        """``update_device`` the full way."""
+        """:meth:`update_device` the full way."""
         belief = self.belief
         belief.update(state)
         hold = self.hold
@@ -108,25 +91,9 @@ class ScheduleManager(ManagerState):
                 self.loss_watch is None or self.loss_watch.healthy):
             self.recovery.last_good_step = self.step
 
-    def observe(self, loss: float | None = None, step_seconds: float | None = None,
-                energy_j: float | None = None) -> None:
-        """Report the outcome of the Run just issued."""
-        hold = self.hold
-        # held, and the observation leaves the hold as it is (PlanHold.seconds_keep): the
-        # estimator, the dead reckoning and the totals take it when next read (belief.fold)
-        if (hold.left > 0 and self._pending is not None and step_seconds is not None
-                and 0.0 < step_seconds <= hold.seconds_keep
-                and (energy_j is None or energy_j / step_seconds <= hold.power_keep)
-                and (loss is None or _isfinite(loss))):
-            self._pending = None
-            self.step += 1
-            self._deferred.append((step_seconds, energy_j, hold.throttle))
-            return
-        self._observe(loss, step_seconds, energy_j)
-
     def _observe(self, loss: float | None, step_seconds: float | None,
                  energy_j: float | None) -> None:
-        """``observe`` the full way: every observation could take it (the held one only
+        """:meth:`observe` the full way: every observation could take it (the held one only
         saves the work it proves changes nothing now)."""
         if self.pending is None:
             raise ValueError("observe() without a Run to observe")
@@ -164,20 +131,6 @@ class ScheduleManager(ManagerState):
         return self.range_test.scale * (self.peak.factor or 1.0) * self.recovery.nan_scale
 
     # what callers read of the parts
-    @property
-    def pending(self) -> PendingRun | None:
-        """The Run issued and not observed yet, with the status it started at. A held
-        ``next()`` leaves the Run itself here; its record is made when someone reads it (the
-        status is the hold's: it cannot change while a Run is pending without a new one)."""
-        p = self._pending
-        if p.__class__ is Run:
-            p = self._pending = _new(PendingRun, (_TRAIN, p.step, p.lr, self.hold.status))
-        return p
-
-    @pending.setter
-    def pending(self, value: PendingRun | None) -> None:
-        self._pending = value
-
     spent = property(lambda self: self.belief.spent,
                      lambda self, value: setattr(self.belief, "spent", value),
                      doc="steps, seconds and joules observed so far")
@@ -209,40 +162,12 @@ class ScheduleManager(ManagerState):
             self._table.clear()
         return self._lr_fn(t) * self.lr_scale
 
-    #: held steps made ahead at a time (HeldRuns); 0: every held step on the spot
-    TABLE_CHUNK = 64
-
-    def next(self) -> Decision:
-        """The next decision; see the package doc."""
-        hold = self.hold
-        if hold.left > 0:   # held, and the step's Run made ahead (the same as _next's)
-            table = self._table
-            i = self.step - table.at
-            if 0 <= i < table.n:
-                hold.left -= 1
-                hold.stride -= 1
-                self._fast = True
-                run = self._pending = table.runs[i]   # (its PendingRun made if read: pending)
-                return run
-        return self._next()
-
     def _next(self) -> Decision:
-        """``next`` the full way (a held step's Run made on the spot)."""
-        hold = self.hold
-        if hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
+        """:meth:`next` the full way (a held step's Run made on the spot)."""
+        if self.hold.left > 0:   # the plan in force holds (mobile_lr.manager.hold): no full plan
             # (a hold implies no rollback owed, no stop and step < nominal_steps: whatever sets
             # one drops the hold, and the hold is shorter than the plan's remaining steps)
-            hold.left -= 1
-            hold.stride -= 1
-            self._fast = True
-            step = self.step
-            lr = self._lr_fn(step) * hold.scale
-            self.pending = _new(PendingRun, (_TRAIN, step, lr, hold.status))
-            # the next held steps' Runs ahead, and the deferred observations folded: they stay
-            # at most a chunk
-            self._table.fill(self._lr_fn, hold.scale, step + 1, min(self.TABLE_CHUNK, hold.left))
-            self.belief.fold()
-            return _new(Run, (step, lr, _TRAIN))
+            return self._held_run()
         self.forecasts.predicted_end = None
         self._fast = False
         if self.recovery.pending is not None:   # before a stop: a diverged run ends restored

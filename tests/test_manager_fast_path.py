@@ -3,7 +3,9 @@ observations deferred behind a band check, reports compared with the envelope in
 that takes the full way at every call (``FullWay``: each held Run made on the spot, each
 observation recorded at once, each report through the belief) give the same decisions bit for
 bit, the same hold after every call and the same state, on random phones and callers (reports
-every few steps, NaN losses, missing or invalid times and energies, a loss watch, resumes)."""
+every few steps, NaN losses, missing or invalid times and energies, a loss watch, resumes); and
+a held Run is the Run a full plan forced at that step gives (its LR bit for bit when that plan
+keeps the total in force)."""
 
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ def drive(profile, state, policy, spec, config, seed, iters=500, report_every=No
     measured = rng.random() < 0.8
     if tell_ambient is None:
         tell_ambient = rng.random() < 0.7
-    held = runs = deferred = 0
+    held = runs = deferred = forced = 0
     for it in range(iters):
         if rng.random() < 0.01:
             kind = rng.choice(EVENT_KINDS)
@@ -91,8 +93,19 @@ def drive(profile, state, policy, spec, config, seed, iters=500, report_every=No
         if rng.random() < 0.005:   # resume both mid-run (a held state included)
             fast = ScheduleManager.from_state_dict(fast.state_dict())
             full = FullWay.from_state_dict(full.state_dict())
+        # now and then a twin forced into a full plan: a held Run is the Run the full plan
+        # gives (the same step; the same LR bits unless that plan records a new total)
+        twin = ScheduleManager.from_state_dict(fast.state_dict()) if rng.random() < 0.03 \
+            else None
         a, b = fast.next(), full.next()
         assert repr(a) == repr(b), it
+        if twin is not None and fast._fast:
+            twin.hold.drop()
+            t = twin.next()
+            assert isinstance(t, Run) and t.step == a.step and not twin._fast, (t, a)
+            if twin.planned_total == fast.planned_total:
+                assert t.lr.hex() == a.lr.hex(), (t, a)
+                forced += 1
         _same(fast, full, f"next {it}")
         if isinstance(a, Stop):
             break
@@ -121,7 +134,7 @@ def drive(profile, state, policy, spec, config, seed, iters=500, report_every=No
             assert fast.state_dict() == full.state_dict(), it
     assert fast.state_dict() == full.state_dict()
     assert fast.estimator.state_dict() == full.estimator.state_dict()
-    return held, runs, deferred
+    return held, runs, deferred, forced
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -135,10 +148,10 @@ def test_a_steady_run_takes_the_shortcuts():
     compares shortcuts, not two full paths), and the held observations are deferred."""
     p = replace(load_profile("mid-range"), step_seconds=0.5)
     state = DeviceState.initial(p, 0.9, ambient_c=22.0)
-    held, runs, deferred = drive(p, state, Policy(window_s=3600.0), {"format": "mobile-lr.schedule/1",
+    held, runs, deferred, forced = drive(p, state, Policy(window_s=3600.0), {"format": "mobile-lr.schedule/1",
                  "base_lr": 0.1, "shape": {"type": "cosine"}}, {"nominal_steps": 5000}, 5,
                  iters=2000, report_every=1, tell_ambient=True)
-    assert runs > 500 and held > 0.75 * runs and deferred > 10
+    assert runs > 500 and held > 0.75 * runs and deferred > 10 and forced > 5
 
 
 def _ulps_from(target: float, s: float) -> float:

@@ -50,7 +50,7 @@ from mobile_lr.export.onnx_artifacts import UnsupportedModel, refuse_batchnorm_t
 from mobile_lr.recipes import Recipe
 
 __all__ = ["EVAL_METHOD", "PTE_FILE", "WRAPPED_PREFIX", "EvalWrapper", "TrainingWrapper",
-           "example_target", "write_executorch_program"]
+           "example_target", "modules_calling", "write_executorch_program"]
 
 PTE_FILE = "model.pte"
 EVAL_METHOD = "eval"
@@ -122,7 +122,7 @@ def _lower(recipe: Recipe, dynamic: bool, max_batch: int, batchnorm: str) -> Any
         ops = re.findall(r"'(\w+::[\w.]+)'", str(err)) if "out variant" in str(err) else []
         if not ops:
             raise
-        modules = _modules_calling(edge, ops)
+        modules = _modules_calling(_graphs(edge), ops)
         where = f" (used by {', '.join(modules[:4])})" if modules else ""
         raise UnsupportedModel(f"ExecuTorch has no out-variant kernel for {', '.join(ops)}{where}") from None
 
@@ -142,15 +142,20 @@ def _op_base(name: str) -> str:
     return name.split("::", 1)[-1].split(".", 1)[0].removesuffix("_backward")
 
 
-def _modules_calling(program: Any, ops: Iterable[str]) -> list[str]:
+def _graphs(program: Any) -> list[Any]:
+    """The graph of every method of an edge or ExecuTorch program manager."""
+    return [program.exported_program(method).graph for method in program.methods]
+
+
+def _modules_calling(graphs: Iterable[Any], ops: Iterable[str]) -> list[str]:
     """``"features.3 (AvgPool2d)"`` for each model module whose graph nodes call one of ``ops``.
 
     The joint graph keeps no module stacks (``_export_forward_backward`` drops them), the eval
     method's graph does: a backward op is traced to the module of its forward op there."""
     wanted = {_op_base(op) for op in ops}
     found: dict[str, None] = {}
-    for method in program.methods:
-        for node in program.exported_program(method).graph.nodes:
+    for graph in graphs:
+        for node in graph.nodes:
             target = getattr(node.target, "__name__", "")
             stack = node.meta.get("nn_module_stack") or {}
             if node.op != "call_function" or not stack or _op_base(target) not in wanted:
@@ -160,6 +165,21 @@ def _modules_calling(program: Any, ops: Iterable[str]) -> list[str]:
             kind = getattr(kind, "__name__", str(kind).rsplit(".", 1)[-1])
             found[f"{path or '<model>'} ({kind})"] = None
     return list(found)
+
+
+def modules_calling(recipe: Recipe, ops: Iterable[str]) -> list[str]:
+    """The modules whose evaluation graph (as the program's ``eval`` method captures it) calls one of
+    ``ops`` or the forward of a backward among them: for a kernel that fails when the program
+    runs, which only the runtime's log names. Exports the graph again (only after a failure)."""
+    from torch.export import export
+
+    x = recipe.example_input
+    params = tuple(dict(recipe.model.named_parameters())[n].detach() for n in recipe.trainable)
+    with eval_form(recipe.model), fast_form(recipe.model), torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = export(EvalWrapper(recipe), (x, example_target(recipe, x.shape[0]), params), strict=False)
+        graph = program.run_decompositions().graph
+    return _modules_calling([graph], ops)
 
 
 def missing_kernels(program: Any) -> list[str]:
@@ -178,7 +198,7 @@ def _check_kernels(program: Any) -> None:
     missing = missing_kernels(program)
     if not missing:
         return
-    modules = _modules_calling(program, missing)
+    modules = _modules_calling(_graphs(program), missing)
     if modules:
         raise UnsupportedModel(f"the ExecuTorch runtime has no kernel for {', '.join(missing)} (used by "
                                f"{', '.join(modules[:4])}); keep those modules in the frozen part before "

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,10 +103,31 @@ def _run_child(bundle_dir: Path, batch_file: Path,
     return events, done.stderr, done.returncode
 
 
+def _executorch_error(error: str, log: str, recipe: Recipe) -> str | None:
+    """``" at mod (ConvTranspose2d): aten::convolution_backward.out: Transposed Convolution Backward
+    not supported yet (...)"``: the kernel ExecuTorch's log says failed, its check's message and the
+    modules calling it, or None when the log names no kernel."""
+    kernel = re.search(r"KernelCall failed at instruction \S+ in operator ([\w:.]+)", log)
+    if not kernel:
+        return None
+    checks = [m for m in re.findall(r"Check failed \([^\n]*?\): ([^\n]*\S)", log) if m.strip()]
+    why = f": {checks[0][:300]}" if checks else ""
+    from mobile_lr.export.executorch_program import modules_calling
+
+    try:
+        modules = modules_calling(recipe, [kernel.group(1)])
+    except Exception:  # naming is a courtesy: the reason stands without it
+        modules = []
+    where = f" at {', '.join(modules[:4])}" if modules else ""
+    return (f"{where}: {kernel.group(1)}{why} ({error.strip().splitlines()[-1][:200]}); keep that module in "
+            "the frozen part before any trainable layer, or replace it")
+
+
 def _judge(kind: str, event: dict[str, Any], expected: float, log: str, recipe: Recipe) -> dict[str, Any]:
     if "error" in event:
+        named = _executorch_error(event["error"], log, recipe) if kind == "executorch" else None
         raise UnsupportedModel(f"the {kind} runtime fails in {_PHASES[event['phase']]}"
-                               f"{engine_error(event['error'], recipe.model, log)}")
+                               f"{named or engine_error(event['error'], recipe.model, log)}")
     loss, step_loss = event["eval_loss"], event["step_loss"]
     rel = abs(loss - expected) / max(abs(expected), 1e-12)
     if not rel <= PARITY_RTOL:

@@ -416,3 +416,37 @@ def test_unrolled_rnns_are_torchs_in_both_directions(kind):
     assert torch.allclose(out_b, out_a, rtol=1e-9, atol=1e-12)
     for a, b in zip((*fin_a, *grad_a), (*fin_b, *grad_b), strict=True):
         assert torch.allclose(b, a, rtol=1e-9, atol=1e-12)
+
+
+FUSED_OPS = {"silu", "mish", "elu", "selu", "celu", "softplus", "prelu", "_prelu_kernel", "group_norm",
+             "native_group_norm", "avg_pool2d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d",
+             "instance_norm", "pad", "reflection_pad2d", "replication_pad2d", "upsample_nearest2d"}
+
+
+def test_torch_export_captures_every_form():
+    """ExecuTorch's capture (strict ``torch.export``, Dynamo) sees the mode for every function of
+    ``FORMS``: none of the fused ops is left in the graph (``F.pad`` reaches the mode as its
+    builtin there, which this found)."""
+    from mobile_lr.export.written_out import FORMS, written_out
+
+    f = nn.functional
+    w = torch.rand(4) + 0.5
+    calls = (f.silu, f.mish, lambda v: f.elu(v, 0.5), torch.selu, lambda v: f.celu(v, 0.7), f.softplus,
+             lambda v: f.prelu(v, w), lambda v: f.group_norm(v, 2, w, w), lambda v: f.avg_pool2d(v, 2),
+             lambda v: f.adaptive_avg_pool2d(v, 2), f.instance_norm, nn.ReflectionPad2d(1),
+             nn.ReplicationPad2d(1), lambda v: f.interpolate(v, scale_factor=2.0))
+    assert len(calls) >= len(set(FORMS.values()))  # one call per form at least
+
+    class Call(nn.Module):
+        def __init__(self, fn) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fn(x)
+
+    for fn in calls:
+        with written_out():
+            graph = torch.export.export(Call(fn), (torch.randn(2, 4, 4, 4),), strict=True).graph
+        ops = {n.target.__name__.split(".")[0] for n in graph.nodes if n.op == "call_function"}
+        assert not ops & FUSED_OPS, (fn, ops)

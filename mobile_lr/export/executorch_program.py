@@ -206,9 +206,10 @@ def _check_kernels(program: Any) -> None:
     # no forward op of the model is one of them: they come from a backward's decomposition, and the
     # joint graph keeps no trace of the op whose backward it was
     raise UnsupportedModel(f"the ExecuTorch runtime has no kernel for {', '.join(missing)}, which the "
-                           "backward of one of the model's ops needs (no module calls it in the forward); "
-                           "keep the layers up to that op frozen, or write the function out in elementwise "
-                           "ops in your forward (as the exporter does for F.silu, docs/EXPORT.md)")
+                           "backward of one of the model's ops needs (no module's forward calls an op of "
+                           "that name); keep the layers up to that op frozen, or write the function out in "
+                           "elementwise ops in your forward (as the exporter does for F.silu, "
+                           "docs/EXPORT.md)")
 
 
 def _lowering_error(err: Exception) -> str:

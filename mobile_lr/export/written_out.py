@@ -214,8 +214,8 @@ FORMS: dict[Callable[..., Any], Callable[..., torch.Tensor | None]] = {
     F.silu: silu, F.mish: mish, F.softplus: softplus, F.elu: elu, F.selu: selu, torch.selu: selu,
     F.celu: celu, torch.celu: celu, F.prelu: prelu, F.group_norm: group_norm,
     F.avg_pool2d: avg_pool2d, F.adaptive_avg_pool2d: adaptive_avg_pool2d, F.instance_norm: instance_norm,
-    F.pad: pad, F.interpolate: interpolate,
-}
+    F.pad: pad, torch._C._nn.pad: pad, F.interpolate: interpolate,
+}  # torch._C._nn.pad: strict torch.export (Dynamo) hands the mode F.pad's builtin, not F.pad
 
 
 class WrittenOut(TorchFunctionMode):

@@ -37,7 +37,6 @@ Export rules (docs/DEVICES.md §7.1, checked on the pinned stack):
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
 import tempfile
@@ -113,9 +112,9 @@ def export_onnx(recipe: Recipe, path: str | os.PathLike[str], *, training: bool,
     form = training_form(model, batchnorm) if training else eval_form(model)
     rnns = unrolled_rnns(model) if training else contextlib.nullcontext()
     try:
-        with form, rnns, warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with form, rnns, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but keeps names
-            torch.onnx.export(  # (it prints its whole graph to stdout when an op fails)
+            torch.onnx.export(
                 model, (recipe.example_input,), str(path), input_names=["input"],
                 output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
                 opset_version=OPSET, export_params=True, do_constant_folding=False,

@@ -49,6 +49,15 @@ HardSwish/HardSigmoid nodes are rewritten as Clip (:mod:`mobile_lr.export.onnx_a
 ExecuTorch has their backward kernels; ``F.gelu``, ``F.layer_norm`` and ``F.dropout`` train as
 they are on both.
 
+For ONNX Runtime 1.19.2's remaining gaps the forms are exact where they apply and are left out
+elsewhere (the reason then names the module and what to change, ``ORT_HINTS`` in
+:mod:`mobile_lr.export.onnx_artifacts`): ``F.instance_norm`` without running statistics is a
+group norm with one group per channel (no InstanceNormalization gradient); ``F.pad`` in the
+reflect/replicate/circular modes is the input's edge slices concatenated (its Pad gradient is
+constant-mode only); ``F.interpolate`` in the nearest mode by whole factors repeats each element
+(no CPU ``ResizeGrad``). GRU/LSTM layers, one direction or both, are unrolled into their cells
+for the ONNX graph (:func:`unrolled_rnns`).
+
 Dropout stays a dropout in the training graphs and disappears from the evaluation ones;
 ExecuTorch's program therefore has a second method, exported in eval mode
 (:mod:`mobile_lr.export.executorch_program`).

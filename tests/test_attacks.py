@@ -586,3 +586,58 @@ def test_simulate_and_lr_find_can_pin_the_bundle_identity(bundle, capsys):
     for command in ("simulate", "lr-find"):
         err = one_line_exit_2(capsys, [command, "--bundle", str(bundle), "--sha256", identity])
         assert "not the expected bundle identity" in err
+
+
+# ----------------------------------------------------------------------------- 8. manager state
+
+def _manager_after(steps):
+    """A manager with a range test under way and a Run pending, after ``steps`` observed steps."""
+    from mobile_lr.device import DeviceState, load_profile
+    from mobile_lr.manager import Run, ScheduleManager
+
+    profile = load_profile("mid-range")
+    mgr = ScheduleManager({"format": "mobile-lr.schedule/1", "base_lr": 0.05, "total_steps": 400,
+                           "shape": {"type": "cosine"}}, profile, {"battery_floor": 0.2},
+                          {"range_test": {"fraction": 0.05, "min_steps": 5, "max_steps": 12}})
+    mgr.update_device(DeviceState.initial(profile, 0.8, charging=True))
+    for i in range(steps):
+        assert isinstance(mgr.next(), Run)
+        mgr.observe(loss=2.0 - 0.01 * i, step_seconds=0.1, energy_j=0.5)
+    mgr.next()
+    return mgr
+
+
+@pytest.mark.parametrize("edit, field", [   # each found by a fuzz of every leaf (no fields: a crash)
+    (lambda s: s.update(pending=True), "pending"),                          # TypeError: ** of a bool
+    (lambda s: s["pending"].update(status=10**6), "pending.status"),        # IndexError later
+    (lambda s: s.update(stopped={"why": "x"}), "stopped.why"),
+    (lambda s: s.update(pending_rollback=[1]), "pending_rollback"),
+    (lambda s: s.update(spent=None), "spent"),                              # TypeError
+    (lambda s: s["spent"].pop("energy_j"), "spent.energy_j"),               # KeyError steps later
+    (lambda s: s["range_test"].update(n=1), "range_test.n"),                # ZeroDivisionError
+    (lambda s: s["range_test"].update(n=float("inf")), "range_test.n"),     # OverflowError
+    (lambda s: s["range_test"].update(lrs=[]), "range_test"),               # IndexError later
+    (lambda s: s["range_test"].update(best="x"), "range_test.best"),        # TypeError later
+    (lambda s: s.update(window_end_s="x"), "window_end_s"),                 # TypeError later
+    (lambda s: s.update(since=None), "since"),
+    (lambda s: s.pop("estimator"), "estimator"),                            # KeyError
+    (lambda s: s.update(plan_history=[[0, float("inf")]]), "plan_history[0]"),
+    (lambda s: s.update(step=1, plan_history=[[0, 400], [2, 300]]), "step"),  # before its plan
+    (lambda s: s.update(plateau_state={}), "plateau_state"),
+    (lambda s: s["config"].update(peak_lr={"type": ["x"]}), "config.peak_lr.type"),  # unhashable
+    (lambda s: s.pop("config"), "config"),                                  # KeyError
+])
+def test_a_hostile_manager_state_is_refused_and_changes_nothing(edit, field):
+    from mobile_lr.manager import ScheduleManager
+
+    mgr = _manager_after(3)
+    good = mgr.state_dict()
+    bad = json.loads(json.dumps(good))
+    edit(bad)
+    with pytest.raises(ValidationError) as err:
+        ScheduleManager.from_state_dict(bad)
+    assert err.value.field.startswith(field), err.value
+    if not field.startswith("config"):
+        with pytest.raises(ValidationError):
+            mgr.load_state_dict(bad)
+        assert mgr.state_dict() == good

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from mobile_lr.budget import AmbientEstimator, CostEstimator, Policy, StepCost
 from mobile_lr.device import DeviceProfile, DeviceState, advance
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_list, check_number
 
 from .config import ManagerConfig
 
 __all__ = ["DeviceBelief"]
+
+
+#: One saved (load W, seconds) interval since the last report.
+_SINCE = partial(check_list, item=partial(check_number, lo=0.0), length=2)
 
 
 class DeviceBelief:
@@ -202,15 +207,16 @@ class DeviceBelief:
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
         self.deferred.clear()
         self._stale = 0
-        self.window_end_s = obj.get("window_end_s")
-        self._estimator.load_state_dict(obj["estimator"])
-        self.ambient.load_state_dict(obj["ambient"])
+        end = obj.get("window_end_s")
+        self.window_end_s = None if end is None else check_number(end, "window_end_s")
+        self._estimator.load_state_dict(obj.get("estimator"))
+        self.ambient.load_state_dict(obj.get("ambient"))
         rep = obj.get("reported")
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
         self._load = self._busy = 0.0
         # one interval (older states: each step)
-        self._merge((float(load), float(seconds)) for load, seconds in obj.get("since", []))
-        self._device = DeviceState.from_dict(obj["device"], "device")
+        self._merge(check_list(obj.get("since", []), "since", _SINCE))
+        self._device = DeviceState.from_dict(obj.get("device"), "device")
         base = obj.get("base")
         if base is not None:
             self._base = DeviceState.from_dict(base, "base")

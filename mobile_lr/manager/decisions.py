@@ -3,10 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
-__all__ = ["Decision", "Pause", "PendingRun", "Rollback", "Run", "Stop"]
+from mobile_lr.validation import ValidationError, check_fields, check_int, check_number, check_text
+
+__all__ = ["Decision", "Pause", "PendingRun", "Rollback", "Run", "Stop", "load_saved"]
 
 
 class Run(NamedTuple):
@@ -73,3 +77,26 @@ class PendingRun(NamedTuple):
 
     def to_dict(self) -> dict[str, Any]:
         return self._asdict()
+
+
+def _phase(value: Any, field: str) -> str:
+    if value not in ("train", "range-test"):
+        raise ValidationError(field, f"unknown phase {value!r}", "train, range-test")
+    return value
+
+
+_step = partial(check_int, lo=0)
+#: How a saved record's fields are checked before the record is made from them.
+_SAVED: dict[type, dict[str, Callable[[Any, str], Any]]] = {
+    Stop: {"reason": check_text, "detail": check_text},
+    Rollback: {"to_step": _step, "lr_scale": partial(check_number, lo=0.0, lo_open=True),
+               "failures": _step, "reason": check_text},
+    PendingRun: {"phase": _phase, "step": _step, "lr": partial(check_number, lo=0.0),
+                 "status": partial(check_int, lo=0, hi=6)},  # a ThermalStatus
+}
+
+
+def load_saved(cls: type, value: Any, path: str) -> Any:
+    """The ``cls`` (:class:`Stop`, :class:`Rollback`, :class:`PendingRun`) a manager state
+    saved at ``path``, or None; a wrong key or type is a ValidationError naming the field."""
+    return None if value is None else cls(**check_fields(value, path, _SAVED[cls]))

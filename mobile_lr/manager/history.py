@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mobile_lr.validation import ValidationError
+from mobile_lr.schedules.plan import check_plan
+from mobile_lr.validation import check_int
 
 __all__ = ["PlanHistory"]
 
@@ -56,8 +57,7 @@ class PlanHistory:
                 "last_run_total": self.last_run_total}
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
-        try:
-            self.entries = [(int(t), int(total)) for t, total in obj.get("plan_history", [])]
-        except (TypeError, ValueError):
-            raise ValidationError("plan_history", "expected a list of [step, total] pairs") from None
-        self.last_run_total = obj.get("last_run_total")
+        raw = obj.get("plan_history")
+        self.entries = [] if raw is None or raw == [] else check_plan(raw, "plan_history")
+        last = obj.get("last_run_total")
+        self.last_run_total = None if last is None else check_int(last, "last_run_total", lo=0)

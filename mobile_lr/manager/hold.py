@@ -33,12 +33,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any, NamedTuple
 
 from mobile_lr.budget import CostBand, Policy, effective_floor
 from mobile_lr.device import DeviceProfile, DeviceState
 from mobile_lr.physics import MAX_STEPS
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import check_bool, check_fields, check_int, check_number
 
 __all__ = ["BAND_WIDEN", "Envelope", "Limits", "PlanHold", "certified_steps", "envelope"]
 
@@ -321,13 +322,19 @@ class PlanHold:
         if h is None:
             self.left = 0
             return
-        try:
-            self.left, self.stride, self.status = int(h["left"]), int(h["stride"]), int(h["status"])
-            self.charging = bool(h["charging"])
-            self.max_seconds, self.max_power_w = float(h["max_seconds"]), float(h["max_power_w"])
-            left = h["energies_left"]
-            self.energies_left = math.inf if left is None else float(left)
-            self.scale = float(h["scale"])
-        except (KeyError, TypeError, ValueError):
-            raise ValidationError("hold", "expected the manager's hold record") from None
+        h = check_fields(h, "hold", _SAVED)
+        self.left, self.stride, self.status = h["left"], h["stride"], h["status"]
+        self.charging, self.scale = h["charging"], h["scale"]
+        self.max_seconds, self.max_power_w = h["max_seconds"], h["max_power_w"]
+        self.energies_left = math.inf if h["energies_left"] is None else h["energies_left"]
         self._keeps()
+
+
+_steps = partial(check_int, lo=1, hi=MAX_STEPS)
+_positive = partial(check_number, lo=0.0, lo_open=True)
+#: A saved hold's fields (``left`` > 0: a state without a hold saves null).
+_SAVED: dict[str, Callable[[Any, str], Any]] = {
+    "left": _steps, "stride": _steps, "status": partial(check_int, lo=0, hi=6),  # a ThermalStatus
+    "charging": check_bool, "max_seconds": partial(check_number, lo=0.0),
+    "max_power_w": partial(check_number, lo=0.0),
+    "energies_left": lambda v, f: None if v is None else check_number(v, f), "scale": _positive}

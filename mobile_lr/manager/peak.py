@@ -40,7 +40,7 @@ def parse_peak_lr(obj: Any, path: str) -> dict[str, Any]:
     """``{"type": name, ...numeric params}`` of a registered policy (``ManagerConfig.peak_lr``)."""
     obj = get_object(obj, path)
     name = obj.get("type", "none")
-    if name not in PEAK_LR_POLICIES:
+    if not isinstance(name, str) or name not in PEAK_LR_POLICIES:
         raise ValidationError(join(path, "type"), f"unknown peak-LR policy {name!r}",
                               ", ".join(sorted(PEAK_LR_POLICIES)))
     return {"type": name, **{key: check_number(value, join(path, key))

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from mobile_lr.budget import Policy
 from mobile_lr.device import DeviceProfile
 from mobile_lr.schedules import parse_spec
-from mobile_lr.validation import ValidationError, check_keys, get_int, get_object
+from mobile_lr.validation import (
+    ValidationError,
+    check_fields,
+    check_int,
+    check_keys,
+    check_number,
+    get_int,
+    get_object,
+)
 
 from .belief import DeviceBelief
 from .config import ManagerConfig
-from .decisions import PendingRun, Stop
+from .decisions import PendingRun, Stop, load_saved
 from .history import PlanHistory
 from .hold import PlanHold
 from .peak import PeakLr
@@ -48,20 +57,33 @@ class ManagerState:
         return json.loads(json.dumps(state))
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
-        """Restore the mutable state saved by :meth:`state_dict` (same inputs assumed)."""
+        """Restore the mutable state saved by :meth:`state_dict` (same inputs assumed).
+
+        A state that does not check (a wrong key, type or range: a ValidationError naming the
+        field) changes nothing: the manager's own state, saved first, is put back."""
         obj = get_object(obj, "")
+        check_keys(obj, "", STATE_KEYS)
         if obj.get("format") != STATE_FORMAT:
             raise ValidationError("format", f"unknown manager state {obj.get('format')!r}",
                                   STATE_FORMAT)
+        before = self.state_dict()
+        try:
+            self._load(obj)
+        except ValidationError:
+            self._load(before)
+            raise
+
+    def _load(self, obj: Mapping[str, Any]) -> None:
         self.step = get_int(obj, "step", "", lo=0)
-        pending = obj.get("pending")
-        self.pending = None if pending is None else PendingRun(**pending)
-        stopped = obj.get("stopped")
-        self.stopped = None if stopped is None else Stop(**stopped)
-        self.plateau_state = obj.get("plateau_state")
-        self.spent = dict(obj["spent"])
+        self.pending = load_saved(PendingRun, obj.get("pending"), "pending")
+        self.stopped = load_saved(Stop, obj.get("stopped"), "stopped")
+        self.plateau_state = self.schedule.plateau_load(obj.get("plateau_state"), "plateau_state")
+        self.spent = check_fields(obj.get("spent"), "spent", SPENT)
         for part in self._parts():
             part.load_state_dict(obj)
+        if self.history.entries and self.history.entries[-1][0] > self.step:
+            raise ValidationError("step", f"{self.step} is before the last plan's step "
+                                  f"{self.history.entries[-1][0]}", "a step >= every plan_history step")
         self._fast = False
         self._table.clear()
         if self.hold.left > 0:
@@ -71,13 +93,17 @@ class ManagerState:
     def from_state_dict(cls, obj: Mapping[str, Any]) -> Any:
         """A manager rebuilt entirely from :meth:`state_dict` (schedule, profile, policy too)."""
         obj = get_object(obj, "")
-        check_keys(obj, "", STATE_KEYS)
+        check_keys(obj, "", STATE_KEYS, ("schedule", "profile", "policy", "config"))
         mgr = cls(parse_spec(obj["schedule"]), DeviceProfile.from_dict(obj["profile"], "profile"),
                   Policy.from_dict(obj["policy"], "policy"),
                   ManagerConfig.from_dict(obj["config"], "config"))
         mgr.load_state_dict(obj)
         return mgr
 
+
+_count = partial(check_number, lo=0.0)
+#: What a run has spent (``ScheduleManager.spent``).
+SPENT = {"energy_j": _count, "seconds": _count, "steps": partial(check_int, lo=0)}
 
 #: The keys of a manager's state: its inputs, its own, its parts'.
 STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",

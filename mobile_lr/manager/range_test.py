@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from mobile_lr.validation import ValidationError, get_number, get_object
+from mobile_lr.validation import (
+    ValidationError,
+    check_fields,
+    check_int,
+    check_list,
+    check_number,
+    check_text,
+    get_number,
+    get_object,
+)
 
 from .config import RangeTestConfig
 
@@ -111,19 +121,48 @@ class RangeTest:
         return {"range_scale": self.scale, "range_test": state}
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
-        state = get_object(obj["range_test"], "range_test")
+        """Every field checked against the status and the config (a hostile state must end in
+        a ValidationError here, not in a ZeroDivisionError or IndexError steps later)."""
+        state = get_object(obj.get("range_test"), "range_test")
         status = state.get("status")
         if status not in STATUSES:
             raise ValidationError("range_test.status", f"unknown value {status!r}",
                                   ", ".join(STATUSES))
-        self.status = status
-        self.scale = get_number(obj, "range_scale", "", lo=0.0, lo_open=True)
-        self.n = int(state.get("n", state.get("steps", 0)))
-        self.lrs = [float(x) for x in state.get("lrs", [])]
-        self.smooth = [float(x) for x in state.get("smooth", [])]
-        self.avg, self.best = float(state.get("avg", 0.0)), state.get("best")
-        self.how, self.points = state.get("how", ""), int(state.get("points", 0))
-        self.chosen_index, self.chosen_lr = state.get("chosen_index"), state.get("chosen_lr")
+        if (status == "off") != (self.config is None):
+            raise ValidationError("range_test.status", f"{status!r} does not match the config",
+                                  "off exactly when the config has no range test")
+        got = check_fields(state, "range_test", {"status": check_text, **_SAVED[status]})
+        scale = get_number(obj, "range_scale", "", lo=0.0, lo_open=True)
+        lrs, smooth = got.get("lrs", []), got.get("smooth", [])
+        n = got.get("n", got.get("steps", 0))
+        if status == "running" and not (len(smooth) < n and len(lrs) in (len(smooth), len(smooth) + 1)):
+            raise ValidationError("range_test", f"{len(lrs)} LRs and {len(smooth)} losses of {n} points",
+                                  "fewer losses than points, as many LRs or one more")
+        index = got.get("chosen_index")
+        if index is not None and index >= got["points"]:
+            raise ValidationError("range_test.chosen_index", f"{index} is not one of the "
+                                  f"{got['points']} points", f"an integer < {got['points']}")
+        self.status, self.scale, self.n, self.lrs, self.smooth = status, scale, n, lrs, smooth
+        self.avg, self.best = got.get("avg", 0.0), got.get("best")
+        self.how, self.points = got.get("how", ""), got.get("points", 0)
+        self.chosen_index, self.chosen_lr = index, got.get("chosen_lr")
+
+
+def _or_none(check: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    return lambda value, field: None if value is None else check(value, field)
+
+
+_count = partial(check_int, lo=0)
+_positive = partial(check_number, lo=0.0, lo_open=True)
+#: The fields a saved state has beside ``status``, by status.
+_SAVED: dict[str, dict[str, Callable[[Any, str], Any]]] = {
+    "off": {}, "pending": {}, "skipped": {"steps": _count},
+    "running": {"n": partial(check_int, lo=2), "lrs": partial(check_list, item=_positive),
+                "smooth": partial(check_list, item=check_number), "avg": check_number,
+                "best": _or_none(check_number)},
+    "done": {"how": check_text, "points": _count, "chosen_index": _or_none(_count),
+             "chosen_lr": _or_none(_positive), "scale": _positive},
+}
 
 
 def pick_steepest(smooth: list[float], skip_start: float) -> int | None:

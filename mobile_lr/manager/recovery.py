@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mobile_lr.rules import Reason
-from mobile_lr.validation import ValidationError, get_int, get_number
+from mobile_lr.validation import ValidationError, check_number, get_int, get_number, get_object
 
 from .config import DivergenceConfig
-from .decisions import Rollback, Stop
+from .decisions import Rollback, Stop, load_saved
 
 __all__ = ["LossWatch", "Recovery"]
 
@@ -63,8 +63,7 @@ class Recovery:
         self.nan_scale = get_number(obj, "nan_scale", "", lo=0.0, lo_open=True)
         self.failures = get_int(obj, "failures", "", lo=0)
         self.last_good_step = get_int(obj, "last_good_step", "", lo=0)
-        rb = obj.get("pending_rollback")
-        self.pending = None if rb is None else Rollback(**rb)
+        self.pending = load_saved(Rollback, obj.get("pending_rollback"), "pending_rollback")
 
 
 class LossWatch:
@@ -114,10 +113,11 @@ class LossWatch:
         w = obj.get("loss_watch")
         if w is None:
             raise ValidationError("loss_watch", "missing: the config has divergence detection")
+        w = get_object(w, "loss_watch")
         self.avg = get_number(w, "avg", "loss_watch")
         self.n = get_int(w, "n", "loss_watch", lo=0)
-        self.start = _inf(w.get("start"))
-        self.best = _inf(w.get("best"))
+        self.start = _inf(w.get("start"), "loss_watch.start")
+        self.best = _inf(w.get("best"), "loss_watch.best")
         self.streak = get_int(w, "streak", "loss_watch", lo=0)
 
 
@@ -125,5 +125,5 @@ def _num(x: float) -> float | None:
     return None if math.isinf(x) else x   # JSON has no infinity
 
 
-def _inf(x: Any) -> float:
-    return math.inf if x is None else float(x)
+def _inf(x: Any, field: str) -> float:
+    return math.inf if x is None else check_number(x, field)

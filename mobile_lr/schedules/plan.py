@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_int
 
 from ._ops import Ops
 
@@ -66,11 +66,9 @@ def check_plan(plan: Any, field: str = "plan") -> list[tuple[int, int]]:
     for i, item in enumerate(plan):
         if (not isinstance(item, list | tuple) or len(item) != 2
                 or any(isinstance(v, bool) or not isinstance(v, int) for v in item)):
-            raise ValidationError(f"{field}[{i}]", f"expected [step, total] integers, got {item!r}",
+            raise ValidationError(f"{field}[{i}]", f"expected [step, total] integers, got {item!r}"[:200],
                                   "two integers >= 0")
-        t, total = int(item[0]), int(item[1])
-        if t < 0 or total < 0:
-            raise ValidationError(f"{field}[{i}]", f"negative value in {item!r}", "integers >= 0")
+        t, total = (check_int(v, f"{field}[{i}]", lo=0) for v in item)  # 64-bit, short message
         if i == 0 and t != 0:
             raise ValidationError(f"{field}[0]", f"the first plan must start at step 0, got {t}",
                                   "[0, T0]")

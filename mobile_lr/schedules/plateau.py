@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from mobile_lr.validation import check_fields, check_int, check_number
 from mobile_lr.validation.schema import choice, integer, number
 
 from .shapes import LR, Constant, Shape, ShapeArgs, _lr_bound, register
@@ -46,6 +48,15 @@ class PlateauRule(ShapeArgs):
         """The state before any metric: ``best`` is ``None`` (PyTorch's +/-inf)."""
         return {"lr": lr, "best": None, "num_bad_epochs": 0, "cooldown_counter": 0,
                 "last_epoch": 0}
+
+    def check_state(self, value: Any, path: str) -> dict[str, Any]:
+        """A saved state (a manager's ``plateau_state``), checked: a hostile one must not reach
+        :meth:`observe` as a ``KeyError`` or ``TypeError``."""
+        count = partial(check_int, lo=0)
+        return check_fields(value, path, {
+            "lr": partial(check_number, lo=0.0), "num_bad_epochs": count,
+            "best": lambda v, f: None if v is None else check_number(v, f),
+            "cooldown_counter": count, "last_epoch": count})
 
     def _is_better(self, a: float, best: float | None) -> bool:
         if best is None:

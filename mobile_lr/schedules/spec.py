@@ -196,6 +196,14 @@ class Schedule:
             raise ValueError("this schedule has no plateau shape")
         return self.plateau_rule.start(self.base_lr)
 
+    def plateau_load(self, value: Any, path: str) -> dict[str, Any] | None:
+        """A saved plateau state checked against this schedule (None: no plateau shape)."""
+        if self.plateau_rule is None:
+            if value is not None:
+                raise ValidationError(path, "a state for a plateau shape", "null: the shape is not plateau")
+            return None
+        return self.plateau_rule.check_state(value, path)
+
     def plateau_observe(self, state: Mapping[str, Any], metric: float) -> dict[str, Any]:
         if self.plateau_rule is None:
             raise ValueError("this schedule has no plateau shape")

@@ -48,7 +48,7 @@ import os
 import re
 import stat
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,11 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_JSON_BYTES",
     "ValidationError",
+    "check_bool",
+    "check_fields",
     "check_keys",
+    "check_list",
+    "check_text",
     "check_zip_members",
     "describe_os_error",
     "get_bool",
@@ -198,9 +202,14 @@ def get_bool(obj: Mapping[str, Any], key: str, path: str, *, default: Any = ...)
         if default is ...:
             raise ValidationError(field, "missing required field")
         return default
-    if not isinstance(obj[key], bool):
-        raise ValidationError(field, f"expected true or false, got {obj[key]!r}", "true, false")
-    return obj[key]
+    return check_bool(obj[key], field)
+
+
+def check_bool(value: Any, field: str) -> bool:
+    """``true`` or ``false``: 0 and 1 are refused (a typo, not a decision)."""
+    if not isinstance(value, bool):
+        raise ValidationError(field, f"expected true or false, got {_short_repr(value)}", "true, false")
+    return value
 
 
 def get_choice(obj: Mapping[str, Any], key: str, path: str, choices: Iterable[str], *,
@@ -214,6 +223,37 @@ def get_choice(obj: Mapping[str, Any], key: str, path: str, choices: Iterable[st
     if obj[key] not in choices:
         raise ValidationError(field, f"unknown value {obj[key]!r}", ", ".join(choices))
     return obj[key]
+
+
+def check_text(value: Any, field: str) -> str:
+    """A string (a saved reason, phase or name; what it may say is checked where it is used)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, f"expected a string, got {_short_repr(value)}", "a string")
+    return value
+
+
+def check_list(value: Any, field: str, item: Callable[[Any, str], Any], *,
+               length: int | None = None) -> list[Any]:
+    """A JSON array, each element checked by ``item(element, "field[i]")``; ``length``: exactly
+    that many elements (a ``[step, total]`` pair)."""
+    if not isinstance(value, list):
+        raise ValidationError(field, f"expected an array, got {type(value).__name__}",
+                              "a JSON array" if length is None else f"an array of {length}")
+    if length is not None and len(value) != length:
+        raise ValidationError(field, f"expected {length} elements, got {len(value)}",
+                              f"an array of {length}")
+    return [item(x, join(field, i)) for i, x in enumerate(value)]
+
+
+def check_fields(value: Any, path: str, fields: Mapping[str, Callable[[Any, str], Any]],
+                 optional: Iterable[str] = ()) -> dict[str, Any]:
+    """An object with exactly ``fields`` (those in ``optional`` may be absent), each value
+    checked by its function: the keyword arguments of a saved record (``Rollback(**...)``), so
+    a wrong key or type is a :class:`ValidationError`, not a ``TypeError`` from the call."""
+    obj = get_object(value, path)
+    optional = set(optional)
+    check_keys(obj, path, fields, [k for k in fields if k not in optional])
+    return {k: check(obj[k], join(path, k)) for k, check in fields.items() if k in obj}
 
 
 # --------------------------------------------------------------------------- files

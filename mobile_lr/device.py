@@ -85,6 +85,9 @@ __all__ = [
 ]
 
 PROFILE_FORMAT = "mobile-lr.device/1"
+#: Physical bounds of a profile (a phone is 10-30 Wh, a tablet 40): beyond them the physics'
+#: closed forms divide by an infinite battery or a zero time constant (found by a fuzz).
+MAX_BATTERY_WH = 1000.0
 BUILTIN_PROFILES = ("low-end", "mid-range", "flagship")
 
 
@@ -177,7 +180,7 @@ class DeviceProfile(Record):
 
     name: str = text(non_empty=True, help="the profile's name")
     description: str = text("", help="what phone class it stands for")
-    battery_wh: float = number(lo=0.0, lo_open=True, key="battery.capacity_wh",
+    battery_wh: float = number(lo=0.0, hi=MAX_BATTERY_WH, lo_open=True, key="battery.capacity_wh",
                                help="rated capacity, Wh")
     state_of_health: float = number(1.0, lo=0.0, hi=1.0, lo_open=True,
                                     key="battery.state_of_health",
@@ -190,12 +193,12 @@ class DeviceProfile(Record):
                                       key="charging.efficiency", help="charger output / input")
     cv_knee: float = number(0.8, lo=0.0, hi=1.0, key="charging.cv_knee",
                             help="level where the constant-voltage taper starts")
-    cv_taper: float = number(0.07, lo=0.0, lo_open=True, key="charging.cv_taper",
+    cv_taper: float = number(0.07, lo=0.001, hi=1.0, key="charging.cv_taper",
                              help="taper constant k: accepted = output * exp(-(level - knee)/k)")
-    thermal_resistance_k_per_w: float = number(lo=0.0, lo_open=True,
+    thermal_resistance_k_per_w: float = number(lo=0.0, hi=1000.0, lo_open=True,
                                                key="thermal.resistance_k_per_w",
                                                help="skin to ambient, K/W")
-    heat_capacity_j_per_k: float = number(lo=0.0, lo_open=True, key="thermal.capacity_j_per_k",
+    heat_capacity_j_per_k: float = number(lo=0.0, hi=1e6, lo_open=True, key="thermal.capacity_j_per_k",
                                           help="effective heat capacity, J/K")
     ambient_c: float = number(lo=-50.0, hi=80.0, key="thermal.ambient_c",
                               help="ambient temperature when unknown")
@@ -208,7 +211,7 @@ class DeviceProfile(Record):
         STATUS_NAMES, _DEFAULT_THROUGHPUT, "thermal.throughput",
         "share of full training speed at each status (non-increasing)",
         lo=0.0, hi=1.0, lo_open=True)
-    step_seconds: float = number(lo=0.0, lo_open=True, key="compute.step_seconds",
+    step_seconds: float = number(lo=1e-6, hi=86400.0, key="compute.step_seconds",
                                  help="one training step at full speed")
     window_s: float = number(600.0, lo=0.0, lo_open=True, key="os.window_s",
                              help="a Worker's window on battery")

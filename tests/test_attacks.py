@@ -641,3 +641,21 @@ def test_a_hostile_manager_state_is_refused_and_changes_nothing(edit, field):
         with pytest.raises(ValidationError):
             mgr.load_state_dict(bad)
         assert mgr.state_dict() == good
+
+
+@pytest.mark.parametrize("group, key, value", [   # each a ZeroDivisionError/OverflowError in the physics
+    ("battery", "capacity_mah", 1e9), ("thermal", "resistance_k_per_w", 1e308),
+    ("thermal", "capacity_j_per_k", 1e308), ("compute", "step_seconds", 5e-324),
+    ("compute", "step_seconds", 1e308), ("charging", "cv_taper", 1e-300)])
+def test_a_profile_beyond_physics_is_refused(group, key, value, tmp_path, capsys):
+    import mobile_lr
+    from mobile_lr.device import load_profile
+
+    with open(os.path.join(os.path.dirname(mobile_lr.__file__), "data", "profiles", "low-end.json")) as f:
+        prof = json.load(f)
+    prof[group][key] = value
+    (tmp_path / "p.json").write_text(json.dumps(prof))
+    with pytest.raises(ValidationError):
+        load_profile(str(tmp_path / "p.json"))
+    assert group in one_line_exit_2(capsys, ["plan", "--profile", str(tmp_path / "p.json"), "--level", "0.5",
+                                           "--step-seconds", "1"])

@@ -1,5 +1,8 @@
 package org.mobilelr.core
 
+/** A profile's largest battery, Wh (mobile_lr.device.MAX_BATTERY_WH): the physics divides by it. */
+const val MAX_BATTERY_WH = 1000.0
+
 /**
  * Phone model: battery, power, RC thermal model, Android thermal status, OS window
  * (Kotlin twin of `mobile_lr/device.py`; the simulator and the fleet are not ported,
@@ -136,11 +139,12 @@ data class DeviceProfile(
                 if ("capacity_mah" in bat || "nominal_voltage" in bat) {
                     throw ValidationError(join(p, "capacity_wh"), "give either capacity_wh or capacity_mah + nominal_voltage")
                 }
-                batteryWh = getNumber(bat, "capacity_wh", p, lo = 0.0, loOpen = true)
+                batteryWh = getNumber(bat, "capacity_wh", p, lo = 0.0, hi = MAX_BATTERY_WH, loOpen = true)
             } else if ("capacity_mah" in bat) {
                 val mah = getNumber(bat, "capacity_mah", p, lo = 0.0, loOpen = true)
                 val volts = getNumber(bat, "nominal_voltage", p, lo = 0.0, loOpen = true)
-                batteryWh = mah * volts / 1000.0
+                batteryWh = checkNumber(mah * volts / 1000.0, join(p, "capacity_wh"), lo = 0.0,
+                    hi = MAX_BATTERY_WH, loOpen = true)
             } else {
                 throw ValidationError(join(p, "capacity_wh"), "missing battery capacity",
                     "capacity_wh, or capacity_mah with nominal_voltage")
@@ -163,14 +167,14 @@ data class DeviceProfile(
             val chargeW = getNumber(ch, "power_w", p, lo = 0.0)
             val eff = getNumberOr(ch, "efficiency", p, 0.88, lo = 0.0, hi = 1.0, loOpen = true)!!
             val knee = getNumberOr(ch, "cv_knee", p, 0.8, lo = 0.0, hi = 1.0)!!
-            val taper = getNumberOr(ch, "cv_taper", p, 0.07, lo = 0.0, loOpen = true)!!
+            val taper = getNumberOr(ch, "cv_taper", p, 0.07, lo = 0.001, hi = 1.0)!!
 
             p = join(path, "thermal")
             val th = getObject(obj["thermal"], p)
             checkKeys(th, p, listOf("resistance_k_per_w", "capacity_j_per_k", "ambient_c", "thresholds_c",
                 "hysteresis_c", "throughput"), listOf("resistance_k_per_w", "capacity_j_per_k", "ambient_c"))
-            val r = getNumber(th, "resistance_k_per_w", p, lo = 0.0, loOpen = true)
-            val c = getNumber(th, "capacity_j_per_k", p, lo = 0.0, loOpen = true)
+            val r = getNumber(th, "resistance_k_per_w", p, lo = 0.0, hi = 1000.0, loOpen = true)
+            val c = getNumber(th, "capacity_j_per_k", p, lo = 0.0, hi = 1e6, loOpen = true)
             val amb = getNumber(th, "ambient_c", p, lo = -50.0, hi = 80.0)
             val hyst = getNumberOr(th, "hysteresis_c", p, 1.9, lo = 0.0)!!
             val thPath = join(p, "thresholds_c")
@@ -197,7 +201,7 @@ data class DeviceProfile(
             p = join(path, "compute")
             val cp = getObject(obj["compute"], p)
             checkKeys(cp, p, listOf("step_seconds"), listOf("step_seconds"))
-            val stepS = getNumber(cp, "step_seconds", p, lo = 0.0, loOpen = true)
+            val stepS = getNumber(cp, "step_seconds", p, lo = 1e-6, hi = 86400.0)
 
             p = join(path, "os")
             val osd = getObject(if ("os" in obj) obj["os"] else emptyMap<String, Any?>(), p)

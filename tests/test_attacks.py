@@ -659,3 +659,29 @@ def test_a_profile_beyond_physics_is_refused(group, key, value, tmp_path, capsys
         load_profile(str(tmp_path / "p.json"))
     assert group in one_line_exit_2(capsys, ["plan", "--profile", str(tmp_path / "p.json"), "--level", "0.5",
                                            "--step-seconds", "1"])
+
+
+def _npy(shape: str, descr: str = "<f4") -> bytes:
+    """An .npy member of a header alone: ``shape`` as written in the header."""
+    header = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}"
+    header += " " * (63 - (len(header) + 10) % 64) + "\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode()
+
+
+def test_user_data_that_is_not_real_finite_numbers_is_refused(tmp_path, capsys, mlp_sgd_bundle):
+    good = {"x_train": np.zeros((4, 64), np.float32), "y_train": np.zeros(4, np.int64),
+            "x_test": np.zeros((4, 64), np.float32), "y_test": np.zeros(4, np.int64)}
+    for arrays in ({"x_train": np.zeros((4, 64), np.complex64)},     # imaginary part dropped silently
+                   {"x_train": np.full((4, 64), "1.5")},             # text parsed as numbers
+                   {"x_test": np.full((4, 64), np.nan, np.float32)},
+                   {"x_train": np.full((4, 64), 1e308)},             # inf as float32
+                   {"y_train": np.zeros(4, "m8[s]")}):               # numpy's timedelta is an "integer"
+        np.savez(tmp_path / "d.npz", **{**good, **arrays})
+        assert "--data" in one_line_exit_2(capsys, ["simulate", "--bundle", str(mlp_sgd_bundle), "--data",
+                                                    str(tmp_path / "d.npz")])
+    with zipfile.ZipFile(tmp_path / "d.npz", "w") as zf:   # numpy allocated the declared shape first
+        for name, a in good.items():
+            zf.writestr(f"{name}.npy", _npy("(1000000000000, 64)") if name == "x_train" else
+                        _npy(str(a.shape), a.dtype.str) + a.tobytes())
+    assert "declares shape" in one_line_exit_2(capsys, ["lr-find", "--bundle", str(mlp_sgd_bundle), "--data",
+                                                        str(tmp_path / "d.npz")])

@@ -124,7 +124,7 @@ def load_user_data(path: Path, manifest: Manifest) -> Data:
                                   "x: (N, features...), y: (N,) class indices")
         if len(x) != len(y) or len(x) == 0:
             raise ValidationError(f"--data.{split}", "inputs and labels differ in count or are empty")
-        if not np.issubdtype(y.dtype, np.integer):
+        if y.dtype.kind not in "iu":   # (numpy counts timedelta64 as an integer type)
             raise ValidationError(f"--data.y_{split}", f"labels of type {y.dtype}", "integer class indices")
         if classes is not None and (y.min() < 0 or y.max() >= classes):
             raise ValidationError(f"--data.y_{split}", f"labels in [{y.min()}, {y.max()}] are outside the "

@@ -112,9 +112,19 @@ class ModelIO:
         if self.input_dtype == "int64":
             if a.size and not np.issubdtype(a.dtype, np.integer):
                 raise ValidationError("x", f"expected integer token ids, got {a.dtype}")
+            if a.size and a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
+                raise ValidationError("x", f"token id {a.max()} is beyond int64", "ids < 2**63")
             a = a.astype(np.int64, copy=False)
         else:
-            a = a.astype(np.float32, copy=False)
+            # complex (the imaginary part would be dropped), bool, text and dates are not
+            # features; a value that is not finite as float32 (NaN, inf, 1e308) trains nothing
+            if a.size and a.dtype.kind not in "fiu":
+                raise ValidationError("x", f"features of type {a.dtype}", "real numbers (float or int)")
+            with np.errstate(over="ignore"):
+                a = a.astype(np.float32, copy=False)
+            if not np.isfinite(a).all():
+                raise ValidationError("x", "a feature is NaN, infinite or beyond float32",
+                                      "finite numbers within float32")
         per = math.prod(self.input_shape)
         if a.ndim < 2 or a.shape[1:] not in (self.input_shape, (per,)) or len(a) == 0:
             raise ValidationError("x", f"shape {a.shape} does not fit the model input {self.input_shape}",

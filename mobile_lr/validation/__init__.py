@@ -408,4 +408,36 @@ def check_zip_members(path: str | os.PathLike[str], field: str, max_bytes: int,
     if total > max_bytes:
         raise ValidationError(field, f"{name} inflates to {total:,} bytes, over the bound of "
                                      f"{_size_text(max_bytes)}", read_bytes_bound)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in infos:
+                if info.filename.endswith(".npy"):
+                    _npy_fits(zf, info, field, name)
+    except OSError as err:
+        raise ValidationError(field, f"cannot read {name} ({err.strerror or err})") from None
+    except (zipfile.BadZipFile, EOFError) as err:
+        raise ValidationError(field, f"{name} is not a readable {kind} ({err})") from None
     return names
+
+
+def _npy_fits(zf: zipfile.ZipFile, info: zipfile.ZipInfo, field: str, name: str) -> None:
+    """Refuse an ``.npy`` member whose header declares more data than the member holds: numpy
+    allocates the declared shape before it reads (a 200-byte member claiming 10^12 x 64 floats
+    was a ``MemoryError``; one claiming a few GiB really takes them)."""
+    from numpy.lib import format as npy  # (numpy, not ours: the module stays a leaf)
+
+    with zf.open(info) as f:
+        try:
+            version = npy.read_magic(f)
+            read = {(1, 0): npy.read_array_header_1_0, (2, 0): npy.read_array_header_2_0}.get(version)
+            if read is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = read(f)
+        except ValueError as err:
+            raise ValidationError(field, f"{name}: member {info.filename!r} has a bad .npy header "
+                                         f"({str(err)[:120]})") from None
+    need = math.prod(shape) * dtype.itemsize
+    if need > info.file_size:
+        raise ValidationError(field, f"{name}: member {info.filename!r} declares shape "
+                                     f"{str(shape)[:80]} ({need:,} bytes) in {info.file_size:,} bytes",
+                              "arrays whose data is in the file")

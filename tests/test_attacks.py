@@ -685,3 +685,21 @@ def test_user_data_that_is_not_real_finite_numbers_is_refused(tmp_path, capsys, 
                         _npy(str(a.shape), a.dtype.str) + a.tobytes())
     assert "declares shape" in one_line_exit_2(capsys, ["lr-find", "--bundle", str(mlp_sgd_bundle), "--data",
                                                         str(tmp_path / "d.npz")])
+
+
+@pytest.mark.parametrize("kind, name", [("ort", "eval_model.onnx"), ("ort", "optimizer_model.onnx"),
+                                        ("executorch", None)])
+def test_a_rehashed_model_file_the_engine_cannot_load_is_one_line(kind, name, tmp_path, mlp_bundle, capsys):
+    bundle = tmp_path / "bundle"
+    shutil.copytree(mlp_bundle, bundle)
+    if name is None:
+        name = next(n for n in os.listdir(bundle) if n.endswith(".pte"))
+    data = (bundle / name).read_bytes()
+    for cut in (b"", data[: len(data) // 2]):   # empty is a well-formed (empty) ONNX protobuf
+        (bundle / name).write_bytes(cut)
+        rehash(bundle)
+        with pytest.raises(BundleError) as err:   # (half an ONNX file: the wire walk refuses it)
+            open_runtime(kind, bundle)
+        assert name in err.value.field
+        assert name in one_line_exit_2(capsys, ["lr-find", "--bundle", str(bundle), "--backend",
+                                                            kind, "--steps", "10"])

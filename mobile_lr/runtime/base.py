@@ -30,12 +30,23 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from mobile_lr.bundle import LR_DROPOUT_FORMAT, BackendInfo, LrDropoutInfo, Manifest
+from mobile_lr.bundle import LR_DROPOUT_FORMAT, BackendInfo, BundleError, LrDropoutInfo, Manifest
 from mobile_lr.runtime.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
 from mobile_lr.validation import ValidationError, check_int, check_number
 
-__all__ = ["LR_DROPOUT_FORMAT", "WEIGHTS", "Ema", "ModelIO", "RuntimeBase", "TrainingRuntime", "backend_info",
-           "check_sf_r", "logits_metrics", "lr_dropout_info"]
+__all__ = [
+    "LR_DROPOUT_FORMAT",
+    "WEIGHTS",
+    "Ema",
+    "ModelIO",
+    "RuntimeBase",
+    "TrainingRuntime",
+    "backend_info",
+    "check_sf_r",
+    "engine_loads",
+    "logits_metrics",
+    "lr_dropout_info",
+]
 
 WEIGHTS = ("auto", "ema", "raw")
 # A checkpoint may hold at most this much more than the runtime's own state (a zip member that
@@ -82,6 +93,22 @@ class TrainingRuntime(Protocol):
     def set_parameters(self, values: Mapping[str, np.ndarray]) -> None:
         """Overwrite the trainable parameters by name (e.g. a federated round's global model)."""
         ...
+
+
+@contextlib.contextmanager
+def engine_loads(file: str, engine: str) -> Iterator[None]:
+    """Around the place where an engine parses a bundle's model file. The manifest's hash is only
+    integrity: a truncated or foreign model re-hashed passes it, and the engine's native error
+    (ORT's ``RuntimeError`` of many lines, an ``IndexError`` from a program of another shape)
+    becomes one :class:`~mobile_lr.bundle.BundleError` naming the file."""
+    try:
+        yield
+    except ValidationError:
+        raise
+    except Exception as err:
+        text = " ".join(str(err).split())[:300] or type(err).__name__
+        raise BundleError(file, f"{engine} cannot load it: {text}",
+                          "a model file the exporter wrote") from None
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,14 @@ from mobile_lr.bundle import load_bundle
 from mobile_lr.extras import require
 from mobile_lr.native import quiet_native_stderr
 from mobile_lr.recipes import OptimizerSpec
-from mobile_lr.runtime.base import ModelIO, RuntimeBase, backend_info, check_sf_r, logits_metrics
+from mobile_lr.runtime.base import (
+    ModelIO,
+    RuntimeBase,
+    backend_info,
+    check_sf_r,
+    engine_loads,
+    logits_metrics,
+)
 from mobile_lr.runtime.checkpoint import CheckpointError
 from mobile_lr.runtime.torch_optim import (
     OPTIMIZER_CHOICES,
@@ -99,22 +106,23 @@ class ExecuTorchRuntime(RuntimeBase):
         self._max_batch = int(info["max_batch"])
         # The loaded program may point into this buffer: keep it alive as long as the program.
         self._program_bytes = bundle.read_verified(backend.files[0])
-        self._module = _load_for_executorch_from_buffer(self._program_bytes)
-        # The joint method returns [user outputs, gradients, parameters]; the metadata methods say
-        # where each part starts and name the gradients/parameters (executorch.extension.training).
-        meta = f"__et_training_{{}}_{self._method}"
-        self._grad_start = int(self._module.run_method(meta.format("gradients_index"), ())[0])
-        self._param_start = int(self._module.run_method(meta.format("parameters_index"), ())[0])
-        fqns = [str(f) for f in self._module.run_method(meta.format("fqn"), ())]
-        # The parameter outputs of a run with clone_outputs=False are the live weights themselves
-        # (the same storage at every call); the zero batch below changes nothing.
-        n0 = 1 if self._dynamic else self._max_batch
-        with quiet_native_stderr():  # the first run's CPU probe lines (mobile_lr.native)
-            outs = self._run_training(self.io.dummy_input(n0), self.io.dummy_target(n0))
-        live = dict(zip(fqns, outs[self._param_start:], strict=True))
-        self._params = {name: live[prefix + name] for name in self.trainable_names}
-        self._grad_index = {name: self._grad_start + fqns.index(prefix + name)
-                            for name in self.trainable_names}
+        with engine_loads(backend.files[0], "ExecuTorch"):
+            self._module = _load_for_executorch_from_buffer(self._program_bytes)
+            # The joint method returns [user outputs, gradients, parameters]; the metadata methods say
+            # where each part starts and name the gradients/parameters (executorch.extension.training).
+            meta = f"__et_training_{{}}_{self._method}"
+            self._grad_start = int(self._module.run_method(meta.format("gradients_index"), ())[0])
+            self._param_start = int(self._module.run_method(meta.format("parameters_index"), ())[0])
+            fqns = [str(f) for f in self._module.run_method(meta.format("fqn"), ())]
+            # The parameter outputs of a run with clone_outputs=False are the live weights themselves
+            # (the same storage at every call); the zero batch below changes nothing.
+            n0 = 1 if self._dynamic else self._max_batch
+            with quiet_native_stderr():  # the first run's CPU probe lines (mobile_lr.native)
+                outs = self._run_training(self.io.dummy_input(n0), self.io.dummy_target(n0))
+            live = dict(zip(fqns, outs[self._param_start:], strict=True))
+            self._params = {name: live[prefix + name] for name in self.trainable_names}
+            self._grad_index = {name: self._grad_start + fqns.index(prefix + name)
+                                for name in self.trainable_names}
         self.optimizer_choice = choice
         self._threads = threads
         self._spec = spec or bundle.manifest.optimizer

@@ -62,6 +62,7 @@ from mobile_lr.runtime.base import (
     RuntimeBase,
     backend_info,
     check_sf_r,
+    engine_loads,
     logits_metrics,
     lr_dropout_info,
 )
@@ -150,10 +151,11 @@ class OrtRuntime(RuntimeBase):
         path = Path(private.name)
         for name in ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx"):
             (path / name).write_bytes(self._verified[name])
-        module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
-                        session_options=so)
-        optimizer = Optimizer(str(path / "optimizer_model.onnx"), module)
-        module.train()
+        with engine_loads("training_model.onnx, eval_model.onnx or optimizer_model.onnx", "ONNX Runtime"):
+            module = Module(str(path / "training_model.onnx"), self._state, str(path / "eval_model.onnx"),
+                            session_options=so)
+            optimizer = Optimizer(str(path / "optimizer_model.onnx"), module)
+            module.train()
         self._module, self._optimizer = module, optimizer
         old, self._private = self._private, private
         if old is not None:

@@ -450,3 +450,39 @@ def test_torch_export_captures_every_form():
             graph = torch.export.export(Call(fn), (torch.randn(2, 4, 4, 4),), strict=True).graph
         ops = {n.target.__name__.split(".")[0] for n in graph.nodes if n.op == "call_function"}
         assert not ops & FUSED_OPS, (fn, ops)
+
+
+def test_a_global_average_of_a_channels_last_tensor_needs_no_strided_scatter():
+    """ConvNeXt-style models run a LayerNorm over the channels through ``x.permute(0, 2, 3, 1)``
+    and back, so the pooled input is channels-last: the ``keepdim`` mean torch makes of
+    ``AdaptiveAvgPool2d(1)`` kept those strides and the ``flatten`` after it became an
+    ``as_strided`` view, whose gradient ``as_strided_scatter`` ExecuTorch has no kernel for (the
+    model was ``unsupported``). The global-average form is a plain mean plus two unit axes: the
+    same values, and the joint graph has no strided view."""
+    from torch.export.experimental import _export_forward_backward
+
+    from mobile_lr.export.written_out import written_out
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ln, self.pool, self.head = nn.LayerNorm(4), nn.AdaptiveAvgPool2d(1), nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            h = self.ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            logits = self.head(torch.flatten(self.pool(h), 1))
+            return nn.functional.cross_entropy(logits, y), logits.detach()
+
+    torch.manual_seed(0)
+    net, x, y = Net(), torch.randn(2, 4, 3, 3), torch.tensor([0, 2])
+    ref = net(x, y)[1]
+    for form in (contextlib.nullcontext(), written_out()):
+        with form:
+            joint = _export_forward_backward(torch.export.export(net, (x, y), strict=True))
+        strided = [n for n in joint.graph.nodes if "as_strided" in str(n.target)]
+        if isinstance(form, contextlib.nullcontext):
+            assert strided  # the case this guards: torch's own capture has them
+        else:
+            assert not strided, strided
+    with written_out():
+        torch.testing.assert_close(net(x, y)[1], ref, rtol=1e-6, atol=1e-7)

@@ -127,14 +127,21 @@ def avg_pool2d(input: torch.Tensor, kernel_size: Any, stride: Any = None, paddin
 
 
 def adaptive_avg_pool2d(input: torch.Tensor, output_size: Any) -> torch.Tensor | None:
-    """An output (oh, ow) that divides the (static) input size; None for a global average (a
-    mean, which every engine differentiates) or a size that does not divide."""
+    """An output (oh, ow) that divides the (static) input size; None for a size that does not
+    divide. A global average (1x1) is a mean over both axes, which every engine differentiates,
+    taken without ``keepdim`` and then given its two unit axes: on a channels-last input (a
+    ConvNeXt-style ``x.permute(0, 2, 3, 1)`` LayerNorm and back) the ``keepdim`` mean that torch
+    decomposes the pool into keeps the input's strides, so the ``flatten`` after it is an
+    ``as_strided`` view whose gradient is ``as_strided_scatter``, which ExecuTorch 1.4.1 has no
+    kernel for; ``(B, C)`` plus two unit axes is contiguous."""
     if input.dim() != 4:
         return None
     out = _pair(output_size)
     h, w = int(input.shape[-2]), int(input.shape[-1])  # static sizes: the kernel is a constant
     oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
-    if (oh, ow) == (1, 1) or h % oh or w % ow:
+    if (oh, ow) == (1, 1):
+        return input.mean((-2, -1))[:, :, None, None]
+    if h % oh or w % ow:
         return None
     kernel = (h // oh, w // ow)
     return _depthwise_mean(input, kernel, kernel, (0, 0))

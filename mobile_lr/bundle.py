@@ -108,6 +108,8 @@ MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; an exported manifest is ~3 kB
 MAX_FILE_BYTES = 2 << 30  # 2 GiB per file: protobuf's own limit for an ONNX model without external data
 # Kinds of file a bundle may hold: ONNX models, the ORT checkpoint (a flatbuffer),
 # ExecuTorch programs and data, JSON. Nothing pickle-based (.pt, .pth, .pkl, .bin, .npy).
+LABELS_FORMAT = "mobile-lr.labels/1"  # labels.json: the class names, in order
+
 # Matched with fullmatch (``$`` would let "labels.json\n" through; Kotlin's matches() refuses it).
 ALLOWED_FILE_PATTERN = re.compile(r"(?!\.)[A-Za-z0-9_.-]{1,128}\.(onnx|pte|ptd|json)|checkpoint")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -569,8 +571,32 @@ def _check_name(name: str) -> None:
                           "plain names ending in .onnx, .pte, .ptd, .json, or 'checkpoint'")
 
 
+def _check_json(name: str, data: bytes) -> None:
+    """A bundle's JSON file is data of its kind: well-formed within the bounds of every JSON file
+    read (depth, size, duplicate keys), ``schedule.json`` a valid spec, ``labels.json`` a list of
+    names. A re-hashed ``schedule.json`` of garbage verified, and failed only in ``simulate``."""
+    try:
+        obj = parse_json(data, name)
+        if name == "schedule.json":
+            from mobile_lr.schedules import parse_spec
+
+            parse_spec(obj)
+        elif name == "labels.json":
+            obj = get_object(obj, "")
+            check_keys(obj, "", ("format", "names"), ("format", "names"))
+            if obj["format"] != LABELS_FORMAT:
+                raise ValidationError("format", f"unknown value {obj['format']!r}"[:200], LABELS_FORMAT)
+            if not isinstance(obj["names"], list) or not all(isinstance(n, str) for n in obj["names"]):
+                raise ValidationError("names", "expected a list of strings", "class names")
+    except ValidationError as err:
+        raise BundleError(name, str(err)) from None
+
+
 def _check_content(name: str, data: bytes) -> None:
-    """Checks on a verified file's bytes: an ONNX model must not refer to data outside itself."""
+    """Checks on a verified file's bytes: an ONNX model must not refer to data outside itself; a
+    JSON file is what its name says (:func:`_check_json`)."""
+    if name.endswith(".json"):
+        _check_json(name, data)
     if not name.endswith(".onnx"):
         return
     try:
@@ -642,7 +668,7 @@ def _check_file(root: Path, name: str, entry: FileEntry) -> None:
     if st.st_size != entry.size:
         problem = "truncated" if st.st_size < entry.size else "longer than listed"
         raise BundleError(name, f"{problem}: {st.st_size} bytes, the manifest says {entry.size}")
-    if name.endswith(".onnx"):
+    if name.endswith((".onnx", ".json")):   # (checked in content; other files are only hashed)
         try:
             data = read_bytes(path, name, entry.size)
         except ValidationError as err:

@@ -703,3 +703,22 @@ def test_a_rehashed_model_file_the_engine_cannot_load_is_one_line(kind, name, tm
         assert name in err.value.field
         assert name in one_line_exit_2(capsys, ["lr-find", "--bundle", str(bundle), "--backend",
                                                             kind, "--steps", "10"])
+
+
+@pytest.mark.parametrize("name, text", [("schedule.json", '{"format": "mobile-lr.schedule/1"}'),
+                                        ("schedule.json", "[" * 100 + "]" * 100),
+                                        ("labels.json", '{"format": "mobile-lr.labels/1", "names": [1]}'),
+                                        ("labels.json", "")])
+def test_a_rehashed_json_file_of_the_wrong_kind_does_not_verify(bundle, name, text, capsys):
+    (bundle / name).write_text(text)
+    rehash(bundle)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert err.value.field == name
+    assert name in one_line_exit_2(capsys, ["verify", str(bundle)])
+
+
+def test_plan_numbers_beyond_any_step(capsys):
+    plan = ["plan", "--profile", "low-end", "--level", "0.5"]
+    assert "64-bit" in one_line_exit_2(capsys, [*plan, "--step-seconds", "1", "--max-steps", str(10**23)])
+    assert "--step-seconds" in one_line_exit_2(capsys, [*plan, "--step-seconds", "1e-320"])

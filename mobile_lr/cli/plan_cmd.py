@@ -14,7 +14,7 @@ from mobile_lr.device import (
     load_profile,
     parse_thermal_status,
 )
-from mobile_lr.validation import ValidationError, check_number
+from mobile_lr.validation import check_int, check_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,11 +74,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
     status = profile.status_for(temp) if args.status is None \
         else parse_thermal_status(args.status, "--status")
     policy = _policy(args)
-    seconds = check_number(args.step_seconds, "--step-seconds", lo=0.0, lo_open=True)
+    seconds = check_number(args.step_seconds, "--step-seconds", lo=1e-6, hi=86400.0)  # a profile's step
     joules = profile.train_power_w * seconds if args.step_joules is None \
         else check_number(args.step_joules, "--step-joules", lo=0.0, lo_open=True)
-    if args.max_steps is not None and args.max_steps < 0:
-        raise ValidationError("--max-steps", f"{args.max_steps} is out of range", "an integer >= 0")
+    if args.max_steps is not None:
+        check_int(args.max_steps, "--max-steps", lo=0)   # (64-bit, as every integer read)
     state = DeviceState(level=level, charging=args.charging, temperature_c=temp,
                         thermal_status=status, ambient_c=ambient)
     result = plan(profile, state, policy, StepCost(seconds, joules), max_steps=args.max_steps)

@@ -28,7 +28,14 @@ with optional_imports(__name__):
     import torch
 
 import mobile_lr
-from mobile_lr.bundle import MAX_BATCH, Manifest, check_replaceable, replace_bundle, write_manifest
+from mobile_lr.bundle import (
+    LABELS_FORMAT,
+    MAX_BATCH,
+    Manifest,
+    check_replaceable,
+    replace_bundle,
+    write_manifest,
+)
 from mobile_lr.export.executorch_program import write_executorch_program
 from mobile_lr.export.flops import count_flops, count_step_flops
 from mobile_lr.export.forms import check_batchnorm_mode, eval_form
@@ -46,7 +53,6 @@ __all__ = ["BACKENDS", "DEFAULT_SCHEDULE", "LABELS_FORMAT", "check_max_batch", "
            "versions"]
 
 BACKENDS = ("ort", "executorch")
-LABELS_FORMAT = "mobile-lr.labels/1"
 DEFAULT_SCHEDULE: dict[str, Any] = {
     "format": "mobile-lr.schedule/1", "base_lr": 0.01,
     "warmup": {"steps": 10, "start_factor": 0.1},

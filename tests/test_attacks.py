@@ -722,3 +722,28 @@ def test_plan_numbers_beyond_any_step(capsys):
     plan = ["plan", "--profile", "low-end", "--level", "0.5"]
     assert "64-bit" in one_line_exit_2(capsys, [*plan, "--step-seconds", "1", "--max-steps", str(10**23)])
     assert "--step-seconds" in one_line_exit_2(capsys, [*plan, "--step-seconds", "1e-320"])
+
+
+@pytest.mark.parametrize("change", [   # each a TypeError/AttributeError from torch.optim, or accepted
+    {"groups": True}, {"groups": [1]}, {"group": {"betas": None}}, {"group": {"params": None}},
+    {"group": {"params": [[], 1, 2, 3]}}, {"group": {"amsgrad": "yes"}},
+    {"array": ("param/fc1.weight", lambda a: np.full(a.shape, "x"))},
+    {"array": ("param/fc1.weight", lambda a: a.astype(np.complex64))},
+    {"array": ("opt/0/exp_avg", lambda a: a.reshape(-1)[:-1])}])
+def test_a_hostile_torch_checkpoint_is_refused(change, tmp_path, mlp_bundle, user_data):
+    from mobile_lr.runtime.checkpoint import read_checkpoint, write_checkpoint
+
+    train, _ = user_data
+    rt = open_runtime("torch", mlp_bundle)   # AdamW: betas and moments
+    rt.step(train.x[:8], train.y[:8], 0.1)
+    rt.save(tmp_path / "good")
+    meta, arrays = read_checkpoint(tmp_path / "good")
+    groups = meta["engine"]["optimizer"]["param_groups"]
+    groups[0].update(change.get("group", {}))
+    meta["engine"]["optimizer"]["param_groups"] = change.get("groups", groups)
+    if "array" in change:
+        key, edit = change["array"]
+        arrays[key] = edit(arrays[key])
+    write_checkpoint(tmp_path / "bad", meta, arrays)
+    with pytest.raises(CheckpointError):
+        rt.load(tmp_path / "bad")

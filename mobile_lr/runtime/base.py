@@ -415,6 +415,8 @@ class RuntimeBase:
         if unknown:
             raise CheckpointError(name, f"unknown arrays {unknown[:5]}", "the arrays this runtime writes")
         for key, a in arrays.items():
+            if a.dtype.kind not in "fiu":   # complex, bool, text: torch.from_numpy took some silently
+                raise CheckpointError(name, f"array {key!r} is of type {a.dtype}", "real numbers")
             if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
                 raise CheckpointError(name, f"array {key!r} holds NaN or infinite values")
         if self._ema is not None:

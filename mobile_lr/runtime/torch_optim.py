@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ with optional_imports(__name__):
 
 from mobile_lr.recipes import OptimizerSpec
 from mobile_lr.runtime.checkpoint import CheckpointError
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_bool, check_int, check_list, check_number
 
 __all__ = ["OPTIMIZER_CHOICES", "eval_point", "make_optimizer", "optimizer_state", "restore_optimizer_state",
            "set_lr", "torch_threads"]
@@ -101,24 +102,57 @@ def restore_optimizer_state(opt: torch.optim.Optimizer, arrays: Mapping[str, np.
                             meta: Mapping[str, Any], name: str) -> None:
     """Inverse of :func:`optimizer_state`."""
     state: dict[int, dict[str, Any]] = {}
+    params = [p for group in opt.param_groups for p in group["params"]]
     for key, value in arrays.items():
         if key.startswith("opt/"):
             _, idx, field = key.split("/", 2)
+            # a moment of another shape broadcast (or failed) only at the next step
+            fits = idx.isdigit() and int(idx) < len(params) and (
+                value.size == 1 if field == "step" else value.shape == tuple(params[int(idx)].shape))
+            if not fits:
+                raise CheckpointError(name, f"optimizer array {key!r} of shape {value.shape} does not fit "
+                                            "the model", "the optimizer state this runtime writes")
             state.setdefault(int(idx), {})[field] = torch.from_numpy(np.array(value, copy=True))
+    if not isinstance(meta, Mapping) or not isinstance(meta.get("scalars") or {}, Mapping):
+        raise CheckpointError(name, "optimizer metadata is not an object")
     for idx, entry in (meta.get("scalars") or {}).items():
+        if not isinstance(entry, Mapping) or not idx.isdigit():
+            raise CheckpointError(name, f"optimizer scalars {idx[:20]!r} are not an object of a parameter")
         state.setdefault(int(idx), {}).update(entry)
     groups = meta.get("param_groups")
     if not isinstance(groups, list) or len(groups) != len(opt.param_groups):
         raise CheckpointError(name, "optimizer parameter groups missing or of another optimizer")
-    for mine, theirs in zip(opt.param_groups, groups, strict=True):
-        if len(mine["params"]) != len(theirs.get("params", ())):
-            raise CheckpointError(name, "optimizer state of another model")
-        if "betas" in theirs:
-            theirs["betas"] = tuple(theirs["betas"])
+    groups = [_saved_group(mine, theirs, name) for mine, theirs in zip(opt.param_groups, groups, strict=True)]
     try:
         opt.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(name, f"optimizer state does not fit ({err})") from None
+
+
+def _saved_group(mine: Mapping[str, Any], theirs: Any, name: str) -> dict[str, Any]:
+    """A saved parameter group checked against the live one: the same keys, each value of the
+    live value's kind (a flag a bool, a hyper-parameter a finite number, ``betas`` a pair, the
+    parameters as many indices), so a hostile checkpoint is a CheckpointError, not a TypeError
+    from inside ``torch.optim``."""
+    if not isinstance(theirs, Mapping) or set(theirs) != set(mine):
+        raise CheckpointError(name, "optimizer parameter group of another optimizer")
+    out: dict[str, Any] = {}
+    for key, live in mine.items():
+        value, field = theirs[key], f"optimizer.param_groups.{key}"
+        try:
+            if key == "params":
+                out[key] = check_list(value, field, partial(check_int, lo=0), length=len(live))
+            elif isinstance(live, bool) or live is None:
+                out[key] = value if value is None else check_bool(value, field)
+            elif isinstance(live, int | float):
+                out[key] = check_number(value, field)
+            elif isinstance(live, tuple | list):
+                out[key] = tuple(check_list(value, field, check_number, length=len(live)))
+            else:
+                out[key] = value
+        except ValidationError as err:
+            raise CheckpointError(name, str(err)) from None
+    return out
 
 
 @contextlib.contextmanager

@@ -11,11 +11,12 @@ form every ``nn.Linear`` and every unrolled GRU gate takes) 1.8 ms against 0.35 
 plus ``add``. The joint forward-backward graph is captured from the model, so the fast form is
 chosen where the graph is made:
 
-* every dense ``Conv1d``/``Conv2d`` is a matrix product of its weight with the input's
-  patches (im2col written as strided slices, stacked), a grouped one a batched product
-  (``bmm``, one per group), and every depthwise one (``groups`` = input = output channels) a
-  sum of ``kh * kw`` products of a shifted slice with one weight per channel; all in a
-  channels-first ``(C, B * H * W)`` layout, where the weight broadcasts along the last
+* every 1-d and 2-d convolution (``torch.conv1d``/``torch.conv2d``: the modules' and a user's
+  own functional calls alike, through one ``TorchFunctionMode``) is, if dense, a matrix product
+  of its weight with the input's patches (im2col written as strided slices, stacked), a grouped
+  one a batched product (``bmm``, one per group), and every depthwise one (``groups`` = input =
+  output channels) a sum of ``kh * kw`` products of a shifted slice with one weight per channel;
+  all in a channels-first ``(C, B * H * W)`` layout, where the weight broadcasts along the last
   dimension, a case the optimized ``mul`` handles. Their gradients are then ``mm``/``bmm``,
   ``mul``, ``sum`` and slice scatters. Any padding: numbers, ``"same"`` (PyTorch's split, the
   extra one after), ``"valid"``, and the non-zero ``padding_mode`` s as PyTorch's module applies
@@ -43,11 +44,10 @@ from mobile_lr.extras import optional_imports
 
 with optional_imports(__name__):
     import torch
-    from torch import nn
 
-from mobile_lr.export.forms import patched_modules
+from mobile_lr.export.written_out import WrittenOut
 
-__all__ = ["addmm_as_mm", "fast_form"]
+__all__ = ["FAST_FORMS", "addmm_as_mm", "fast_form"]
 
 
 def _pair(v: Any, one_d: bool) -> tuple[int, int]:
@@ -131,46 +131,31 @@ def _conv_fn(kernel: tuple[int, int], stride: tuple[int, int],
     return f
 
 
-def _pointwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
-               stride: Any = 1) -> torch.Tensor:
-    """A dense convolution without padding or dilation (``conv1d``/``conv2d``'s arguments) in
-    the fast form: what a module's :meth:`forward_with` is given."""
+def _conv(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+          padding: Any = 0, dilation: Any = 1, groups: int = 1) -> torch.Tensor | None:
+    """``torch.conv1d``/``torch.conv2d`` (the functions every ``nn.Conv1d``/``nn.Conv2d`` and a
+    user's functional call run; a module's non-zero ``padding_mode`` has padded the input
+    already) in the fast form; None (run as it is) for an unbatched input."""
     one_d = weight.dim() == 3
-    kernel = (1, int(weight.shape[-1])) if one_d else (int(weight.shape[-2]), int(weight.shape[-1]))
-    return _conv_fn(kernel, _pair(stride, one_d), ((0, 0), (0, 0)), (1, 1), 1, one_d)(x, weight, bias)
-
-
-def _conv_as_matmul(conv: nn.Module):  # -> Callable[[Tensor], Tensor] | None
-    """A convolution in the fast form (module docstring): any ``groups`` and padding (numbers,
-    ``"same"``, ``"valid"``); a ``padding_mode`` other than zeros pads first, as PyTorch's
-    modules do (``F.pad``, which ExecuTorch differentiates), then convolves unpadded. A module
-    that runs functional convolutions through ``forward_with(conv)`` (the zoo's LoRA
-    convolution) gets the fast form's; None for anything else (kept)."""
-    forward_with = getattr(conv, "forward_with", None)
-    if callable(forward_with):
-        return lambda x: forward_with(x, _pointwise)
-    if not isinstance(conv, (nn.Conv1d, nn.Conv2d)):
+    if input.dim() != weight.dim():
         return None
-    one_d = isinstance(conv, nn.Conv1d)
-    kernel, stride, dilation = (_pair(v, one_d) for v in (conv.kernel_size, conv.stride, conv.dilation))
-    padding = _sides(conv.padding, kernel, dilation, one_d)
-    f = _conv_fn(kernel, stride, padding if conv.padding_mode == "zeros" else ((0, 0), (0, 0)),
-                 dilation, conv.groups, one_d)
-    if conv.padding_mode == "zeros":
-        return lambda x: f(x, conv.weight, conv.bias)
-    # F.pad's amounts run from the last axis back: (left, right[, top, bottom])
-    amounts = padding[1] if one_d else (*padding[1], *padding[0])
-    mode = conv.padding_mode
-    return lambda x: f(torch.nn.functional.pad(x, amounts, mode=mode), conv.weight, conv.bias)
+    kernel = (1, int(weight.shape[-1])) if one_d else (int(weight.shape[-2]), int(weight.shape[-1]))
+    dilation = _pair(dilation, one_d)
+    f = _conv_fn(kernel, _pair(stride, one_d), _sides(padding, kernel, dilation, one_d), dilation,
+                 int(groups), one_d)
+    return f(input, weight, bias)
+
+
+#: The functions the fast form replaces (``F.conv1d`` is ``torch.conv1d``).
+FAST_FORMS = {torch.conv1d: _conv, torch.conv2d: _conv}
 
 
 @contextlib.contextmanager
-def fast_form(model: nn.Module) -> Iterator[list[str]]:
-    """Within the block every dense or depthwise convolution of ``model`` runs in the fast form.
-
-    Yields the names of the modules changed (the parameter names stay the model's)."""
-    with patched_modules(model, _conv_as_matmul) as names:
-        yield names
+def fast_form() -> Iterator[None]:
+    """Within the block every 1-d and 2-d convolution runs in the fast form: the modules' and a
+    user's own functional calls alike (one ``TorchFunctionMode``, the written-out forms' own)."""
+    with WrittenOut(FAST_FORMS):
+        yield
 
 
 def addmm_as_mm(edge: Any) -> Any:

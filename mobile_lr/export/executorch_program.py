@@ -109,10 +109,10 @@ def _lower(recipe: Recipe, dynamic: bool, max_batch: int, batchnorm: str) -> Any
         batch = Dim("batch", min=1, max=max_batch)
         shapes = ({0: batch}, {0: batch})
         eval_shapes = (*shapes, tuple(None for _ in params))
-    with training_form(recipe.model, batchnorm), fast_form(recipe.model):
+    with training_form(recipe.model, batchnorm), fast_form():
         joint = _export_forward_backward(export(TrainingWrapper(recipe), (x, target), dynamic_shapes=shapes,
                                                 strict=True))
-    with eval_form(recipe.model), fast_form(recipe.model), torch.no_grad():
+    with eval_form(recipe.model), fast_form(), torch.no_grad():
         evaluation = export(EvalWrapper(recipe), (x, target, params), dynamic_shapes=eval_shapes, strict=True)
     edge = addmm_as_mm(to_edge({"forward": joint, EVAL_METHOD: evaluation},
                                compile_config=EdgeCompileConfig(_check_ir_validity=False)))
@@ -175,7 +175,7 @@ def modules_calling(recipe: Recipe, ops: Iterable[str]) -> list[str]:
 
     x = recipe.example_input
     params = tuple(dict(recipe.model.named_parameters())[n].detach() for n in recipe.trainable)
-    with eval_form(recipe.model), fast_form(recipe.model), torch.no_grad(), warnings.catch_warnings():
+    with eval_form(recipe.model), fast_form(), torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         program = export(EvalWrapper(recipe), (x, example_target(recipe, x.shape[0]), params), strict=False)
         graph = program.run_decompositions().graph

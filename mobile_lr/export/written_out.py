@@ -19,7 +19,7 @@ runs as it is.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from mobile_lr.extras import optional_imports
@@ -226,13 +226,18 @@ FORMS: dict[Callable[..., Any], Callable[..., torch.Tensor | None]] = {
 
 
 class WrittenOut(TorchFunctionMode):
-    """Every call of :data:`FORMS`' functions runs its form instead (calls inside a form, and
-    every other function, run as they are: the mode is off while it handles a call)."""
+    """Every call of a function of ``forms`` (:data:`FORMS` by default) runs its form instead,
+    unless the form returns None (calls inside a form, and every other function, run as they
+    are: the mode is off while it handles a call)."""
+
+    def __init__(self, forms: Mapping[Callable[..., Any], Callable[..., Any]] | None = None) -> None:
+        super().__init__()
+        self.forms = FORMS if forms is None else forms
 
     def __torch_function__(self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        form = FORMS.get(func)
+        form = self.forms.get(func)
         out = form(*args, **kwargs) if form is not None else None
         return func(*args, **kwargs) if out is None else out
 

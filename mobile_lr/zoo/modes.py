@@ -47,7 +47,6 @@ True
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -116,12 +115,7 @@ class LoRAConv(nn.Module, _LoRA):
                            rank, alpha)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_with(x, self._conv)
-
-    def forward_with(self, x: torch.Tensor, conv: Callable[..., torch.Tensor]) -> torch.Tensor:
-        """The forward with ``conv(x, weight, bias, stride)`` as the convolution: an exporter
-        may pass one of the same arithmetic that its engine runs faster (ExecuTorch's fast
-        form, mobile_lr/export/executorch_fast.py)."""
+        conv = self._conv
         base = conv(x, self.weight, self.bias, self.stride)
         delta = conv(conv(x, self.lora_a, None, self.stride), self.lora_b)
         return base + self.scale * delta

@@ -45,6 +45,7 @@ with optional_imports(__name__):
     from torch import nn
 
 from mobile_lr.export.executorch_fast import addmm_as_mm, fast_form
+from mobile_lr.export.executorch_layout import channels_first_across_layers, drop_redundant_clones
 from mobile_lr.export.forms import eval_form, training_form
 from mobile_lr.export.onnx_artifacts import UnsupportedModel, refuse_batchnorm_training
 from mobile_lr.recipes import Recipe
@@ -116,6 +117,7 @@ def _lower(recipe: Recipe, dynamic: bool, max_batch: int, batchnorm: str) -> Any
         evaluation = export(EvalWrapper(recipe), (x, target, params), dynamic_shapes=eval_shapes, strict=True)
     edge = addmm_as_mm(to_edge({"forward": joint, EVAL_METHOD: evaluation},
                                compile_config=EdgeCompileConfig(_check_ir_validity=False)))
+    edge = edge.transform([channels_first_across_layers, drop_redundant_clones])
     try:
         return edge.to_executorch()
     except RuntimeError as err:  # "Missing out variants: {'aten::_native_batch_norm_legit_functional'}"

@@ -197,7 +197,8 @@ def _prove_one(kind: str, bundle_dir: str, x: np.ndarray, y: np.ndarray) -> None
         step_loss = float(rt.step(x, y, PROOF_LR))
         bad = [k for k, v in rt.parameters().items() if not np.all(np.isfinite(v))]
     except Exception as err:  # the engines raise RuntimeError/ValueError from native code
-        _emit(kind=kind, phase=phase, error=str(err).strip() or type(err).__name__)
+        source = err.__cause__ or err  # a file the engine cannot load: its error whole (node names)
+        _emit(kind=kind, phase=phase, error=str(source).strip() or type(source).__name__)
         return
     _emit(kind=kind, eval_loss=loss, step_loss=step_loss, nonfinite=bad)
 

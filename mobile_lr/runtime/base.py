@@ -100,7 +100,8 @@ def engine_loads(file: str, engine: str) -> Iterator[None]:
     """Around the place where an engine parses a bundle's model file. The manifest's hash is only
     integrity: a truncated or foreign model re-hashed passes it, and the engine's native error
     (ORT's ``RuntimeError`` of many lines, an ``IndexError`` from a program of another shape)
-    becomes one :class:`~mobile_lr.bundle.BundleError` naming the file."""
+    becomes one :class:`~mobile_lr.bundle.BundleError` naming the file (its ``__cause__`` the
+    engine's error whole, which the exporter's proof reads for the node that failed)."""
     try:
         yield
     except ValidationError:
@@ -108,7 +109,7 @@ def engine_loads(file: str, engine: str) -> Iterator[None]:
     except Exception as err:
         text = " ".join(str(err).split())[:300] or type(err).__name__
         raise BundleError(file, f"{engine} cannot load it: {text}",
-                          "a model file the exporter wrote") from None
+                          "a model file the exporter wrote") from err  # the engine's own text
 
 
 @dataclass(frozen=True)

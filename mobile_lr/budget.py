@@ -27,6 +27,7 @@ import math
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from operator import mul, truediv
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -448,6 +449,18 @@ class CostEstimator:
             self.powers.append(full)
             return full_s, full
         return full_s, None
+
+    def observe_all(self, seconds: Sequence[float], energies: Sequence[float],
+                    throttles: Sequence[float]) -> None:
+        """:meth:`observe` of each step in order, every one valid (positive finite seconds and
+        joules, ``0 < throttle <= 1``: the caller checked): only the last ``window`` can stay
+        in the window, so only they are normalised (the manager folds a held run's
+        observations 64 at a time)."""
+        self.count += len(seconds)
+        w = self.window
+        s, e, m = seconds[-w:], energies[-w:], throttles[-w:]
+        self.seconds.extend(map(mul, s, m))
+        self.powers.extend(map(self.full_power, map(truediv, e, s), m))
 
     def full_power(self, power_w: float, throttle: float) -> float:
         """A step's mean power at ``throttle`` normalised to full speed, as :meth:`observe`

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from functools import partial
+from functools import partial, reduce
+from operator import add, truediv
 from typing import Any
 
 from mobile_lr.budget import AmbientEstimator, CostEstimator, Policy, StepCost
@@ -26,13 +27,14 @@ class DeviceBelief:
     reckoning), with an ambient estimated where the phone cannot measure it; the learnt cost
     of a step; what the steps spent; the end of the OS window in force.
 
-    A held step's observation is only appended to ``deferred`` (raw: seconds, joules,
-    throttle): the manager has checked that it leaves the hold as it is, so nothing reads its
-    effect until someone asks for the estimator, the believed state or the spent totals; those
-    fold the deferred observations first, one by one through :meth:`_record`, the same
-    operations in the same order as an eager observation, so the same bits. A report replaces
-    the dead reckoning: the observations deferred before it (the first ``_stale``) are then
-    still counted and learnt, in order, but not reckoned (their reckoning would be discarded)."""
+    A held step's observation is only appended to ``deferred`` (raw and flat: seconds, joules,
+    throttle, three items a step, so that a fold splits them by slicing): the manager has
+    checked that it leaves the hold as it is, so nothing reads its effect until someone asks
+    for the estimator, the believed state or the spent totals; those fold the deferred
+    observations first (:meth:`_fold`), the same operations in the same order as eager
+    observations, so the same bits. A report replaces the dead reckoning: the observations
+    deferred before it (the first ``_stale`` steps) are then still counted and learnt, in
+    order, but not reckoned (their reckoning would be discarded)."""
 
     KEYS = ("window_end_s", "estimator", "ambient", "reported", "since", "device", "base")
 
@@ -44,8 +46,8 @@ class DeviceBelief:
             window=config.estimator_window, min_observations=config.min_observations,
             prior_factor=config.prior_factor, margin=config.margin,
             unobserved_power_factor=config.unobserved_power_factor)
-        self.deferred: list[tuple[float, float | None, float]] = []   # held steps' observations
-        self._stale = 0   # of which were made before the last report
+        self.deferred: list[float | None] = []   # held steps' observations, flat
+        self._stale = 0   # steps of which were observed before the last report
         self._spent: dict[str, Any] = {"steps": 0, "seconds": 0.0, "energy_j": 0.0}
         # dead reckoning: the last report (or the initial state) advanced by the steps since as
         # one interval at their mean load, so the believed state costs one advance however many
@@ -64,7 +66,7 @@ class DeviceBelief:
             items, stale = deferred.copy(), self._stale
             deferred.clear()
             self._stale = 0
-            self._record(items, stale)
+            self._fold(items, stale)
 
     @property
     def estimator(self) -> CostEstimator:
@@ -111,7 +113,7 @@ class DeviceBelief:
             raise ValidationError("state", f"expected a DeviceState, got {type(state).__name__}")
         if state.ambient_c is None and self.reported is not None:
             self.ambient.observe(self.reported, state, self.since)   # (since folds)
-        self._stale = len(self.deferred)
+        self._stale = len(self.deferred) // 3
         self.reported = self._base = self._device = state
         self._load = self._busy = 0.0
 
@@ -150,7 +152,33 @@ class DeviceBelief:
             self.fold()
         return self._record(((seconds, energy_j, throttle),), 0)
 
-    def _record(self, items: Sequence[tuple[float | None, float | None, float]], stale: int
+    def _fold(self, items: list[Any], stale: int) -> None:
+        """:meth:`_record` of held steps' observations (``items`` flat, as ``deferred``), in
+        C-level passes where every step carries a valid energy (the common batch: then no
+        step's load reads the estimate, so no pass depends on another): the totals are
+        sequential sums (``reduce``: the same adds in the same order as the loop), the
+        estimator takes the batch at once (:meth:`CostEstimator.observe_all`), and only the
+        dead reckoning's mean load, a recurrence with a division, stays a loop (``_merge``).
+        Any other batch takes the loop. (A held step's seconds are valid, ``0 < seconds <=
+        seconds_keep``, and its throttle is a profile's, in ``(0, 1]``.)"""
+        seconds, energies, throttles = items[0::3], items[1::3], items[2::3]
+        spent = self._spent
+        try:   # (a None among the energies raises TypeError)
+            energy = reduce(add, map(float, energies), spent["energy_j"])
+            valid = min(energies) > 0.0 and energy < math.inf   # each in (0, inf)
+        except TypeError:
+            valid = False
+        if not valid:
+            self._record(zip(seconds, energies, throttles, strict=True), stale)
+            return
+        spent["energy_j"] = energy
+        spent["seconds"] = reduce(add, map(float, seconds), spent["seconds"])
+        spent["steps"] += len(seconds)
+        self._estimator.observe_all(seconds, energies, throttles)
+        if stale < len(seconds):
+            self._merge(map(truediv, energies[stale:], seconds[stale:]), seconds[stale:])
+
+    def _record(self, items: Iterable[tuple[float | None, float | None, float]], stale: int
                 ) -> tuple[float, float | None] | None:
         """:meth:`record` of each of ``items`` in order, the first ``stale`` not reckoned (a
         report since replaced the reckoning); what the estimator recorded of the last."""
@@ -158,7 +186,8 @@ class DeviceBelief:
         energy, seconds_sum, steps = spent["energy_j"], spent["seconds"], spent["steps"]
         est = self._estimator
         observe, p = est.observe, self.profile
-        merges = []
+        loads: list[float] = []
+        busy: list[float] = []
         observed = None
         for i, (seconds, energy_j, throttle) in enumerate(items):
             if energy_j is not None and math.isfinite(energy_j):
@@ -176,20 +205,23 @@ class DeviceBelief:
             else:   # (the estimate after this observation, before the next)
                 cost = est.estimate()
                 load = p.load_power(throttle, max(cost.power_w, p.idle_power_w))
-            merges.append((load, seconds))
+            loads.append(load)
+            busy.append(seconds)
         spent["energy_j"], spent["seconds"], spent["steps"] = energy, seconds_sum, steps
-        self._merge(merges)
+        self._merge(loads, busy)
         return observed
 
-    def _merge(self, steps: Iterable[tuple[float, float]]) -> None:
-        """Fold steps of (load W, seconds) into the one interval since the report."""
+    def _merge(self, loads: Iterable[float], seconds: Sequence[float]) -> None:
+        """Fold steps of ``loads`` (W) for ``seconds`` into the one interval since the report."""
+        if not seconds:
+            return
         mean, busy = self._load, self._busy
-        for load, seconds in steps:
-            total = busy + seconds
-            mean = load if busy == 0.0 else (mean * busy + load * seconds) / total
+        for load, s in zip(loads, seconds, strict=True):
+            total = busy + s
+            mean = load if busy == 0.0 else (mean * busy + load * s) / total
             busy = total
-            self._device = None
         self._load, self._busy = mean, busy
+        self._device = None
 
     def end_s(self, policy: Policy) -> float:
         """The end of the time budget: the OS window's, cut at the policy's deadline."""
@@ -215,7 +247,8 @@ class DeviceBelief:
         self.reported = None if rep is None else DeviceState.from_dict(rep, "reported")
         self._load = self._busy = 0.0
         # one interval (older states: each step)
-        self._merge(check_list(obj.get("since", []), "since", _SINCE))
+        since = check_list(obj.get("since", []), "since", _SINCE)
+        self._merge([load for load, _ in since], [s for _, s in since])
         self._device = DeviceState.from_dict(obj.get("device"), "device")
         base = obj.get("base")
         if base is not None:

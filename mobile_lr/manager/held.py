@@ -67,7 +67,7 @@ class HeldSteps:
     belief: Any
     step: int
     _table: HeldRuns
-    _deferred: list[tuple[float, float | None, float]]
+    _deferred: list[float | None]
     _pending: PendingRun | Run | None
     _fast: bool
     _lr_fn: Any
@@ -95,7 +95,7 @@ class HeldSteps:
                 and (loss is None or _isfinite(loss))):
             self._pending = None
             self.step += 1
-            self._deferred.append((step_seconds, energy_j, hold.throttle))
+            self._deferred += step_seconds, energy_j, hold.throttle   # (flat: belief.fold)
             return
         self._observe(loss, step_seconds, energy_j)
 

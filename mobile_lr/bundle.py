@@ -23,7 +23,11 @@ code. So :func:`load_bundle` checks, with the standard library only:
 * file names are plain names of an allowed kind (no path, no hidden file, no
   trailing newline, no pickle-capable format);
 * no ONNX file refers to external data (:mod:`mobile_lr.onnx_wire`): ONNX Runtime
-  would read that file from outside the bundle while the bundle "verifies".
+  would read that file from outside the bundle while the bundle "verifies";
+* each file is what its name claims (:func:`check_content`): an ONNX model, a JSON
+  file of its kind, the ORT checkpoint's or ExecuTorch's flatbuffer
+  (:mod:`mobile_lr.artifact_heads`), since a re-hashed empty or foreign file passes the
+  hashes.
 
 The manifest itself is covered by its own SHA-256, :func:`manifest_sha256`:
 the bundle's identity. Checkpoints record it (a checkpoint of another bundle is
@@ -59,8 +63,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mobile_lr.onnx_wire import WireError, external_data_refs
+from mobile_lr.artifact_heads import HEAD_BYTES, head_problem
+from mobile_lr.onnx_wire import WireError, external_data_refs, model_problem
 from mobile_lr.validation import (
+    MAX_JSON_BYTES,
     ValidationError,
     check_int,
     check_keys,
@@ -91,6 +97,7 @@ __all__ = [
     "ModelInfo",
     "OptimizerSpec",
     "TensorSpec",
+    "check_content",
     "check_replaceable",
     "file_digest",
     "load_bundle",
@@ -501,13 +508,21 @@ class Manifest:
 
 def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     """SHA-256 (hex) and size of a file, read in chunks."""
+    digest, size, _ = _digest(path, 0)
+    return digest, size
+
+
+def _digest(path: str | os.PathLike[str], head: int) -> tuple[str, int, bytes]:
+    """SHA-256 (hex), size and the first ``head`` bytes of a file, read in chunks."""
     h = hashlib.sha256()
-    size = 0
+    size, first = 0, b""
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
+            if size < head:
+                first += chunk[:head - size]
             h.update(chunk)
             size += len(chunk)
-    return h.hexdigest(), size
+    return h.hexdigest(), size, first
 
 
 def manifest_sha256(bundle_dir: str | os.PathLike[str]) -> str:
@@ -576,6 +591,7 @@ def _check_json(name: str, data: bytes) -> None:
     read (depth, size, duplicate keys), ``schedule.json`` a valid spec, ``labels.json`` a list of
     names. A re-hashed ``schedule.json`` of garbage verified, and failed only in ``simulate``."""
     try:
+        _check_json_size(name, len(data))
         obj = parse_json(data, name)
         if name == "schedule.json":
             from mobile_lr.schedules import parse_spec
@@ -592,20 +608,37 @@ def _check_json(name: str, data: bytes) -> None:
         raise BundleError(name, str(err)) from None
 
 
-def _check_content(name: str, data: bytes) -> None:
-    """Checks on a verified file's bytes: an ONNX model must not refer to data outside itself; a
-    JSON file is what its name says (:func:`_check_json`)."""
+def _check_json_size(name: str, size: int) -> None:
+    """A bundle's JSON file is bounded like every JSON file read (checked on the manifest's size
+    before the file is read, and on the bytes read)."""
+    if size > MAX_JSON_BYTES:
+        raise ValidationError(name, f"{size:,} bytes, over the JSON bound of 16 MiB", "at most 16 MiB")
+
+
+def check_content(name: str, data: bytes, size: int | None = None) -> None:
+    """Checks that a verified file is what its name claims, without running any engine: an ONNX
+    model (:func:`~mobile_lr.onnx_wire.model_problem`) that refers to no data outside itself, a
+    JSON file of its kind (:func:`_check_json`), a flatbuffer of its kind for the checkpoint and
+    the ExecuTorch files (:func:`~mobile_lr.artifact_heads.head_problem`). ``data`` is the whole
+    file, or for those flatbuffers at least its first :data:`HEAD_BYTES` of ``size`` bytes."""
     if name.endswith(".json"):
         _check_json(name, data)
-    if not name.endswith(".onnx"):
+    elif not name.endswith(".onnx"):
+        problem = head_problem(name, data, len(data) if size is None else size)
+        if problem:
+            raise BundleError(name, problem, "the file the exporter wrote")
         return
-    try:
-        refs = external_data_refs(data)
-    except WireError as err:
-        raise BundleError(name, f"not a well-formed ONNX protobuf ({err})") from None
-    if refs:
-        raise BundleError(name, f"tensor(s) {', '.join(refs[:5])} refer to external data (a file outside "
-                                "the verified bundle)", "ONNX models with every tensor stored inside")
+    else:
+        try:
+            refs = external_data_refs(data)
+        except WireError as err:
+            raise BundleError(name, f"not a well-formed ONNX protobuf ({err})") from None
+        if refs:
+            raise BundleError(name, f"tensor(s) {', '.join(refs[:5])} refer to external data (a file outside "
+                                    "the verified bundle)", "ONNX models with every tensor stored inside")
+        problem = model_problem(data)
+        if problem:
+            raise BundleError(name, problem, "the ONNX model the exporter wrote")
 
 
 def _parse_manifest(data: bytes) -> Manifest:
@@ -640,7 +673,7 @@ class Bundle:
             raise BundleError(name, f"changed since the bundle was verified ({err.problem})") from None
         if len(data) != entry.size or hashlib.sha256(data).hexdigest() != entry.sha256:
             raise BundleError(name, "changed since the bundle was verified")
-        _check_content(name, data)
+        check_content(name, data)
         return data
 
 
@@ -648,8 +681,8 @@ def verify_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | Non
     """Check every file of a bundle against its manifest; return the manifest.
 
     Raises :class:`BundleError` naming the first offending file. Nothing is
-    parsed but the manifest's JSON and the ONNX files' wire format (for
-    external-data references).
+    parsed but the JSON files, the ONNX files' wire format and the flatbuffers'
+    first bytes (:func:`check_content`); no engine runs.
     """
     return load_bundle(bundle_dir, expected_sha256).manifest
 
@@ -668,22 +701,26 @@ def _check_file(root: Path, name: str, entry: FileEntry) -> None:
     if st.st_size != entry.size:
         problem = "truncated" if st.st_size < entry.size else "longer than listed"
         raise BundleError(name, f"{problem}: {st.st_size} bytes, the manifest says {entry.size}")
-    if name.endswith((".onnx", ".json")):   # (checked in content; other files are only hashed)
+    if name.endswith((".onnx", ".json")):   # read whole for the content check; the others streamed
+        if name.endswith(".json"):
+            try:
+                _check_json_size(name, entry.size)
+            except ValidationError as err:
+                raise BundleError(name, err.problem, err.allowed) from None
         try:
             data = read_bytes(path, name, entry.size)
         except ValidationError as err:
             raise BundleError(name, err.problem, err.allowed) from None
         digest = hashlib.sha256(data).hexdigest()
-    else:
-        data = b""
+    else:   # streamed: a model may be large; its head is what the content check reads
         try:
-            digest, _ = file_digest(path)
+            digest, _, data = _digest(path, HEAD_BYTES)
         except OSError as err:
             raise BundleError(name, f"cannot read ({err.strerror})") from None
     if digest != entry.sha256:
         raise BundleError(name, f"SHA-256 does not match the manifest (file {digest[:16]}..., "
                                 f"manifest {entry.sha256[:16]}...)")
-    _check_content(name, data)
+    check_content(name, data, entry.size)
 
 
 def load_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None = None) -> Bundle:

@@ -23,14 +23,16 @@ data_location=14`` (``EXTERNAL = 1``). Everything else is skipped by its
 length, so the walk costs a few microseconds per tensor, not per byte.
 
 Malformed wire data is refused too (:class:`WireError`): a file that does not
-parse here would not parse in ONNX Runtime either.
+parse here would not parse in ONNX Runtime either. :func:`model_problem` tells a
+model from other well-formed wire data (an empty file is an empty ``ModelProto``).
 """
 
 from __future__ import annotations
 
-__all__ = ["MAX_NESTING", "WireError", "external_data_refs"]
+__all__ = ["MAX_NESTING", "MIN_IR_VERSION", "WireError", "external_data_refs", "model_problem"]
 
 MAX_NESTING = 100  # protobuf's own default recursion limit
+MIN_IR_VERSION = 3  # the oldest ONNX IR ONNX Runtime loads
 
 # message -> {field number: child message} for the fields that can (transitively) hold a tensor
 _CHILDREN: dict[str, dict[int, str]] = {
@@ -45,6 +47,7 @@ _CHILDREN: dict[str, dict[int, str]] = {
     "TensorProto": {},
 }
 _TENSOR_NAME, _EXTERNAL_DATA, _DATA_LOCATION, _EXTERNAL = 8, 13, 14, 1
+_IR_VERSION, _OPSET_IMPORT, _GRAPH, _GRAPH_OUTPUT = 1, 8, 7, 12  # ModelProto's and GraphProto.output
 
 
 class WireError(ValueError):
@@ -113,3 +116,28 @@ def external_data_refs(data: bytes) -> list[str]:
         if external:
             found.append(name)
     return found
+
+
+def model_problem(data: bytes) -> str | None:
+    """What keeps well-formed wire data from being an ONNX model, or ``None``: an empty file (or
+    any protobuf of other fields) parses as an empty ``ModelProto``, so ``verify`` accepted a
+    re-hashed empty ``.onnx``. A model has an IR version ONNX Runtime loads, an operator set
+    and a graph with an output (ModelProto ``ir_version=1, opset_import=8, graph=7``; GraphProto
+    ``output=12``). Call after :func:`external_data_refs`, which refuses malformed wire data."""
+    ir, opsets, graph = 0, 0, None
+    for number, wire, value in _fields(data, 0, len(data)):
+        if number == _IR_VERSION and wire == 0:
+            ir = value
+        elif number == _OPSET_IMPORT and wire == 2:
+            opsets += 1
+        elif number == _GRAPH and wire == 2:
+            graph = value
+    if graph is None:
+        return "not an ONNX model: no graph"
+    if ir < MIN_IR_VERSION:
+        return f"not an ONNX model ONNX Runtime loads: IR version {ir} < {MIN_IR_VERSION}"
+    if not opsets:
+        return "not an ONNX model: no operator set imported"
+    if not any(n == _GRAPH_OUTPUT and w == 2 for n, w, _ in _fields(data, *graph)):
+        return "not an ONNX model: its graph has no output"
+    return None

@@ -138,21 +138,14 @@ class ModelIO:
         """C-contiguous ``(N, *input_shape)`` of the input dtype; rows of the flattened size are reshaped."""
         a = np.asarray(x)
         if self.input_dtype == "int64":
-            if a.size and not np.issubdtype(a.dtype, np.integer):
+            if a.size and a.dtype.kind not in "iu":   # (numpy's timedelta64 is an "integer" too)
                 raise ValidationError("x", f"expected integer token ids, got {a.dtype}")
-            if a.size and a.dtype == np.uint64 and a.max() > np.iinfo(np.int64).max:
-                raise ValidationError("x", f"token id {a.max()} is beyond int64", "ids < 2**63")
+            if a.size and (int(a.min()) < 0 or int(a.max()) >= 2**63):
+                bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+                raise ValidationError("x", f"token id {bad} is outside [0, 2**63)", "ids 0 <= id < 2**63")
             a = a.astype(np.int64, copy=False)
         else:
-            # complex (the imaginary part would be dropped), bool, text and dates are not
-            # features; a value that is not finite as float32 (NaN, inf, 1e308) trains nothing
-            if a.size and a.dtype.kind not in "fiu":
-                raise ValidationError("x", f"features of type {a.dtype}", "real numbers (float or int)")
-            with np.errstate(over="ignore"):
-                a = a.astype(np.float32, copy=False)
-            if not np.isfinite(a).all():
-                raise ValidationError("x", "a feature is NaN, infinite or beyond float32",
-                                      "finite numbers within float32")
+            a = _real_float32(a, "x", "feature")
         per = math.prod(self.input_shape)
         if a.ndim < 2 or a.shape[1:] not in (self.input_shape, (per,)) or len(a) == 0:
             raise ValidationError("x", f"shape {a.shape} does not fit the model input {self.input_shape}",
@@ -163,24 +156,44 @@ class ModelIO:
         return np.zeros((n, *self.input_shape), dtype=np.dtype(self.input_dtype))
 
     def y(self, y: Any, n: int) -> np.ndarray:
-        if self.classifies:
-            a = np.asarray(y)
-            if a.shape != (n,) or not np.issubdtype(a.dtype, np.integer):
-                raise ValidationError("y", f"expected {n} integer class indices, got {a.dtype} {a.shape}")
-            if self.classes is not None and n and (a.min() < 0 or a.max() >= self.classes):
-                bad = int(a.min()) if a.min() < 0 else int(a.max())
-                raise ValidationError("y", f"class index {bad} is outside [0, {self.classes})",
-                                      f"labels 0..{self.classes - 1}")
-            return np.ascontiguousarray(a, dtype=np.int64)
-        a = np.asarray(y, dtype=np.float32)
-        if a.shape != (n, *self.output_shape):
-            raise ValidationError("y", f"expected targets of shape {(n, *self.output_shape)}, got {a.shape}")
-        return np.ascontiguousarray(a)
+        """``n`` targets: int64 class indices in ``[0, classes)`` (``[0, 2**63)`` when the number of
+        classes is unknown), or finite float32 targets of the output shape. The one label check of
+        every runtime and of ``--data``: numpy counts ``timedelta64`` (and bool) among its integer
+        types, and a uint64 index beyond int64 wrapped to a negative one."""
+        a = np.asarray(y)
+        if not self.classifies:
+            a = _real_float32(a, "y", "target")
+            if a.shape != (n, *self.output_shape):
+                raise ValidationError("y", f"expected targets of shape {(n, *self.output_shape)}, "
+                                           f"got {a.shape}")
+            return np.ascontiguousarray(a)
+        if a.shape != (n,) or (a.size and a.dtype.kind not in "iu"):
+            raise ValidationError("y", f"expected {n} integer class indices, got {a.dtype} {a.shape}",
+                                  "a 1-d array of integers (int or uint)")
+        top = self.classes if self.classes is not None else 2**63
+        if a.size and (int(a.min()) < 0 or int(a.max()) >= top):
+            bad = int(a.min()) if int(a.min()) < 0 else int(a.max())
+            raise ValidationError("y", f"class index {bad} is outside [0, {top})", f"labels 0..{top - 1}")
+        return np.ascontiguousarray(a, dtype=np.int64)
 
     def dummy_target(self, n: int) -> np.ndarray:
         if self.classifies:
             return np.zeros(n, dtype=np.int64)
         return np.zeros((n, *self.output_shape), dtype=np.float32)
+
+
+def _real_float32(a: np.ndarray, field: str, what: str) -> np.ndarray:
+    """``a`` as float32, refused unless every value is a real number finite within float32:
+    complex (the imaginary part would be dropped), bool, text and dates are not numbers, and a
+    NaN, inf or 1e308 (inf as float32) trains nothing."""
+    if a.size and a.dtype.kind not in "fiu":
+        raise ValidationError(field, f"{what}s of type {a.dtype}", "real numbers (float or int)")
+    with np.errstate(over="ignore"):
+        a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise ValidationError(field, f"a {what} is NaN, infinite or beyond float32",
+                              "finite numbers within float32")
+    return a
 
 
 def check_sf_r(value: Any, optimizer: Any) -> float:

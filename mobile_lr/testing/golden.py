@@ -85,7 +85,7 @@ def build() -> dict[str, Any]:
     return {"format": FORMAT, "schedules": cases, "invalid_specs": invalid,
             "planner": planner_cases(), "manager": manager_cases(), "setups": setup_cases(),
             "json_texts": json_text_cases(),
-            "onnx_wire": onnx_wire_cases()}
+            "onnx_wire": onnx_wire_cases(), "bundle_contents": bundle_content_cases()}
 
 
 # JSON texts the Kotlin core's reader must accept or refuse as mobile_lr.validation.parse_json does:
@@ -184,4 +184,77 @@ def onnx_wire_cases() -> list[dict[str, Any]]:
             out.append({"name": name, "hex": data.hex(), "refs": external_data_refs(data)})
         except WireError:
             out.append({"name": name, "hex": data.hex(), "error": True})
+    return out
+
+
+def _flatbuffer(identifier: bytes, header: bytes = b"", root: int = 12, size: int = 80) -> bytes:
+    """A flatbuffer's head as the exporters write it: root table offset, file identifier, the
+    ExecuTorch header, padded with zeros to ``size`` bytes."""
+    return (root.to_bytes(4, "little") + identifier + header).ljust(size, b"\0")
+
+
+def _u64s(*values: int) -> bytes:
+    return b"".join(v.to_bytes(8, "little") for v in values)
+
+
+def bundle_content_cases() -> list[dict[str, Any]]:
+    """A bundle's file contents and :func:`mobile_lr.bundle.check_content`'s verdict (the file's
+    name as the field, or accepted): the Kotlin verifier must agree on each. Covers the JSON files
+    of their kind, the ONNX model checks and the flatbuffer heads."""
+    from mobile_lr.bundle import BundleError, check_content
+
+    spec = b'{"format": "mobile-lr.schedule/1", "base_lr": 0.01, "shape": {"type": "cosine"}}'
+    labels = b'{"format": "mobile-lr.labels/1", "names": ["a", "b"]}'
+    model = _varint(1 << 3) + _varint(8) + _field(8, _field(1, b"") + _varint(2 << 3) + _varint(17))
+    out_info = _field(12, _field(1, b"y"))
+    onnx_ok = model + _field(7, _field(1, _field(4, b"Relu")) + out_info)
+    eh = b"eh00" + (32).to_bytes(4, "little")
+    fh = b"FH01" + (40).to_bytes(4, "little")
+    cases: list[tuple[str, bytes]] = [
+        ("schedule.json", spec), ("schedule.json", b'{"format": "mobile-lr.schedule/1"}'),
+        ("schedule.json", spec.replace(b"0.01", b"NaN")), ("schedule.json", spec.replace(b"0.01", b"-1")),
+        ("schedule.json", spec.replace(b"cosine", b"nope")), ("schedule.json", b"[" * 100 + b"]" * 100),
+        ("schedule.json", spec[:-1] + b', "base_lr": 1}'), ("schedule.json", b"\xff\xfe{}"),
+        ("schedule.json", b""), ("labels.json", labels), ("labels.json", labels.replace(b'"b"', b"1")),
+        ("labels.json", labels.replace(b"labels/1", b"labels/2")), ("labels.json", b'{"names": []}'),
+        ("labels.json", labels[:-1] + b', "x": 1}'), ("labels.json", b'{"format": "mobile-lr.labels/1", '
+                                                                     b'"names": "ab"}'),
+        ("labels.json", b"[]"), ("notes.json", b"{}"), ("notes.json", b"{"),
+        ("model.onnx", onnx_ok), ("model.onnx", b""), ("model.onnx", model),
+        ("model.onnx", _varint(1 << 3) + _varint(2) + onnx_ok[2:]),
+        ("model.onnx", onnx_ok[2:]),   # no IR version
+        ("model.onnx", _varint(1 << 3) + _varint(8) + _field(7, _field(1, _field(4, b"Relu")) + out_info)),
+        ("model.onnx", model + _field(7, _field(1, _field(4, b"Relu")))),
+        ("model.onnx", onnx_ok + _field(7, b"")), ("model.onnx", onnx_ok[:-1]),
+        ("checkpoint", _flatbuffer(b"ODTC")), ("checkpoint", b""), ("checkpoint", _flatbuffer(b"ODTC")[:11]),
+        ("checkpoint", _flatbuffer(b"ET12")), ("checkpoint", _flatbuffer(b"ODTC", root=4)),
+        ("checkpoint", _flatbuffer(b"ODTC", root=77)), ("checkpoint", _flatbuffer(b"ODTC", root=76)),
+        ("checkpoint", _flatbuffer(b"ODTC", root=2**32 - 1)),
+        ("model.pte", _flatbuffer(b"ET12")),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 64, 16), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 0, 0), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(81, 0, 0), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 32, 16), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 64, 17), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 64, 2**64 - 1), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", b"eh00" + (16).to_bytes(4, "little"), root=44)),
+        ("model.pte", _flatbuffer(b"ET12", eh + _u64s(64, 0, 0), root=62)),
+        ("model.pte", _flatbuffer(b"ET12", b"eh00", size=20)), ("model.pte", _flatbuffer(b"ODTC")),
+        ("model.pte", _flatbuffer(b"ET12") * 2), ("model.pte", b"\0" * 11),
+        ("data.ptd", _flatbuffer(b"FT01", fh + _u64s(48, 16, 64, 16), root=56)),
+        ("data.ptd", _flatbuffer(b"FT01")),
+        ("data.ptd", _flatbuffer(b"FT01", fh + _u64s(48, 40, 0, 0), root=56)),
+        ("data.ptd", _flatbuffer(b"FT01", fh + _u64s(48, 16, 64, 17), root=56)),
+        ("data.ptd", _flatbuffer(b"FT01", b"FH01" + (24).to_bytes(4, "little"), root=56)),
+        ("data.ptd", _flatbuffer(b"FT01", fh + _u64s(2**64 - 1, 2, 0, 0), root=56)),
+    ]
+    out = []
+    for name, data in cases:
+        try:
+            check_content(name, data)
+        except BundleError as err:
+            out.append({"name": name, "hex": data.hex(), "ok": False, "field": err.field,
+                        "message": str(err)})
+        else:
+            out.append({"name": name, "hex": data.hex(), "ok": True})
     return out

@@ -99,8 +99,9 @@ class ModelIo(val inputName: String, val inputShape: List<Long>, val labelsName:
  * The checks and their order follow the Python reference, so both refuse the same file: names are
  * matched whole (`labels.json\n` is refused), a file must have one link (a hard link to a file
  * outside the bundle is refused), the manifest is at most [MAX_MANIFEST_BYTES] and strict JSON
- * ([Json]: duplicate keys refused), its top level has only the known blocks, and no `.onnx` file
- * refers to external data ([OnnxWire]): ORT would open that file, outside the verified bundle.
+ * ([Json]: duplicate keys refused), its top level has only the known blocks, and each file is
+ * what its name claims ([checkContent]: no `.onnx` file refers to external data, which ORT would
+ * open outside the verified bundle; `schedule.json` and `labels.json` are of their kind).
  */
 object BundleVerifier {
     const val FORMAT = "mobile-lr.bundle/1"
@@ -115,18 +116,26 @@ object BundleVerifier {
 
     /** SHA-256 (lowercase hex) and size of a file, streamed. */
     fun fileDigest(file: File): Pair<String, Long> {
+        val (digest, _, size) = streamDigest(file, 0)
+        return Pair(digest, size)
+    }
+
+    /** SHA-256 (lowercase hex), the first [head] bytes and the size of a file, streamed. */
+    private fun streamDigest(file: File, head: Int): Triple<String, ByteArray, Long> {
         val md = MessageDigest.getInstance("SHA-256")
         val buf = ByteArray(CHUNK)
+        val first = java.io.ByteArrayOutputStream()
         var size = 0L
         FileInputStream(file).use { input ->
             while (true) {
                 val n = input.read(buf)
                 if (n < 0) break
+                if (size < head) first.write(buf, 0, minOf(n.toLong(), head - size).toInt())
                 md.update(buf, 0, n)
                 size += n
             }
         }
-        return Pair(hex(md.digest()), size)
+        return Triple(hex(md.digest()), first.toByteArray(), size)
     }
 
     fun hex(bytes: ByteArray): String {
@@ -242,8 +251,64 @@ object BundleVerifier {
         }
     }
 
-    /** An ONNX file's bytes must not refer to data outside them (ORT would open that path). */
-    private fun checkContent(name: String, data: ByteArray) {
+    /** A bundle's JSON file is bounded like every JSON file read (Python's `MAX_JSON_BYTES`). */
+    const val MAX_JSON_BYTES = 16L shl 20
+    const val LABELS_FORMAT = "mobile-lr.labels/1"
+
+    private fun checkJsonSize(name: String, size: Long) {
+        if (size > MAX_JSON_BYTES) throw BundleError(name, "$size bytes, over the JSON bound of 16 MiB", "at most 16 MiB")
+    }
+
+    /**
+     * A bundle's JSON file is data of its kind (Python's `_check_json`): strict JSON within the
+     * bounds of every JSON file read, `schedule.json` a valid spec ([ScheduleSpec]), `labels.json`
+     * a list of names. A re-hashed garbage `schedule.json` verified and failed only when used.
+     */
+    private fun checkJson(name: String, data: ByteArray) {
+        checkJsonSize(name, data.size.toLong())
+        try {
+            val text = try {
+                java.nio.charset.StandardCharsets.UTF_8.newDecoder().decode(java.nio.ByteBuffer.wrap(data)).toString()
+            } catch (e: java.nio.charset.CharacterCodingException) {
+                throw ValidationError(name, "not UTF-8 text", "UTF-8 JSON")
+            }
+            val tree = Json.parse(text)
+            if (name == "schedule.json") {
+                ScheduleSpec.parse(tree)
+            } else if (name == "labels.json") {
+                val obj = getObject(tree, "")
+                checkKeys(obj, "", listOf("format", "names"), listOf("format", "names"))
+                if (obj["format"] != LABELS_FORMAT) {
+                    throw ValidationError("format", "unknown value ${pyRepr(obj["format"])}".take(200), LABELS_FORMAT)
+                }
+                val names = obj["names"]
+                if (names !is List<*> || names.any { it !is String }) {
+                    throw ValidationError("names", "expected a list of strings", "class names")
+                }
+            }
+        } catch (e: BundleError) {
+            throw e
+        } catch (e: ValidationError) {
+            throw BundleError(name, e.message ?: e.problem)
+        }
+    }
+
+    /**
+     * That a verified file is what its name claims, without running any engine (Python's
+     * `check_content`): an ONNX model ([OnnxWire.modelProblem]) referring to no data outside
+     * itself (ORT would open that file, outside the verified bundle), a JSON file of its kind,
+     * a flatbuffer of its kind for the checkpoint and the ExecuTorch files ([ArtifactHeads]).
+     * [data] is the whole file, or for those flatbuffers at least its first
+     * [ArtifactHeads.HEAD_BYTES] of [size] bytes. The golden vectors' `bundle_contents` hold
+     * Python's verdicts.
+     */
+    fun checkContent(name: String, data: ByteArray, size: Long = data.size.toLong()) {
+        if (name.endsWith(".json")) return checkJson(name, data)
+        if (!name.endsWith(".onnx")) {
+            val problem = ArtifactHeads.problem(name, data, size)
+            if (problem != null) throw BundleError(name, problem, "the file the exporter wrote")
+            return
+        }
         val refs = try {
             OnnxWire.externalDataRefs(data)
         } catch (e: WireError) {
@@ -253,6 +318,8 @@ object BundleVerifier {
             throw BundleError(name, "tensor(s) ${refs.take(5).joinToString(", ")} refer to external data (a file outside " +
                 "the verified bundle)", "ONNX models with every tensor stored inside")
         }
+        val problem = OnnxWire.modelProblem(data)
+        if (problem != null) throw BundleError(name, problem, "the ONNX model the exporter wrote")
     }
 
     /** SHA-256 of `manifest.json`'s bytes: the bundle's identity. */
@@ -292,14 +359,24 @@ object BundleVerifier {
                 val problem = if (size < expectedSize) "truncated" else "longer than listed"
                 throw BundleError(name, "$problem: $size bytes, the manifest says $expectedSize")
             }
-            val onnx = if (name.endsWith(".onnx")) file.readBytes() else null  // hashed and scanned as one read
-            val digest = if (onnx != null) hex(MessageDigest.getInstance("SHA-256").digest(onnx)) else fileDigest(file).first
+            if (name.endsWith(".json")) checkJsonSize(name, expectedSize)
+            val whole = name.endsWith(".onnx") || name.endsWith(".json")  // hashed and checked as one read
+            val data: ByteArray
+            val digest: String
+            if (whole) {
+                data = file.readBytes()
+                digest = hex(MessageDigest.getInstance("SHA-256").digest(data))
+            } else {  // streamed: a model may be large; its head is what the content check reads
+                val streamed = streamDigest(file, ArtifactHeads.HEAD_BYTES)
+                digest = streamed.first
+                data = streamed.second
+            }
             val expected = entry["sha256"] as String
             if (digest != expected) {
                 throw BundleError(name, "SHA-256 does not match the manifest (file ${digest.substring(0, 16)}..., " +
                     "manifest ${expected.substring(0, 16)}...)")
             }
-            if (onnx != null) checkContent(name, onnx)
+            checkContent(name, data, expectedSize)
         }
         return VerifiedBundle(dir, manifest, identity)
     }

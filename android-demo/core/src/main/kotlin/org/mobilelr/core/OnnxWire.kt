@@ -33,7 +33,47 @@ object OnnxWire {
     private const val DATA_LOCATION = 14
     private const val EXTERNAL = 1L
 
+    private const val IR_VERSION = 1L
+    private const val OPSET_IMPORT = 8L
+    private const val GRAPH = 7L
+    private const val GRAPH_OUTPUT = 12L
+    /** The oldest ONNX IR ONNX Runtime loads (Python's `MIN_IR_VERSION`). */
+    const val MIN_IR_VERSION = 3L
+
     private class Message(val kind: String, val start: Int, val end: Int, val depth: Int)
+
+    /** One field of a message: number, wire type, a varint's value, a length-delimited field's bytes. */
+    private class Field(val number: Long, val wire: Int, val value: Long, val from: Int, val to: Int)
+
+    /** The fields of the message in `data[start, end)`, refused when malformed. */
+    private fun fields(data: ByteArray, start: Int, end: Int): List<Field> {
+        val out = ArrayList<Field>()
+        var i = start
+        while (i < end) {
+            val (key, afterKey) = varint(data, i, end)
+            i = afterKey
+            val number = key ushr 3  // a Long: an unknown field of a huge number is skipped, as in Python
+            val wire = (key and 7L).toInt()
+            if (number == 0L) throw WireError("field number 0 at byte $i")
+            var value = -1L
+            var from = 0
+            var to = 0
+            when (wire) {
+                0 -> { val (v, next) = varint(data, i, end); value = v; i = next }
+                1, 5 -> { i += if (wire == 1) 8 else 4; if (i > end) throw WireError("truncated fixed-width field") }
+                2 -> {
+                    val (length, next) = varint(data, i, end)
+                    if (length > (end - next).toLong()) throw WireError("length-delimited field $number runs past its message")
+                    from = next
+                    to = next + length.toInt()
+                    i = to
+                }
+                else -> throw WireError("unsupported wire type $wire (field $number)")
+            }
+            out.add(Field(number, wire, value, from, to))
+        }
+        return out
+    }
 
     /** Names (or `<unnamed>`) of every tensor of a `ModelProto` that refers to external data. */
     fun externalDataRefs(data: ByteArray): List<String> {
@@ -46,45 +86,48 @@ object OnnxWire {
             val children = CHILDREN.getValue(m.kind)
             var name = "<unnamed>"
             var external = false
-            var i = m.start
-            while (i < m.end) {
-                val (key, afterKey) = varint(data, i, m.end)
-                i = afterKey
-                val number = key ushr 3  // a Long: an unknown field of a huge number is skipped, as in Python
-                val wire = (key and 7L).toInt()
-                if (number == 0L) throw WireError("field number 0 at byte $i")
-                var value = -1L
-                var from = 0
-                var to = 0
-                when (wire) {
-                    0 -> { val (v, next) = varint(data, i, m.end); value = v; i = next }
-                    1, 5 -> { i += if (wire == 1) 8 else 4; if (i > m.end) throw WireError("truncated fixed-width field") }
-                    2 -> {
-                        val (length, next) = varint(data, i, m.end)
-                        if (length > (m.end - next).toLong()) throw WireError("length-delimited field $number runs past its message")
-                        from = next
-                        to = next + length.toInt()
-                        i = to
-                    }
-                    else -> throw WireError("unsupported wire type $wire (field $number)")
-                }
+            for (f in fields(data, m.start, m.end)) {
                 if (m.kind == "TensorProto") {
-                    if (number == TENSOR_NAME.toLong() && wire == 2) {
-                        name = String(data, from, to - from, Charsets.UTF_8).take(200)
-                    } else if (number == EXTERNAL_DATA.toLong() || (number == DATA_LOCATION.toLong() && value == EXTERNAL)) {
+                    if (f.number == TENSOR_NAME.toLong() && f.wire == 2) {
+                        name = String(data, f.from, f.to - f.from, Charsets.UTF_8).take(200)
+                    } else if (f.number == EXTERNAL_DATA.toLong() || (f.number == DATA_LOCATION.toLong() && f.value == EXTERNAL)) {
                         external = true
                     }
                 } else {
-                    val child = if (number <= Int.MAX_VALUE) children[number.toInt()] else null
+                    val child = if (f.number <= Int.MAX_VALUE) children[f.number.toInt()] else null
                     if (child != null) {
-                        if (wire != 2) throw WireError("${m.kind} field $number is not a message")
-                        stack.add(Message(child, from, to, m.depth + 1))
+                        if (f.wire != 2) throw WireError("${m.kind} field ${f.number} is not a message")
+                        stack.add(Message(child, f.from, f.to, m.depth + 1))
                     }
                 }
             }
             if (external) found.add(name)
         }
         return found
+    }
+
+    /**
+     * What keeps well-formed wire data from being an ONNX model, or null (Python's
+     * `model_problem`): an empty file parses as an empty `ModelProto`. A model has an IR version
+     * ORT loads, an operator set and a graph with an output. Call after [externalDataRefs].
+     */
+    fun modelProblem(data: ByteArray): String? {
+        var ir = 0L
+        var opsets = 0
+        var graph: Field? = null
+        for (f in fields(data, 0, data.size)) {
+            if (f.number == IR_VERSION && f.wire == 0) ir = f.value
+            else if (f.number == OPSET_IMPORT && f.wire == 2) opsets++
+            else if (f.number == GRAPH && f.wire == 2) graph = f
+        }
+        if (graph == null) return "not an ONNX model: no graph"
+        // a varint beyond Long.MAX_VALUE reads as negative here: Python's is a huge IR version, not < 3
+        if (ir in 0 until MIN_IR_VERSION) return "not an ONNX model ONNX Runtime loads: IR version $ir < $MIN_IR_VERSION"
+        if (opsets == 0) return "not an ONNX model: no operator set imported"
+        if (fields(data, graph.from, graph.to).none { it.number == GRAPH_OUTPUT && it.wire == 2 }) {
+            return "not an ONNX model: its graph has no output"
+        }
+        return null
     }
 
     private fun varint(data: ByteArray, start: Int, end: Int): Pair<Long, Int> {

@@ -16,9 +16,10 @@ class BundleVerifierTest {
     @Before
     fun setUp() {
         dir = Files.createTempDirectory("bundle").toFile()
-        File(dir, "training_model.onnx").writeBytes(onnxDocString(3 * 1024 * 1024 + 17))
-        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2, 3))
-        File(dir, "schedule.json").writeText("{\"format\": \"mobile-lr.schedule/1\"}")
+        File(dir, "training_model.onnx").writeBytes(onnxDocString(3 * 1024 * 1024 + 17) + ONNX_MODEL)
+        File(dir, "checkpoint").writeBytes(checkpoint(3))
+        File(dir, "schedule.json").writeText("{\"format\": \"mobile-lr.schedule/1\", \"base_lr\": 0.01, " +
+            "\"shape\": {\"type\": \"cosine\"}}")
         writeManifest()
     }
 
@@ -26,6 +27,16 @@ class BundleVerifierTest {
     fun tearDown() {
         dir.deleteRecursively()
     }
+
+    /** An ORT checkpoint's head (root offset 12, identifier `ODTC`) and [n] bytes [n], [n] + 1, ... */
+    private fun checkpoint(n: Int): ByteArray =
+        byteArrayOf(12, 0, 0, 0, 'O'.toByte(), 'D'.toByte(), 'T'.toByte(), 'C'.toByte(), 0, 0, 0, 0, 0, 0, 0, 0) +
+            ByteArray(n) { (n + it).toByte() }
+
+    /** ir_version 8, one opset import, a graph with a Relu node and an output: what an ONNX model needs. */
+    private val ONNX_MODEL = byteArrayOf(0x08, 0x08, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x11,
+        0x3a, 0x0d, 0x0a, 0x06, 0x22, 0x04, 'R'.toByte(), 'e'.toByte(), 'l'.toByte(), 'u'.toByte(),
+        0x62, 0x03, 0x0a, 0x01, 'y'.toByte())
 
     /** The manifest as the Python exporter writes it (files first, then the other blocks). */
     private fun writeManifest(format: String = BundleVerifier.FORMAT, edit: (MutableMap<String, Any?>) -> Unit = {}) {
@@ -82,7 +93,7 @@ class BundleVerifierTest {
     @Test
     fun refusesAFlippedByte() {
         val f = File(dir, "checkpoint")
-        f.writeBytes(byteArrayOf(1, 2, 4))
+        f.writeBytes(checkpoint(3).also { it[it.size - 1] = 9 })
         refused("checkpoint", "SHA-256 does not match")
     }
 
@@ -97,9 +108,9 @@ class BundleVerifierTest {
 
     @Test
     fun refusesATruncatedOrLongerFile() {
-        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2))
+        File(dir, "checkpoint").writeBytes(checkpoint(2))
         refused("checkpoint", "truncated")
-        File(dir, "checkpoint").writeBytes(byteArrayOf(1, 2, 3, 4))
+        File(dir, "checkpoint").writeBytes(checkpoint(4))
         refused("checkpoint", "longer than listed")
     }
 
@@ -180,7 +191,7 @@ class BundleVerifierTest {
     @Test
     fun refusesAManifestEditedAfterTheFact() {
         val identity = BundleVerifier.verify(dir).sha256
-        File(dir, "checkpoint").writeBytes(byteArrayOf(9, 9, 9))
+        File(dir, "checkpoint").writeBytes(checkpoint(3).also { it[it.size - 1] = 9 })
         writeManifest()  // integrity alone passes again: whoever edits files can edit the list
         BundleVerifier.verify(dir)
         try {
@@ -253,6 +264,25 @@ class BundleVerifierTest {
         File(dir, "training_model.onnx").writeBytes(byteArrayOf(0x3a, 100, 1, 2))
         writeManifest()
         refused("training_model.onnx", "not a well-formed ONNX protobuf")
+    }
+
+    @Test
+    fun refusesArtifactsAndJsonThatAreNotWhatTheirNamesClaim() {
+        File(dir, "training_model.onnx").writeBytes(onnxDocString(40))  // a well-formed protobuf, no model
+        writeManifest()
+        refused("training_model.onnx", "no graph")
+        File(dir, "training_model.onnx").writeBytes(ONNX_MODEL)
+        File(dir, "checkpoint").writeBytes(ByteArray(40))
+        writeManifest()
+        refused("checkpoint", "not an ONNX Runtime training checkpoint")
+        File(dir, "checkpoint").writeBytes(checkpoint(3))
+        File(dir, "schedule.json").writeText("{\"format\": \"mobile-lr.schedule/1\"}")
+        writeManifest()
+        refused("schedule.json", "base_lr")
+        File(dir, "schedule.json").delete()
+        File(dir, "labels.json").writeText("{\"format\": \"mobile-lr.labels/1\", \"names\": [1]}")
+        writeManifest()
+        refused("labels.json", "names")
     }
 
     @Test

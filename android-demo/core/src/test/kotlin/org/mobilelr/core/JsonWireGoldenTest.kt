@@ -63,4 +63,25 @@ class JsonWireGoldenTest {
         bad.check()
         assertEquals(17, cases.size)
     }
+
+    @Test
+    fun bundleContentsGetPythonsVerdict() {
+        val cases = Golden.section("bundle_contents")
+        val bad = Mismatches("bundle contents")
+        for (c in cases) {
+            val name = c["name"] as String
+            val hex = c["hex"] as String
+            val bytes = ByteArray(hex.length / 2) { hex.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
+            val label = "$name ${hex.take(40)}"
+            try {
+                BundleVerifier.checkContent(name, bytes)
+                if (c["ok"] != true) bad.add("$label: accepted; Python: ${c["message"]}")
+            } catch (e: BundleError) {
+                if (c["ok"] == true) bad.add("$label: refused (${e.message}); Python accepts it")
+                else if (e.file != c["field"]) bad.add("$label: field ${e.file}, Python ${c["field"]}")
+            }
+        }
+        bad.check()
+        assertTrue(cases.size >= 50)
+    }
 }

@@ -21,7 +21,7 @@ best of blocks). End-to-end: the same manager driving the ORT runtime (next, ste
 manager's LR, observe) against ``rt.step`` alone. Goals: held step <= 0.2x torch's (at least
 <= 1x), manager + ORT <= 1.05x bare ORT on digits-mlp; the table says met or missed, for the
 manager on the median call and amortised (``_stats``: a held step's work made ahead or
-deferred lands on one call in 64).
+deferred lands on one call in ``ScheduleManager.TABLE_CHUNK``).
 """
 
 from __future__ import annotations
@@ -38,20 +38,23 @@ from typing import Any
 import numpy as np
 
 from bench.machine import print_table, write_result
+from mobile_lr.manager import ScheduleManager
 
 RECIPES = ("digits-mlp", "digits-cnn")
 RUNTIME_KINDS = ("ort", "executorch", "torch")
 SPEC = {"format": "mobile-lr.schedule/1", "base_lr": 0.05, "shape": {"type": "cosine"}}
 
 
-BLOCK = 64   # calls per block of the amortised time (the manager's held Runs are made 64 ahead)
+#: calls per block of the amortised time: the manager's held Runs are made this many ahead (and
+#: its deferred observations folded as often), so every block holds that work once
+BLOCK = ScheduleManager.TABLE_CHUNK
 
 
 def _stats(ts: list[float], steps: int) -> dict[str, float]:
     """Median and 10th-90th percentiles of the calls, and the amortised time: the median over
     blocks of ``BLOCK`` consecutive calls of their mean. A held step's work done ahead or
-    deferred (its Runs made 64 at a time, its observations folded when read) lands on one call
-    in 64, which the median call does not see; every block has it, and a burst of load from
+    deferred (its Runs made ``BLOCK`` at a time, its observations folded when read) lands on one call
+    in ``BLOCK``, which the median call does not see; every block has it, and a burst of load from
     elsewhere moves the median block less than it moves the plain mean (also recorded)."""
     q = np.percentile(ts, [10, 50, 90])
     n = len(ts) // BLOCK * BLOCK

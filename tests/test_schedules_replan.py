@@ -170,3 +170,36 @@ def test_a_valid_spec_never_yields_nan_inf_or_negative(seed):
     assert np.all(np.isfinite(lrs)) and np.all(lrs >= 0)
     scalar = np.array([s.lr(t, plan, state) for t in range(0, horizon, 13)])
     np.testing.assert_allclose(lrs[::13], scalar, rtol=1e-13, atol=1e-300)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_the_lr_table_is_the_scalar_path_bit_for_bit(seed):
+    """``lr_function(...).table`` (a manager's held steps' LRs made ahead in one numpy pass)
+    gives ``f(t) * scale`` to the last bit for every shape, warm-up, budget mode and plan, also
+    when numpy's own ``cos``/``pow``/``log`` round differently from libm's (made one ulp off
+    here: the table must not use them)."""
+    from mobile_lr.schedules import _ops, spec
+
+    def off(f):
+        return staticmethod(lambda *a: np.nextafter(f(*a), np.inf))
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("cos", "pow", "log"):
+            mp.setattr(_ops._ArrayOps, name, off(getattr(_ops._ArrayOps, name)))
+        _check_table(random.Random(seed), spec.TABLE_MIN)
+
+
+def _check_table(rng, table_min):
+    s = parse_spec(random_spec(rng))
+    plan = random_plan(rng)
+    state = s.plateau_start() if s.is_plateau else None
+    if state is not None:
+        for _ in range(rng.randint(0, 40)):
+            state = s.plateau_observe(state, rng.uniform(-10, 10))
+    f = s.lr_function(plan, state)
+    scale = rng.choice([1.0, 0.37, 3.0 ** -0.5])
+    start = rng.randint(0, max(total for _, total in plan) + 20)
+    for count in (1, table_min - 1, table_min, 64, 257):
+        got = f.table(start, count, scale)
+        assert [x.hex() for x in got] == [(f(t) * scale).hex() for t in range(start, start + count)]

@@ -17,7 +17,6 @@ each taken only when it provably leaves everything as the full way would, else t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from itertools import repeat
 from typing import Any
 
@@ -35,7 +34,8 @@ _isfinite = math.isfinite
 
 class HeldRuns:
     """``runs[i]`` is the Run of step ``at + i`` for ``i < n``, at the LR
-    ``lr_fn(step) * scale``: the same expression as a Run made on the spot, so the same bits.
+    ``lr_fn(step) * scale`` bit for bit (``lr_fn.table``: one vectorised pass at the scalar
+    path's bits, :meth:`~mobile_lr.schedules.Schedule.lr_function`), as a Run made on the spot.
     Valid for one LR function and scale: the manager clears it whenever one of them can change
     (a full plan arms a new hold, a plateau metric moves the LR function, a state is loaded)."""
 
@@ -46,12 +46,13 @@ class HeldRuns:
         self.at = self.n = 0
         self.runs: list[Run] = []
 
-    def fill(self, lr_fn: Callable[[int], float], scale: float, step: int, count: int) -> None:
-        """The next ``count`` steps from ``step``."""
+    def fill(self, lr_fn: Any, scale: float, step: int, count: int) -> None:
+        """The next ``count`` steps from ``step`` (``lr_fn``: a ``Schedule.lr_function``)."""
         steps = range(step, step + count)
-        lrs = [lr_fn(t) * scale for t in steps]
-        # the named tuples built in C from zipped fields (a Python-level loop cost as much as
-        # the LR itself)
+        # the LRs in one vectorised pass at the scalar path's bits (Schedule.lr_function's
+        # table), the named tuples built in C from zipped fields (a Python-level loop cost as
+        # much as the LR itself)
+        lrs = lr_fn.table(step, count, scale)
         self.runs = list(map(_new, repeat(Run), zip(steps, lrs, repeat(_TRAIN))))
         self.at, self.n = step, count
 
@@ -61,7 +62,7 @@ class HeldSteps:
     attributes are the manager's."""
 
     #: held steps made ahead at a time (HeldRuns); 0: every held step on the spot
-    TABLE_CHUNK = 64
+    TABLE_CHUNK = 256
 
     hold: Any
     belief: Any

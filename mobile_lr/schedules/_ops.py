@@ -7,6 +7,13 @@ arrays (``ARRAY``: a plot or a fleet simulation evaluates thousands of steps in
 one call). Keeping one formula for both is what guarantees the scalar and the
 vectorised answers agree to rounding (numpy's SIMD ``pow`` and ``cos`` may
 differ from libm's in the last bit, nothing more).
+
+A third back-end, ``EXACT``, gives the scalar path's bits on arrays: numpy's
+arithmetic (IEEE, rounded as Python's floats are) with the functions a SIMD
+kernel may round differently (``pow``, ``cos``, ``log``) taken from libm element
+by element. A manager makes its held steps' LRs ahead with it, and compares them
+exactly with the scalar path's. So a formula raises to a power with
+``ops.pow``, never with ``**`` on a value that may be an array.
 """
 
 from __future__ import annotations
@@ -81,6 +88,35 @@ class _ArrayOps:
         return np.zeros_like(x, dtype=np.float64)
 
 
+def _libm(f: Any, *xs: Any) -> np.ndarray:
+    """``f`` (a scalar function of floats) of each element of the broadcast ``xs``."""
+    args = [np.asarray(x, dtype=np.float64) for x in xs]
+    if len(args) > 1:
+        args = np.broadcast_arrays(*args)
+    out = np.fromiter(map(f, *(a.ravel().tolist() for a in args)), np.float64, args[0].size)
+    return out.reshape(args[0].shape)
+
+
+class _ExactOps(_ArrayOps):
+    """Arrays at the scalar back-end's bits (see the module doc); raises where the scalar
+    path would (``math.log(0)``), instead of numpy's ``-inf``."""
+
+    name = "exact"
+
+    @staticmethod
+    def pow(x: Any, y: Any) -> np.ndarray:
+        return _libm(_ScalarOps.pow, x, y)
+
+    @staticmethod
+    def cos(x: Any) -> np.ndarray:  # type: ignore[override]
+        return _libm(math.cos, x)
+
+    @staticmethod
+    def log(x: Any) -> np.ndarray:  # type: ignore[override]
+        return _libm(math.log, x)
+
+
 SCALAR = _ScalarOps()
 ARRAY = _ArrayOps()
+EXACT = _ExactOps()
 Ops = _ScalarOps | _ArrayOps

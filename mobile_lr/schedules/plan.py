@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mobile_lr.validation import ValidationError, check_int
 
 from ._ops import Ops
@@ -150,6 +152,10 @@ class Warp:
                 return end, end
             u = u0 + (s - start) * slope
             return (end if end < u else u), end    # min(u, end), as builtin min picks
+        start, u0, slope, end, flat = self._last
+        if np.min(s) >= start:   # all in the last piece (a manager's held steps): the loop's
+            e = ops.zeros_like(s) + end                           # choice, without the others
+            return (e if flat else ops.minimum(u0 + (s - start) * slope, end)), e
         u = None
         e = None
         for seg in segs:

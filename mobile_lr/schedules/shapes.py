@@ -402,7 +402,7 @@ class Polynomial(ShapeArgs):
                 frac = u / n
             else:
                 frac = ops.minimum(u, n) / n
-            return (base_lr - end) * (1.0 - frac) ** pw + end
+            return (base_lr - end) * ops.pow(1.0 - frac, pw) + end
 
         return self._make(f, self.total_iters)
 
@@ -456,8 +456,8 @@ class CosineRestarts(ShapeArgs):
         lo = _lr_bound(self.eta_min, base_lr, "eta_min")
         log_mult = math.log(mult) if mult > 1 else 1.0
 
-        def start_of(i: Any) -> Any:
-            return t0 * i if mult == 1 else t0 * (mult ** i - 1.0) / (mult - 1.0)
+        def start_of(ops: Ops, i: Any) -> Any:
+            return t0 * i if mult == 1 else t0 * (ops.pow(float(mult), i) - 1.0) / (mult - 1.0)
 
         def f(ops: Ops, u: Any, _n: Any) -> Any:
             if mult == 1:
@@ -466,11 +466,12 @@ class CosineRestarts(ShapeArgs):
                 # Closed form for the cycle index, then an exact integer correction:
                 # the logarithm may land a hair on the wrong side of a boundary.
                 i = ops.floor(ops.log(u / t0 * (mult - 1.0) + 1.0) / log_mult)
-                i = ops.where(u < start_of(i), i - 1.0, i)
-                i = ops.where(u >= start_of(i + 1.0), i + 1.0, i)
-            t_cur = u - start_of(i)
-            t_i = t0 * float(mult) ** i
-            return lo + (base_lr - lo) * mm ** i * (1.0 + ops.cos(math.pi * t_cur / t_i)) / 2.0
+                i = ops.where(u < start_of(ops, i), i - 1.0, i)
+                i = ops.where(u >= start_of(ops, i + 1.0), i + 1.0, i)
+            t_cur = u - start_of(ops, i)
+            t_i = t0 * ops.pow(float(mult), i)
+            return lo + (base_lr - lo) * ops.pow(mm, i) * (1.0 + ops.cos(math.pi * t_cur / t_i)) \
+                / 2.0
 
         return self._absolute(f)
 

@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,7 @@ from mobile_lr.validation.schema import Record, choice, custom, integer, nested,
 
 from . import plan as _plan
 from . import shapes as _shapes
-from ._ops import ARRAY, SCALAR, Ops
+from ._ops import ARRAY, EXACT, SCALAR, Ops
 from .plateau import PlateauRule
 
 FORMAT = "mobile-lr.schedule/1"
@@ -160,12 +161,15 @@ class Schedule:
         at = self._prepare(self.plan_or_default(plan), plateau)
         plain = getattr(at, "plain", None)
         if plain is None:
-            return lambda t: float(at(SCALAR, float(t)))
-        # no warm-up, a plain shape: for t >= 0 the shape's own step is t (max(t - 0, 0) = t)
-        scalar = getattr(plain, "scalar", None)
-        if scalar is not None:   # a shape's scalar path in one call (a manager's every step)
-            return lambda t: float(scalar(float(t)) if t >= 0 else at(SCALAR, float(t)))
-        return lambda t: float(plain(SCALAR, float(t)) if t >= 0 else at(SCALAR, float(t)))
+            f = lambda t: float(at(SCALAR, float(t)))  # noqa: E731
+        elif (scalar := getattr(plain, "scalar", None)) is not None:
+            # no warm-up, a plain shape: for t >= 0 the shape's own step is t (max(t - 0, 0) =
+            # t), its scalar path in one call (a manager's every step)
+            f = lambda t: float(scalar(float(t)) if t >= 0 else at(SCALAR, float(t)))  # noqa: E731
+        else:
+            f = lambda t: float(plain(SCALAR, float(t)) if t >= 0 else at(SCALAR, float(t)))  # noqa: E731
+        f.table = partial(_lr_table, at, f)  # type: ignore[attr-defined]
+        return f
 
     def lrs(self, ts: Sequence[int] | np.ndarray, plan: _plan.PlanHistory | None = None,
             plateau: Mapping[str, Any] | None = None) -> np.ndarray:
@@ -281,6 +285,29 @@ class Schedule:
         cool = self.shape.prepare(_plan.shift(plan, c))
         return lambda ops, s, t: ops.where(s >= c, cool(ops, ops.maximum(s - c, 0.0)),
                                            hold(ops, 0.0 * s))
+
+
+#: steps from which :func:`_lr_table` pays numpy's cost per call (~15 calls of ~0.5 µs)
+TABLE_MIN = 32
+
+
+def _lr_table(at: Callable[[Ops, Any], Any], f: Callable[[int], float], start: int, count: int,
+              scale: float) -> list[float]:
+    """``[f(t) * scale for t in range(start, start + count)]`` bit for bit (``f.table`` of
+    :meth:`Schedule.lr_function`, ``at`` its prepared schedule): in one pass of the ``EXACT``
+    back-end (numpy's arithmetic, libm's functions) for a long range, the steps one by one for
+    a short one or where the pass raises (a step where the scalar path would raise too)."""
+    if count >= TABLE_MIN and start >= 0:
+        try:
+            with np.errstate(all="ignore"):
+                out = at(EXACT, np.arange(start, start + count, dtype=np.float64))
+            out = np.asarray(out, dtype=np.float64)
+            if out.shape != (count,):   # (a shape constant in t)
+                out = np.broadcast_to(out, (count,))
+            return (out * scale).tolist()
+        except (ValueError, ArithmeticError):
+            pass
+    return [f(t) * scale for t in range(start, start + count)]
 
 
 def _scale_lrs(obj: Any, k: float) -> Any:

@@ -3,7 +3,7 @@
 each taken only when it provably leaves everything as the full way would, else the full way
 (:class:`~.machine.ScheduleManager`'s ``_next``, ``_observe``, ``_update_device``):
 
-* ``next()``: the Runs of the next held steps are made ahead, 64 at a time (:class:`HeldRuns`),
+* ``next()``: the Runs of the next held steps are made ahead, 256 at a time (:class:`HeldRuns`),
   so a held ``next()`` is an index and a bound check; it leaves the Run itself as pending (the
   :class:`~.decisions.PendingRun` is made only if read);
 * ``observe()``: two comparisons with the band's last floats (``PlanHold.seconds_keep``,

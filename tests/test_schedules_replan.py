@@ -203,3 +203,12 @@ def _check_table(rng, table_min):
     for count in (1, table_min - 1, table_min, 64, 257):
         got = f.table(start, count, scale)
         assert [x.hex() for x in got] == [(f(t) * scale).hex() for t in range(start, start + count)]
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_no_steps_give_no_lrs(name):
+    """An empty range of steps is an empty array on every shape (the progress map's shortcut
+    for steps all in its last piece reads their minimum only when there is one)."""
+    s = parse_spec(EXAMPLES[name])
+    assert s.lrs([], [(0, 300), (40, 90)]).shape == (0,)
+    assert s.lrs(np.zeros((0, 2)), [(0, 300)]).shape == (0, 2)

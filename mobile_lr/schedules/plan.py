@@ -153,8 +153,8 @@ class Warp:
             u = u0 + (s - start) * slope
             return (end if end < u else u), end    # min(u, end), as builtin min picks
         start, u0, slope, end, flat = self._last
-        if np.min(s) >= start:   # all in the last piece (a manager's held steps): the loop's
-            e = ops.zeros_like(s) + end                           # choice, without the others
+        if np.size(s) and np.min(s) >= start:   # all in the last piece (a manager's held steps):
+            e = ops.zeros_like(s) + end               # the loop's choice, without the others
             return (e if flat else ops.minimum(u0 + (s - start) * slope, end)), e
         u = None
         e = None

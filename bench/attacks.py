@@ -21,6 +21,11 @@ file outside its bundle, weights changed by a refused checkpoint). The goal is 0
 * **checkpoints**: a good checkpoint with a flipped byte, cut short, with an inflating or unknown
   member, NaN or wrong-shaped arrays, a negative step or mutated metadata: ``load()`` refuses
   and leaves every weight as it was.
+* **artifact kinds**: a random model file (ONNX, the ORT checkpoint) replaced by nothing,
+  random bytes, a random prefix of itself, another artifact's bytes or itself with random bytes of
+  its first 64 flipped, re-hashed: ``load_bundle`` refuses it naming the file, or accepts it and
+  then the ORT runtime opens and steps it or refuses it with a ``BundleError`` (never the
+  engine's own error).
 * **growth shapes**: step/exponential/cyclic specs with growth factors evaluated at up to 10^7
   steps (scalar and arrays) and driven by the manager: no exception (an LR at its limit stops
   the run as diverged).
@@ -283,8 +288,53 @@ def checkpoints(bundle: Path, n: int, seed: int, tmp: Path) -> dict[str, Any]:
     return tally.row()
 
 
+def artifact_kinds(bundle: Path, n: int, seed: int, tmp: Path) -> dict[str, Any]:
+    from mobile_lr.bundle import BundleError, load_bundle
+    from mobile_lr.runtime import open_runtime
+
+    rng = random.Random(seed)
+    tally = Tally("artifact kinds")
+    names = sorted(p.name for p in bundle.iterdir() if p.suffix == ".onnx" or p.name == "checkpoint")
+    originals = {name: (bundle / name).read_bytes() for name in names}
+    for i in range(n):
+        name = rng.choice(names)
+        data = originals[name]
+        kind = rng.choice(["empty", "random", "prefix", "other", "head flips"])
+        if kind == "empty":
+            bad = b""
+        elif kind == "random":
+            bad = rng.randbytes(rng.randint(1, 4096))
+        elif kind == "prefix":
+            bad = data[: rng.randint(0, len(data) - 1)]
+        elif kind == "other":
+            bad = originals[rng.choice([m for m in names if m != name])]
+        else:
+            head = bytearray(data[:64])
+            for _ in range(rng.randint(1, 8)):
+                head[rng.randrange(len(head))] = rng.randrange(256)
+            bad = bytes(head) + data[64:]
+        work = _copy(bundle, tmp / "artifact")
+        (work / name).write_bytes(bad)
+        rehash(work)
+
+        def use(work: Path = work, name: str = name, i: int = i) -> None:
+            try:
+                load_bundle(work)
+            except BundleError as err:
+                if name not in err.field:
+                    raise RuntimeError(f"refused naming {err.field}, not {name}") from None
+                raise
+            if i % 5:   # accepted (e.g. a flip inside a doc string): open it now and then
+                return
+            rt = open_runtime("ort", work)   # a BundleError naming the file, or it trains
+            rt.step(np.zeros((4, 64), np.float32), np.zeros(4, np.int64), 0.01)
+
+        tally.run(use)
+    return tally.row()
+
+
 def growth_shapes(n: int, seed: int) -> dict[str, Any]:
-    from mobile_lr.budget import Policy
+    from mobile_lr.budget import MAX_SPAN_S, Policy
     from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
     from mobile_lr.manager import Run, ScheduleManager
     from mobile_lr.schedules import parse_spec
@@ -308,7 +358,8 @@ def growth_shapes(n: int, seed: int) -> dict[str, Any]:
                 s.lr(int(t), [(0, 10**7)])
             if i % 10 == 0:  # the manager until it stops (a growth LR at its limit: diverged)
                 dev = SimulatedDevice(p, DeviceState.initial(p, 1.0, charging=True))
-                mgr = ScheduleManager(spec, p, Policy(window_s=1e9), {"nominal_steps": 3000}, dev.state)
+                mgr = ScheduleManager(spec, p, Policy(window_s=MAX_SPAN_S), {"nominal_steps": 3000},
+                                      dev.state)
                 for _ in range(3000):
                     d = mgr.next()
                     if not isinstance(d, Run):
@@ -328,4 +379,5 @@ def run_all(bundle: Path, n: int, seed: int, tmp: Path) -> list[dict[str, Any]]:
             manifest_fields(bundle, n, seed, tmp),
             input_files(bundle, tmp),
             checkpoints(bundle, n, seed, tmp),
+            artifact_kinds(bundle, n, seed, tmp),
             growth_shapes(max(20, n // 5), seed)]

@@ -97,12 +97,12 @@ def _time(fn: Callable[[], Any], steps: int, warmup: int) -> dict[str, float]:
 
 
 def _manager():
-    from mobile_lr.budget import Policy
+    from mobile_lr.budget import MAX_SPAN_S, Policy
     from mobile_lr.device import DeviceState, load_profile
     from mobile_lr.manager import ScheduleManager
 
     p = load_profile("mid-range")
-    mgr = ScheduleManager(SPEC, p, Policy(window_s=1e9), {"nominal_steps": 10**8},
+    mgr = ScheduleManager(SPEC, p, Policy(window_s=MAX_SPAN_S), {"nominal_steps": 10**8},
                           DeviceState.initial(p, 0.9))
     return mgr, p
 

@@ -90,6 +90,12 @@ DETAILS = ("", "not charging", "battery low", "below the floor", "thermal status
            "no time left")
 HORIZONS = ("session", "deadline")
 MAX_PLAN_STEPS = MAX_STEPS
+#: The longest span of device time a policy or scenario may name (a window, a gap, a deadline):
+#: a year. 1e308 s was accepted, and a planner horizon of 10^300 s is no phone's.
+MAX_SPAN_S = 366 * 86400.0
+#: The largest thermal margin a policy may keep, in K (the whole range from a cold phone to
+#: the throttling thresholds is some 50 K).
+MAX_MARGIN_C = 100.0
 
 
 # --------------------------------------------------------------------------- policy
@@ -123,18 +129,18 @@ class Policy(Record):
         parse_thermal_status, {"enum": [*STATUS_NAMES, *range(len(STATUS_NAMES))]},
         ThermalStatus.MODERATE, dump=lambda s: s.name,
         help="the highest thermal status a step may end in")
-    window_s: float | None = number(None, lo=0.0, lo_open=True, nullable=True,
+    window_s: float | None = number(None, lo=0.0, hi=MAX_SPAN_S, lo_open=True, nullable=True,
                                     help="time budget of one session (null: the OS window)")
-    deadline_s: float | None = number(None, nullable=True,
+    deadline_s: float | None = number(None, lo=-MAX_SPAN_S, hi=MAX_SPAN_S, nullable=True,
                                       help="device time by which the run must end")
     charging_only: bool = boolean(False, help="train only while plugged in")
-    thermal_margin_c: float = number(1.0, lo=0.0,
+    thermal_margin_c: float = number(1.0, lo=0.0, hi=MAX_MARGIN_C,
                                      help="keep the predicted temperature this far below "
                                           "the next status's threshold")
     horizon: str = choice(HORIZONS, "session",
                           help="session: the run ends with the OS window; deadline: at "
                                "deadline_s")
-    window_gap_s: float = number(0.0, lo=0.0, help="expected rest between two OS windows")
+    window_gap_s: float = number(0.0, lo=0.0, hi=MAX_SPAN_S, help="expected rest between two OS windows")
 
     def check(self) -> None:
         if self.horizon == "deadline" and self.deadline_s is None:

@@ -67,7 +67,7 @@ from mobile_lr.validation import (
     read_bytes,
     read_json,
 )
-from mobile_lr.validation.schema import Record, boolean, custom, number, text
+from mobile_lr.validation.schema import NAME_PATTERN, Record, boolean, custom, number, text
 
 __all__ = [
     "BUILTIN_PROFILES",
@@ -178,7 +178,8 @@ class DeviceProfile(Record):
 
     FORMAT = PROFILE_FORMAT
 
-    name: str = text(non_empty=True, help="the profile's name")
+    name: str = text(non_empty=True, pattern=NAME_PATTERN, help="the profile's name (a plain name: run "
+                                                                 "directories are named after it)")
     description: str = text("", help="what phone class it stands for")
     battery_wh: float = number(lo=0.0, hi=MAX_BATTERY_WH, lo_open=True, key="battery.capacity_wh",
                                help="rated capacity, Wh")

@@ -308,9 +308,12 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_files(tmp_path, capsys, monke
     assert not (tmp_path / "b").exists()
     monkeypatch.undo()
     (tmp_path / "f").mkdir()
-    (tmp_path / "f" / "budgets.json").symlink_to("/dev/full")  # a real device that is always full
-    fleet = ["fleet", "--devices", "10", "--out", str(tmp_path / "f")]
-    assert "No space left" in one_line_exit_2(capsys, fleet)
+    target = tmp_path / "elsewhere"
+    target.write_text("not ours")
+    # an output is renamed into place: a planted link is replaced, its target left alone
+    (tmp_path / "f" / "budgets.json").symlink_to(target)
+    assert main(["fleet", "--devices", "10", "--out", str(tmp_path / "f")]) == 0
+    assert target.read_text() == "not ours" and not (tmp_path / "f" / "budgets.json").is_symlink()
 
 
 def test_outputs_that_are_files_and_bad_data(tmp_path, capsys, mlp_sgd_bundle):
@@ -371,14 +374,14 @@ def test_growth_shapes_reach_their_limit_instead_of_overflowing(shape, limit):
 
 
 def test_the_manager_stops_on_a_growth_schedule_instead_of_crashing():
-    from mobile_lr.budget import Policy
+    from mobile_lr.budget import MAX_SPAN_S, Policy
     from mobile_lr.device import DeviceState, SimulatedDevice, load_profile
     from mobile_lr.manager import Run, ScheduleManager, Stop
 
     p = load_profile("flagship")
     dev = SimulatedDevice(p, DeviceState.initial(p, 1.0, charging=True))
     spec = {"format": "mobile-lr.schedule/1", "base_lr": 0.1, "shape": {"type": "exponential", "gamma": 2.0}}
-    mgr = ScheduleManager(spec, p, Policy(window_s=1e9), {"nominal_steps": 5000}, dev.state)
+    mgr = ScheduleManager(spec, p, Policy(window_s=MAX_SPAN_S), {"nominal_steps": 5000}, dev.state)
     for _ in range(3000):
         d = mgr.next()
         if isinstance(d, Stop):
@@ -802,3 +805,93 @@ def test_verify_refuses_an_artifact_that_is_not_what_its_name_claims(name, tmp_p
             load_bundle(bundle)
         assert err.value.field == name, (label, err.value)
         assert name in one_line_exit_2(capsys, ["verify", str(bundle)])
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["plan", "--window", "1e308"], "--window"), (["plan", "--margin", "1e23"], "--margin"),
+    (["plan", "--window", "1e23"], "--window"), (["plan", "--step-joules", "1e308"], "--step-joules"),
+    (["budgets", "--devices", "4", "--seed", "-1"], "--seed"),   # numpy's line named no option
+    (["budgets", "--devices", "4", "--seed", str(2**32)], "--seed"),
+    (["fleet-train", "--clients", "1000000000", "--rounds", "1", "--fraction", "1"], "clients"),
+    (["fleet-train", "--clients", "4", "--rounds", "1", "--fraction", "1", "--lr", "1e308"], "lr"),
+    (["fleet-train", "--clients", "4", "--rounds", "1", "--fraction", "1", "--step-factor", "1e308"],
+     "step-factor"),
+    (["fleet-train", "--clients", "4", "--rounds", "10001", "--fraction", "1"], "num-rounds"),
+    (["fleet-train", "--clients", "4", "--rounds", "1", "--fraction", "1", "--actors", "100000"], "--actors"),
+])
+def test_numeric_options_have_a_sane_range(argv, field, capsys):
+    if argv[0] == "plan":
+        argv = [*argv, "--profile", "low-end", "--level", "0.5", "--step-seconds", "1"]
+    assert field in one_line_exit_2(capsys, argv)
+
+
+@pytest.mark.parametrize("record, field, value", [
+    ("policy", "window_s", 1e308), ("policy", "deadline_s", 1e308), ("policy", "window_gap_s", 1e23),
+    ("policy", "thermal_margin_c", 1e308), ("range_test", "end_factor", 1e23),
+    ("range_test", "start_factor", 1e-320), ("scenario", "end_s", 1e308),
+    ("scenario", "nominal_steps", 10**12),
+    ("scenario", "workload.step_factor", 1e308), ("fleet", "overcommit", float("nan")),
+    ("fleet", "start_hour", 1e308), ("fleet", "num_rounds", 10000)])   # 10^4 daily rounds: beyond a year
+def test_config_numbers_have_a_sane_range(record, field, value):
+    from mobile_lr.budget import Policy
+    from mobile_lr.federated.fleet import FleetConfig
+    from mobile_lr.manager.config import RangeTestConfig
+    from mobile_lr.sim.scenario import load_scenario
+
+    with pytest.raises(ValidationError) as err:
+        if record == "policy":
+            Policy.from_dict({field: value})
+        elif record == "range_test":
+            RangeTestConfig.from_dict({field: value})
+        elif record == "fleet":
+            FleetConfig(**{field: value, "round_interval_s": 86400.0})
+        else:
+            doc = load_scenario("hot-day").to_dict()
+            group, _, key = field.rpartition(".")
+            (doc[group] if group else doc)[key] = value
+            load_scenario(doc)
+    assert field.rpartition(".")[2].replace("_", "-") in str(err.value).replace("_", "-")
+
+
+def test_a_refusal_is_one_line_whatever_the_name_holds(tmp_path, capsys):
+    name = tmp_path / "a\nb\x1b[31m.json"   # a newline split the line; an ANSI escape reached the terminal
+    for argv in (["plan", "--profile", str(name), "--level", "0.5", "--step-seconds", "1"],
+                 ["schedule", "validate", str(name)]):
+        line = one_line_exit_2(capsys, argv)
+        assert "\x1b" not in line and "a\\nb\\x1b[31m.json" in line
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "a/b", "..", "x" * 65, "", "a\nb", ".hidden"])
+def test_profile_and_scenario_names_are_plain_names(name, tmp_path):
+    """Run directories are named after them (``<out>/<profile>/<scenario>/``): ``../../escaped``
+    wrote a run outside ``--out``."""
+    import mobile_lr
+    from mobile_lr.device import load_profile
+    from mobile_lr.sim.scenario import load_scenario
+
+    with open(os.path.join(os.path.dirname(mobile_lr.__file__), "data", "profiles", "low-end.json")) as f:
+        prof = json.load(f)
+    with pytest.raises(ValidationError) as err:
+        load_profile({**prof, "name": name})
+    assert err.value.field == "name"
+    with pytest.raises(ValidationError) as err:
+        load_scenario({**load_scenario("hot-day").to_dict(), "name": name})
+    assert err.value.field == "name"
+    assert load_scenario({**load_scenario("hot-day").to_dict(), "name": "my-day_2.v1"}).name == "my-day_2.v1"
+
+
+def test_a_full_disk_leaves_no_half_written_output(tmp_path, capsys, monkeypatch):
+    """budgets.json (and every report, summary and figure) is written whole or not at all: a
+    full disk left a truncated budgets.json that read as a result."""
+    out = tmp_path / "b"
+    assert main(["budgets", "--devices", "4", "--out", str(out)]) == 0
+    before = (out / "budgets.json").read_bytes()
+    capsys.readouterr()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    assert "No space left" in one_line_exit_2(capsys, ["budgets", "--devices", "5", "--out", str(out)])
+    assert (out / "budgets.json").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["budgets.json", "budgets.png"]

@@ -91,6 +91,13 @@ def _describe(err: BaseException) -> tuple[str, str | None, dict[str, str]]:
     return str(err), getattr(err, "field", None), extra
 
 
+def one_line(message: str) -> str:
+    """``message`` with every unprintable character escaped: a refusal is one line whatever the
+    input holds (a file named ``a\nb.json`` split it in two; an ANSI escape in a name would have
+    reached the terminal)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 # Noise to a user, about code not theirs, each with an install path: torchao (which ExecuTorch and
 # transformers import) warns that its CUDA-only kernels do not load on a CPU build, and torch logs a
 # deprecation note each time torchao registers an Enum as a pytree constant
@@ -107,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (UsageError, ValueError, OSError, MemoryError, RecursionError, MissingExtraError) as err:
         message, field, extra = _describe(err)
+        message = one_line(message)
         command = getattr(args, "command", None)
         prog = err.prog if isinstance(err, UsageError) else f"mobile-lr{' ' + command if command else ''}"
         print(f"{prog}: error: {message}", file=sys.stderr)

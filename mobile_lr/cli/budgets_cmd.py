@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.atomic_files import write_atomic
 from mobile_lr.budget import load_policy
-from mobile_lr.cli.output import finite, out_dir, print_json
+from mobile_lr.cli.output import finite, out_dir, print_json, seed
 from mobile_lr.device import BUILTIN_PROFILES
 from mobile_lr.extras import optional_imports
 from mobile_lr.sim.budgets import CHUNK, simulate_budgets
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         f"(default all: {','.join(builtin_scenarios())})")
     p.add_argument("--devices", type=int, default=1000, help="phones simulated (default 1000)")
     p.add_argument("--days", type=int, default=1, help="days per phone (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed (default 0)")
     p.add_argument("--policy", type=Path,
                    help="policy JSON file replacing every scenario's own policy")
     p.add_argument("--cap-nominal", action="store_true",
@@ -93,8 +94,7 @@ def cmd_budgets(args: argparse.Namespace) -> int:
     out["wall_seconds"] = time.perf_counter() - t0
     if args.out is not None:
         directory = out_dir(args.out)
-        (directory / JSON_NAME).write_text(json.dumps(finite(out), indent=2, allow_nan=False) + "\n",
-                                           encoding="utf-8")
+        write_atomic(directory / JSON_NAME, json.dumps(finite(out), indent=2, allow_nan=False) + "\n")
         _figure(out, directory / FIGURE_NAME)
     if args.json:
         print_json(out, indent=2)

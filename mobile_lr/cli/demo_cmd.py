@@ -25,6 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.atomic_files import write_atomic
+from mobile_lr.cli.output import seed
+
 DEMO_POLICIES = ("manager", "naive", "constant", "sf-adamw")
 SEEDS = 5         # batch orders per cell by default
 QUICK_SEEDS = 3   # with --quick
@@ -47,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="model recipe (default digits-mlp)")
     p.add_argument("--out", type=Path, default=Path("runs") / "demo",
                    help="output directory (default runs/demo)")
-    p.add_argument("--seed", type=int, default=0, help="pre-training and first batch-order seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="pre-training and first batch-order seed (default 0)")
     p.add_argument("--seeds", type=int,
                    help=f"batch orders per cell (default {SEEDS}; {QUICK_SEEDS} with --quick)")
     p.add_argument("--json", action="store_true",
@@ -159,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     report = write_report(runs, out, title="mobile-lr demo", notes=notes, summaries=summaries,
                           base_lr=schedule["base_lr"], resolution=resolution, intro=[INTRO])
     verdict = assess(summaries, {s: load_scenario(s).nominal_steps for s in scenarios}, resolution)
-    (out / "verdict.md").write_text(verdict.markdown(), encoding="utf-8")
+    write_atomic(out / "verdict.md", verdict.markdown())
     elapsed = time.perf_counter() - t_start
     floor_ok = all(s["battery_min"] >= s["battery_floor"] - 1e-9 or s["battery_start"] < s["battery_floor"]
                    for s in summaries if s["policy"] == "manager")

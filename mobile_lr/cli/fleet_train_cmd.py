@@ -9,9 +9,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.cli.output import seed
 from mobile_lr.extras import optional_imports
 from mobile_lr.federated.fleet import LOCAL_SCHEDULES, STRATEGIES, FleetConfig
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import ValidationError, check_int
 
 ENGINES = ("simulation", "deployment")
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default="simulation", choices=ENGINES,
                    help="simulation: Flower's simulation engine here; deployment: write the Flower "
                         "app and print the SuperLink/SuperNode commands (default: simulation)")
-    p.add_argument("--seed", type=int, default=0, help="fleet seed (phones, days, users, sampling)")
+    p.add_argument("--seed", type=seed, default=0, help="fleet seed (phones, days, users, sampling)")
     p.add_argument("--lr", type=float, help="local SGD learning rate (default 0.1)")
     p.add_argument("--local-schedule", choices=LOCAL_SCHEDULES,
                    help="manager-driven phones' local LR schedule (default wsd-peak: the recommended "
@@ -93,8 +94,7 @@ def _deployment(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet_train(args: argparse.Namespace) -> int:
-    if args.actors < 1:
-        raise ValidationError("--actors", f"{args.actors} is out of range", "an integer >= 1")
+    check_int(args.actors, "--actors", lo=1, hi=256)   # Ray actors of 1 CPU each (budgets' --workers bound)
     if args.engine == "deployment":
         return _deployment(args)
     from mobile_lr.federated.report import format_table

@@ -138,6 +138,8 @@ def _plot(points: list[tuple[float, float]], chosen: float | None, beta: float, 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from mobile_lr.report import figures
+
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
     lrs = [p[0] for p in points]
     ax.plot(lrs, [p[1] for p in points], lw=0.8, alpha=0.4, label="batch loss")
@@ -156,5 +158,4 @@ def _plot(points: list[tuple[float, float]], chosen: float | None, beta: float, 
     ax.grid(alpha=0.3, lw=0.5)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(fig, path, dpi=100)

@@ -10,15 +10,16 @@ reads the same shape from every command.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
-from mobile_lr.validation import ValidationError
+from mobile_lr.validation import MAX_SEED, ValidationError
 
-__all__ = ["finite", "out_dir", "out_file", "print_json", "refusal"]
+__all__ = ["finite", "out_dir", "out_file", "print_json", "refusal", "seed"]
 
 
 def finite(obj: Any) -> Any:
@@ -61,3 +62,18 @@ def out_file(path: Path, field: str = "--out") -> Path:
         raise ValidationError(field, f"{path} is a directory", "a file path")
     out_dir(path.parent, field)
     return path
+
+
+def seed(text: str) -> int:
+    """The argparse type of every ``--seed``: an integer in ``[0, 2**32 - 1]``, what every random
+    generator here takes (numpy's legacy ``RandomState`` the narrowest). ``--seed -1`` reached
+    numpy as "expected non-negative integer", a line that named no option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text[:40]!r}; allowed: an integer in "
+                                         f"[0, {MAX_SEED}]") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{str(value)[:40]} is out of range; allowed: an integer in "
+                                         f"[0, {MAX_SEED}]")
+    return value

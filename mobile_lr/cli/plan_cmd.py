@@ -10,11 +10,12 @@ from typing import Any
 from mobile_lr.budget import Policy, StepCost, load_policy, plan
 from mobile_lr.device import (
     BUILTIN_PROFILES,
+    MAX_BATTERY_WH,
     DeviceState,
     load_profile,
     parse_thermal_status,
 )
-from mobile_lr.validation import check_int, check_number
+from mobile_lr.validation import ValidationError, check_int, check_number
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -52,16 +53,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _policy(args: argparse.Namespace) -> Policy:
+    """The policy file (or the default) with the flags over it, checked once by :class:`Policy`
+    (its bounds, a refusal naming the flag)."""
     base = load_policy(args.policy).to_dict() if args.policy else Policy().to_dict()
-    if args.floor is not None:
-        base["battery_floor"] = check_number(args.floor, "--floor", lo=0.0, hi=1.0, hi_open=True)
+    flags = {"battery_floor": "--floor", "window_s": "--window", "thermal_margin_c": "--margin"}
+    for key, flag in flags.items():
+        value = getattr(args, flag[2:])
+        if value is not None:
+            base[key] = value
     if args.max_thermal is not None:
         base["max_thermal"] = parse_thermal_status(args.max_thermal, "--max-thermal").name
-    if args.window is not None:
-        base["window_s"] = check_number(args.window, "--window", lo=0.0, lo_open=True)
-    if args.margin is not None:
-        base["thermal_margin_c"] = check_number(args.margin, "--margin", lo=0.0)
-    return Policy.from_dict(base)
+    try:
+        return Policy.from_dict(base)
+    except ValidationError as err:
+        if err.field in flags and getattr(args, flags[err.field][2:]) is not None:
+            raise ValidationError(flags[err.field], err.problem, err.allowed) from None
+        raise
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -76,7 +83,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     policy = _policy(args)
     seconds = check_number(args.step_seconds, "--step-seconds", lo=1e-6, hi=86400.0)  # a profile's step
     joules = profile.train_power_w * seconds if args.step_joules is None \
-        else check_number(args.step_joules, "--step-joules", lo=0.0, lo_open=True)
+        else check_number(args.step_joules, "--step-joules", lo=0.0, hi=MAX_BATTERY_WH * 3600.0,
+                          lo_open=True)  # a step costs at most the largest battery a profile may have
     if args.max_steps is not None:
         check_int(args.max_steps, "--max-steps", lo=0)   # (64-bit, as every integer read)
     state = DeviceState(level=level, charging=args.charging, temperature_c=temp,

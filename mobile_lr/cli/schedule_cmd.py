@@ -106,6 +106,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from mobile_lr.report import figures
+
     sched = load_spec(args.spec)
     plan = _plan(sched, args.total, args.replan)
     horizon = args.steps or min(int(max(total for _, total in plan) * 1.1) + 1, MAX_PLOT_STEPS)
@@ -128,8 +130,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
-    fig.savefig(args.out)
-    plt.close(fig)
+    figures.save(fig, args.out, dpi=120)
     print(f"wrote {args.out}")
     return 0
 

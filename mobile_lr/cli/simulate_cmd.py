@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from mobile_lr.bundle import Manifest, load_bundle
-from mobile_lr.cli.output import out_dir, print_json
+from mobile_lr.cli.output import out_dir, print_json, seed
 from mobile_lr.device import BUILTIN_PROFILES, load_profile
 from mobile_lr.extras import optional_imports
 from mobile_lr.runtime import RUNTIMES
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="measure this machine's real step time for the bundle and scale it to the "
                         "profile's throughput (default: a zoo model's own FLOPs per step, any other "
                         "bundle the scenario's workload.step_factor)")
-    p.add_argument("--seed", type=int, default=0, help="mini-batch order seed (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="mini-batch order seed (default 0)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<profile>-<scenario>)")
     p.add_argument("--json", action="store_true", help="print the summaries as one JSON object")
     p.set_defaults(func=cmd_simulate)

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mobile_lr.atomic_files import write_atomic
 from mobile_lr.extras import optional_imports
 from mobile_lr.federated.fleet import FleetConfig
 
@@ -164,18 +165,16 @@ def figure(report: dict[str, Any]) -> Any:
 
 
 def _plot(report: dict[str, Any], path: Path) -> None:
-    import matplotlib.pyplot as plt
+    from mobile_lr.report import figures
 
-    fig = figure(report)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    figures.save(figure(report), path, dpi=100)
 
 
 def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> Path:
     """``run.json``, ``fleet.png`` and ``report.md`` in ``out_dir``; returns the Markdown path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_atomic(out / "run.json", json.dumps(report, indent=2) + "\n")
     _plot(report, out / "fleet.png")
     md = out / "report.md"
     md.write_text(f"# Fleet run: {report['strategy']}\n\n{format_table(report)}\n\n![fleet](fleet.png)\n",

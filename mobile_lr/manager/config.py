@@ -34,8 +34,10 @@ class RangeTestConfig(Record):
                              help="share of the first plan's steps the sweep takes")
     min_steps: int = integer(10, lo=3, help="fewer steps than this: the test is skipped")
     max_steps: int = integer(100, help="at most this many steps (>= min_steps)")
-    start_factor: float = number(1e-3, lo=0.0, lo_open=True, help="first LR / base LR")
-    end_factor: float = number(10.0, help="last LR / base LR (> start_factor)")
+    # the sweep spans at most 1e-12..1e6 x base LR: beyond, the ratio overflows (1e-320 .. 10 is
+    # inf) or the LRs are no training's (lr-find --end-factor 1e23 swept to 10^21)
+    start_factor: float = number(1e-3, lo=1e-12, hi=1e6, hi_open=True, help="first LR / base LR")
+    end_factor: float = number(10.0, hi=1e6, help="last LR / base LR (> start_factor)")
     smoothing: float = number(0.8, lo=0.0, hi=1.0, hi_open=True,
                               help="beta of the debiased EMA of the loss")
     diverge_factor: float = number(4.0, lo=1.0, lo_open=True,

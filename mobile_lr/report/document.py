@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_lr.atomic_files import write_atomic
 from mobile_lr.report import figures
 from mobile_lr.report.story import Timeline, timeline
 from mobile_lr.report.verdict import Cell, accuracies, compare_cell, headline, paragraph, peak_note
@@ -299,6 +300,6 @@ def write_report(runs: Sequence[Any], out_dir: str | Path, *, title: str = "mobi
         doc.append(("img", ("gain.png", "the manager's paired gain over each peer", "")))
     doc += [("h2", "Runs"), *sections, ("h2", "Summary of every run"), ("table", _summary_table(summaries))]
     md_path = out / "report.md"
-    md_path.write_text(_md(doc), encoding="utf-8")
-    (out / "report.html").write_text(_html(title, doc), encoding="utf-8")
+    write_atomic(md_path, _md(doc))   # (a full disk leaves the old report or none, never half)
+    write_atomic(out / "report.html", _html(title, doc))
     return md_path

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from mobile_lr.atomic_files import write_atomic
 from mobile_lr.report.story import Timeline
 from mobile_lr.report.verdict import LIMITS, Cell, accuracies
 
@@ -128,10 +130,14 @@ def _right_labels(ax: Any, lines: Sequence[tuple[float, str, str]], gap: float =
                     arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6})
 
 
-def save(fig: Figure, path: Path) -> None:
-    """Write ``fig`` as a PNG and free it."""
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
+def save(fig: Figure, path: Path, dpi: int = _DPI) -> None:
+    """Write ``fig`` (in the format of ``path``'s suffix, PNG without one) atomically and free it."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=dpi, format=Path(path).suffix[1:].lower() or "png")
+    finally:
+        plt.close(fig)
+    write_atomic(path, buf.getvalue())
 
 
 def run_figure(timelines: Sequence[Timeline], *, title: str, floor: float,

@@ -1,11 +1,11 @@
 """Training checkpoints: one file, written atomically, never a pickle.
 
 A phone can lose power or have its worker killed at any instant, including in
-the middle of writing a checkpoint. :func:`atomic_write` therefore writes a
-temporary file in the *same* directory, flushes and ``fsync``s it, renames it
-over the old checkpoint with ``os.replace`` (atomic on POSIX) and ``fsync``s the
-directory so the rename itself is durable. At every instant the path holds
-either the complete previous checkpoint or the complete new one.
+the middle of writing a checkpoint. :func:`~mobile_lr.atomic_files.atomic_write`
+therefore writes a temporary file in the *same* directory, flushes and ``fsync``s
+it, renames it over the old checkpoint with ``os.replace`` (atomic on POSIX) and
+``fsync``s the directory so the rename itself is durable. At every instant the
+path holds either the complete previous checkpoint or the complete new one.
 
 A checkpoint is a NumPy ``.npz`` archive: named float/int arrays plus one
 ``__meta__`` array holding UTF-8 JSON (format, runtime kind, the bundle
@@ -24,20 +24,19 @@ code. ``torch.save``/``torch.load`` are not used anywhere in the runtimes.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
 import re
 import stat
-import tempfile
 import zipfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
+from mobile_lr.atomic_files import atomic_write
 from mobile_lr.validation import ValidationError, check_zip_members, parse_json
 
 __all__ = ["CHECKPOINT_FORMAT", "MAX_CHECKPOINT_BYTES", "CheckpointError", "atomic_write", "read_checkpoint",
@@ -51,62 +50,6 @@ _MEMBER = re.compile(r"[A-Za-z0-9_./-]{1,512}\.npy")
 
 class CheckpointError(ValidationError):
     """A checkpoint cannot be used (unreadable, wrong format, or from another bundle/runtime)."""
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # some platforms cannot open directories; the rename is still atomic
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # e.g. EPERM: the process exists
-        return True
-    return True
-
-
-def _sweep_stale(path: Path) -> None:
-    """Remove temporary files that killed writers left behind. A temporary file is named after its
-    writer's process id, so a live writer's file (another process saving the same checkpoint) is
-    left alone."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        pid_text = stale.name[len(path.name) + 2:].split(".", 1)[0]
-        if pid_text.isdigit() and _writer_alive(int(pid_text)):
-            continue
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
-    """Write ``path`` through ``write(file)`` so that a kill at any instant leaves old or new, whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sweep_stale(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 def write_checkpoint(path: str | os.PathLike[str], meta: Mapping[str, Any],

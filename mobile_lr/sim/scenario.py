@@ -37,10 +37,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
-from mobile_lr.budget import Policy
+from mobile_lr.budget import MAX_SPAN_S, Policy
 from mobile_lr.device import DeviceProfile, DeviceState
+from mobile_lr.physics import MAX_STEPS
 from mobile_lr.validation import ValidationError, check_number, join, read_json
 from mobile_lr.validation.schema import (
+    NAME_PATTERN,
     Record,
     boolean,
     choice,
@@ -63,7 +65,7 @@ _AMBIENT = {"lo": -50.0, "hi": 80.0}
 class Event(Record):
     """Something that happens to the phone at device time ``at_s``."""
 
-    at_s: float = number(lo=0.0, help="device time in seconds (at most the scenario's end_s)")
+    at_s: float = number(lo=0.0, hi=MAX_SPAN_S, help="device time in seconds (at most the scenario's end_s)")
     type: str = choice(EVENT_TYPES, help="plug or pull the charger, or change the ambient temperature")
     ambient_c: float | None = number(None, **_AMBIENT, help="new ambient temperature in °C "
                                      "(type 'ambient' only, and required there)")
@@ -100,7 +102,8 @@ class Scenario(Record):
     FORMAT = SCENARIO_FORMAT
     FORMAT_REQUIRED = True
 
-    name: str = text(non_empty=True, help="short name, used in report titles and run directories")
+    name: str = text(non_empty=True, pattern=NAME_PATTERN,
+                     help="short name, used in report titles and run directories")
     description: str = text("", help="one line for the report")
     level: float = number(lo=0.0, hi=1.0, key="start.level", help="battery level at the start")
     charging: bool = boolean(False, key="start.charging", help="on the charger at the start")
@@ -109,21 +112,23 @@ class Scenario(Record):
     temperature_c: float | None = number(None, lo=-50.0, hi=120.0, key="start.temperature_c", nullable=True,
                                          help="skin temperature in °C at the start (null: ambient)")
     policy: Policy = nested(Policy, Policy, help="what the user allows (mobile-lr.policy/1)")
-    window_first_s: float = number(0.0, lo=0.0, key="windows.first_s",
+    window_first_s: float = number(0.0, lo=0.0, hi=MAX_SPAN_S, key="windows.first_s",
                                    help="device time the first OS window opens")
-    window_length_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.length_s", nullable=True,
+    window_length_s: float | None = number(None, lo=0.0, hi=MAX_SPAN_S, lo_open=True, key="windows.length_s",
+                                           nullable=True,
                                            help="window length (null: the profile's, charging or not)")
-    window_every_s: float | None = number(None, lo=0.0, lo_open=True, key="windows.every_s", nullable=True,
+    window_every_s: float | None = number(None, lo=0.0, hi=MAX_SPAN_S, lo_open=True, key="windows.every_s",
+                                          nullable=True,
                                           help="seconds between window starts (needed for count > 1)")
     window_count: int = integer(1, lo=1, hi=1000, key="windows.count", help="number of windows")
     events: tuple[Event, ...] = records(Event, (), help="charger and ambient changes, any order")
-    step_factor: float = number(1.0, lo=0.0, lo_open=True, key="workload.step_factor",
+    step_factor: float = number(1.0, lo=1e-6, hi=1e6, key="workload.step_factor",
                                 help="multiplies the profile's reference step time (a bundle that is not a "
                                      "zoo model, without calibration)")
     background_w: float = number(0.0, lo=0.0, hi=50.0, key="workload.background_w",
                                  help="the phone's own use on top of training, in W")
-    end_s: float = number(lo=0.0, lo_open=True, help="device time the scenario ends")
-    nominal_steps: int = integer(lo=1, help="steps the run is planned for when nothing binds")
+    end_s: float = number(lo=0.0, hi=MAX_SPAN_S, lo_open=True, help="device time the scenario ends")
+    nominal_steps: int = integer(lo=1, hi=MAX_STEPS, help="steps the run is planned for when nothing binds")
 
     def check(self) -> None:
         if self.window_count > 1 and self.window_every_s is None:

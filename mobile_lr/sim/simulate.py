@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mobile_lr.atomic_files import write_atomic
 from mobile_lr.bundle import Manifest, load_bundle
 from mobile_lr.device import DeviceProfile, SimulatedDevice, load_profile
 from mobile_lr.manager import ScheduleManager
@@ -113,13 +115,12 @@ def calibrate(bundle_dir: str | Path, profile: DeviceProfile, data: tuple[np.nda
 
 
 def write_steps_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in LOG_COLUMNS})
-    tmp.replace(path)
+    fh = io.StringIO(newline="")
+    w = csv.DictWriter(fh, fieldnames=list(LOG_COLUMNS))
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in LOG_COLUMNS})
+    write_atomic(path, fh.getvalue())
 
 
 def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: str | Scenario,
@@ -177,11 +178,11 @@ def simulate(bundle_dir: str | Path, *, profile: str | DeviceProfile, scenario: 
         if run_dir is not None:
             write_steps_csv(run_dir / "steps.csv", result.rows)
             runtime.save(run_dir / "final.ckpt", {"manager": manager.state_dict()})
-            (run_dir / "summary.json").write_text(json.dumps(
+            write_atomic(run_dir / "summary.json", json.dumps(
                 {**run.summary(), "plan_history": result.plan_history,
                  "spec": setup.spec, "user_policy": user_policy.to_dict(), "step_seconds": step_s,
                  "step_cost": step.to_dict()},
-                indent=2, default=json_default) + "\n", encoding="utf-8")
+                indent=2, default=json_default) + "\n")
         runs.append(run)
     return runs
 

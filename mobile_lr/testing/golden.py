@@ -85,7 +85,8 @@ def build() -> dict[str, Any]:
     return {"format": FORMAT, "schedules": cases, "invalid_specs": invalid,
             "planner": planner_cases(), "manager": manager_cases(), "setups": setup_cases(),
             "json_texts": json_text_cases(),
-            "onnx_wire": onnx_wire_cases(), "bundle_contents": bundle_content_cases()}
+            "onnx_wire": onnx_wire_cases(), "bundle_contents": bundle_content_cases(),
+            "record_bounds": record_bound_cases()}
 
 
 # JSON texts the Kotlin core's reader must accept or refuse as mobile_lr.validation.parse_json does:
@@ -257,4 +258,41 @@ def bundle_content_cases() -> list[dict[str, Any]]:
                         "message": str(err)})
         else:
             out.append({"name": name, "hex": data.hex(), "ok": True})
+    return out
+
+
+def record_bound_cases() -> list[dict[str, Any]]:
+    """Policies, manager configs (the range test) and profiles at and beyond their documented
+    bounds, with the field Python refuses (``None``: accepted): the Kotlin readers must agree."""
+    import json as _json
+    from importlib import resources
+
+    from mobile_lr.budget import MAX_SPAN_S, Policy
+    from mobile_lr.device import DeviceProfile
+    from mobile_lr.manager import ManagerConfig
+
+    profile = _json.loads(resources.files("mobile_lr").joinpath("data", "profiles", "low-end.json")
+                          .read_text(encoding="utf-8"))
+    docs: list[tuple[str, dict[str, Any]]] = [
+        *(("policy", {key: value}) for key in ("window_s", "window_gap_s", "deadline_s")
+          for value in (MAX_SPAN_S, MAX_SPAN_S * 1.000001, 1e308)),
+        ("policy", {"deadline_s": -MAX_SPAN_S}), ("policy", {"deadline_s": -1e308}),
+        ("policy", {"thermal_margin_c": 100.0}), ("policy", {"thermal_margin_c": 100.5}),
+        *(("config", {"range_test": {key: value}}) for key, value in (
+            ("start_factor", 1e-12), ("start_factor", 9e-13), ("start_factor", 1e-320),
+            ("end_factor", 1e6), ("end_factor", 1.5e6), ("end_factor", 1e23))),
+        ("config", {"range_test": {"start_factor": 1e6, "end_factor": 1e6}}),
+        *(("profile", {**profile, "name": name}) for name in (
+            "my-phone_2.v1", "../x", "a/b", "..", ".a", "x" * 64, "x" * 65, "a b", "caf\u00e9", "a..b")),
+    ]
+    readers = {"policy": Policy.from_dict, "config": ManagerConfig.from_dict,
+               "profile": lambda d: DeviceProfile.from_dict(d, "")}
+    out = []
+    for kind, doc in docs:
+        try:
+            readers[kind](doc)
+        except ValidationError as err:
+            out.append({"kind": kind, "doc": json_safe(doc), "field": err.field})
+        else:
+            out.append({"kind": kind, "doc": json_safe(doc), "field": None})
     return out

@@ -56,6 +56,7 @@ __all__ = [
     "INT_LIMIT",
     "MAX_DEPTH",
     "MAX_JSON_BYTES",
+    "MAX_SEED",
     "ValidationError",
     "check_bool",
     "check_fields",
@@ -258,6 +259,7 @@ def check_fields(value: Any, path: str, fields: Mapping[str, Callable[[Any, str]
 
 # --------------------------------------------------------------------------- files
 
+MAX_SEED = 2**32 - 1  # every random generator here takes it (numpy's legacy RandomState the narrowest)
 MAX_JSON_BYTES = 16 << 20  # 16 MiB: the largest spec, profile, scenario or manifest is a few kB
 MAX_DEPTH = 64  # JSON nesting; the deepest file mobile-lr writes is 6 levels
 

@@ -39,6 +39,7 @@ mobile_lr.validation.ValidationError: start.charge: unknown field; allowed: char
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -47,6 +48,8 @@ from . import ValidationError, _interval, check_int, check_keys, check_number, g
 _R = TypeVar("_R", bound="Record")  # typing.Self is Python 3.11+
 
 __all__ = [
+    "NAME_ALLOWED",
+    "NAME_PATTERN",
     "Decl",
     "Record",
     "boolean",
@@ -93,6 +96,7 @@ class Decl:
     record: type[Any] | None = None  # a Record, or any class with from_dict / to_dict
     length: int | None = None
     non_empty: bool = False
+    pattern: str | None = None  # text: the whole value must match (Python's fullmatch, JSON Schema's ^...$)
     parse: Callable[[Any, str], Any] | None = None
     dump: Callable[[Any], Any] | None = None
     schema: Mapping[str, Any] | None = None
@@ -129,9 +133,11 @@ class Decl:
 
     def _check_text(self, value: Any, field: str) -> str:
         if self.non_empty and (not isinstance(value, str) or not value):
-            raise ValidationError(field, f"expected a non-empty string, got {value!r}")
+            raise ValidationError(field, f"expected a non-empty string, got {value!r}"[:200])
         if not isinstance(value, str):
             raise ValidationError(field, "expected a string")
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise ValidationError(field, f"{value[:60]!r} is not a plain name", NAME_ALLOWED)
         return value
 
     def _check_numbers(self, value: Any, field: str) -> tuple[float, ...]:
@@ -188,7 +194,8 @@ class Decl:
         if self.kind == "choice":
             return {"enum": list(self.choices)}
         if self.kind == "text":
-            return {"type": "string", "minLength": 1} if self.non_empty else {"type": "string"}
+            out = {"type": "string", "minLength": 1} if self.non_empty else {"type": "string"}
+            return out if self.pattern is None else {**out, "pattern": f"^{self.pattern}$"}
         if self.kind == "numbers":
             items = {"type": "array", "items": {"type": "number", **_bounds_schema(self)}}
             if self.length is not None:
@@ -259,8 +266,15 @@ def choice(choices: Sequence[Any], default: Any = REQUIRED, *, help: str = "",
 
 
 def text(default: Any = REQUIRED, *, non_empty: bool = False, help: str = "",
-         key: str | None = None, nullable: bool = False) -> Any:
-    return _field(default, Decl("text", help, key, nullable=nullable, non_empty=non_empty))
+         key: str | None = None, nullable: bool = False, pattern: str | None = None) -> Any:
+    """A string; ``pattern`` (e.g. :data:`NAME_PATTERN`) must match it whole."""
+    return _field(default, Decl("text", help, key, nullable=nullable, non_empty=non_empty, pattern=pattern))
+
+
+#: A name that becomes a path component (a profile's or a scenario's: ``runs/<profile>-<scenario>``,
+#: ``<out>/<profile>/<scenario>/``): a scenario named ``../../x`` wrote its run outside ``--out``.
+NAME_PATTERN = r"(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+NAME_ALLOWED = "1-64 letters, digits, '_', '-', '.', starting with a letter or digit, no '..'"
 
 
 def numbers(default: Any = REQUIRED, *, length: int | None = None, lo: float | None = None,

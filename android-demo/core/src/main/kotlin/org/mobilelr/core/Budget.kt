@@ -30,6 +30,10 @@ data class Policy(
     companion object {
         const val FORMAT = "mobile-lr.policy/1"
         val HORIZONS = listOf("session", "deadline")
+        /** The longest span of device time a policy may name, a year (Python's `MAX_SPAN_S`). */
+        const val MAX_SPAN_S = 366 * 86400.0
+        /** The largest thermal margin, in K (Python's `MAX_MARGIN_C`). */
+        const val MAX_MARGIN_C = 100.0
 
         fun fromJson(value: Any?, path: String = ""): Policy {
             val obj = getObject(value, path)
@@ -46,12 +50,14 @@ data class Policy(
                 batteryFloor = getNumberOr(obj, "battery_floor", path, 0.2, lo = 0.0, hi = 1.0, hiOpen = true)!!,
                 maxThermal = ThermalStatus.parse(if ("max_thermal" in obj) obj["max_thermal"] else "MODERATE",
                     join(path, "max_thermal")),
-                windowS = if (obj["window_s"] == null) null else getNumber(obj, "window_s", path, lo = 0.0, loOpen = true),
-                deadlineS = if (obj["deadline_s"] == null) null else getNumber(obj, "deadline_s", path),
+                windowS = if (obj["window_s"] == null) null
+                    else getNumber(obj, "window_s", path, lo = 0.0, hi = MAX_SPAN_S, loOpen = true),
+                deadlineS = if (obj["deadline_s"] == null) null
+                    else getNumber(obj, "deadline_s", path, lo = -MAX_SPAN_S, hi = MAX_SPAN_S),
                 chargingOnly = getBoolOr(obj, "charging_only", path, false),
-                thermalMarginC = getNumberOr(obj, "thermal_margin_c", path, 1.0, lo = 0.0)!!,
+                thermalMarginC = getNumberOr(obj, "thermal_margin_c", path, 1.0, lo = 0.0, hi = MAX_MARGIN_C)!!,
                 horizon = horizon,
-                windowGapS = getNumberOr(obj, "window_gap_s", path, 0.0, lo = 0.0)!!)
+                windowGapS = getNumberOr(obj, "window_gap_s", path, 0.0, lo = 0.0, hi = MAX_SPAN_S)!!)
         }
     }
 }

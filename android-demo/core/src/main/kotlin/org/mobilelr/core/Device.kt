@@ -117,6 +117,8 @@ data class DeviceProfile(
         private val DEFAULT_THROUGHPUT = listOf(1.0, 0.9, 0.75, 0.55, 0.35, 0.35, 0.35)
 
         /** Parse and validate a profile (`mobile-lr.device/1`), naming the bad field as Python does. */
+        private val NAME = Regex("(?!.*\\.\\.)[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
         fun fromJson(value: Any?, path: String = ""): DeviceProfile {
             val obj = getObject(value, path)
             checkKeys(obj, path, listOf("format", "name", "description", "battery", "power", "charging",
@@ -126,7 +128,11 @@ data class DeviceProfile(
             if (fmt != FORMAT) throw ValidationError(join(path, "format"), "unknown format ${pyRepr(fmt)}", FORMAT)
             val name = obj["name"]
             if (name !is String || name.isEmpty()) {
-                throw ValidationError(join(path, "name"), "expected a non-empty string, got ${pyRepr(name)}")
+                throw ValidationError(join(path, "name"), "expected a non-empty string, got ${pyRepr(name)}".take(200))
+            }
+            if (!NAME.matches(name)) {  // a path component of run directories (Python's NAME_PATTERN)
+                throw ValidationError(join(path, "name"), "${pyRepr(name.take(60))} is not a plain name",
+                    "1-64 letters, digits, '_', '-', '.', starting with a letter or digit, no '..'")
             }
             val description = if ("description" in obj) obj["description"] else ""
             if (description !is String) throw ValidationError(join(path, "description"), "expected a string")

@@ -84,8 +84,9 @@ data class RangeTestConfig(
             val fraction = getNumberOr(obj, "fraction", path, d.fraction, lo = 0.0, hi = 0.5, loOpen = true)!!
             val minSteps = getIntOr(obj, "min_steps", path, d.minSteps, lo = 3)!!
             val maxSteps = getIntOr(obj, "max_steps", path, d.maxSteps, lo = minSteps)!!
-            val start = getNumberOr(obj, "start_factor", path, d.startFactor, lo = 0.0, loOpen = true)!!
-            val end = getNumberOr(obj, "end_factor", path, d.endFactor, lo = start, loOpen = true)!!
+            // the sweep spans at most 1e-12..1e6 x base LR (Python's RangeTestConfig)
+            val start = getNumberOr(obj, "start_factor", path, d.startFactor, lo = 1e-12, hi = 1e6, hiOpen = true)!!
+            val end = getNumberOr(obj, "end_factor", path, d.endFactor, lo = start, hi = 1e6, loOpen = true)!!
             return RangeTestConfig(fraction, minSteps, maxSteps, start, end,
                 getNumberOr(obj, "smoothing", path, d.smoothing, lo = 0.0, hi = 1.0, hiOpen = true)!!,
                 getNumberOr(obj, "diverge_factor", path, d.divergeFactor, lo = 1.0, loOpen = true)!!,

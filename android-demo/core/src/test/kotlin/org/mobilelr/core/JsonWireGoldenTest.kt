@@ -84,4 +84,26 @@ class JsonWireGoldenTest {
         bad.check()
         assertTrue(cases.size >= 50)
     }
+
+    @Test
+    fun recordBoundsAreThoseOfPython() {
+        val cases = Golden.section("record_bounds")
+        val bad = Mismatches("record bounds")
+        for (c in cases) {
+            val doc = Golden.unsafe(c["doc"])
+            val label = "${c["kind"]} ${Json.write(doc).take(80)}"
+            try {
+                when (c["kind"]) {
+                    "policy" -> Policy.fromJson(doc)
+                    "config" -> ManagerConfig.fromJson(doc)
+                    else -> DeviceProfile.fromJson(doc)
+                }
+                if (c["field"] != null) bad.add("$label: accepted; Python refuses ${c["field"]}")
+            } catch (e: ValidationError) {
+                if (e.field != c["field"]) bad.add("$label: field ${e.field}, Python ${c["field"]}")
+            }
+        }
+        bad.check()
+        assertTrue(cases.size >= 30)
+    }
 }

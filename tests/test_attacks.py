@@ -895,3 +895,15 @@ def test_a_full_disk_leaves_no_half_written_output(tmp_path, capsys, monkeypatch
     assert "No space left" in one_line_exit_2(capsys, ["budgets", "--devices", "5", "--out", str(out)])
     assert (out / "budgets.json").read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["budgets.json", "budgets.png"]
+
+
+def test_export_checks_every_flag_before_pre_training(tmp_path, capsys, monkeypatch):
+    import mobile_lr.recipes
+
+    ran = []
+    monkeypatch.setattr(mobile_lr.recipes, "pretrain", lambda *a, **k: ran.append(a))  # a spy: no work
+    export = ["export", "digits-mlp", "--out", str(tmp_path / "b")]
+    assert "--pretrain-epochs" in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "1000000000"])
+    assert "--lr-dropout-keep" in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "3",
+                                                           "--optimizer", "sgd-lrd"])
+    assert ran == [] and not (tmp_path / "b").exists()

@@ -10,8 +10,10 @@ from typing import Any
 
 from mobile_lr.bundle import Manifest, load_bundle
 from mobile_lr.cli.output import print_json
+from mobile_lr.validation import check_int
 
 EXIT_UNSUPPORTED = 1
+MAX_PRETRAIN_EPOCHS = 1000  # a recipe pre-trains in 10-30 epochs; the bound keeps an export finite
 LRD_CHOICES = ("recipe", "sgd-lrd", "adamw-lrd")
 
 
@@ -132,18 +134,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mobile_lr.export.pipeline import check_max_batch
     from mobile_lr.recipes import load_recipe, pretrain
 
+    # every flag before the pre-training (10^9 epochs was accepted: an export that never ends)
+    check_int(args.pretrain_epochs, "--pretrain-epochs", lo=0, hi=MAX_PRETRAIN_EPOCHS)
+    lrd = _lrd_options(args)
     options = dict(args.option)
     if args.mode is not None:
         options["mode"] = args.mode
     recipe = load_recipe(args.recipe, **options)
-    check_max_batch(recipe, args.max_batch, "--max-batch")  # before the pre-training
-    if args.pretrain_epochs < 0:
-        raise ValueError(f"--pretrain-epochs: {args.pretrain_epochs} is out of range; allowed: N >= 0")
+    check_max_batch(recipe, args.max_batch, "--max-batch")
     if args.pretrain_epochs:
         stats = pretrain(recipe, epochs=args.pretrain_epochs)
         print(f"pre-trained {args.pretrain_epochs} epochs: loss {stats['loss']:.4f}, "
               f"train accuracy {stats['accuracy']:.3f}", file=sys.stderr)
-    lrd = _lrd_options(args)
     options: dict[str, Any] = {"schedule": args.schedule, "policy": args.policy, "force": args.force,
                                "batchnorm": args.batchnorm,
                                "log": lambda msg: print(msg, file=sys.stderr)}

@@ -604,7 +604,9 @@ def _check_json(name: str, data: bytes) -> None:
                 raise ValidationError("format", f"unknown value {obj['format']!r}"[:200], LABELS_FORMAT)
             if not isinstance(obj["names"], list) or not all(isinstance(n, str) for n in obj["names"]):
                 raise ValidationError("names", "expected a list of strings", "class names")
-    except ValidationError as err:
+    except ValidationError as err:   # (the reader's own errors already name the file)
+        if err.field == name:
+            raise BundleError(name, err.problem, err.allowed) from None
         raise BundleError(name, str(err)) from None
 
 

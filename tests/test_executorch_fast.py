@@ -60,11 +60,34 @@ def test_the_fast_convolution_is_the_convolution_values_and_gradients(what, make
     torch.manual_seed(0)
     conv = make().double()
     x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    _check_values_and_gradients(what, conv, x)
+
+
+@pytest.mark.parametrize(("what", "make", "shape"), CONVS, ids=[c[0] for c in CONVS])
+@pytest.mark.parametrize("trained", ["nothing", "the weights"])
+def test_a_convolution_of_an_input_without_gradient_is_the_convolution(what, make, shape, trained):
+    """A frozen layer before the first trained one (the unfolded forms when nothing is
+    differentiated) and the first trained layer (only its weights' gradients)."""
+    torch.manual_seed(0)
+    conv = make().double()
+    conv.requires_grad_(trained != "nothing")
+    x = torch.randn(*shape, dtype=torch.float64)
+    if trained == "nothing":
+        with fast_form():
+            got = conv(x)
+        assert got.grad_fn is None
+        torch.testing.assert_close(got, conv(x), rtol=1e-12, atol=1e-12)
+    else:
+        _check_values_and_gradients(what, conv, x)
+
+
+def _check_values_and_gradients(what: str, conv: nn.Module, x: torch.Tensor) -> None:
+    inputs = [x, *conv.parameters()] if x.requires_grad else list(conv.parameters())
     ref = conv(x)
-    grads_ref = torch.autograd.grad((ref * ref).sum(), [x, *conv.parameters()])
+    grads_ref = torch.autograd.grad((ref * ref).sum(), inputs)
     with fast_form():
         got = conv(x)
-        grads = torch.autograd.grad((got * got).sum(), [x, *conv.parameters()])
+        grads = torch.autograd.grad((got * got).sum(), inputs)
         assert not _convolutions(got), what  # the fast form ran: no convolution in the graph
     assert _convolutions(conv(x))  # and only within the block
     assert got.shape == ref.shape
@@ -166,8 +189,8 @@ class _Inverted(nn.Module):
 
 # (model, the most permute_copy calls per step: the input's transpose into the stem, the
 # Linears' and the squeeze-excite's weight transposes and their gradients; 28 and 41 without
-# the layout pass)
-PROGRAMS = [(_Net, 21), (_Inverted, 30)]
+# the layout pass; the frozen stem's unfolded form transposes its input, weight and result)
+PROGRAMS = [(_Net, 23), (_Inverted, 33)]
 
 
 @pytest.mark.parametrize(("make", "most_permutes"), PROGRAMS, ids=["net", "inverted-residual"])
@@ -186,6 +209,8 @@ def test_the_program_calls_optimized_kernels_and_trains_like_eager(tmp_path, mak
     assert ops["aten::mm.out"] >= 4  # the stem, the pointwise conv, two Linears (and their gradients)
     if make is _Net:
         assert ops["aten::bmm.out"] >= 1  # the grouped conv
+    # the frozen stem (nothing differentiates it): im2col rows by unfold, not strided slices
+    assert ops["aten::unfold_copy.out"] >= 2, ops
     # the layout pass: no transposes between the layers, no copies of just-written patches
     assert ops["aten::permute_copy.out"] <= most_permutes, ops
     assert ops["dim_order_ops::_clone_dim_order.out"] == 0, ops

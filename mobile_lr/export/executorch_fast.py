@@ -78,6 +78,67 @@ def _zero_pad(xt: torch.Tensor, padding: tuple[tuple[int, int], tuple[int, int]]
     return xt
 
 
+def _pad(x: torch.Tensor, padding: tuple[tuple[int, int], tuple[int, int]],
+         axes: tuple[int, int]) -> torch.Tensor:
+    """Zeros around ``axes`` (the spatial ones) by one ``constant_pad_nd``: for tensors nothing
+    differentiates (its backward, a negative pad, is what ExecuTorch refuses: :func:`_zero_pad`)."""
+    if not (any(padding[0]) or any(padding[1])):
+        return x
+    pads = [0] * (2 * (x.dim() - axes[0]))
+    for axis, sides in zip(axes, padding, strict=True):
+        at = 2 * (x.dim() - 1 - axis)
+        pads[at:at + 2] = sides
+    return torch.nn.functional.pad(x, pads)
+
+
+def _depthwise_unfolded(xt: torch.Tensor, wm: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                        padding: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
+    """A depthwise convolution nothing differentiates, ``(C, B * oh * ow)`` from a ``(C, B, H, W)``
+    input: the patches by two ``unfold_copy`` (a tight loop; their backward has no ExecuTorch
+    kernel, none is needed) and one batched product with the weights, ``(C, B*oh*ow, kh*kw) x
+    (C, kh*kw, 1)``: the optimized ``bmm``, instead of ``kh * kw`` strided ``slice_copy`` (rows of
+    ``ow`` numbers each), ``mul`` and ``add`` (docs/DECISIONS.md has the measurements)."""
+    (kh, kw), (sh, sw) = kernel, stride
+    cols = _pad(xt, padding, (2, 3)).unfold(2, kh, sh).unfold(3, kw, sw)  # (C, B, oh, ow, kh, kw)
+    c = int(cols.shape[0])
+    return torch.bmm(cols.reshape(c, -1, kh * kw), wm.unsqueeze(-1)).reshape(c, -1)
+
+
+def _dense_unfolded(x: torch.Tensor, wm: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                    padding: tuple[tuple[int, int], tuple[int, int]]) -> torch.Tensor:
+    """A dense convolution nothing differentiates (a frozen stem), ``(Cout, B * oh * ow)`` from a
+    ``(B, C, H, W)`` input: in the ``(B, H, W, C)`` layout two ``unfold_copy`` give the im2col
+    rows ``(B*oh*ow, C*kh*kw)`` in the weight's own order, one ``mm`` with the weight's transpose
+    and one transpose of the result, instead of ``kh * kw`` strided slices and their ``stack``."""
+    (kh, kw), (sh, sw) = kernel, stride
+    rows = _pad(x.permute(0, 2, 3, 1), padding, (1, 2))
+    rows = rows.unfold(1, kh, sh).unfold(2, kw, sw)  # (B, oh, ow, C, kh, kw)
+    return torch.mm(rows.reshape(-1, int(wm.shape[1])), wm.t()).t()
+
+
+def _shifted(xt: torch.Tensor, wm: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[tuple[int, int], tuple[int, int]], dilation: tuple[int, int], groups: int,
+             depthwise: bool, out: tuple[int, int]) -> torch.Tensor:
+    """The differentiable form, ``(Cout, B * oh * ow)`` from a ``(C, B, H, W)`` input: zeros
+    concatenated, ``kh * kw`` strided slices, then a sum of per-channel products (depthwise) or
+    their ``stack`` times the weight (``mm``; ``bmm`` over the groups)."""
+    cin, cout = int(xt.shape[0]), int(wm.shape[0])
+    parts = _patches(_zero_pad(xt, padding), kernel, stride, dilation, out)
+    if depthwise:
+        y = None
+        for k, part in enumerate(parts):
+            term = part.reshape(cin, -1) * wm[:, k:k + 1]
+            y = term if y is None else y + term
+        return y
+    cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
+    cols = cols.reshape(cin * len(parts), -1)
+    if groups == 1:
+        return torch.mm(wm, cols)
+    # the rows of each group are contiguous in both: (g, Cout/g, .) x (g, ., N)
+    return torch.bmm(wm.reshape(groups, cout // groups, -1),
+                     cols.reshape(groups, cin // groups * len(parts), -1)).reshape(cout, -1)
+
+
 def _sides(padding: Any, kernel: tuple[int, int], dilation: tuple[int, int], one_d: bool
            ) -> tuple[tuple[int, int], tuple[int, int]]:
     """A convolution's padding as ``(before, after)`` per spatial axis: ``"valid"`` is none,
@@ -106,23 +167,17 @@ def _conv_fn(kernel: tuple[int, int], stride: tuple[int, int],
         h, w = int(x4.shape[-2]), int(x4.shape[-1])  # static: the spatial sizes are the model's
         oh = (h + sum(padding[0]) - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
         ow = (w + sum(padding[1]) - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
-        xt = x4.transpose(0, 1)  # (C, B, H, W): the batch joins the spatial axes of the product
-        xt = _zero_pad(xt, padding)
-        parts = _patches(xt, kernel, stride, dilation, (oh, ow))
         wm = weight.reshape(cout, -1)  # (Cout, Cin/groups * kh*kw); (C, kh*kw) depthwise
-        if groups > 1 and groups == cin == cout:
-            y = None
-            for k, part in enumerate(parts):
-                term = part.reshape(cin, -1) * wm[:, k:k + 1]
-                y = term if y is None else y + term
+        depthwise = groups > 1 and groups == cin == cout
+        # nothing differentiates it (a frozen layer before the first trained one, the eval method)
+        unfolded = not x.requires_grad and not weight.requires_grad and dilation == (1, 1)
+        if unfolded and depthwise:
+            y = _depthwise_unfolded(x4.transpose(0, 1), wm, kernel, stride, padding)
+        elif unfolded and groups == 1 and kernel != (1, 1):
+            y = _dense_unfolded(x4, wm, kernel, stride, padding)
         else:
-            cols = parts[0] if len(parts) == 1 else torch.stack(parts, dim=1)  # (Cin, kh*kw, B, oh, ow)
-            cols = cols.reshape(cin * len(parts), -1)
-            if groups == 1:
-                y = torch.mm(wm, cols)
-            else:  # the rows of each group are contiguous in both: (g, Cout/g, .) x (g, ., N)
-                y = torch.bmm(wm.reshape(groups, cout // groups, -1),
-                              cols.reshape(groups, cin // groups * len(parts), -1)).reshape(cout, -1)
+            y = _shifted(x4.transpose(0, 1), wm, kernel, stride, padding, dilation, groups, depthwise,
+                         (oh, ow))
         if bias is not None:
             y = y + bias.unsqueeze(1)
         y = y.reshape(cout, -1, oh, ow).transpose(0, 1)

@@ -17,7 +17,10 @@ chosen where the graph is made:
   one a batched product (``bmm``, one per group), and every depthwise one (``groups`` = input =
   output channels) a sum of ``kh * kw`` products of a shifted slice with one weight per channel;
   all in a channels-first ``(C, B * H * W)`` layout, where the weight broadcasts along the last
-  dimension, a case the optimized ``mul`` handles. Their gradients are then ``mm``/``bmm``,
+  dimension, a case the optimized ``mul`` handles. A convolution nothing differentiates (a
+  frozen layer before the first trained one; the eval method) takes its patches by two
+  ``unfold_copy`` instead, which ExecuTorch cannot differentiate: a depthwise one is then one
+  ``bmm``, a dense one an ``mm`` of im2col rows. Their gradients are then ``mm``/``bmm``,
   ``mul``, ``sum`` and slice scatters. Any padding: numbers, ``"same"`` (PyTorch's split, the
   extra one after), ``"valid"``, and the non-zero ``padding_mode`` s as PyTorch's module applies
   them (``F.pad`` first). The portable convolution is not only slow: in a training program with

@@ -897,6 +897,13 @@ def test_a_full_disk_leaves_no_half_written_output(tmp_path, capsys, monkeypatch
     assert sorted(p.name for p in out.iterdir()) == ["budgets.json", "budgets.png"]
 
 
+def test_demo_refuses_a_seed_whose_last_run_has_no_valid_seed(tmp_path, capsys):
+    out = tmp_path / "demo"   # --seed 2^32 - 1 and a second run: seed 2^32 reached numpy after pre-training
+    line = one_line_exit_2(capsys, ["demo", "--seed", str(2**32 - 1), "--seeds", "2", "--out", str(out)])
+    assert "--seed" in line and str(2**32 - 2) in line
+    assert not out.exists()
+
+
 def test_export_checks_every_flag_before_pre_training(tmp_path, capsys, monkeypatch):
     import mobile_lr.recipes
 
@@ -906,4 +913,8 @@ def test_export_checks_every_flag_before_pre_training(tmp_path, capsys, monkeypa
     assert "--pretrain-epochs" in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "1000000000"])
     assert "--lr-dropout-keep" in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "3",
                                                            "--optimizer", "sgd-lrd"])
+    for flag, value in (("--lr-dropout-keep", "1.5"), ("--lr-dropout-keep", "nan"),
+                        ("--lr-dropout-seed", "-1"), ("--lr-dropout-seed", str(2**32))):
+        lrd = ["--optimizer", "sgd-lrd", "--lr-dropout-keep", "0.5", flag, value]
+        assert flag in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "3", *lrd])
     assert ran == [] and not (tmp_path / "b").exists()

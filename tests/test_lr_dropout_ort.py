@@ -227,8 +227,8 @@ def test_cli_export_records_lr_dropout_and_verify_accepts_it(tmp_path, capsys):
 @pytest.mark.parametrize(("argv", "message"), [
     (["--lr-dropout-keep", "0.5"], "only with --optimizer"),
     (["--optimizer", "adamw-lrd"], "--lr-dropout-keep: required"),
-    (["--optimizer", "adamw-lrd", "--lr-dropout-keep", "1.5"], "lr_dropout.keep"),
-    (["--optimizer", "sgd-lrd", "--lr-dropout-keep", "0.5", "--lr-dropout-seed", "-1"], "lr_dropout.seed"),
+    (["--optimizer", "adamw-lrd", "--lr-dropout-keep", "1.5"], "--lr-dropout-keep"),
+    (["--optimizer", "sgd-lrd", "--lr-dropout-keep", "0.5", "--lr-dropout-seed", "-1"], "--lr-dropout-seed"),
     (["--optimizer", "sgd-lrd", "--lr-dropout-keep", "0.5", "--backend", "ort,executorch"], "ONNX Runtime"),
 ])
 def test_cli_refuses_bad_lr_dropout_options(tmp_path, capsys, argv, message):

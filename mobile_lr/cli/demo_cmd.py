@@ -126,11 +126,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mobile_lr.sim.scenario import builtin_scenarios, load_scenario
     from mobile_lr.sim.setups import make_setup
     from mobile_lr.sim.simulate import bundle_schedule, json_default
-    from mobile_lr.validation import check_int
+    from mobile_lr.validation import MAX_SEED, check_int
 
     t_start = time.perf_counter()
     n_seeds = check_int(args.seeds if args.seeds is not None else (QUICK_SEEDS if args.quick else SEEDS),
                         "--seeds", lo=1, hi=100)
+    # every run's seed is --seed + k for k < --seeds: the last one must be a seed too
+    check_int(args.seed, "--seed", lo=0, hi=MAX_SEED - n_seeds + 1)
 
     def say(msg: str) -> None:
         if not args.json:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from mobile_lr.bundle import Manifest, load_bundle
-from mobile_lr.cli.output import print_json
-from mobile_lr.validation import check_int
+from mobile_lr.cli.output import print_json, seed
+from mobile_lr.validation import check_int, check_number
 
 EXIT_UNSUPPORTED = 1
 MAX_PRETRAIN_EPOCHS = 1000  # a recipe pre-trains in 10-30 epochs; the bound keeps an export finite
@@ -72,7 +72,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.add_argument("--lr-dropout-keep", type=float, metavar="P",
                     help="keep probability of each coordinate's learning rate per step, in [0, 1] "
                          "(required with --optimizer sgd-lrd|adamw-lrd; the paper's default is 0.5)")
-    ex.add_argument("--lr-dropout-seed", type=int, metavar="S",
+    ex.add_argument("--lr-dropout-seed", type=seed, metavar="S",
                     help="seed of the counter-hash masks, 0 <= S < 2**32 (default 0)")
     ex.add_argument("--batchnorm", choices=("frozen", "train"), default="frozen",
                     help="frozen (default): batch norm uses its running statistics in training and "
@@ -125,6 +125,8 @@ def _lrd_options(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.backend not in (None, ["ort"]):
         raise ValueError(f"--backend: {','.join(args.backend)}: LR dropout is built for ONNX Runtime "
                          "Training only; allowed: ort")
+    # the range here, not first in the block builder: that ran after the pre-training
+    check_number(args.lr_dropout_keep, "--lr-dropout-keep", lo=0.0, hi=1.0)
     return {"kind": args.optimizer, "keep": args.lr_dropout_keep,
             "seed": 0 if args.lr_dropout_seed is None else args.lr_dropout_seed}
 

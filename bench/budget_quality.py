@@ -246,11 +246,16 @@ VARIANTS: dict[str, ManagerSetup] = {v.name: v for v in (
                  "schedule-free, warm-up over 10 % of the plan in force from 0.1x, re-timed by re-plans"),
     ManagerSetup("sf-pw10-06", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 10 % of the plan in force from 0.6x, re-timed by re-plans"),
-    ManagerSetup("phone", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None), {},
-                 {**_SF, "sf_r": 1.0},
+    ManagerSetup("phone", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None),
+                 {"schedule_horizon": "battery"}, {**_SF, "sf_r": 1.0},
                  "the measured phone set-up (= sf-pw10-06 with sf_r 1): schedule-free AdamW averaging step k "
                  "with weight (k + 1) x lr_max^2, a warm-up over 10 % of the plan in force from 0.6x "
-                 "(re-timed by re-plans), then the LR held, no peak factor"),
+                 "(re-timed by re-plans; while charging, of the plan capped at what the battery alone "
+                 "affords), then the LR held, no peak factor"),
+    ManagerSetup("phone-plan", _sched(plan_warmup(0.1, 0.6), {"mode": "replan"}, warmup=None), {},
+                 {**_SF, "sf_r": 1.0},
+                 "the phone set-up of 2026-12-03: its warm-up a share of the plan in force even while "
+                 "charging (schedule_horizon 'plan': the charger's long plan)"),
     ManagerSetup("sf-pw05", _sched(plan_warmup(0.05, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,
                  "schedule-free, warm-up over 5 % of the plan in force from 0.3x, re-timed by re-plans"),
     ManagerSetup("sf-pw20", _sched(plan_warmup(0.2, 0.3), {"mode": "replan"}, warmup=None), {}, _SF,

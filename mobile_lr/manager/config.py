@@ -7,11 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from mobile_lr.validation import check_int, check_number
-from mobile_lr.validation.schema import Record, custom, integer, nested, number
+from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
 
 from .peak import parse_peak_lr
 
-__all__ = ["DivergenceConfig", "ManagerConfig", "RangeTestConfig"]
+__all__ = ["HORIZONS", "DivergenceConfig", "ManagerConfig", "RangeTestConfig"]
+
+#: What :attr:`ManagerConfig.schedule_horizon` may say.
+HORIZONS = ("plan", "battery")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +100,13 @@ class ManagerConfig(Record):
       back like a non-finite one), or absent (off: only non-finite losses roll back).
     * ``peak_lr``: ``{"type": name, ...params}`` of a
       :data:`~mobile_lr.manager.peak.PEAK_LR_POLICIES` entry.
+    * ``schedule_horizon``: the totals the schedule follows. Absent (or ``"plan"``): the plan
+      history. ``"battery"``: each planned total capped, while the phone charges, at what its
+      battery alone affords then (at least one step): the steps the run is sure of, since a
+      charger can be unplugged at any time. It is meant for a shape that holds its peak after
+      a warm-up (the warm-up is then sized by the sure steps, so a budget that turns out short
+      is not spent warming up for the charger's long plan); the plan history, the stops and
+      the budget are unchanged.
     """
 
     PATH = "config"
@@ -124,6 +134,9 @@ class ManagerConfig(Record):
     peak_lr: dict[str, Any] | None = custom(
         parse_peak_lr, _PEAK_SCHEMA, None, nullable=True,
         help="peak-LR-for-budget rule: {type, ...params} (null: none)")
+    schedule_horizon: str | None = choice(
+        HORIZONS, None, help="the totals the schedule follows: the plan's (absent, plan), or "
+                             "battery: capped while charging at what the battery alone affords")
 
     def check(self) -> None:
         check_int(self.min_observations, "min_observations", lo=1, hi=self.estimator_window)

@@ -56,8 +56,8 @@ class PlanHistory:
         return {"plan_history": [list(e) for e in self.entries],
                 "last_run_total": self.last_run_total}
 
-    def load_state_dict(self, obj: Mapping[str, Any]) -> None:
+    def load_state_dict(self, obj: Mapping[str, Any], field: str = "plan_history") -> None:
         raw = obj.get("plan_history")
-        self.entries = [] if raw is None or raw == [] else check_plan(raw, "plan_history")
+        self.entries = [] if raw is None or raw == [] else check_plan(raw, field)
         last = obj.get("last_run_total")
         self.last_run_total = None if last is None else check_int(last, "last_run_total", lo=0)

@@ -50,6 +50,10 @@ class ScheduleManager(HeldSteps, ManagerState):
         self.nominal_steps: int = int(nominal)
         self.belief = DeviceBelief(self.profile, c, state)
         self.history = PlanHistory(c.replan_tolerance)
+        # the totals the schedule follows: the plan history, or (schedule_horizon "battery")
+        # its own history of the planned totals capped by what the battery alone affords
+        self.followed = self.history if c.schedule_horizon != "battery" \
+            else PlanHistory(c.replan_tolerance)
         self.range_test = RangeTest(c.range_test)
         self.recovery = Recovery(c.nan_lr_factor, c.max_failures)
         self.loss_watch = None if c.divergence is None else LossWatch(c.divergence)
@@ -119,9 +123,9 @@ class ScheduleManager(HeldSteps, ManagerState):
         if self.plateau_state is not None and math.isfinite(metric):
             self.plateau_state = self.schedule.plateau_observe(self.plateau_state, metric)
             if self.hold.left > 0:
-                self._lr_fn = self.schedule.lr_function(self.history.entries,
+                self._lr_fn = self.schedule.lr_function(self.followed.entries,
                                                         self.plateau_state)
-                self._lr_key = (list(self.history.entries), self.plateau_state)
+                self._lr_key = (list(self.followed.entries), self.plateau_state)
                 self._table.clear()
 
     # ------------------------------------------------------------------ decisions
@@ -155,7 +159,7 @@ class ScheduleManager(HeldSteps, ManagerState):
 
     def lr_at(self, t: int) -> float:
         """The LR the current plan history gives step ``t`` (no side effects)."""
-        hist = self.history.entries or [(0, self.nominal_steps)]
+        hist = self.followed.entries or [(0, self.nominal_steps)]
         if self._lr_key != (hist, self.plateau_state):   # re-planned: prepare the LR once
             self._lr_key = (list(hist), self.plateau_state)
             self._lr_fn = self.schedule.lr_function(hist, self.plateau_state)
@@ -190,7 +194,10 @@ class ScheduleManager(HeldSteps, ManagerState):
             decision = self._range_next(session, budget)
             if decision is not None:
                 return decision
-        self.history.record(self.step, self.step + min(budget, self.nominal_steps - self.step))
+        planned = self.step + min(budget, self.nominal_steps - self.step)
+        self.history.record(self.step, planned)
+        if self.followed is not self.history:
+            self.followed.record(self.step, self._sure_total(planned))
         move = rules.next_move(SCALAR, session.steps, budget, self.history.last_run_total
                                is not None, self.history.last_run_total == self.step)
         if move == rules.PAUSE:
@@ -209,6 +216,13 @@ class ScheduleManager(HeldSteps, ManagerState):
         self._table.clear()
         return Run(self.step, lr)
 
+    def _sure_total(self, planned: int) -> int:
+        """``planned`` capped, while the phone charges, at the step after those its battery
+        alone affords (at least one: the step about to run)."""
+        if planned <= self.step or not self.belief.view().charging:
+            return planned
+        return self.step + max(1, self.forecasts.sure(planned - self.step))
+
     def _stop(self, stop: Stop) -> Stop:
         self.stopped = stop
         return stop
@@ -220,6 +234,7 @@ class ScheduleManager(HeldSteps, ManagerState):
         if self.loss_watch is not None:
             self.loss_watch.rolled_back()
         self.history.rolled_back(rb.to_step)
+        self.followed.rolled_back(rb.to_step)
         return rb
 
     def _range_next(self, session: Forecast, budget: int) -> Decision | None:

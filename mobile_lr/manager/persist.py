@@ -54,6 +54,8 @@ class ManagerState:
                  "config": self.config.to_dict(), **own}
         for part in self._parts():
             state.update(part.state_dict())
+        if self.followed is not self.history:
+            state[FOLLOWED] = [list(e) for e in self.followed.entries]
         return json.loads(json.dumps(state))
 
     def load_state_dict(self, obj: Mapping[str, Any]) -> None:
@@ -81,9 +83,15 @@ class ManagerState:
         self.spent = check_fields(obj.get("spent"), "spent", SPENT)
         for part in self._parts():
             part.load_state_dict(obj)
-        if self.history.entries and self.history.entries[-1][0] > self.step:
-            raise ValidationError("step", f"{self.step} is before the last plan's step "
-                                  f"{self.history.entries[-1][0]}", "a step >= every plan_history step")
+        if self.followed is not self.history:
+            if FOLLOWED not in obj:
+                raise ValidationError(FOLLOWED, "missing: the config's schedule_horizon is "
+                                      "'battery'", "the capped plan history")
+            self.followed.load_state_dict({"plan_history": obj[FOLLOWED]}, FOLLOWED)
+        for name, hist in (("plan_history", self.history), (FOLLOWED, self.followed)):
+            if hist.entries and hist.entries[-1][0] > self.step:
+                raise ValidationError("step", f"{self.step} is before the last plan's step "
+                                      f"{hist.entries[-1][0]}", f"a step >= every {name} step")
         self._fast = False
         self._table.clear()
         if self.hold.left > 0:
@@ -105,7 +113,9 @@ _count = partial(check_number, lo=0.0)
 #: What a run has spent (``ScheduleManager.spent``).
 SPENT = {"energy_j": _count, "seconds": _count, "steps": partial(check_int, lo=0)}
 
+#: The key of the capped plan history the schedule follows (schedule_horizon "battery").
+FOLLOWED = "followed_plan"
 #: The keys of a manager's state: its inputs, its own, its parts'.
 STATE_KEYS = ("format", "schedule", "profile", "policy", "config", "step", "pending", "stopped",
-              "plateau_state", "spent", *PlanHistory.KEYS, *Recovery.KEYS, *RangeTest.KEYS,
-              *PeakLr.KEYS, *DeviceBelief.KEYS, *PlanHold.KEYS, *LossWatch.KEYS)
+              "plateau_state", "spent", *PlanHistory.KEYS, FOLLOWED, *Recovery.KEYS,
+              *RangeTest.KEYS, *PeakLr.KEYS, *DeviceBelief.KEYS, *PlanHold.KEYS, *LossWatch.KEYS)

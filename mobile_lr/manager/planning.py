@@ -65,6 +65,16 @@ class SessionForecasts:
             steps -= 1 if not near else not self._last_fits(steps, view)
         return max(steps + self._later_steps(sizing), 1)
 
+    def sure(self, max_steps: int) -> int:
+        """Steps the battery alone affords from the believed state (at most ``max_steps``), at
+        the estimated cost and in an unplugged OS window: what a charging run is sure of, since
+        the charger can go at any step (:attr:`ManagerConfig.schedule_horizon` ``"battery"``)."""
+        v = self.belief.view()
+        unplugged = DeviceState(v.level, False, v.temperature_c, v.thermal_status, v.time_s,
+                                v.ambient_c)
+        return plan(self.profile, unplugged, self.policy, self.belief.estimator.estimate(),
+                    max_steps=max_steps).steps
+
     def _last_fits(self, steps: int, view: DeviceState) -> bool:
         """After ``steps - 1`` steps at the estimated cost, does one at the gate's cost fit?"""
         est = self._forecast(steps - 1, self.belief.estimator.estimate(), view)

@@ -25,7 +25,7 @@ from mobile_lr.schedules import parse_spec
 from mobile_lr.validation import ValidationError, check_number, get_object, join
 from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
 
-from .config import DivergenceConfig, ManagerConfig
+from .config import HORIZONS, DivergenceConfig, ManagerConfig
 
 if TYPE_CHECKING:
     from mobile_lr.bundle import Manifest
@@ -85,6 +85,11 @@ class SetupOptions(Record):
     sf_warmup_start_factor: float = number(
         0.6, lo=0.0, hi=1.0, lo_open=True, help="schedulefree flavour: the first LR of the "
                                                 "sf_warmup_fraction warm-up over the peak")
+    sf_warmup_horizon: str = choice(
+        HORIZONS, "battery", help="schedulefree flavour: the plan the sf_warmup_fraction warm-up "
+                                  "is a share of: the plan in force, or battery: it capped while "
+                                  "charging at what the battery alone affords (the config's "
+                                  "schedule_horizon)")
     sf_peak_power: float = number(0.0, lo=0.0,
                                   help="schedulefree flavour: the same (0: no peak-LR factor)")
     peak_max_factor: float = number(2.5, lo=1.0, help="the peak-LR factor's cap")
@@ -141,6 +146,12 @@ class RecommendedSetup(Record):
             raise ValidationError("config.nominal_steps", "missing: a set-up plans for the run's "
                                   "nominal length", "an integer >= 1")
         opts, mode = self.runtime_options, parse_spec(self.schedule).budget_mode
+        if self.config.schedule_horizon == "battery" and not _holds_after_warmup(
+                self.schedule.get("shape", {})):
+            raise ValidationError(
+                "config.schedule_horizon", "'battery' does not go with a schedule shape that "
+                "decays (it would cool down for the steps the battery alone affords while the "
+                "charger carries the run)", "plan, or a shape that holds its peak")
         optimizer = opts.get("optimizer", "recipe")
         if self.averaging == "ema":
             if optimizer == "schedulefree":
@@ -236,7 +247,10 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     of the budget when that is set, and raised by ``sf_peak_power`` the same way (0: not); it
     warms up over ``sf_warmup_fraction`` of the plan in force from ``sf_warmup_start_factor``
     (:func:`plan_warmup`: a re-plan re-times it, so a short budget learnt early spends little
-    on it while a long one gets a long warm-up); its average weighs step ``k`` by
+    on it while a long one gets a long warm-up; with ``sf_warmup_horizon`` ``"battery"`` the
+    plan it is a share of is capped while charging at what the battery alone affords, so a
+    charger unplugged early does not find a short budget spent warming up for the charger's
+    plan); its average weighs step ``k`` by
     ``(k + 1) ** sf_r`` (runtime option ``sf_r``; 0 is the package's uniform average, and a
     larger ``r`` lets the later steps count more, so a long run's average is not held back by
     its first steps). Both measured in docs/DECISIONS.md. Where the runtime's default flavour
@@ -286,6 +300,8 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     config: dict[str, Any] = {"nominal_steps": int(nominal_steps), "peak_lr": {"type": "none"}}
     if power > 0.0:
         config["peak_lr"] = {"type": "budget_power", "power": power, "max_factor": o.peak_max_factor}
+    if ramp and o.sf_warmup_horizon == "battery":
+        config["schedule_horizon"] = "battery"
     if o.divergence is not None:
         config["divergence"] = o.divergence.to_dict()
     opts: dict[str, Any] = {"optimizer": "schedulefree"} if averaging == "schedulefree" \

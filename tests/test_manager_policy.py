@@ -192,10 +192,15 @@ def test_schedule_free_plan_warmup_follows_the_plan_in_force():
     with pytest.raises(ValidationError) as err:
         recommended_setup("ort", None, BASE, 200, {"sf_warmup_fraction": 0.1, "sf_cooldown_fraction": 0.1})
     assert err.value.field == "options.sf_warmup_fraction"
-    # a ramp that decays after its peak is still a re-planned decaying curve
+    # a ramp that decays after its peak is still a re-planned decaying curve, and it would cool
+    # down for the battery's steps while the charger carries the run (schedule_horizon battery)
     decaying = {**sf.schedule, "shape": {**sf.schedule["shape"], "final_div_factor": 10.0}}
-    with pytest.raises(ValidationError, match="'replan'"):
+    with pytest.raises(ValidationError, match="'battery' does not go with a schedule shape"):
         replace(sf, schedule=decaying)
+    plan = recommended_setup("ort", None, BASE, 200, {"sf_warmup_horizon": "plan"})
+    assert plan.config.schedule_horizon is None and plan.schedule == sf.schedule
+    with pytest.raises(ValidationError, match="'replan'"):
+        replace(plan, schedule=decaying)
 
 
 @pytest.mark.parametrize(("change", "field", "words"), [

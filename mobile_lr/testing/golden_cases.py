@@ -238,6 +238,23 @@ def _divergence_inputs(diverge_lr: float = 0.05) -> dict[str, Any]:
             "state": state, "ambient": 25.0, "known_ambient": True, "sim": sim}
 
 
+def _battery_horizon_inputs() -> dict[str, Any]:
+    """The recommended schedule-free set-up (``schedule_horizon`` "battery") on a mid-range
+    phone charging with a battery that alone affords ~30 steps, unplugged after 15: while it
+    charges the schedule follows the planned totals capped at what the battery affords, so its
+    warm-up is over long before the unplug; a non-finite loss rolls both histories back."""
+    prof = load_profile("mid-range")
+    setup = recommended_setup("ort", None, 0.01, 200)
+    state = DeviceState(level=0.20002, charging=True, temperature_c=27.0,
+                        thermal_status=prof.status_for(27.0), time_s=0.0, ambient_c=25.0)
+    sim = {"step_factor": 1.0, "power_factor": 1.0, "report_every": 1, "checkpoint_every": 5,
+           "nan_rate": 0.04, "measure": True, "energy": True, "eval_every": 10, "resume_at": 9,
+           "unplug_at": 15}
+    return {"spec": setup.schedule, "profile": prof, "policy": Policy(),
+            "config": setup.config.to_dict(), "state": state, "ambient": 25.0,
+            "known_ambient": True, "sim": sim}
+
+
 def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
            name: str | None = None) -> dict[str, Any]:
     inp = _trace_inputs(rng, i) if inp is None else inp
@@ -298,6 +315,8 @@ def _trace(i: int, rng: random.Random, inp: dict[str, Any] | None = None,
         energy = _r(step_j * jitter, 12) if simcfg["measure"] and simcfg["energy"] else None
         mgr.observe(loss=loss, step_seconds=seconds, energy_j=energy)
         events.append({"do": "observe", "loss": loss, "seconds": seconds, "energy_j": energy})
+        if runs == simcfg.get("unplug_at"):
+            phone.set_charging(False)
         if runs % simcfg["report_every"] == 0:
             update()
         if runs % simcfg["checkpoint_every"] == 0:
@@ -331,6 +350,8 @@ def manager_cases() -> list[dict[str, Any]]:
                          "divergence: a climbing loss rolled back with the LR cut"))
     traces.append(_trace(N_MANAGER_TRACES + 2, random.Random(SEED + 4), _divergence_inputs(0.002),
                          "divergence: every cut diverges, the last failure rolls back and stops"))
+    traces.append(_trace(N_MANAGER_TRACES + 3, random.Random(SEED + 5), _battery_horizon_inputs(),
+                         "battery horizon: a charging run warms up for the steps it is sure of"))
     return [json_safe(t) for t in traces]
 
 
@@ -364,7 +385,10 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
               ("executorch", "adamw", 0.01, 200, {"sf_r": 2.0}), ("ort", None, 0.01, 300, {"sf_r": 1.0}),
               ("ort", "adamw", 0.01, 200, {"sf_warmup_fraction": 0.1, "sf_r": 1.0}),
               ("torch", None, 0.02, 50, {"sf_warmup_fraction": 0.2, "sf_warmup_start_factor": 0.3}),
-              ("ort", None, 0.01, 200, {"sf_warmup_fraction": 0.1, "sf_cooldown_fraction": 0.1})]
+              ("ort", None, 0.01, 200, {"sf_warmup_fraction": 0.1, "sf_cooldown_fraction": 0.1}),
+              ("ort", None, 0.01, 200, {"sf_warmup_horizon": "plan"}),
+              ("torch", None, 0.01, 200, {"sf_warmup_horizon": "battery", "sf_warmup_fraction": 0.0}),
+              ("ort", None, 0.01, 200, {"sf_warmup_horizon": "charger"})]
     for case in inputs:
         runtime, optimizer, base_lr, nominal, options = case[:5]
         manifest, manifest_json = _manifest(optimizer, lr_dropout=len(case) > 5)
@@ -377,6 +401,8 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
         made.append(entry)
     good = recommended_setup("ort", None, 0.01, 300, {"averaging": "ema"}).to_dict()
     sf = recommended_setup("torch", None, 0.01, 300).to_dict()
+    # the schedule-free set-up with its warm-up on the plan in force (no schedule_horizon)
+    sf_plan = recommended_setup("torch", None, 0.01, 300, {"sf_warmup_horizon": "plan"}).to_dict()
     changes = [(good, {"runtime_options": {"optimizer": "schedulefree"}}),
                (good, {"runtime_options": {}}),
                (good, {"schedule": sf["schedule"]}),
@@ -384,13 +410,16 @@ def setup_cases() -> dict[str, list[dict[str, Any]]]:
                (good, {"config": {"peak_lr": {"type": "none"}}}),
                (sf, {"runtime_options": {"ema": 0.9}}),
                (sf, {"runtime_options": {"optimizer": "schedulefree", "ema": 0.9}}),
+               (sf_plan, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"},
+                                       "budget": {"mode": "replan"}}}),
                (sf, {"schedule": {**sf["schedule"], "shape": {"type": "cosine"},
                                   "budget": {"mode": "replan"}}}),
+               (good, {"config": {**good["config"], "schedule_horizon": "battery"}}),
                (sf, {"averaging": "ema"}),
                (good, {"runtime_options": {"ema": 0.9, "threads": 2, "lr": 1.0}}),
                (good, {"runtime_options": {"ema": 0.9, "sf_r": 1.0}}),
                (sf, {"runtime_options": {"optimizer": "schedulefree", "sf_r": -1.0}}),
-               (sf, {"schedule": {**sf["schedule"], "budget": {"mode": "replan"}, "shape": {
+               (sf_plan, {"schedule": {**sf["schedule"], "budget": {"mode": "replan"}, "shape": {
                    "type": "onecycle", "anneal_strategy": "linear", "pct_start": 0.1,
                    "div_factor": 2.0, "final_div_factor": 5.0}}})]
     for base, change in changes:

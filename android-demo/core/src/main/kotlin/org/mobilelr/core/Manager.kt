@@ -109,7 +109,10 @@ data class ManagerConfig(
     val resumeGapC: Double = 1.0,
     val rangeTest: RangeTestConfig? = null,
     val peakLr: Map<String, Any?>? = null,
-    val divergence: DivergenceConfig? = null
+    val divergence: DivergenceConfig? = null,
+    /** The totals the schedule follows: null or "plan", the plan history; "battery", them capped
+     *  while charging at what the battery alone affords (see the Python ManagerConfig). */
+    val scheduleHorizon: String? = null
 ) {
     fun toJson(): Map<String, Any?> {
         val out = linkedMapOf<String, Any?>(
@@ -120,13 +123,16 @@ data class ManagerConfig(
             "range_test" to rangeTest?.toJson())
         if (divergence != null) out["divergence"] = divergence.toJson()  // absent when off
         out["peak_lr"] = if (peakLr != null) LinkedHashMap(peakLr) else linkedMapOf<String, Any?>("type" to "none")
+        if (scheduleHorizon != null) out["schedule_horizon"] = scheduleHorizon  // absent: the plan's
         return out
     }
 
     companion object {
         private val FIELDS = listOf("nominal_steps", "prior_factor", "margin", "unobserved_power_factor",
             "estimator_window", "min_observations", "replan_tolerance", "nan_lr_factor", "max_failures",
-            "resume_gap_c", "range_test", "divergence", "peak_lr")
+            "resume_gap_c", "range_test", "divergence", "peak_lr", "schedule_horizon")
+        /** What `schedule_horizon` may say. */
+        val HORIZONS = listOf("plan", "battery")
 
         fun fromJson(value: Any?, path: String = "config"): ManagerConfig {
             val obj = getObject(value, path)
@@ -145,7 +151,13 @@ data class ManagerConfig(
             val rt = obj["range_test"]?.let { RangeTestConfig.fromJson(it, join(path, "range_test")) }
             val peak = obj["peak_lr"]?.let { parsePeak(it, join(path, "peak_lr")) }
             val div = if ("divergence" in obj) DivergenceConfig.fromJson(obj["divergence"], join(path, "divergence")) else null
-            return ManagerConfig(nominal, prior, margin, unobs, window, minObs, tol, nanF, maxF, gap, rt, peak, div)
+            val horizon = obj["schedule_horizon"]
+            if (horizon != null && (horizon !is String || horizon !in HORIZONS)) {
+                throw ValidationError(join(path, "schedule_horizon"), "unknown value ${pyRepr(horizon)}",
+                    HORIZONS.joinToString(", "))
+            }
+            return ManagerConfig(nominal, prior, margin, unobs, window, minObs, tol, nanF, maxF, gap, rt, peak, div,
+                horizon as String?)
         }
 
         private fun parsePeak(value: Any?, path: String): Map<String, Any?> {
@@ -210,6 +222,9 @@ class ScheduleManager(
             "nominal_steps in the config or total_steps in the schedule")
     val belief = DeviceBelief(profile, config, state)
     val history = PlanHistory(config.replanTolerance)
+    /** The totals the schedule follows: [history], or (schedule_horizon "battery") its own
+     *  history of the planned totals capped by what the battery alone affords. */
+    val followed = if (config.scheduleHorizon == "battery") PlanHistory(config.replanTolerance) else history
     val rangeTest = RangeTest(config.rangeTest)
     val recovery = Recovery(config.nanLrFactor, config.maxFailures)
     val lossWatch: LossWatch? = config.divergence?.let { LossWatch(it) }
@@ -307,7 +322,7 @@ class ScheduleManager(
 
     /** The LR the current plan history gives step [t] (no side effects). */
     fun lrAt(t: Long): Double {
-        val hist = if (history.entries.isEmpty()) listOf(PlanEntry(0, nominalSteps)) else history.entries
+        val hist = if (followed.entries.isEmpty()) listOf(PlanEntry(0, nominalSteps)) else followed.entries
         return schedule.lr(t, hist, plateauState) * lrScale
     }
 
@@ -319,7 +334,7 @@ class ScheduleManager(
         if (step >= nominalSteps) return stop(Decision.Stop(Reason.DONE))
         if (hold.take()) {  // the plan in force holds (Hold.kt): no full plan
             fast = true
-            val lr = schedule.lr(step, history.entries, plateauState) * hold.scale
+            val lr = schedule.lr(step, followed.entries, plateauState) * hold.scale
             pending = Pending("train", step, lr, hold.status)
             return Decision.Run(step, lr)
         }
@@ -334,7 +349,9 @@ class ScheduleManager(
             val decision = rangeNext(session, budget)
             if (decision != null) return decision
         }
-        history.record(step, step + Py.min(budget, nominalSteps - step))
+        val planned = step + Py.min(budget, nominalSteps - step)
+        history.record(step, planned)
+        if (followed !== history) followed.record(step, sureTotal(planned))
         val move = Rules.nextMove(session.steps, budget, history.lastRunTotal != null, history.lastRunTotal == step)
         if (move == Rules.PAUSE) return forecasts.pause(session)
         if (move != Rules.RUN) return stop(budgetStop(move, session))
@@ -347,6 +364,13 @@ class ScheduleManager(
         pending = Pending("train", step, lr, view.thermalStatus)
         hold.arm(view, belief.estimator.band(PlanHold.BAND_WIDEN), endS(), history.total!! - step, lrScale)
         return Decision.Run(step, lr)
+    }
+
+    /** [planned] capped, while the phone charges, at the step after those its battery alone
+     *  affords (at least one: the step about to run). */
+    private fun sureTotal(planned: Long): Long {
+        if (planned <= step || !belief.view().charging) return planned
+        return step + Py.max(1L, forecasts.sure(planned - step))
     }
 
     /** The end of the time budget: the OS window's, cut at the deadline. */
@@ -367,6 +391,7 @@ class ScheduleManager(
         step = rb.toStep
         lossWatch?.rolledBack()
         history.rolledBack(rb.toStep)
+        followed.rolledBack(rb.toStep)
         return rb
     }
 
@@ -403,6 +428,7 @@ class ScheduleManager(
     fun mutableState(): Map<String, Any?> {
         val out = ownState()
         lossWatch?.let { out["loss_watch"] = it.toJson() }
+        if (followed !== history) out["followed_plan"] = followed.entries.map { it.toJson() }
         return out
     }
 
@@ -450,6 +476,13 @@ class ScheduleManager(
         spent["seconds"] = (sp["seconds"] as Number).toDouble()
         spent["energy_j"] = (sp["energy_j"] as Number).toDouble()
         history.load(obj)
+        if (followed !== history) {
+            if ("followed_plan" !in obj) {
+                throw ValidationError("followed_plan", "missing: the config's schedule_horizon is 'battery'",
+                    "the capped plan history")
+            }
+            followed.load(obj, "followed_plan")
+        }
         recovery.load(obj)
         rangeTest.load(obj)
         peak.load(obj)

@@ -144,9 +144,9 @@ class PlanHistory(private val tolerance: Long) {
         if (entries.isEmpty()) lastRunTotal = null
     }
 
-    fun load(obj: Map<String, Any?>) {
+    fun load(obj: Map<String, Any?>, key: String = "plan_history") {
         entries = ArrayList()
-        for (x in (obj["plan_history"] as List<*>? ?: emptyList<Any?>())) {
+        for (x in (obj[key] as List<*>? ?: emptyList<Any?>())) {
             val pair = x as List<*>
             entries.add(PlanEntry((pair[0] as Number).toLong(), (pair[1] as Number).toLong()))
         }
@@ -417,6 +417,15 @@ class SessionForecasts(private val profile: DeviceProfile, private val policy: P
             steps -= if (!near) 1L else if (lastFits(steps, view)) 0L else 1L
         }
         return Py.max(steps + laterSteps(sizing), 1L)
+    }
+
+    /** Steps the battery alone affords from the believed state (at most [maxSteps]), at the
+     *  estimated cost and in an unplugged OS window: what a charging run is sure of, since the
+     *  charger can go at any step (config `schedule_horizon` "battery"). */
+    fun sure(maxSteps: Long): Long {
+        val v = belief.view()
+        val unplugged = DeviceState(v.level, false, v.temperatureC, v.thermalStatus, v.timeS, v.ambientC)
+        return Budget.plan(profile, unplugged, policy, belief.estimator.estimate(), maxSteps).steps
     }
 
     /** After `steps - 1` steps at the estimated cost, does one at the gate's cost fit? */

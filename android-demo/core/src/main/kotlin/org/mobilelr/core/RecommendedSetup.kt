@@ -17,6 +17,7 @@ data class SetupOptions(
     val sfR: Double = 1.0,
     val sfWarmupFraction: Double = 0.1,
     val sfWarmupStartFactor: Double = 0.6,
+    val sfWarmupHorizon: String = "battery",
     val sfPeakPower: Double = 0.0,
     val peakMaxFactor: Double = 2.5,
     val divergence: DivergenceConfig? = null
@@ -24,7 +25,7 @@ data class SetupOptions(
     companion object {
         private val FIELDS = listOf("averaging", "ema", "warmup_steps", "warmup_start_factor", "warmup_max_fraction",
             "cooldown_fraction", "sf_cooldown_fraction", "sf_lr_factor", "peak_power", "sf_r", "sf_warmup_fraction",
-            "sf_warmup_start_factor", "sf_peak_power", "peak_max_factor", "divergence")
+            "sf_warmup_start_factor", "sf_warmup_horizon", "sf_peak_power", "peak_max_factor", "divergence")
 
         fun fromJson(value: Any?, path: String = "options"): SetupOptions {
             val obj = getObject(value, path)
@@ -34,6 +35,11 @@ data class SetupOptions(
             if (averaging != null && averaging !in RecommendedSetup.AVERAGINGS) {
                 throw ValidationError(join(path, "averaging"), "unknown value ${pyRepr(averaging)}",
                     RecommendedSetup.AVERAGINGS.joinToString(", "))
+            }
+            val horizon = obj["sf_warmup_horizon"] ?: d.sfWarmupHorizon
+            if (horizon !is String || horizon !in ManagerConfig.HORIZONS) {
+                throw ValidationError(join(path, "sf_warmup_horizon"), "unknown value ${pyRepr(horizon)}",
+                    ManagerConfig.HORIZONS.joinToString(", "))
             }
             return SetupOptions(
                 averaging as String?,
@@ -48,6 +54,7 @@ data class SetupOptions(
                 getNumberOr(obj, "sf_r", path, d.sfR, lo = 0.0)!!,
                 getNumberOr(obj, "sf_warmup_fraction", path, d.sfWarmupFraction, lo = 0.0, hi = 1.0)!!,
                 getNumberOr(obj, "sf_warmup_start_factor", path, d.sfWarmupStartFactor, lo = 0.0, hi = 1.0, loOpen = true)!!,
+                horizon,
                 getNumberOr(obj, "sf_peak_power", path, d.sfPeakPower, lo = 0.0)!!,
                 getNumberOr(obj, "peak_max_factor", path, d.peakMaxFactor, lo = 1.0)!!,
                 obj["divergence"]?.let { DivergenceConfig.fromJson(it, join(path, "divergence")) })
@@ -106,6 +113,11 @@ class RecommendedSetup(
     private fun check(mode: String) {
         if (config.nominalSteps == null) {
             throw ValidationError("setup.config.nominal_steps", "missing: a set-up plans for the run's nominal length", "an integer >= 1")
+        }
+        if (config.scheduleHorizon == "battery" && !holdsAfterWarmup(schedule["shape"] as Map<*, *>?)) {
+            throw ValidationError("setup.config.schedule_horizon", "'battery' does not go with a schedule shape that decays " +
+                "(it would cool down for the steps the battery alone affords while the charger carries the run)",
+                "plan, or a shape that holds its peak")
         }
         val optimizer = runtimeOptions["optimizer"] ?: "recipe"
         if (averaging == "ema") {
@@ -196,7 +208,8 @@ class RecommendedSetup(
             val peak: Map<String, Any?> = if (power > 0.0) {
                 linkedMapOf("type" to "budget_power", "power" to power, "max_factor" to options.peakMaxFactor)
             } else linkedMapOf("type" to "none")
-            val config = ManagerConfig(nominalSteps = nominalSteps, peakLr = peak, divergence = options.divergence)
+            val config = ManagerConfig(nominalSteps = nominalSteps, peakLr = peak, divergence = options.divergence,
+                scheduleHorizon = if (ramp && options.sfWarmupHorizon == "battery") "battery" else null)
             val opts: MutableMap<String, Any?> = if (averaging == "schedulefree") linkedMapOf("optimizer" to "schedulefree")
                 else linkedMapOf("ema" to options.ema)
             if (averaging == "schedulefree" && options.sfR > 0.0) opts["sf_r"] = options.sfR

@@ -45,6 +45,11 @@ CONVS = [
     ("LoRA pointwise stride 2", lambda: _lora(nn.Conv2d(4, 6, 1, stride=2)), (2, 4, 7, 7)),
     ("LoRA pointwise conv1d, no bias", lambda: _lora(nn.Conv1d(5, 3, 1, bias=False)), (2, 5, 9)),
     ("a user's functional conv2d, grouped 'same'", lambda: _Functional(), (2, 4, 5, 6)),
+    ("transposed stride 2, output padding", lambda: nn.ConvTranspose2d(3, 4, 3, stride=2, padding=1,
+                                                                        output_padding=1), (2, 3, 5, 6)),
+    ("transposed depthwise", lambda: nn.ConvTranspose2d(4, 4, 3, padding=1, groups=4), (2, 4, 5, 5)),
+    ("transposed conv1d, grouped, dilated",
+     lambda: nn.ConvTranspose1d(4, 6, 3, stride=2, groups=2, dilation=2), (2, 4, 7)),
 ]
 
 
@@ -124,8 +129,9 @@ class _Functional(nn.Module):
         return nn.functional.conv2d(x, w, None, 1, "same", 1, 2)
 
 
-@pytest.mark.parametrize("conv", [nn.ConvTranspose2d(2, 3, 3), nn.Conv3d(2, 2, 3)],
-                         ids=["transposed", "3d"])
+@pytest.mark.parametrize("conv", [nn.ConvTranspose2d(2, 3, 3, dilation=2, output_padding=1),
+                                  nn.Conv3d(2, 2, 3)],
+                         ids=["transposed, output padding >= stride", "3d"])
 def test_other_convolutions_are_left_alone(conv):
     x = torch.randn(2, 2, *(5,) * (conv.weight.dim() - 2))
     with fast_form():

@@ -138,7 +138,8 @@ class FunctionalNet(nn.Module):
     """A user's model written with ``torch.nn.functional`` calls in its ``forward``, not modules
     (torchvision's squeeze-excitation, Hugging Face's activations): a batch norm at the root
     followed by ``F.hardswish``, ``F.silu``, a squeeze-excite through ``F.adaptive_avg_pool2d(x, 1)``
-    and ``F.hardsigmoid``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` to 2x2, ``F.group_norm``,
+    and ``F.hardsigmoid``, a U-Net-style skip down by a strided convolution and up by
+    ``F.conv_transpose2d``, ``F.avg_pool2d``, ``F.adaptive_avg_pool2d`` to 2x2, ``F.group_norm``,
     then an MLP through the functional activations and ``F.dropout(training=self.training)``."""
 
     def __init__(self, c: int = 4, d: int = 8, drop: float = 0.0) -> None:
@@ -146,6 +147,8 @@ class FunctionalNet(nn.Module):
         self.conv, self.bn = nn.Conv2d(1, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
         self.conv2 = nn.Conv2d(c, c, 3, padding=1)
         self.reduce, self.expand = nn.Conv2d(c, 2, 1), nn.Conv2d(2, c, 1)
+        self.down = nn.Conv2d(c, c, 3, stride=2, padding=1)
+        self.up = nn.Parameter(torch.randn(c, c, 3, 3) * 0.2)
         self.gn_weight, self.gn_bias = nn.Parameter(torch.rand(c) + 0.5), nn.Parameter(torch.randn(c) * 0.1)
         self.fc = nn.Linear(4 * c, d)
         self.prelu = nn.Parameter(torch.full((d,), 0.25))
@@ -157,6 +160,7 @@ class FunctionalNet(nn.Module):
         f = nn.functional
         h = f.silu(self.conv2(f.hardswish(self.bn(self.conv(x)))))
         h = h * f.hardsigmoid(self.expand(f.relu(self.reduce(f.adaptive_avg_pool2d(h, 1)))))
+        h = h + f.conv_transpose2d(f.relu(self.down(h)), self.up, stride=2, padding=1, output_padding=1)
         h = f.adaptive_avg_pool2d(f.avg_pool2d(h, 2), (2, 2))
         h = self.fc(torch.flatten(f.group_norm(h, 2, self.gn_weight, self.gn_bias), 1))
         acts = (f.mish, lambda v: f.elu(v, 0.5), f.selu, lambda v: f.celu(v, 0.7),
@@ -392,6 +396,42 @@ def test_instance_norm_padding_and_nearest_upsampling_are_written_out_exactly():
         assert _autograd_ops(b) == _autograd_ops(a) and torch.equal(a, b), kept
 
 
+TRANSPOSED = [
+    lambda: nn.ConvTranspose2d(4, 6, 2, stride=2),
+    lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1),
+    lambda: nn.ConvTranspose2d(4, 6, 3, stride=(2, 1), padding=(2, 0), dilation=(1, 2), groups=2),
+    lambda: nn.ConvTranspose2d(4, 4, 3, padding=1, groups=4, bias=False),
+    lambda: nn.ConvTranspose2d(4, 2, 5, stride=2, padding=3, dilation=2, output_padding=1),
+    lambda: nn.ConvTranspose1d(4, 3, 4, stride=3, padding=4, output_padding=2),
+]
+
+
+@pytest.mark.parametrize("make", TRANSPOSED, ids=range(len(TRANSPOSED)))
+def test_a_transposed_convolution_is_an_ordinary_one_in_value_and_gradient(make):
+    """Spread by the stride, padded or cropped, the kernel swapped and flipped (all products with
+    constant matrices): torch's output and gradients (input, weight, bias) to 1e-9 in float64,
+    through no transposed convolution; an output padding not below the stride runs as it is."""
+    from mobile_lr.export.written_out import written_out
+
+    torch.manual_seed(0)
+    conv = make().double()
+    x = torch.randn(2, 4, *(5, 6)[: conv.weight.dim() - 2], dtype=torch.float64, requires_grad=True)
+    a = conv(x)
+    with written_out():
+        b = conv(x)
+    assert _autograd_ops(b) != _autograd_ops(a) and b.shape == a.shape
+    wrt = [x, *conv.parameters()]
+    grads = [torch.autograd.grad((y * y.sin()).sum(), wrt) for y in (a, b)]
+    for ga, gb in zip(*grads, strict=True):
+        assert torch.allclose(gb, ga, rtol=1e-9, atol=1e-12)
+    assert torch.allclose(b, a, rtol=1e-9, atol=1e-12)
+    kept = nn.ConvTranspose2d(4, 4, 3, dilation=2, output_padding=1).double()  # output padding >= stride
+    x4 = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    with written_out():
+        b = kept(x4)
+    assert _autograd_ops(b) == _autograd_ops(kept(x4))
+
+
 @pytest.mark.parametrize("kind", [nn.GRU, nn.LSTM])
 def test_unrolled_rnns_are_torchs_in_both_directions(kind):
     """The unrolled cell (ONNX Runtime's training graph) against torch's fused layer: two layers,
@@ -420,7 +460,8 @@ def test_unrolled_rnns_are_torchs_in_both_directions(kind):
 
 FUSED_OPS = {"silu", "mish", "elu", "selu", "celu", "softplus", "prelu", "_prelu_kernel", "group_norm",
              "native_group_norm", "avg_pool2d", "adaptive_avg_pool2d", "_adaptive_avg_pool2d",
-             "instance_norm", "pad", "reflection_pad2d", "replication_pad2d", "upsample_nearest2d"}
+             "instance_norm", "pad", "reflection_pad2d", "replication_pad2d", "upsample_nearest2d",
+             "conv_transpose1d", "conv_transpose2d"}
 
 
 def test_torch_export_captures_every_form():
@@ -434,7 +475,9 @@ def test_torch_export_captures_every_form():
     calls = (f.silu, f.mish, lambda v: f.elu(v, 0.5), torch.selu, lambda v: f.celu(v, 0.7), f.softplus,
              lambda v: f.prelu(v, w), lambda v: f.group_norm(v, 2, w, w), lambda v: f.avg_pool2d(v, 2),
              lambda v: f.adaptive_avg_pool2d(v, 2), f.instance_norm, nn.ReflectionPad2d(1),
-             nn.ReplicationPad2d(1), lambda v: f.interpolate(v, scale_factor=2.0))
+             nn.ReplicationPad2d(1), lambda v: f.interpolate(v, scale_factor=2.0),
+             nn.ConvTranspose2d(4, 2, 3, stride=2),
+             lambda v: f.conv_transpose1d(v.flatten(2), w.reshape(4, 1, 1)))
     assert len(calls) >= len(set(FORMS.values()))  # one call per form at least
 
     class Call(nn.Module):

@@ -48,7 +48,7 @@ from mobile_lr.extras import optional_imports
 with optional_imports(__name__):
     import torch
 
-from mobile_lr.export.written_out import WrittenOut
+from mobile_lr.export.written_out import WrittenOut, transposed_as_conv
 
 __all__ = ["FAST_FORMS", "addmm_as_mm", "fast_form"]
 
@@ -204,8 +204,11 @@ def _conv(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None =
     return f(input, weight, bias)
 
 
-#: The functions the fast form replaces (``F.conv1d`` is ``torch.conv1d``).
-FAST_FORMS = {torch.conv1d: _conv, torch.conv2d: _conv}
+#: The functions the fast form replaces (``F.conv1d`` is ``torch.conv1d``); a transposed
+#: convolution is an ordinary one in the fast form (its form's docstring says how).
+FAST_FORMS = {torch.conv1d: _conv, torch.conv2d: _conv,
+              torch.conv_transpose1d: transposed_as_conv(_conv),
+              torch.conv_transpose2d: transposed_as_conv(_conv)}
 
 
 @contextlib.contextmanager

@@ -245,8 +245,9 @@ ORT_HINTS = {
     "AveragePool": "average pooling is written out as a convolution only with ceil_mode=False, "
                    "count_include_pad=True and no divisor_override",
     "LSTM": "an LSTM with proj_size is not unrolled: use proj_size=0",
-    "ConvTranspose": "a transposed convolution has no ORT gradient kernel: upsample (nn.Upsample, "
-                     "nearest) and convolve (nn.Conv2d) instead",
+    "ConvTranspose": "a 1-d or 2-d transposed convolution is written out only with an output_padding "
+                     "below the stride: lower output_padding, or upsample (nn.Upsample, nearest) and "
+                     "convolve (nn.Conv2d) instead",
 }
 
 

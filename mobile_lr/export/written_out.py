@@ -30,7 +30,7 @@ with optional_imports(__name__):
     from torch.nn.modules.utils import _pair
     from torch.overrides import TorchFunctionMode
 
-__all__ = ["FORMS", "WrittenOut", "written_out"]
+__all__ = ["FORMS", "WrittenOut", "transposed_as_conv", "written_out"]
 
 SELU_ALPHA = 1.6732632423543772
 SELU_SCALE = 1.0507009873554805
@@ -217,11 +217,82 @@ def interpolate(input: torch.Tensor, size: Any = None, scale_factor: Any = None,
     return y
 
 
+def _spaced(x: torch.Tensor, stride: tuple[int, ...], before: tuple[int, ...],
+            lengths: tuple[int, ...]) -> torch.Tensor:
+    """Each spatial axis of ``x`` spread out: element ``i`` to position ``before + i * stride`` of
+    ``length`` zeros (a negative ``before`` crops), as a product with a constant 0/1 matrix per
+    axis. Its gradient is a product again on every engine, where zeros written in by padding
+    have a gradient ExecuTorch's kernels refuse (a pad by negative amounts)."""
+    n = len(stride)
+    for k in range(n):
+        axis = k - n
+        size = int(x.shape[axis])  # static: the spatial sizes are the model's
+        spread = torch.tensor([[1.0 if j == before[k] + i * stride[k] else 0.0 for j in range(lengths[k])]
+                               for i in range(size)], dtype=x.dtype)
+        x = _times(x, axis, spread)
+    return x
+
+
+def _times(x: torch.Tensor, axis: int, matrix: torch.Tensor) -> torch.Tensor:
+    """``x``'s ``axis`` multiplied by a constant matrix (the axis moved last and back)."""
+    return x @ matrix if axis == -1 else (x.transpose(axis, -1) @ matrix).transpose(axis, -1)
+
+
+def _flipped(w: torch.Tensor, n: int) -> torch.Tensor:
+    """The last ``n`` axes reversed, as products with the exchange matrix: torch exports ``flip``
+    as a Slice with step -1, whose gradient ORT 1.19.2 fails in (``SliceGrad``: narrowing_error)."""
+    for axis in range(-n, 0):
+        k = int(w.shape[axis])
+        exchange = [[1.0 if i + j == k - 1 else 0.0 for j in range(k)] for i in range(k)]
+        w = _times(w, axis, torch.tensor(exchange, dtype=w.dtype))
+    return w
+
+
+def transposed_as_conv(conv: Callable[..., torch.Tensor | None]) -> Callable[..., torch.Tensor | None]:
+    """``conv_transpose1d``/``conv_transpose2d`` as the ordinary convolution ``conv`` (the
+    functional signature; ExecuTorch's fast form passes its own) of the input spaced by the
+    stride, padded by ``dilation * (kernel - 1) - padding`` (cropped where that is negative),
+    with the kernel's in/out axes swapped per group and flipped: ORT 1.19.2 has no
+    ``ConvTransposeGrad`` kernel and ExecuTorch 1.4.1's ``convolution_backward`` refuses
+    ``transposed``. None for an unbatched input or an ``output_padding`` not below the stride."""
+
+    def form(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, stride: Any = 1,
+             padding: Any = 0, output_padding: Any = 0, groups: int = 1,
+             dilation: Any = 1) -> torch.Tensor | None:
+        n = weight.dim() - 2
+        if input.dim() != weight.dim() or n not in (1, 2):
+            return None
+        st, pad_, extra, dil = (_ntuple(v, n) for v in (stride, padding, output_padding, dilation))
+        if any(e >= s for e, s in zip(extra, st, strict=True)):
+            return None
+        kernel = [int(k) for k in weight.shape[2:]]
+        cin, per_group = int(weight.shape[0]), int(weight.shape[1])
+        w = weight.reshape(groups, cin // groups, per_group, *kernel).transpose(1, 2)
+        w = _flipped(w.reshape(groups * per_group, cin // groups, *kernel), n)
+        sides = tuple(d * (k - 1) - p for d, k, p in zip(dil, kernel, pad_, strict=True))
+        lengths = tuple((int(h) - 1) * s + 1 + e + 2 * q
+                        for h, s, e, q in zip(input.shape[2:], st, extra, sides, strict=True))
+        return conv(_spaced(input, st, sides, lengths), w, bias, 1, 0, dil, groups)
+
+    return form
+
+
+def _ntuple(v: Any, n: int) -> tuple[int, ...]:
+    v = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    return tuple(int(i) for i in v)
+
+
+def _functional_conv(x: torch.Tensor, weight: torch.Tensor, *args: Any) -> torch.Tensor:
+    return (F.conv1d if weight.dim() == 3 else F.conv2d)(x, weight, *args)
+
+
 FORMS: dict[Callable[..., Any], Callable[..., torch.Tensor | None]] = {
     F.silu: silu, F.mish: mish, F.softplus: softplus, F.elu: elu, F.selu: selu, torch.selu: selu,
     F.celu: celu, torch.celu: celu, F.prelu: prelu, F.group_norm: group_norm,
     F.avg_pool2d: avg_pool2d, F.adaptive_avg_pool2d: adaptive_avg_pool2d, F.instance_norm: instance_norm,
     F.pad: pad, torch._C._nn.pad: pad, F.interpolate: interpolate,
+    torch.conv_transpose1d: transposed_as_conv(_functional_conv),
+    torch.conv_transpose2d: transposed_as_conv(_functional_conv),
 }  # torch._C._nn.pad: strict torch.export (Dynamo) hands the mode F.pad's builtin, not F.pad
 
 

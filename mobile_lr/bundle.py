@@ -54,6 +54,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -111,6 +112,11 @@ BUNDLE_FORMAT = "mobile-lr.bundle/1"
 LR_DROPOUT_FORMAT = "mobile-lr.lr-dropout/1"
 MANIFEST = "manifest.json"
 MAX_BATCH = 1 << 20  # the largest ExecuTorch max_batch a manifest may carry
+# A runtime allocates from the manifest's shapes (ExecuTorch's opening zero batch of max_batch
+# samples), so they are bounded here: 2^24 elements a sample (64 MiB of float32; MobileNetV2's
+# 3x224x224 is 150,528) and 2^28 in a batch of max_batch samples (1 GiB).
+MAX_SAMPLE_ELEMENTS = 1 << 24
+MAX_BATCH_ELEMENTS = 1 << 28
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB; an exported manifest is ~3 kB
 MAX_FILE_BYTES = 2 << 30  # 2 GiB per file: protobuf's own limit for an ONNX model without external data
 # Kinds of file a bundle may hold: ONNX models, the ORT checkpoint (a flatbuffer),
@@ -207,15 +213,14 @@ class TensorSpec:
 
 
 def _shape(value: Any, path: str) -> tuple[int, ...]:
-    allowed = "[-1, d1, d2, ...] with 1..8 sizes d >= 1 and at most 2**31 elements per sample"
+    allowed = "[-1, d1, d2, ...] with 1..8 sizes d >= 1 and at most 2**24 elements per sample"
     if not isinstance(value, list) or not 1 <= len(value) <= 9 or value[0] != -1 \
             or type(value[0]) is not int:
         raise ValidationError(path, f"expected a batch shape, got {value!r}"[:200], allowed)
-    dims = tuple(check_int(d, join(path, i + 1), lo=1, hi=2**31) for i, d in enumerate(value[1:]))
-    per = 1
-    for d in dims:
-        per *= d
-    if per > 2**31:
+    dims = tuple(check_int(d, join(path, i + 1), lo=1, hi=MAX_SAMPLE_ELEMENTS)
+                 for i, d in enumerate(value[1:]))
+    per = math.prod(dims)
+    if per > MAX_SAMPLE_ELEMENTS:
         raise ValidationError(path, f"{per:,} elements per sample", allowed)
     return (-1, *dims)
 
@@ -462,7 +467,15 @@ class Manifest:
         backends = {name: BackendInfo.from_dict(name, b, join("backends", name), files)
                     for name, b in raw_backends.items()}
         lrd = None if obj.get("lr_dropout") is None else LrDropoutInfo.from_dict(obj["lr_dropout"])
-        return cls(files, ModelInfo.from_dict(obj["model"]), OptimizerSpec.from_dict(obj["optimizer"]),
+        model = ModelInfo.from_dict(obj["model"])
+        et = backends.get("executorch")
+        if et is not None and et.status == "ok":
+            per = max(math.prod(model.input.shape[1:]), math.prod(model.output.shape[1:]))
+            if et.options["max_batch"] * per > MAX_BATCH_ELEMENTS:
+                raise ValidationError("backends.executorch.max_batch",
+                                      f"{et.options['max_batch']} samples of {per:,} elements",
+                                      "max_batch x elements per sample <= 2**28")
+        return cls(files, model, OptimizerSpec.from_dict(obj["optimizer"]),
                    backends, lrd, dict(versions), json.loads(json.dumps(obj)))
 
     def to_dict(self) -> dict[str, Any]:

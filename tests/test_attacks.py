@@ -918,3 +918,21 @@ def test_export_checks_every_flag_before_pre_training(tmp_path, capsys, monkeypa
         lrd = ["--optimizer", "sgd-lrd", "--lr-dropout-keep", "0.5", flag, value]
         assert flag in one_line_exit_2(capsys, [*export, "--pretrain-epochs", "3", *lrd])
     assert ran == [] and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("edit, field", [
+    # 2^31 elements per sample were accepted: ExecuTorch's opening zero batch of that shape is 8 GiB
+    (lambda m: m["model"]["input"].update(shape=[-1, 2**31]), "model.input.shape"),
+    (lambda m: m["model"]["output"].update(shape=[-1, 2**12, 2**12 + 1]), "model.output.shape"),
+    # within the per-sample limit, but a fixed batch of 2^20 of them is 2^44 elements
+    (lambda m: (m["model"]["input"].update(shape=[-1, 2**12, 2**12]),
+                m["backends"]["executorch"].update(max_batch=2**20, dynamic_batch=False)),
+     "backends.executorch.max_batch"),
+])
+def test_a_manifest_cannot_declare_a_huge_tensor(edit, field, tmp_path, mlp_bundle):
+    bundle = tmp_path / "b"
+    shutil.copytree(mlp_bundle, bundle)
+    rehash(bundle, edit)
+    with pytest.raises(BundleError) as err:
+        load_bundle(bundle)
+    assert field in err.value.field

@@ -34,6 +34,9 @@ ELEMENTWISE = frozenset({
     "aten.bitwise_and.Tensor", "aten.bitwise_or.Tensor", "aten.add.Scalar", "aten.mul.Scalar",
     "aten.sub.Scalar", "aten.div.Scalar", "aten.pow.Tensor_Scalar", "aten.abs.default"})
 
+# the binary ones whose optimized kernels broadcast one axis (the last) of a 2-D operand
+FLAT_OPS = frozenset({"aten.add.Tensor", "aten.sub.Tensor", "aten.mul.Tensor", "aten.div.Tensor"})
+
 
 def _name(node: Any) -> str:
     return getattr(node.target, "__name__", str(node.target)) if node.op == "call_function" else ""
@@ -117,6 +120,7 @@ class _Rewrite:
         self.view = exir_ops.edge.aten.view_copy.default
         self.unsqueeze = exir_ops.edge.aten.unsqueeze_copy.default
         self.small_of: dict[Any, Any] = {}
+        self.flat_of: dict[Any, Any] = {}
         self.asis_of: dict[Any, Any] = {}
         self.tform_of: dict[Any, Any] = {}
         self.created: set[Any] = set()
@@ -184,11 +188,39 @@ class _Rewrite:
             return self._make(self.permute, (v, SWAP), v, after=v)
         large = set(_large_inputs(v))
         if transposed:
+            flat = self._flat(v, large)
+            if flat is not None:
+                return flat
             args = tuple(self.tform(a) if a in large else self._swapped(a, v) if hasattr(a, "op") else a
                          for a in v.args)
             return self._make(v.target, args, v, before=v)
         v.args = tuple(self.asis(a) if a in large or a in self.members else a for a in v.args)
         return v
+
+    def _flat(self, v: Any, large: set[Any]) -> Any | None:
+        """A binary ``mul``/``add``/``sub``/``div`` of a transposed ``(C, B, H, W)`` member by a
+        per-channel ``(1, C, 1, 1)`` operand (a frozen BatchNorm's scale or shift, their
+        gradients) on the views ``(C, B*H*W)`` and ``(C, 1)``: one broadcast axis, the last, is a
+        case of the optimized kernels; ``(C, 1, 1, 1)`` fell to the portable broadcasting loop
+        (9 % of a MobileNetV2 step). None where it does not apply."""
+        if _name(v) not in FLAT_OPS or v.kwargs or len(v.args) != 2 or len(large) != 1:
+            return None
+        shape = list(v.meta["val"].shape)
+        big = next(iter(large))
+        small = next((a for a in v.args if a is not big), None)
+        if not hasattr(small, "op") or len(shape) != 4 or not isinstance(shape[1], int):
+            return None
+        full = list(small.meta["val"].shape)
+        full = [1] * (4 - len(full)) + full
+        if len(full) != 4 or full != [1, shape[1], 1, 1]:
+            return None
+        c = shape[1]
+        if small not in self.flat_of:
+            self.flat_of[small] = self._make(self.view, (small, [c, 1]), small, after=small)
+        wide = self._make(self.view, (self.tform(big), [c, -1]), v, before=v)
+        args = tuple(wide if a is big else self.flat_of[small] for a in v.args)
+        out = self._make(v.target, args, v, before=v)
+        return self._make(self.view, (out, [c, -1, *shape[2:]]), v, before=v)
 
     def _sum_transposed(self, user: Any, v: Any) -> None:
         """``user`` (a sum of ``v``, :func:`_absorbs`) over ``v`` transposed; a kept axis of

@@ -30,9 +30,10 @@ lint: $(STAMP)
 
 # The report's browser test needs Chromium: installed when missing, and required (not skipped).
 # Two workers (pytest-xdist) on the two cores CI has; a module's tests stay on one worker, in
-# order, so its bundles are built once (tests/conftest.py, docs/DECISIONS.md).
+# order, so its bundles are built once (tests/conftest.py, docs/DECISIONS.md). The log ends with the
+# 25 slowest tests: where the suite's time goes, for keeping it well under 15 minutes.
 pytest: $(STAMP) browser-deps
-	MOBILE_LR_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest -n 2 --dist loadgroup tests mobile_lr
+	MOBILE_LR_REQUIRE_CHROMIUM=1 $(BIN)/python -m pytest -n 2 --dist loadgroup --durations=25 tests mobile_lr
 
 browser-deps:
 	@bash tests/ensure-chromium.sh

@@ -66,16 +66,19 @@ class ModelIo(val inputName: String, val inputShape: List<Long>, val labelsName:
             val path = "model.$key"
             val obj = getObject(model[key], path)
             val shape = obj["shape"] as? List<*>
-            val allowed = "[-1, d1, d2, ...] with 1..8 sizes d >= 1 and at most 2**31 elements per sample"
+            // the Python manifest reader's MAX_SAMPLE_ELEMENTS: a runtime allocates from these shapes
+            val allowed = "[-1, d1, d2, ...] with 1..8 sizes d >= 1 and at most 2**24 elements per sample"
             if (shape == null || shape.size !in 1..9 || shape[0] != -1L) {
                 throw ValidationError("$path.shape", "expected a batch shape, got ${pyRepr(obj["shape"])}".take(200), allowed)
             }
             val dims = ArrayList<Long>()
+            var per = 1L   // checked after every size: 8 sizes of 2^31 overflowed the Long product
             for ((i, d) in shape.drop(1).withIndex()) {
-                if (d !is Long || d < 1 || d > (1L shl 31)) throw ValidationError(join("$path.shape", i + 1), "not a size >= 1", allowed)
+                if (d !is Long || d < 1 || d > (1L shl 24)) throw ValidationError(join("$path.shape", i + 1), "not a size >= 1", allowed)
                 dims.add(d)
+                per *= d
+                if (per > (1L shl 24)) throw ValidationError("$path.shape", "too many elements per sample", allowed)
             }
-            if (dims.fold(1L) { a, b -> a * b } > (1L shl 31)) throw ValidationError("$path.shape", "too many elements per sample", allowed)
             if (obj["dtype"] != "float32") throw ValidationError("$path.dtype", "unknown value ${pyRepr(obj["dtype"])}", "float32")
             return Pair(obj, dims)
         }

@@ -251,6 +251,20 @@ class BundleVerifierTest {
             ((m["model"] as MutableMap<String, Any?>)["labels"] as MutableMap<String, Any?>)["classes"] = "10"
         }
         refused("manifest.json: model.labels.classes", "expected an integer")
+        // 2^31 a sample was accepted; eight sizes of 2^31 overflowed the Long product to 0
+        for (shape in listOf(listOf(-1L, 1L shl 31), listOf(-1L, 1L shl 12, (1L shl 12) + 1),
+                             listOf(-1L) + List(8) { 1L shl 24 })) {
+            writeManifest { m ->
+                @Suppress("UNCHECKED_CAST")
+                ((m["model"] as MutableMap<String, Any?>)["input"] as MutableMap<String, Any?>)["shape"] = shape
+            }
+            try {
+                BundleVerifier.verify(dir)
+                fail("shape $shape accepted")
+            } catch (e: BundleError) {
+                assertTrue(e.message, e.file.startsWith("manifest.json: model.input.shape"))
+            }
+        }
     }
 
     @Test

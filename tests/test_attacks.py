@@ -944,3 +944,12 @@ def test_a_manifest_cannot_declare_a_huge_tensor(edit, field, tmp_path, mlp_bund
     with pytest.raises(BundleError) as err:
         load_bundle(bundle)
     assert field in err.value.field
+
+
+@pytest.mark.parametrize("steps", [True, 1.5, "100", None, 0])
+def test_recommended_setup_refuses_a_step_count_that_is_not_one(steps):
+    from mobile_lr.manager.recommended import recommended_setup
+
+    with pytest.raises(ValidationError) as err:   # int() made True one step and 1.5 one step
+        recommended_setup("ort", None, 0.1, steps)
+    assert err.value.field == "nominal_steps"

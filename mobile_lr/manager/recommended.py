@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mobile_lr.schedules import parse_spec
-from mobile_lr.validation import ValidationError, check_number, get_object, join
+from mobile_lr.validation import ValidationError, check_int, check_number, get_object, join
 from mobile_lr.validation.schema import Record, choice, custom, integer, nested, number
 
 from .config import HORIZONS, DivergenceConfig, ManagerConfig
@@ -273,6 +273,7 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
     if runtime not in RUNTIME_KINDS:
         raise ValidationError("runtime", f"unknown value {runtime!r}", ", ".join(RUNTIME_KINDS))
     check_number(base_lr, "base_lr", lo=0.0, lo_open=True)
+    nominal_steps = check_int(nominal_steps, "nominal_steps", lo=1)   # int() took True and 1.5 as 1
     o = options if isinstance(options, SetupOptions) else SetupOptions.from_dict(options or {})
     averaging = _averaging(runtime, manifest, o.averaging)
     spec: dict[str, Any] = {"format": "mobile-lr.schedule/1", "base_lr": float(base_lr)}
@@ -297,7 +298,7 @@ def recommended_setup(runtime: str, manifest: Manifest | None, base_lr: float,
         spec["shape"] = {"type": "constant", "factor": 1.0}
         spec["budget"] = {"mode": "fixed"}
     power = o.peak_power if averaging == "ema" else o.sf_peak_power
-    config: dict[str, Any] = {"nominal_steps": int(nominal_steps), "peak_lr": {"type": "none"}}
+    config: dict[str, Any] = {"nominal_steps": nominal_steps, "peak_lr": {"type": "none"}}
     if power > 0.0:
         config["peak_lr"] = {"type": "budget_power", "power": power, "max_factor": o.peak_max_factor}
     if ramp and o.sf_warmup_horizon == "battery":

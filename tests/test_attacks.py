@@ -953,3 +953,20 @@ def test_recommended_setup_refuses_a_step_count_that_is_not_one(steps):
     with pytest.raises(ValidationError) as err:   # int() made True one step and 1.5 one step
         recommended_setup("ort", None, 0.1, steps)
     assert err.value.field == "nominal_steps"
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"recipe": 5}, "recipe"),                       # AttributeError: 'int' has no 'batch_size'
+    ({"schedule": [1]}, "schedule"), ({"policy": 3.5}, "policy"),   # TypeError from os.fspath
+    ({"out_dir": 5}, "out_dir"),
+    ({"backends": "ort"}, "backend"),                # read as o, r, t
+])
+def test_export_bundle_names_the_argument_of_a_wrong_type(kwargs, field, tmp_path):
+    from mobile_lr.export import export_bundle
+
+    args = {"recipe": "digits-mlp", "out_dir": tmp_path / "b", "backends": ["ort"], **kwargs}
+    with pytest.raises(ValidationError) as err:
+        export_bundle(**args)
+    assert err.value.field == field
+    assert "o,r,t" not in str(err.value)
+    assert not (tmp_path / "b").exists()

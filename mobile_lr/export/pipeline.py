@@ -75,6 +75,9 @@ def versions() -> dict[str, str]:
 def _load_json_arg(value: Mapping[str, Any] | str | os.PathLike[str] | None, field: str) -> Any:
     if value is None or isinstance(value, Mapping):
         return value
+    if not isinstance(value, str | os.PathLike):   # a list reached os.fspath's TypeError
+        raise ValidationError(field, f"expected an object or a file path, got {type(value).__name__}",
+                              "a JSON object (dict) or the path of a JSON file")
     return read_json(value, field)
 
 
@@ -194,6 +197,13 @@ def export_bundle(recipe: Recipe | str, out_dir: str | os.PathLike[str],
     say = log or (lambda _msg: None)
     if isinstance(recipe, str):
         recipe = load_recipe(recipe)
+    if not isinstance(recipe, Recipe):
+        raise ValidationError("recipe", f"expected a Recipe or a recipe name, got {type(recipe).__name__}")
+    if not isinstance(out_dir, str | os.PathLike):
+        raise ValidationError("out_dir", f"expected a path, got {type(out_dir).__name__}", "str or Path")
+    if isinstance(backends, str):   # iterated as its letters: "o,r,t is not a backend list"
+        raise ValidationError("backend", f"expected a list of backends, got {backends[:40]!r}",
+                              f"a list of {', '.join(BACKENDS)}")
     backends = list(dict.fromkeys(backends))
     if not backends or any(b not in BACKENDS for b in backends):
         raise ValidationError("backend", f"{','.join(backends) or 'nothing'} is not a backend list",

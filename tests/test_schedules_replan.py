@@ -159,12 +159,7 @@ def test_warmup_is_capped_at_a_fraction_of_the_total():
 @given(seed=st.integers(0, 2**32 - 1))
 def test_a_valid_spec_never_yields_nan_inf_or_negative(seed):
     rng = random.Random(seed)
-    s = parse_spec(random_spec(rng))
-    plan = random_plan(rng)
-    state = s.plateau_start() if s.is_plateau else None
-    if state is not None:
-        for _ in range(rng.randint(0, 40)):
-            state = s.plateau_observe(state, rng.uniform(-10, 10))
+    s, plan, state = _random_case(rng)
     horizon = max(total for _, total in plan) + 50
     lrs = s.lrs(np.arange(horizon), plan, state)
     assert np.all(np.isfinite(lrs)) and np.all(lrs >= 0)
@@ -191,12 +186,7 @@ def test_the_lr_table_is_the_scalar_path_bit_for_bit(seed):
 
 
 def _check_table(rng, table_min):
-    s = parse_spec(random_spec(rng))
-    plan = random_plan(rng)
-    state = s.plateau_start() if s.is_plateau else None
-    if state is not None:
-        for _ in range(rng.randint(0, 40)):
-            state = s.plateau_observe(state, rng.uniform(-10, 10))
+    s, plan, state = _random_case(rng)
     f = s.lr_function(plan, state)
     scale = rng.choice([1.0, 0.37, 3.0 ** -0.5])
     start = rng.randint(0, max(total for _, total in plan) + 20)
@@ -212,3 +202,14 @@ def test_no_steps_give_no_lrs(name):
     s = parse_spec(EXAMPLES[name])
     assert s.lrs([], [(0, 300), (40, 90)]).shape == (0,)
     assert s.lrs(np.zeros((0, 2)), [(0, 300)]).shape == (0, 2)
+
+
+def _random_case(rng):
+    """A random valid spec, plan and (for a plateau) a state after up to 40 observed losses."""
+    s = parse_spec(random_spec(rng))
+    plan = random_plan(rng)
+    state = s.plateau_start() if s.is_plateau else None
+    if state is not None:
+        for _ in range(rng.randint(0, 40)):
+            state = s.plateau_observe(state, rng.uniform(-10, 10))
+    return s, plan, state

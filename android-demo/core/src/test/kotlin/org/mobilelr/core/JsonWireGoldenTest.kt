@@ -51,7 +51,7 @@ class JsonWireGoldenTest {
         val bad = Mismatches("ONNX wire cases")
         for (c in cases) {
             val hex = c["hex"] as String
-            val bytes = ByteArray(hex.length / 2) { hex.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
+            val bytes = hexBytes(hex)
             try {
                 val refs = OnnxWire.externalDataRefs(bytes)
                 if (c["error"] == true) bad.add("${c["name"]}: accepted, Python refuses it")
@@ -71,7 +71,7 @@ class JsonWireGoldenTest {
         for (c in cases) {
             val name = c["name"] as String
             val hex = c["hex"] as String
-            val bytes = ByteArray(hex.length / 2) { hex.substring(2 * it, 2 * it + 2).toInt(16).toByte() }
+            val bytes = hexBytes(hex)
             val label = "$name ${hex.take(40)}"
             try {
                 BundleVerifier.checkContent(name, bytes)
@@ -107,3 +107,7 @@ class JsonWireGoldenTest {
         assertTrue(cases.size >= 30)
     }
 }
+
+/** The bytes a golden case writes as lowercase hex (Python's `bytes.hex()`). */
+private fun hexBytes(hex: String): ByteArray =
+    ByteArray(hex.length / 2) { hex.substring(2 * it, 2 * it + 2).toInt(16).toByte() }

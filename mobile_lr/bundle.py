@@ -740,6 +740,12 @@ def _check_file(root: Path, name: str, entry: FileEntry) -> None:
 
 def load_bundle(bundle_dir: str | os.PathLike[str], expected_sha256: str | None = None) -> Bundle:
     """:func:`verify_bundle`, returning the manifest together with the bundle's identity."""
+    if not isinstance(bundle_dir, str | os.PathLike):   # os.fspath's TypeError named no argument
+        raise ValidationError("bundle_dir", f"expected a path, got {type(bundle_dir).__name__}",
+                              "str or Path")
+    if expected_sha256 is not None and not isinstance(expected_sha256, str):
+        raise ValidationError("expected_sha256", f"expected a string, got {type(expected_sha256).__name__}",
+                              "64 hex digits, as printed by mobile-lr export")
     root = Path(bundle_dir)
     data = _read_manifest_bytes(root)
     identity = hashlib.sha256(data).hexdigest()

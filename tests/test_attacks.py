@@ -970,3 +970,14 @@ def test_export_bundle_names_the_argument_of_a_wrong_type(kwargs, field, tmp_pat
     assert err.value.field == field
     assert "o,r,t" not in str(err.value)
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("args, field", [((5,), "bundle_dir"), ((None,), "bundle_dir")])
+def test_open_runtime_names_a_bundle_argument_of_the_wrong_type(args, field, mlp_bundle):
+    for kind in ("ort", "torch"):   # os.fspath's TypeError, an int identity's AttributeError
+        with pytest.raises(ValidationError) as err:
+            open_runtime(kind, *args)
+        assert err.value.field == field
+    with pytest.raises(ValidationError) as err:
+        open_runtime("ort", mlp_bundle, expected_sha256=5)
+    assert err.value.field == "expected_sha256"
